@@ -1,0 +1,62 @@
+"""Errors the ledger's rules raise: values a caller can act on.
+
+Each carries the facts an operator needs (loan, state, field, command) so the
+CLI can render it once without guessing. Nothing is appended when one is raised.
+"""
+
+from __future__ import annotations
+
+
+class LedgerError(Exception):
+    """Base of every rule violation; ``str()`` is the message shown to users."""
+
+
+class InvalidAmount(LedgerError):
+    def __init__(self, field: str, reason: str):
+        self.field = field
+        self.reason = reason
+        super().__init__(f"{field}: {reason}")
+
+
+class InvalidCommand(LedgerError):
+    """A line that is not a valid command (syntax, field, type)."""
+
+
+class IllegalTransition(LedgerError):
+    def __init__(self, loan_id: str, state: str, command: str, reason: str = ""):
+        self.loan_id = loan_id
+        self.state = state
+        self.command = command
+        detail = f": {reason}" if reason else ""
+        super().__init__(
+            f"loan {loan_id} is {state}; cannot apply '{command}'{detail}"
+        )
+
+
+class RuleViolation(LedgerError):
+    """A command that is legal in this state but breaks a business rule."""
+
+    def __init__(self, loan_id: str, command: str, reason: str):
+        self.loan_id = loan_id
+        self.command = command
+        self.reason = reason
+        super().__init__(f"loan {loan_id}: '{command}' rejected: {reason}")
+
+
+class CostCapExceeded(LedgerError):
+    def __init__(self, rate, cap):
+        self.rate = rate
+        self.cap = cap
+        super().__init__(
+            f"annualised cost {rate:.4%} exceeds the cap of {cap:.2%}"
+        )
+
+
+class IdempotencyConflict(LedgerError):
+    def __init__(self, key: str, loan_id: str):
+        self.key = key
+        self.loan_id = loan_id
+        super().__init__(
+            f"idempotency_key {key!r} was already used (loan {loan_id}) "
+            "with different content"
+        )

@@ -1,0 +1,306 @@
+"""The Loan aggregate: the facts of one loan, and the rules for adding to them.
+
+Each public command method checks the rules against the current facts and only
+then triggers its event; the ``@event`` methods only record. Replaying history
+therefore never re-judges it (a cap changed in configuration later does not
+make yesterday's approval invalid).
+
+Balances are never stored: ``position()`` re-derives them from the facts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import date, datetime
+from decimal import Decimal
+from uuid import NAMESPACE_URL, UUID, uuid5
+from zoneinfo import ZoneInfo
+
+from eventsourcing.domain import Aggregate, event
+
+from domain.errors import IllegalTransition, RuleViolation
+from domain.position import Movement, Position, position_as_of
+from domain.terms import (
+    PRINCIPAL_MAX,
+    PRINCIPAL_MIN,
+    TERM_DAYS_MAX,
+    TERM_DAYS_MIN,
+    Terms,
+    check_cost_cap,
+)
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")  # value dates are calendar dates there
+LOAN_NAMESPACE = uuid5(NAMESPACE_URL, "urn:loan-ledger:loan")
+
+
+def loan_uuid(loan_id: str) -> UUID:
+    """Stable store id for a loan's string id: the same on every store."""
+    return uuid5(LOAN_NAMESPACE, loan_id)
+
+
+@dataclass(frozen=True)
+class MoneyIn:
+    """A repayment or collection as recorded, with its reversal if any."""
+
+    key: str
+    kind: str  # "repayment" | "collection"
+    amount: Decimal
+    value_date: date
+    seq: int
+    bank_ref: str | None = None
+    agency: str | None = None
+    reversed_by: str | None = None
+
+
+class Loan(Aggregate):
+    """One loan from application to closing, write-off and recoveries."""
+
+    @staticmethod
+    def create_id(loan_id: str, **_: object) -> UUID:
+        return loan_uuid(loan_id)
+
+    # ---- application ------------------------------------------------------
+    @event("Applied")
+    def __init__(
+        self,
+        loan_id: str,
+        borrower_id: str,
+        principal: Decimal,
+        term_days: int,
+        product: str,
+        channel: str,
+        idempotency_key: str,
+        occurred_at: datetime,
+    ):
+        self.loan_id = loan_id
+        self.borrower_id = borrower_id
+        self.requested_principal = principal
+        self.requested_term_days = term_days
+        self.product = product
+        self.channel = channel
+        self.applied_at = occurred_at
+        self.phase = "applied"  # applied | approved | declined | funded | written_off
+        self.score: Decimal | None = None
+        self.model_version: str | None = None
+        self.decision: str | None = None
+        self.decided_at: datetime | None = None
+        self.terms: Terms | None = None
+        self.bank: str | None = None
+        self.bank_ref: str | None = None
+        self.funding_key: str | None = None
+        self.funded_on: date | None = None
+        self.money_in: list[MoneyIn] = []
+        self.overdue_marks: list[tuple[date, int, str]] = []  # (as_of, dpd, bucket)
+        self.written_off_on: date | None = None
+        self.keys: set[str] = {idempotency_key}
+
+    # ---- commands: rules first, then the event ------------------------------
+    def score_application(
+        self,
+        *,
+        score: Decimal,
+        model_version: str,
+        decision: str,
+        terms: Terms | None,
+        cost_cap: Decimal,
+        idempotency_key: str,
+        occurred_at: datetime,
+    ) -> None:
+        self._require("scored", {"applied"})
+        fields: dict[str, object] = {}
+        if decision == "approved":
+            assert terms is not None
+            if not PRINCIPAL_MIN <= terms.principal <= PRINCIPAL_MAX:
+                self._reject("scored", f"principal {terms.principal} is outside {PRINCIPAL_MIN}-{PRINCIPAL_MAX}")
+            if not TERM_DAYS_MIN <= terms.term_days <= TERM_DAYS_MAX:
+                self._reject("scored", f"term_days {terms.term_days} is outside {TERM_DAYS_MIN}-{TERM_DAYS_MAX}")
+            try:
+                check_cost_cap(terms, cost_cap)
+            except Exception as e:
+                self._reject("scored", str(e))
+            fields = {
+                "principal": terms.principal,
+                "term_days": terms.term_days,
+                "daily_rate": terms.daily_rate,
+                "fee": terms.fee,
+                "penalty_daily_rate": terms.penalty_daily_rate,
+                "grace_days": terms.grace_days,
+                "allocation_order": list(terms.allocation_order),
+            }
+        self._scored(
+            score=score,
+            model_version=model_version,
+            decision=decision,
+            terms=fields,
+            idempotency_key=idempotency_key,
+            occurred_at=occurred_at,
+        )
+
+    def fund(
+        self, *, bank: str, bank_ref: str, amount: Decimal, value_date: date,
+        idempotency_key: str, occurred_at: datetime,
+    ) -> None:
+        self._require("funded", {"approved"})
+        assert self.terms is not None
+        if amount != self.terms.principal:
+            self._reject("funded", f"amount {amount} must equal the approved principal {self.terms.principal}")
+        applied_on = self.applied_at.astimezone(SHANGHAI).date()
+        if value_date < applied_on:
+            self._reject("funded", f"value_date {value_date} is before the application on {applied_on}")
+        self._funded(bank=bank, bank_ref=bank_ref, amount=amount, value_date=value_date,
+                     idempotency_key=idempotency_key, occurred_at=occurred_at)
+
+    def receive(
+        self, *, kind: str, amount: Decimal, value_date: date, idempotency_key: str,
+        occurred_at: datetime, bank_ref: str | None = None, agency: str | None = None,
+        channel: str | None = None, stage: str | None = None,
+    ) -> None:
+        """A repayment (bank_ref) or a collection (agency): money from the borrower."""
+        command = "repaid" if kind == "repayment" else "collected"
+        self._require(command, {"funded", "written_off"})
+        assert self.funded_on is not None
+        if value_date < self.funded_on:
+            self._reject(command, f"value_date {value_date} is before funding on {self.funded_on}")
+        if bank_ref is not None:
+            for m in self.money_in:
+                if m.bank_ref == bank_ref:
+                    self._reject(command, f"bank_ref {bank_ref!r} is already recorded on this loan (key {m.key!r})")
+        if kind == "repayment":
+            self._repaid(amount=amount, bank_ref=bank_ref, value_date=value_date, channel=channel,
+                         idempotency_key=idempotency_key, occurred_at=occurred_at)
+        else:
+            self._collected(amount=amount, agency=agency, value_date=value_date, stage=stage,
+                            idempotency_key=idempotency_key, occurred_at=occurred_at)
+
+    def mark_overdue(self, *, as_of: date, idempotency_key: str, occurred_at: datetime) -> None:
+        self._require("overdue", {"funded"})
+        position = self.position(as_of)
+        if position.dpd <= 0:
+            self._reject("overdue", f"nothing is past due as of {as_of} (due {position.due_date})")
+        if self.overdue_marks and self.overdue_marks[-1][2] == position.bucket:
+            self._reject("overdue", f"already marked {position.bucket} on {self.overdue_marks[-1][0]}")
+        self._overdue(as_of=as_of, dpd=position.dpd, bucket=position.bucket,
+                      idempotency_key=idempotency_key, occurred_at=occurred_at)
+
+    def write_off(self, *, value_date: date, reason: str | None, idempotency_key: str,
+                  occurred_at: datetime) -> None:
+        self._require("written_off", {"funded"})
+        assert self.funded_on is not None
+        if value_date < self.funded_on:
+            self._reject("written_off", f"value_date {value_date} is before funding on {self.funded_on}")
+        if self.position(value_date).total == 0:
+            self._reject("written_off", f"nothing is owed as of {value_date}")
+        self._written_off(value_date=value_date, reason=reason,
+                          idempotency_key=idempotency_key, occurred_at=occurred_at)
+
+    def reverse(self, *, reverses: str, reason: str, idempotency_key: str, occurred_at: datetime) -> None:
+        if reverses == self.funding_key:
+            self._reject("reversed", "reversing a disbursement is not supported; "
+                         "record the returned funds as a repayment instead")
+        target = next((m for m in self.money_in if m.key == reverses), None)
+        if target is None:
+            self._reject("reversed", f"no repayment or collection with idempotency_key {reverses!r} on this loan")
+        assert target is not None
+        if target.reversed_by is not None:
+            self._reject("reversed", f"{reverses!r} was already reversed by {target.reversed_by!r}")
+        self._reversed(reverses=reverses, reason=reason,
+                       idempotency_key=idempotency_key, occurred_at=occurred_at)
+
+    # ---- events: record only ----------------------------------------------
+    @event("Scored")
+    def _scored(self, score: Decimal, model_version: str, decision: str, terms: dict,
+                idempotency_key: str, occurred_at: datetime) -> None:
+        self.score = score
+        self.model_version = model_version
+        self.decision = decision
+        self.decided_at = occurred_at
+        self.phase = "approved" if decision == "approved" else "declined"
+        if terms:
+            self.terms = Terms(**{**terms, "allocation_order": tuple(terms["allocation_order"])})
+        self.keys.add(idempotency_key)
+
+    @event("Funded")
+    def _funded(self, bank: str, bank_ref: str, amount: Decimal, value_date: date,
+                idempotency_key: str, occurred_at: datetime) -> None:
+        self.bank = bank
+        self.bank_ref = bank_ref
+        self.funded_on = value_date
+        self.funding_key = idempotency_key
+        self.phase = "funded"
+        self.keys.add(idempotency_key)
+
+    @event("Repaid")
+    def _repaid(self, amount: Decimal, bank_ref: str, value_date: date, channel: str | None,
+                idempotency_key: str, occurred_at: datetime) -> None:
+        self._add_money_in("repayment", amount, value_date, idempotency_key, bank_ref=bank_ref)
+
+    @event("Collected")
+    def _collected(self, amount: Decimal, agency: str, value_date: date, stage: str | None,
+                   idempotency_key: str, occurred_at: datetime) -> None:
+        self._add_money_in("collection", amount, value_date, idempotency_key, agency=agency)
+
+    @event("Overdue")
+    def _overdue(self, as_of: date, dpd: int, bucket: str, idempotency_key: str,
+                 occurred_at: datetime) -> None:
+        self.overdue_marks.append((as_of, dpd, bucket))
+        self.keys.add(idempotency_key)
+
+    @event("WrittenOff")
+    def _written_off(self, value_date: date, reason: str | None, idempotency_key: str,
+                     occurred_at: datetime) -> None:
+        self.written_off_on = value_date
+        self.phase = "written_off"
+        self.keys.add(idempotency_key)
+
+    @event("Reversed")
+    def _reversed(self, reverses: str, reason: str, idempotency_key: str, occurred_at: datetime) -> None:
+        self.money_in = [
+            replace(m, reversed_by=idempotency_key) if m.key == reverses else m for m in self.money_in
+        ]
+        self.keys.add(idempotency_key)
+
+    # ---- derived ---------------------------------------------------------------
+    def _add_money_in(self, kind: str, amount: Decimal, value_date: date, key: str, **ref: str | None) -> None:
+        self.money_in.append(
+            MoneyIn(key=key, kind=kind, amount=amount, value_date=value_date,
+                    seq=self.version, **ref)
+        )
+        self.keys.add(key)
+
+    def movements(self) -> list[Movement]:
+        return [
+            Movement(key=m.key, value_date=m.value_date, amount=m.amount, kind=m.kind, seq=m.seq)
+            for m in self.money_in
+            if m.reversed_by is None
+        ]
+
+    def position(self, as_of: date) -> Position:
+        if self.terms is None or self.funded_on is None:
+            raise RuleViolation(self.loan_id, "position", f"loan is {self.phase}, not funded")
+        return position_as_of(self.terms, self.funded_on, self.movements(), as_of, self.written_off_on)
+
+    def state_as_of(self, as_of: date) -> str:
+        """The contract's state names, derived as of a value date."""
+        if self.phase in ("applied", "approved", "declined"):
+            return self.phase
+        assert self.funded_on is not None
+        if as_of < self.funded_on:
+            return "approved"
+        if self.written_off_on is not None and self.written_off_on <= as_of:
+            return "written_off"
+        position = self.position(as_of)
+        if position.total == 0:
+            return "repaid"
+        return "overdue" if position.dpd > 0 else "funded"
+
+    def last_marked_bucket(self) -> str:
+        return self.overdue_marks[-1][2] if self.overdue_marks else "current"
+
+    # ---- guards ---------------------------------------------------------------
+    def _require(self, command: str, phases: set[str]) -> None:
+        if self.phase not in phases:
+            raise IllegalTransition(self.loan_id, self.phase, command)
+
+    def _reject(self, command: str, reason: str) -> None:
+        raise RuleViolation(self.loan_id, command, reason)
+

@@ -1,0 +1,179 @@
+"""The ledger application: append commands exactly once, read loans bitemporally.
+
+Appending a batch:
+1. keys already stored are answered at once: same content is a duplicate,
+   other content a conflict;
+2. the rest are applied, loan by loan and in input order, to the loans' current
+   state; a command that breaks a rule is rejected alone;
+3. every accepted event and its idempotency key go in ONE transaction;
+4. if that transaction loses a race (another writer changed one of the loans,
+   or stored one of the keys), nothing of it was written, and each loan is
+   retried alone against its new state, a bounded number of times.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Iterable, Sequence
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import IntegrityError, Transcoder
+
+from domain.errors import IdempotencyConflict, LedgerError
+from domain.loan import Loan, loan_uuid
+from ledger.commands import Applied, _Command
+from ledger.config import Settings, store_env
+from ledger.handlers import handle
+from ledger.store import DateAsISO, KeyRecord
+
+APPENDED, DUPLICATE, REJECTED = "appended", "duplicate", "rejected"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str
+    loan_id: str | None
+    error: str | None = None
+
+
+class Ledger(Application):
+    """One event stream per loan; table ``ledger_events`` on PostgreSQL."""
+
+    name = "Ledger"
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        super().__init__(env=store_env(settings.db_url))
+
+    def register_transcodings(self, transcoder: Transcoder) -> None:
+        super().register_transcodings(transcoder)
+        transcoder.register(DateAsISO())
+
+    # ---- writing ----------------------------------------------------------------
+    def append(self, commands: Sequence[_Command]) -> list[Outcome]:
+        """Append a batch; one Outcome per command, in order."""
+        outcomes: list[Outcome | None] = [None] * len(commands)
+        stored = self.recorder.find_keys(sorted({cmd.idempotency_key for cmd in commands}))
+        by_loan: dict[str, list[int]] = defaultdict(list)
+        first_in_batch: dict[str, int] = {}
+        for i, cmd in enumerate(commands):
+            record = stored.get(cmd.idempotency_key)
+            if record is not None:
+                outcomes[i] = _repeat(cmd, record.content_hash, record.loan_id)
+            elif cmd.idempotency_key in first_in_batch:
+                first = commands[first_in_batch[cmd.idempotency_key]]
+                outcomes[i] = _repeat(cmd, first.content_hash(), first.loan_id)
+            else:
+                first_in_batch[cmd.idempotency_key] = i
+                by_loan[cmd.loan_id].append(i)
+
+        staged = {loan_id: self._stage(loan_id, [commands[i] for i in idx]) for loan_id, idx in by_loan.items()}
+        try:
+            self._save([s for s in staged.values() if s.loan is not None])
+            for loan_id, idx in by_loan.items():
+                for i, outcome in zip(idx, staged[loan_id].outcomes):
+                    outcomes[i] = outcome
+        except IntegrityError:
+            for loan_id, idx in by_loan.items():
+                for i, outcome in zip(idx, self._append_one_loan(loan_id, [commands[i] for i in idx])):
+                    outcomes[i] = outcome
+        assert all(o is not None for o in outcomes)
+        return outcomes  # type: ignore[return-value]
+
+    def _append_one_loan(self, loan_id: str, cmds: list[_Command]) -> list[Outcome]:
+        """The fallback: this loan alone, against its freshest state, with bounded retries."""
+        for _ in range(self.settings.max_retries):
+            stored = self.recorder.find_keys([cmd.idempotency_key for cmd in cmds])
+            fresh = [cmd for cmd in cmds if cmd.idempotency_key not in stored]
+            staged = self._stage(loan_id, fresh)
+            try:
+                self._save([staged] if staged.loan is not None else [])
+            except IntegrityError:
+                continue
+            answers = dict(zip((cmd.idempotency_key for cmd in fresh), staged.outcomes))
+            return [
+                answers.get(cmd.idempotency_key)
+                or _repeat(cmd, stored[cmd.idempotency_key].content_hash, stored[cmd.idempotency_key].loan_id)
+                for cmd in cmds
+            ]
+        error = (f"loan {loan_id} kept changing under concurrent writers "
+                 f"({self.settings.max_retries} attempts); nothing appended, retry later")
+        return [Outcome(REJECTED, loan_id, error) for _ in cmds]
+
+    def _stage(self, loan_id: str, cmds: list[_Command]) -> _Staged:
+        loan = self.get_loan(loan_id)
+        outcomes: list[Outcome] = []
+        keys: list[KeyRecord] = []
+        borrowers: dict[str, dict] = {}
+        for cmd in cmds:
+            try:
+                loan = handle(loan, cmd, self.settings)
+            except LedgerError as e:
+                outcomes.append(Outcome(REJECTED, loan_id, str(e)))
+                continue
+            outcomes.append(Outcome(APPENDED, loan_id))
+            keys.append(KeyRecord(cmd.idempotency_key, loan_id, cmd.content_hash(), cmd.type))
+            if isinstance(cmd, Applied) and cmd.borrower:
+                borrowers[cmd.borrower_id] = cmd.borrower
+        return _Staged(loan if keys else None, outcomes, keys, borrowers)
+
+    def _save(self, staged: list[_Staged]) -> None:
+        if not staged:
+            return
+        self.save(
+            *(s.loan for s in staged),
+            idempotency=[k for s in staged for k in s.keys],
+            borrowers={b: d for s in staged for b, d in s.borrowers.items()},
+        )
+
+    # ---- reading ----------------------------------------------------------------
+    def get_loan(self, loan_id: str, known_at: datetime | None = None) -> Loan | None:
+        """The loan as the ledger knew it at ``known_at`` (now when None)."""
+        if known_at is None:
+            try:
+                return self.repository.get(loan_uuid(loan_id))
+            except AggregateNotFoundError:
+                return None
+        loan = None
+        for e in self.loan_events(loan_id, known_at):
+            loan = e.mutate(loan)
+        return loan
+
+    def loan_events(self, loan_id: str, known_at: datetime | None = None) -> list:
+        """The loan's events in order; with ``known_at``, the prefix recorded by then."""
+        events = list(self.events.get(loan_uuid(loan_id)))
+        if known_at is None:
+            return events
+        known = []
+        for e in events:
+            if e.timestamp > known_at:
+                break
+            known.append(e)
+        return known
+
+
+@dataclass
+class _Staged:
+    loan: Loan | None
+    outcomes: list[Outcome]
+    keys: list[KeyRecord]
+    borrowers: dict[str, dict]
+
+
+def _repeat(cmd: _Command, stored_hash: str, stored_loan_id: str) -> Outcome:
+    if stored_hash == cmd.content_hash() and stored_loan_id == cmd.loan_id:
+        return Outcome(DUPLICATE, cmd.loan_id)
+    return Outcome(REJECTED, cmd.loan_id, str(IdempotencyConflict(cmd.idempotency_key, stored_loan_id)))
+
+
+def chunks(items: Iterable, size: int) -> Iterable[list]:
+    batch: list = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

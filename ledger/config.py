@@ -1,0 +1,103 @@
+"""Configuration: where the store is and the business settings a deployment chooses.
+
+Read once at the entry point (CLI) and passed down; nothing below reads the
+environment. The store is always chosen explicitly: the library's in-memory
+default would accept events and lose them at exit.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from urllib.parse import unquote, urlsplit
+
+from domain.delinquency import DEFAULT_WRITE_OFF_DPD
+from domain.terms import COMPONENTS, DEFAULT_ALLOCATION_ORDER, DEFAULT_COST_CAP
+
+DEFAULT_DB_URL = "sqlite:///ledger.db"
+
+
+class ConfigError(Exception):
+    """Bad configuration or usage: the CLI exits 2."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    db_url: str = DEFAULT_DB_URL
+    cost_cap: Decimal = DEFAULT_COST_CAP
+    write_off_dpd: int = DEFAULT_WRITE_OFF_DPD
+    allocation_orders: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    batch_size: int = 500  # commands per transaction: throughput without huge rollbacks
+    max_retries: int = 5  # per loan, when another writer got there first
+
+    def allocation_order(self, product: str) -> tuple[str, ...]:
+        return self.allocation_orders.get(product, DEFAULT_ALLOCATION_ORDER)
+
+
+def settings_from_env(db_url: str | None = None, env: dict[str, str] | None = None) -> Settings:
+    env = dict(os.environ if env is None else env)
+    url = db_url or env.get("LEDGER_DB") or DEFAULT_DB_URL
+    store_env(url)  # fail early on a bad URL
+    try:
+        cap = Decimal(env.get("LEDGER_COST_CAP", str(DEFAULT_COST_CAP)))
+    except InvalidOperation:
+        raise ConfigError(f"LEDGER_COST_CAP={env['LEDGER_COST_CAP']!r} is not a decimal") from None
+    if not Decimal(0) < cap <= Decimal(1):
+        raise ConfigError(f"LEDGER_COST_CAP={cap} must be in (0, 1]")
+    try:
+        write_off_dpd = int(env.get("LEDGER_WRITE_OFF_DPD", DEFAULT_WRITE_OFF_DPD))
+    except ValueError:
+        raise ConfigError("LEDGER_WRITE_OFF_DPD must be an integer") from None
+    return Settings(
+        db_url=url,
+        cost_cap=cap,
+        write_off_dpd=write_off_dpd,
+        allocation_orders=_parse_orders(env.get("LEDGER_ALLOCATION_ORDERS", "")),
+    )
+
+
+def _parse_orders(text: str) -> dict[str, tuple[str, ...]]:
+    """``product=penalty,interest,fee,principal;other=...``"""
+    orders: dict[str, tuple[str, ...]] = {}
+    for item in filter(None, (part.strip() for part in text.split(";"))):
+        product, _, names = item.partition("=")
+        order = tuple(n.strip() for n in names.split(","))
+        if sorted(order) != sorted(COMPONENTS):
+            raise ConfigError(
+                f"LEDGER_ALLOCATION_ORDERS for {product!r}: {names!r} must name each of "
+                f"{', '.join(DEFAULT_ALLOCATION_ORDER)} once"
+            )
+        orders[product.strip()] = order
+    return orders
+
+
+def store_env(url: str) -> dict[str, str]:
+    """The eventsourcing settings for a store URL (sqlite:///PATH or postgresql://...)."""
+    parts = urlsplit(url)
+    if parts.scheme == "sqlite":
+        path = unquote(parts.path[1:] if parts.path.startswith("/") else parts.path)
+        if parts.netloc or not path:
+            raise ConfigError(f"bad SQLite URL {url!r}: use sqlite:///PATH (relative) or sqlite:////abs/path")
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "SQLITE_DBNAME": path,
+            "SQLITE_LOCK_TIMEOUT": "30",
+            "APPLICATION_RECORDER_TOPIC": "ledger.store:LedgerSQLiteRecorder",
+        }
+    if parts.scheme in ("postgresql", "postgres"):
+        dbname = unquote(parts.path.lstrip("/"))
+        if not parts.hostname or not dbname:
+            raise ConfigError(f"bad PostgreSQL URL {url!r}: use postgresql://USER:PASSWORD@HOST:PORT/DBNAME")
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": dbname,
+            "POSTGRES_HOST": parts.hostname,
+            "POSTGRES_PORT": str(parts.port or 5432),
+            "POSTGRES_USER": unquote(parts.username or "postgres"),
+            "POSTGRES_PASSWORD": unquote(parts.password or ""),
+            "POSTGRES_POOL_SIZE": "4",
+            "POSTGRES_LOCK_TIMEOUT": "30",
+            "APPLICATION_RECORDER_TOPIC": "ledger.store:LedgerPostgresRecorder",
+        }
+    raise ConfigError(f"unsupported store URL {url!r}: use sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DBNAME")

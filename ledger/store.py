@@ -1,0 +1,131 @@
+"""Persistence adapters: the library's recorders, plus two tables written in the same transaction.
+
+- ``ledger_idempotency``: one row per accepted command key. Its primary key is
+  what makes a retried command a duplicate even when two writers race: the
+  second transaction fails as a whole and nothing of it is written.
+- ``ledger_borrowers``: personal data from ``applied``, kept out of the events
+  so that it can be erased without editing history (events hold only borrower_id).
+
+Both hook into ``_insert_events``, which the library runs inside the events'
+own transaction (it is how its process recorders write tracking rows).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, Sequence
+
+from eventsourcing.persistence import StoredEvent, Transcoding
+from eventsourcing.postgres import PostgresApplicationRecorder
+from eventsourcing.sqlite import SQLiteApplicationRecorder
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    key: str
+    loan_id: str
+    content_hash: str
+    command: str
+
+
+class DateAsISO(Transcoding):
+    """Value dates are calendar dates; the default transcoder knows only datetimes."""
+
+    type = date
+    name = "date_iso"
+
+    def encode(self, obj: date) -> str:
+        return obj.isoformat()
+
+    def decode(self, data: str) -> date:
+        return date.fromisoformat(data)
+
+
+class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
+    def construct_create_table_statements(self) -> list[str]:
+        return [
+            *super().construct_create_table_statements(),
+            "CREATE TABLE IF NOT EXISTS ledger_idempotency ("
+            " key TEXT PRIMARY KEY, loan_id TEXT NOT NULL,"
+            " content_hash TEXT NOT NULL, command TEXT NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS ledger_borrowers ("
+            " borrower_id TEXT PRIMARY KEY, data TEXT NOT NULL)",
+        ]
+
+    def _insert_events(self, c: Any, stored_events: Sequence[StoredEvent], **kwargs: Any):
+        returning = super()._insert_events(c, stored_events, **kwargs)
+        keys: Sequence[KeyRecord] = kwargs.get("idempotency", ())
+        if keys:
+            c.executemany(
+                "INSERT INTO ledger_idempotency VALUES (?,?,?,?)",
+                [(k.key, k.loan_id, k.content_hash, k.command) for k in keys],
+            )
+        borrowers: dict[str, dict] = kwargs.get("borrowers", {})
+        if borrowers:
+            c.executemany(
+                "INSERT INTO ledger_borrowers VALUES (?,?) "
+                "ON CONFLICT(borrower_id) DO UPDATE SET data=excluded.data",
+                [(b, json.dumps(d, sort_keys=True)) for b, d in borrowers.items()],
+            )
+        return returning
+
+    def find_keys(self, keys: Sequence[str]) -> dict[str, KeyRecord]:
+        found: dict[str, KeyRecord] = {}
+        with self.datastore.transaction(commit=False) as c:
+            for start in range(0, len(keys), 500):
+                chunk = list(keys[start : start + 500])
+                c.execute(
+                    "SELECT key, loan_id, content_hash, command FROM ledger_idempotency "
+                    f"WHERE key IN ({','.join('?' * len(chunk))})",
+                    chunk,
+                )
+                for row in c.fetchall():
+                    found[row[0]] = KeyRecord(row[0], row[1], row[2], row[3])
+        return found
+
+
+class LedgerPostgresRecorder(PostgresApplicationRecorder):
+    def __init__(self, datastore: Any, *, events_table_name: str = "stored_events"):
+        super().__init__(datastore, events_table_name=events_table_name)
+        schema = self.datastore.schema
+        self.sql_create_statements += [
+            f'CREATE TABLE IF NOT EXISTS "{schema}".ledger_idempotency ('
+            " key text PRIMARY KEY, loan_id text NOT NULL,"
+            " content_hash text NOT NULL, command text NOT NULL)",
+            f'CREATE TABLE IF NOT EXISTS "{schema}".ledger_borrowers ('
+            " borrower_id text PRIMARY KEY, data jsonb NOT NULL)",
+        ]
+        self._schema = schema
+
+    def _insert_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
+        super()._insert_events(curs, stored_events, **kwargs)
+        # Sorted, so two writers racing on overlapping keys wait rather than deadlock.
+        keys = sorted(kwargs.get("idempotency", ()), key=lambda k: k.key)
+        if keys:
+            curs.executemany(
+                f'INSERT INTO "{self._schema}".ledger_idempotency VALUES (%s,%s,%s,%s)',
+                [(k.key, k.loan_id, k.content_hash, k.command) for k in keys],
+            )
+        borrowers: dict[str, dict] = kwargs.get("borrowers", {})
+        if borrowers:
+            curs.executemany(
+                f'INSERT INTO "{self._schema}".ledger_borrowers VALUES (%s,%s) '
+                "ON CONFLICT (borrower_id) DO UPDATE SET data=excluded.data",
+                [(b, json.dumps(d, sort_keys=True)) for b, d in sorted(borrowers.items())],
+            )
+
+    def find_keys(self, keys: Sequence[str]) -> dict[str, KeyRecord]:
+        if not keys:
+            return {}
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                f'SELECT key, loan_id, content_hash, command FROM "{self._schema}".ledger_idempotency '
+                "WHERE key = ANY(%s)",
+                (list(keys),),
+            )
+            return {
+                r["key"]: KeyRecord(r["key"], r["loan_id"], r["content_hash"], r["command"])
+                for r in curs.fetchall()
+            }
