@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 
-from domain.accrual import accrue_run
+from domain.accrual import AccrualRun, accrual_runs_between
 from domain.allocation import Allocation, allocate
 from domain.components import NOTHING, Components
 from domain.delinquency import bucket, days_past_due
@@ -48,6 +48,7 @@ class Position:
     applied: tuple[AppliedMovement, ...] = field(default=())
     settled_on: date | None = None
     written_off: Components | None = None  # what was written off, when it was
+    accrual_runs: tuple[AccrualRun, ...] = field(default=())
 
     @property
     def total(self) -> Decimal:
@@ -82,6 +83,7 @@ def position_as_of(
     overpayment = ZERO
     cursor = funded_on
     applied: list[AppliedMovement] = []
+    runs: list[AccrualRun] = []
     settled_on: date | None = None
     written_off: Components | None = None
 
@@ -101,9 +103,9 @@ def position_as_of(
         if to <= cursor:
             return
         principal = terms.principal - paid["principal"]
-        interest, penalty = accrue_run(terms, funded_on, principal, cursor, to, stop_on)
-        accrued["interest"] += interest
-        accrued["penalty"] += penalty
+        for run in accrual_runs_between(terms, funded_on, principal, cursor, to, stop_on):
+            accrued[run.component] += run.amount
+            runs.append(run)
         cursor = to
 
     for m in sorted(movements, key=lambda m: (m.value_date, m.seq)):
@@ -135,4 +137,6 @@ def position_as_of(
         applied=tuple(applied),
         settled_on=settled_on,
         written_off=written_off,
+        accrual_runs=tuple(runs),
     )
+

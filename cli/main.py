@@ -1,0 +1,156 @@
+"""`ledger`: the operators' and finance's entry point. Thin: parse, call the application, render."""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from typing import IO
+
+import click
+
+from cli.common import (
+    EXIT_PROBLEM,
+    echo_json,
+    open_ledger,
+    parse_day,
+    parse_moment,
+    store_options,
+)
+from domain.errors import InvalidCommand
+from ledger.commands import parse_command
+from ledger.eod import run_eod
+from ledger.views import loan_view, today_in_shanghai
+
+
+@click.group()
+def cli() -> None:
+    """Event-sourced ledger for short-term consumer micro-loans."""
+
+
+@cli.command()
+@store_options
+def init(db_url: str | None, as_json: bool) -> None:
+    """Create the store and its tables (safe to run again)."""
+    app = open_ledger(db_url)
+    if as_json:
+        echo_json({"store": app.settings.db_url, "status": "ready"})
+    else:
+        click.echo(f"ledger ready at {app.settings.db_url}")
+
+
+@cli.command()
+@click.argument("source", type=click.File("r", encoding="utf-8"), default="-")
+@store_options
+def append(source: IO[str], db_url: str | None, as_json: bool) -> None:
+    """Append JSON Lines commands from FILE (or - for stdin).
+
+    Each line is reported appended, duplicate or rejected (with its line number
+    and reason). Valid lines are appended even when others are rejected;
+    re-running a file appends nothing new. Exit 1 if any line was rejected.
+    """
+    app = open_ledger(db_url)
+    totals: Counter = Counter()
+    pending: list[tuple[int, object]] = []
+
+    def report(line_no: int, status: str, loan_id: str | None, error: str | None = None) -> None:
+        totals[status] += 1
+        if as_json:
+            row = {"line": line_no, "status": status, "loan_id": loan_id}
+            if error:
+                row["error"] = error
+            echo_json(row)
+        elif error:
+            click.echo(f"line {line_no}: rejected: {error}")
+
+    def flush() -> None:
+        if not pending:
+            return
+        for (line_no, _), outcome in zip(pending, app.append([cmd for _, cmd in pending])):
+            report(line_no, outcome.status, outcome.loan_id, outcome.error)
+        pending.clear()
+
+    for line_no, line in enumerate(source, start=1):
+        if not line.strip():
+            continue
+        try:
+            pending.append((line_no, parse_command(line)))
+        except InvalidCommand as e:
+            flush()  # keep the report in line order
+            report(line_no, "rejected", _loan_id_of(line), f"line {line_no}: {e}")
+            continue
+        if len(pending) >= app.settings.batch_size:
+            flush()
+    flush()
+    if not as_json:
+        click.echo(f"appended {totals['appended']}, duplicate {totals['duplicate']}, rejected {totals['rejected']}")
+    if totals["rejected"]:
+        sys.exit(EXIT_PROBLEM)
+
+
+def _loan_id_of(line: str) -> str | None:
+    """Best effort, for the report of a line that did not validate."""
+    try:
+        import json
+
+        value = json.loads(line).get("loan_id")
+        return value if isinstance(value, str) else None
+    except Exception:
+        return None
+
+
+@cli.group()
+def loan() -> None:
+    """One loan."""
+
+
+@loan.command("show")
+@click.argument("loan_id")
+@click.option("--as-of", "as_of", metavar="DATE", help="Value date (default: today in Asia/Shanghai).")
+@click.option("--known-at", "known_at", metavar="TIMESTAMP", help="Only what the ledger had recorded by then.")
+@store_options
+def loan_show(loan_id: str, as_of: str | None, known_at: str | None, db_url: str | None, as_json: bool) -> None:
+    """State, terms, balances, DPD and history of LOAN_ID, as of a date and as known at a time."""
+    app = open_ledger(db_url)
+    day = parse_day(as_of, "--as-of") or today_in_shanghai()
+    moment = parse_moment(known_at, "--known-at")
+    events = app.loan_events(loan_id, moment)
+    loan_obj = app.get_loan(loan_id, moment) if events else None
+    if loan_obj is None:
+        click.echo(f"error: no loan {loan_id}" + (f" known at {known_at}" if moment else ""), err=True)
+        sys.exit(EXIT_PROBLEM)
+    view = loan_view(loan_obj, events, day, moment)
+    if as_json:
+        echo_json(view)
+        return
+    b = view["balances"]
+    click.echo(f"loan {view['loan_id']}  state {view['state']}  bank {view['bank'] or '-'}  "
+               f"due {view['due_date'] or '-'}  DPD {view['dpd']}  bucket {view['bucket']}  (as of {day})")
+    click.echo(f"  principal {b['principal']}  interest {b['interest']}  fee {b['fee']}  "
+               f"penalty {b['penalty']}  overpayment {b['overpayment']}  total owed {b['total']}")
+    for e in view["events"]:
+        detail = ", ".join(f"{k}={v}" for k, v in e.items()
+                           if k not in ("version", "type", "recorded_at", "idempotency_key", "occurred_at"))
+        click.echo(f"  v{e['version']} {e['type']:<11} recorded {e['recorded_at']:%Y-%m-%d %H:%M:%S}  {detail}")
+
+
+@cli.command()
+@click.option("--date", "day", metavar="DATE", help="Value date to close (default: yesterday in Asia/Shanghai).")
+@store_options
+def eod(day: str | None, db_url: str | None, as_json: bool) -> None:
+    """End-of-day job: overdue marks and write-offs. Safe to run twice."""
+    from datetime import timedelta
+
+    app = open_ledger(db_url)
+    close = parse_day(day, "--date") or today_in_shanghai() - timedelta(days=1)
+    report = run_eod(app, close)
+    counts = {f"{kind}:{status}": n for (kind, status), n in sorted(report.outcomes.items())}
+    if as_json:
+        echo_json({"date": close, "loans_checked": report.loans_checked, "outcomes": counts,
+                   "rejected": [{"loan_id": l, "error": e} for l, e in report.rejected]})
+    else:
+        click.echo(f"eod {close}: {report.loans_checked} loans checked; "
+                   + (", ".join(f"{k} {v}" for k, v in counts.items()) or "nothing to do"))
+        for loan_id, error in report.rejected:
+            click.echo(f"  {loan_id}: {error}")
+    if report.rejected:
+        sys.exit(EXIT_PROBLEM)

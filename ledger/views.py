@@ -1,0 +1,67 @@
+"""Read models built on the fly from one loan's events: what `ledger loan show` prints."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from domain.loan import SHANGHAI, Loan
+from domain.money import ZERO, fmt
+
+EVENT_TYPES = {
+    "Applied": "applied", "Scored": "scored", "Funded": "funded", "Repaid": "repaid",
+    "Collected": "collected", "Overdue": "overdue", "WrittenOff": "written_off", "Reversed": "reversed",
+}
+_INTERNAL = {"originator_id", "originator_version", "timestamp", "originator_topic"}
+
+
+def today_in_shanghai() -> date:
+    return datetime.now(SHANGHAI).date()
+
+
+def event_record(e: Any) -> dict[str, Any]:
+    body = {k: v for k, v in vars(e).items() if k not in _INTERNAL}
+    return {
+        "version": e.originator_version,
+        "type": EVENT_TYPES.get(type(e).__name__, type(e).__name__),
+        "recorded_at": e.timestamp,
+        **body,
+    }
+
+
+def loan_view(loan: Loan, events: list, as_of: date, known_at: datetime | None) -> dict[str, Any]:
+    balances = {"principal": ZERO, "interest": ZERO, "fee": ZERO, "penalty": ZERO, "overpayment": ZERO, "total": ZERO}
+    dpd, bucket, due_date = 0, "current", None
+    if loan.terms is not None and loan.funded_on is not None:
+        due_date = loan.terms.due_date(loan.funded_on)
+        if as_of >= loan.funded_on:
+            p = loan.position(as_of)
+            balances = {**p.outstanding.as_dict(), "overpayment": p.overpayment, "total": p.total}
+            dpd, bucket = p.dpd, p.bucket
+    terms = None
+    if loan.terms is not None:
+        t = loan.terms
+        terms = {
+            "principal": fmt(t.principal), "term_days": t.term_days, "daily_rate": str(t.daily_rate),
+            "fee": fmt(t.fee), "penalty_daily_rate": str(t.penalty_daily_rate),
+            "grace_days": t.grace_days, "allocation_order": list(t.allocation_order),
+        }
+    return {
+        "loan_id": loan.loan_id,
+        "as_of": as_of,
+        "known_at": known_at,
+        "state": loan.state_as_of(as_of),
+        "borrower_id": loan.borrower_id,
+        "product": loan.product,
+        "bank": loan.bank,
+        "funded_on": loan.funded_on,
+        "due_date": due_date,
+        "dpd": dpd,
+        "bucket": bucket,
+        "score": loan.score,
+        "model_version": loan.model_version,
+        "terms": terms,
+        "balances": {k: fmt(v) for k, v in balances.items()},
+        "written_off_on": loan.written_off_on,
+        "events": [event_record(e) for e in events],
+    }

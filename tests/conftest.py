@@ -1,0 +1,66 @@
+"""One suite, every store: fixtures parametrised over SQLite and a real PostgreSQL server.
+
+The PostgreSQL server is started by the test run itself (tests/pgserver.py);
+if it cannot start, the run fails: nothing here skips.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from pgserver import ThrowawayPostgres  # noqa: E402
+
+from ledger.app import Ledger  # noqa: E402
+from ledger.config import Settings  # noqa: E402
+
+settings.register_profile(
+    "default", deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+STORES = ["sqlite", "postgres"]
+_db_numbers = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    with ThrowawayPostgres() as server:
+        yield server
+
+
+@pytest.fixture
+def fresh_store_url(request, tmp_path_factory):
+    """A factory of empty stores of the kind this test runs on."""
+    kind = request.param if hasattr(request, "param") else "sqlite"
+
+    def make() -> str:
+        n = next(_db_numbers)
+        if kind == "sqlite":
+            return f"sqlite:///{tmp_path_factory.mktemp('store')}/ledger{n}.db"
+        server = request.getfixturevalue("pg_server")
+        return server.create_database(f"t{os.getpid()}_{n}")
+
+    return make
+
+
+@pytest.fixture(params=STORES)
+def store_url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/ledger.db"
+    server = request.getfixturevalue("pg_server")
+    return server.create_database(f"t{os.getpid()}_{next(_db_numbers)}")
+
+
+@pytest.fixture
+def ledger(store_url) -> Ledger:
+    app = Ledger(Settings(db_url=store_url))
+    yield app
+    app.close()
