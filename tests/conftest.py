@@ -36,21 +36,6 @@ def pg_server():
         yield server
 
 
-@pytest.fixture
-def fresh_store_url(request, tmp_path_factory):
-    """A factory of empty stores of the kind this test runs on."""
-    kind = request.param if hasattr(request, "param") else "sqlite"
-
-    def make() -> str:
-        n = next(_db_numbers)
-        if kind == "sqlite":
-            return f"sqlite:///{tmp_path_factory.mktemp('store')}/ledger{n}.db"
-        server = request.getfixturevalue("pg_server")
-        return server.create_database(f"t{os.getpid()}_{n}")
-
-    return make
-
-
 @pytest.fixture(params=STORES)
 def store_url(request, tmp_path):
     if request.param == "sqlite":
