@@ -16,8 +16,6 @@ from hypothesis import HealthCheck, settings
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from pgserver import ThrowawayPostgres  # noqa: E402
-
 from ledger.app import Ledger  # noqa: E402
 from ledger.config import Settings  # noqa: E402
 
@@ -32,6 +30,8 @@ _db_numbers = itertools.count()
 
 @pytest.fixture(scope="session")
 def pg_server():
+    from pgserver import ThrowawayPostgres
+
     with ThrowawayPostgres() as server:
         yield server
 
