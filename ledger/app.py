@@ -13,6 +13,8 @@ Appending a batch:
 
 from __future__ import annotations
 
+import random
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
@@ -84,7 +86,10 @@ class Ledger(Application):
 
     def _append_one_loan(self, loan_id: str, cmds: list[_Command]) -> list[Outcome]:
         """The fallback: this loan alone, against its freshest state, with bounded retries."""
-        for _ in range(self.settings.max_retries):
+        for attempt in range(self.settings.max_retries):
+            if attempt:
+                # jittered backoff: writers that collided once should not collide again in lockstep
+                time.sleep(random.uniform(0, 0.005 * 2**attempt))
             stored = self.recorder.find_keys([cmd.idempotency_key for cmd in cmds])
             fresh = [cmd for cmd in cmds if cmd.idempotency_key not in stored]
             staged = self._stage(loan_id, fresh)

@@ -1,0 +1,50 @@
+"""Several processes appending to one loan at once, on PostgreSQL (the production store)."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import time
+from datetime import date
+from decimal import Decimal as D
+
+from ledger.app import Ledger
+from ledger.commands import command_from_dict
+from ledger.config import Settings
+from support.commands import domain_example, repaid
+from support.workers import append_one_at_a_time
+
+WRITERS = 4
+OWN_REPAYMENTS = 8
+
+
+def test_racing_writers_lose_no_update_count_nothing_twice_and_share_a_key_once(pg_server):
+    url = pg_server.create_database("race")
+    app = Ledger(Settings(db_url=url))
+    app.append([command_from_dict(c) for c in domain_example()])
+
+    shared = json.dumps(repaid(ref="SHARED", amount="3.00", value_date="2026-03-05"))
+    work = []
+    for w in range(WRITERS):
+        own = [json.dumps(repaid(ref=f"W{w}-{i}", amount="1.00", value_date="2026-03-05")) for i in range(OWN_REPAYMENTS)]
+        work.append(own[: OWN_REPAYMENTS // 2] + [shared] + own[OWN_REPAYMENTS // 2:])
+
+    start_at = time.time() + 2.0  # every writer is connected before the first append
+    with multiprocessing.get_context("spawn").Pool(WRITERS) as pool:
+        results = pool.starmap(append_one_at_a_time, [(url, lines, start_at) for lines in work])
+
+    for statuses in results:
+        own = statuses[: OWN_REPAYMENTS // 2] + statuses[OWN_REPAYMENTS // 2 + 1:]
+        assert own == ["appended"] * OWN_REPAYMENTS, statuses
+    shared_statuses = sorted(s[OWN_REPAYMENTS // 2] for s in results)
+    assert shared_statuses == ["appended"] + ["duplicate"] * (WRITERS - 1)
+
+    loan = app.get_loan("L1")
+    keys = [m.key for m in loan.money_in]
+    assert len(keys) == len(set(keys)) == WRITERS * OWN_REPAYMENTS + 1
+    received = sum((m.amount for m in loan.money_in), D(0))
+    assert received == D("1.00") * WRITERS * OWN_REPAYMENTS + D("3.00")
+    # every repayment counted once in the balance: 35.00 paid interest first, then fee, then principal
+    p = loan.position(date(2026, 3, 5))
+    assert p.paid.total == received
+    app.close()
