@@ -16,9 +16,8 @@ from cli.common import (
     parse_moment,
     store_options,
 )
-from domain.errors import InvalidCommand
-from ledger.commands import parse_command
 from ledger.eod import run_eod
+from ledger.ingest import append_lines
 from ledger.views import loan_view, today_in_shanghai
 
 
@@ -50,52 +49,20 @@ def append(source: IO[str], db_url: str | None, as_json: bool) -> None:
     """
     app = open_ledger(db_url)
     totals: Counter = Counter()
-    pending: list[tuple[int, object]] = []
-
-    def report(line_no: int, status: str, loan_id: str | None, error: str | None = None) -> None:
-        totals[status] += 1
+    for item in append_lines(app, source):
+        o = item.outcome
+        totals[o.status] += 1
         if as_json:
-            row = {"line": line_no, "status": status, "loan_id": loan_id}
-            if error:
-                row["error"] = error
+            row = {"line": item.line, "status": o.status, "loan_id": o.loan_id}
+            if o.error:
+                row["error"] = o.error
             echo_json(row)
-        elif error:
-            click.echo(f"line {line_no}: rejected: {error}")
-
-    def flush() -> None:
-        if not pending:
-            return
-        for (line_no, _), outcome in zip(pending, app.append([cmd for _, cmd in pending])):
-            report(line_no, outcome.status, outcome.loan_id, outcome.error)
-        pending.clear()
-
-    for line_no, line in enumerate(source, start=1):
-        if not line.strip():
-            continue
-        try:
-            pending.append((line_no, parse_command(line)))
-        except InvalidCommand as e:
-            flush()  # keep the report in line order
-            report(line_no, "rejected", _loan_id_of(line), f"line {line_no}: {e}")
-            continue
-        if len(pending) >= app.settings.batch_size:
-            flush()
-    flush()
+        elif o.error:
+            click.echo(f"line {item.line}: rejected: {o.error}")
     if not as_json:
         click.echo(f"appended {totals['appended']}, duplicate {totals['duplicate']}, rejected {totals['rejected']}")
     if totals["rejected"]:
         sys.exit(EXIT_PROBLEM)
-
-
-def _loan_id_of(line: str) -> str | None:
-    """Best effort, for the report of a line that did not validate."""
-    try:
-        import json
-
-        value = json.loads(line).get("loan_id")
-        return value if isinstance(value, str) else None
-    except Exception:
-        return None
 
 
 @cli.group()
