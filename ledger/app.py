@@ -66,12 +66,16 @@ class Ledger(Application):
                 outcomes[i] = _repeat(cmd, record.content_hash, record.loan_id)
             elif cmd.idempotency_key in first_in_batch:
                 first = commands[first_in_batch[cmd.idempotency_key]]
-                outcomes[i] = _repeat(cmd, first.content_hash(), first.loan_id)
+                outcomes[i] = _repeat(cmd, first.content_hash, first.loan_id)
             else:
                 first_in_batch[cmd.idempotency_key] = i
                 by_loan[cmd.loan_id].append(i)
 
-        staged = {loan_id: self._stage(loan_id, [commands[i] for i in idx]) for loan_id, idx in by_loan.items()}
+        loans = self.get_loans(list(by_loan))
+        staged = {
+            loan_id: self._stage(loan_id, [commands[i] for i in idx], loans[loan_id])
+            for loan_id, idx in by_loan.items()
+        }
         try:
             self._save([s for s in staged.values() if s.loan is not None])
             for loan_id, idx in by_loan.items():
@@ -92,7 +96,7 @@ class Ledger(Application):
                 time.sleep(random.uniform(0, 0.005 * 2**attempt))
             stored = self.recorder.find_keys([cmd.idempotency_key for cmd in cmds])
             fresh = [cmd for cmd in cmds if cmd.idempotency_key not in stored]
-            staged = self._stage(loan_id, fresh)
+            staged = self._stage(loan_id, fresh, self.get_loan(loan_id))
             try:
                 self._save([staged] if staged.loan is not None else [])
             except IntegrityError:
@@ -107,8 +111,7 @@ class Ledger(Application):
                  f"({self.settings.max_retries} attempts); nothing appended, retry later")
         return [Outcome(REJECTED, loan_id, error) for _ in cmds]
 
-    def _stage(self, loan_id: str, cmds: list[_Command]) -> _Staged:
-        loan = self.get_loan(loan_id)
+    def _stage(self, loan_id: str, cmds: list[_Command], loan: Loan | None) -> _Staged:
         outcomes: list[Outcome] = []
         keys: list[KeyRecord] = []
         borrowers: dict[str, dict] = {}
@@ -119,7 +122,7 @@ class Ledger(Application):
                 outcomes.append(Outcome(REJECTED, loan_id, str(e)))
                 continue
             outcomes.append(Outcome(APPENDED, loan_id))
-            keys.append(KeyRecord(cmd.idempotency_key, loan_id, cmd.content_hash(), cmd.type))
+            keys.append(KeyRecord(cmd.idempotency_key, loan_id, cmd.content_hash, cmd.type))
             if isinstance(cmd, Applied) and cmd.borrower:
                 borrowers[cmd.borrower_id] = cmd.borrower
         return _Staged(loan if keys else None, outcomes, keys, borrowers)
@@ -146,6 +149,15 @@ class Ledger(Application):
             loan = e.mutate(loan)
         return loan
 
+    def get_loans(self, loan_ids: list[str]) -> dict[str, Loan | None]:
+        """Current state of several loans from one query: a batch's worth of round trips saved."""
+        by_uuid = {loan_uuid(loan_id): loan_id for loan_id in loan_ids}
+        loans: dict[str, Loan | None] = dict.fromkeys(loan_ids)
+        for stored in self.recorder.select_events_of(list(by_uuid)):
+            loan_id = by_uuid[stored.originator_id]
+            loans[loan_id] = self.mapper.to_domain_event(stored).mutate(loans[loan_id])
+        return loans
+
     def loan_events(self, loan_id: str, known_at: datetime | None = None) -> list:
         """The loan's events in order; with ``known_at``, the prefix recorded by then."""
         events = list(self.events.get(loan_uuid(loan_id)))
@@ -168,7 +180,7 @@ class _Staged:
 
 
 def _repeat(cmd: _Command, stored_hash: str, stored_loan_id: str) -> Outcome:
-    if stored_hash == cmd.content_hash() and stored_loan_id == cmd.loan_id:
+    if stored_hash == cmd.content_hash and stored_loan_id == cmd.loan_id:
         return Outcome(DUPLICATE, cmd.loan_id)
     return Outcome(REJECTED, cmd.loan_id, str(IdempotencyConflict(cmd.idempotency_key, stored_loan_id)))
 

@@ -8,6 +8,7 @@ exponents arrive as ``JsonFloat`` text, and ``NaN``/``Infinity`` are refused.
 from __future__ import annotations
 
 import hashlib
+from functools import cached_property
 import json
 import re
 from datetime import date, datetime, timezone
@@ -118,6 +119,7 @@ class _Command(BaseModel):
     idempotency_key: Annotated[str, Field(min_length=1, max_length=128)]
     occurred_at: AwareDatetime
 
+    @cached_property
     def content_hash(self) -> str:
         """Fingerprint of what the command says, so a retry is told from a conflict.
 

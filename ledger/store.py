@@ -16,6 +16,7 @@ import json
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, Sequence
+from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent, Transcoding
 from eventsourcing.postgres import PostgresApplicationRecorder
@@ -71,6 +72,21 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
             )
         return returning
 
+    def select_events_of(self, originator_ids: Sequence[UUID]) -> list[StoredEvent]:
+        """Every event of several aggregates in one query (a batch's loans), in version order."""
+        events: list[StoredEvent] = []
+        with self.datastore.transaction(commit=False) as c:
+            for start in range(0, len(originator_ids), 500):
+                chunk = [i.hex for i in originator_ids[start : start + 500]]
+                c.execute(
+                    f"SELECT originator_id, originator_version, topic, state FROM {self.events_table_name} "
+                    f"WHERE originator_id IN ({','.join('?' * len(chunk))}) "
+                    "ORDER BY originator_id, originator_version",
+                    chunk,
+                )
+                events += [StoredEvent(UUID(r[0]), r[1], r[2], r[3]) for r in c.fetchall()]
+        return events
+
     def find_keys(self, keys: Sequence[str]) -> dict[str, KeyRecord]:
         found: dict[str, KeyRecord] = {}
         with self.datastore.transaction(commit=False) as c:
@@ -115,6 +131,22 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
                 "ON CONFLICT (borrower_id) DO UPDATE SET data=excluded.data",
                 [(b, json.dumps(d, sort_keys=True)) for b, d in sorted(borrowers.items())],
             )
+
+    def select_events_of(self, originator_ids: Sequence[UUID]) -> list[StoredEvent]:
+        """Every event of several aggregates in one query (a batch's loans), in version order."""
+        if not originator_ids:
+            return []
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                f'SELECT originator_id, originator_version, topic, state FROM "{self._schema}".'
+                f'"{self.events_table_name}" WHERE originator_id = ANY(%s) '
+                "ORDER BY originator_id, originator_version",
+                (list(originator_ids),),
+            )
+            return [
+                StoredEvent(r["originator_id"], r["originator_version"], r["topic"], bytes(r["state"]))
+                for r in curs.fetchall()
+            ]
 
     def find_keys(self, keys: Sequence[str]) -> dict[str, KeyRecord]:
         if not keys:

@@ -1,0 +1,144 @@
+"""Append throughput: the ledger's append path beside a raw insert of the same rows, same run.
+
+    python bench/append.py [--commands 100000] [--stores sqlite,postgres]
+
+For each store it prints commands/s through ``ledger.ingest.append_lines``
+(validation, idempotency, rules, events + keys in one transaction per batch),
+the rate of a raw insert of the same number of rows in the same batch size
+(psycopg ``executemany`` on PostgreSQL, ``sqlite3.executemany`` on SQLite),
+their ratio, and each side's peak memory (max RSS of the child process that
+ran it). PostgreSQL is a throwaway server started here, as in the tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import resource
+import sqlite3
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+BATCH = 500
+
+
+def command_lines(n: int) -> list[str]:
+    """n commands: loans applied, approved, funded, then repaid in two parts (5 per loan)."""
+    lines: list[str] = []
+    at = "2026-03-01T10:00:00+08:00"
+    for i in range(n // 5 + 1):
+        loan = f"B{i:07d}"
+        lines += [
+            json.dumps({"type": "applied", "loan_id": loan, "idempotency_key": f"a-{loan}", "occurred_at": at,
+                        "borrower_id": f"U{i % 7919}", "principal": "1000.00", "term_days": 14,
+                        "product": "payday", "channel": "app"}),
+            json.dumps({"type": "scored", "loan_id": loan, "idempotency_key": f"s-{loan}", "occurred_at": at,
+                        "score": "0.71", "model_version": "m1", "decision": "approved", "principal": "1000.00",
+                        "term_days": 14, "daily_rate": "0.0005", "fee": "5.00", "penalty_daily_rate": "0.001"}),
+            json.dumps({"type": "funded", "loan_id": loan, "idempotency_key": f"d-{loan}", "occurred_at": at,
+                        "bank": "BANKA", "bank_ref": f"d-{loan}", "amount": "1000.00", "value_date": "2026-03-01"}),
+            json.dumps({"type": "repaid", "loan_id": loan, "idempotency_key": f"r1-{loan}", "occurred_at": at,
+                        "amount": "500.00", "bank_ref": f"r1-{loan}", "value_date": "2026-03-08"}),
+            json.dumps({"type": "repaid", "loan_id": loan, "idempotency_key": f"r2-{loan}", "occurred_at": at,
+                        "amount": "512.00", "bank_ref": f"r2-{loan}", "value_date": "2026-03-15"}),
+        ]
+    return lines[:n]
+
+
+def run_ledger(url: str, path: str, queue) -> None:
+    from ledger.app import Ledger
+    from ledger.config import Settings
+    from ledger.ingest import append_lines
+
+    app = Ledger(Settings(db_url=url, batch_size=BATCH))
+    started = time.perf_counter()
+    with open(path) as f:
+        statuses = [o.outcome.status for o in append_lines(app, f)]
+    elapsed = time.perf_counter() - started
+    assert statuses.count("appended") == len(statuses), "benchmark stream must be all valid"
+    queue.put((len(statuses), elapsed, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+
+
+def run_raw(url: str, n: int, queue) -> None:
+    """The floor: the same number of rows, same batch size, no ledger at all."""
+    payload = json.dumps({"amount": "500.00", "value_date": "2026-03-08", "bank_ref": "r1-B0000001",
+                          "idempotency_key": "r1-B0000001", "occurred_at": "2026-03-01T10:00:00+08:00"}).encode()
+    rows = [(uuid.uuid4(), 1, "bench:Event", payload) for _ in range(n)]
+    started = time.perf_counter()
+    if url.startswith("sqlite"):
+        con = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("CREATE TABLE raw (id TEXT, version INTEGER, topic TEXT, state BLOB, PRIMARY KEY (id, version))")
+        for i in range(0, n, BATCH):
+            con.execute("BEGIN")
+            con.executemany("INSERT INTO raw VALUES (?,?,?,?)", [(r[0].hex, *r[1:]) for r in rows[i:i + BATCH]])
+            con.execute("COMMIT")
+    else:
+        import psycopg
+
+        with psycopg.connect(url, autocommit=True) as con:
+            con.execute("CREATE TABLE raw (id uuid, version bigint, topic text, state bytea, "
+                        "id_seq bigserial, PRIMARY KEY (id, version))")
+            for i in range(0, n, BATCH):
+                with con.transaction():
+                    con.cursor().executemany("INSERT INTO raw (id, version, topic, state) VALUES (%s,%s,%s,%s)",
+                                             rows[i:i + BATCH])
+    elapsed = time.perf_counter() - started
+    queue.put((n, elapsed, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+
+
+def in_child(target, *args):
+    """Run in a fresh process so each figure's peak memory is its own."""
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=target, args=(*args, queue))
+    proc.start()
+    result = queue.get()
+    proc.join()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--commands", type=int, default=100_000)
+    parser.add_argument("--stores", default="sqlite,postgres")
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-append-"))
+    path = workdir / "commands.jsonl"
+    path.write_text("\n".join(command_lines(args.commands)) + "\n")
+    print(f"{args.commands} commands, {BATCH} per transaction, file {path.stat().st_size / 1e6:.1f} MB")
+    print(f"{'store':<9} {'ledger cmd/s':>13} {'raw rows/s':>11} {'ratio':>6} {'ledger peak MB':>15} {'raw peak MB':>12}")
+
+    server = None
+    try:
+        for store in args.stores.split(","):
+            if store == "sqlite":
+                ledger_url, raw_url = f"sqlite:///{workdir}/ledger.db", f"sqlite:///{workdir}/raw.db"
+            else:
+                if server is None:
+                    from pgserver import ThrowawayPostgres
+
+                    server = ThrowawayPostgres().__enter__()
+                ledger_url, raw_url = server.create_database("bench_ledger"), server.create_database("bench_raw")
+            n, t_ledger, rss_ledger = in_child(run_ledger, ledger_url, str(path))
+            _, t_raw, rss_raw = in_child(run_raw, raw_url, n)
+            ledger_rate, raw_rate = n / t_ledger, n / t_raw
+            print(f"{store:<9} {ledger_rate:>13,.0f} {raw_rate:>11,.0f} {ledger_rate / raw_rate:>6.0%} "
+                  f"{rss_ledger / 1024:>15.0f} {rss_raw / 1024:>12.0f}")
+    finally:
+        if server is not None:
+            server.__exit__(None, None, None)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    main()
