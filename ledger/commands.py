@@ -23,6 +23,7 @@ from pydantic import (
     Field,
     TypeAdapter,
     ValidationError,
+    field_serializer,
     model_validator,
 )
 
@@ -123,20 +124,14 @@ class _Command(BaseModel):
     def content_hash(self) -> str:
         """Fingerprint of what the command says, so a retry is told from a conflict.
 
-        Normalised first: "12.5" and "12.50", or one instant written in two
-        offsets, are the same content.
+        Normalised first: "12.5" and "12.50" are one Decimal, and one instant
+        written in two offsets is one UTC time (see ``_utc_in_json``).
         """
-        body = self.model_dump(mode="python")
-        canonical = json.dumps(body, sort_keys=True, default=_canonical, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()
 
-
-def _canonical(value: object) -> str:
-    if isinstance(value, datetime):
-        return value.astimezone(timezone.utc).isoformat()
-    if isinstance(value, (date, Decimal)):
-        return str(value)
-    raise TypeError(type(value))
+    @field_serializer("occurred_at", when_used="json")
+    def _utc_in_json(self, moment: datetime) -> str:
+        return moment.astimezone(timezone.utc).isoformat()
 
 
 class Applied(_Command):
