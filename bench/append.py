@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-BATCH = 500
+BATCH = int(os.environ.get("BENCH_BATCH", "500"))
 
 
 def command_lines(n: int) -> list[str]:

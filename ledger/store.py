@@ -161,6 +161,7 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
                 self._insert_keys,
                 ([k.key for k in keys], [k.loan_id for k in keys], [k.content_hash for k in keys],
                  [k.command for k in keys]),
+                binary=True,
             )
         borrowers = sorted(kwargs.get("borrowers", {}).items())
         if borrowers:
