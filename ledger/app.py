@@ -89,24 +89,30 @@ class Ledger(Application):
         return outcomes  # type: ignore[return-value]
 
     def _append_one_loan(self, loan_id: str, cmds: list[_Command]) -> list[Outcome]:
-        """The fallback: this loan alone, against its freshest state, with bounded retries."""
-        for attempt in range(self.settings.max_retries):
-            if attempt:
-                # jittered backoff: writers that collided once should not collide again in lockstep
-                time.sleep(random.uniform(0, 0.005 * 2**attempt))
-            stored = self.recorder.find_keys([cmd.idempotency_key for cmd in cmds])
-            fresh = [cmd for cmd in cmds if cmd.idempotency_key not in stored]
-            staged = self._stage(loan_id, fresh, self.get_loan(loan_id))
-            try:
-                self._save([staged] if staged.loan is not None else [])
-            except IntegrityError:
-                continue
-            answers = dict(zip((cmd.idempotency_key for cmd in fresh), staged.outcomes))
-            return [
-                answers.get(cmd.idempotency_key)
-                or _repeat(cmd, stored[cmd.idempotency_key].content_hash, stored[cmd.idempotency_key].loan_id)
-                for cmd in cmds
-            ]
+        """The fallback: this loan alone, against its freshest state.
+
+        Writers that fell back on the same loan queue on a per-loan lock, so only a
+        writer still on the optimistic path can beat this one; the bounded retries
+        are for that case.
+        """
+        with self.recorder.loan_lock(loan_id):
+            for attempt in range(self.settings.max_retries):
+                if attempt:
+                    # jittered backoff: writers that collided should not collide again in lockstep
+                    time.sleep(random.uniform(0, 0.005 * 2**attempt))
+                stored = self.recorder.find_keys([cmd.idempotency_key for cmd in cmds])
+                fresh = [cmd for cmd in cmds if cmd.idempotency_key not in stored]
+                staged = self._stage(loan_id, fresh, self.get_loan(loan_id))
+                try:
+                    self._save([staged] if staged.loan is not None else [])
+                except IntegrityError:
+                    continue
+                answers = dict(zip((cmd.idempotency_key for cmd in fresh), staged.outcomes))
+                return [
+                    answers.get(cmd.idempotency_key)
+                    or _repeat(cmd, stored[cmd.idempotency_key].content_hash, stored[cmd.idempotency_key].loan_id)
+                    for cmd in cmds
+                ]
         error = (f"loan {loan_id} kept changing under concurrent writers "
                  f"({self.settings.max_retries} attempts); nothing appended, retry later")
         return [Outcome(REJECTED, loan_id, error) for _ in cmds]

@@ -13,9 +13,10 @@ own transaction (it is how its process recorders write tracking rows).
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 from uuid import UUID
 
 from psycopg.sql import SQL, Identifier
@@ -23,6 +24,9 @@ from psycopg.sql import SQL, Identifier
 from eventsourcing.persistence import StoredEvent, Transcoding
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder
+
+
+SCHEMA_LOCK_KEY = 0x4C454447  # "LEDG": any constant shared by every ledger process
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,11 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
                 events += [StoredEvent(UUID(r[0]), r[1], r[2], r[3]) for r in c.fetchall()]
         return events
 
+    @contextmanager
+    def loan_lock(self, loan_id: str) -> Iterator[None]:
+        """SQLite already lets one writer at a time into the database."""
+        yield
+
     def find_keys(self, keys: Sequence[str]) -> dict[str, KeyRecord]:
         found: dict[str, KeyRecord] = {}
         with self.datastore.transaction(commit=False) as c:
@@ -137,6 +146,12 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
             "ON CONFLICT (borrower_id) DO UPDATE SET data = excluded.data"
         ).format(schema)
 
+    def _create_table(self, curs: Any) -> None:
+        # Services starting together would otherwise race on the catalog ("tuple
+        # concurrently updated" from CREATE OR REPLACE FUNCTION): one creates, the rest wait.
+        curs.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
+        super()._create_table(curs)
+
     def _insert_stored_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
         # As the library does: the table lock hands out notification ids in commit order.
         self._lock_table(curs)
@@ -183,6 +198,16 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
                 StoredEvent(r["originator_id"], r["originator_version"], r["topic"], bytes(r["state"]))
                 for r in curs.fetchall()
             ]
+
+    @contextmanager
+    def loan_lock(self, loan_id: str) -> Iterator[None]:
+        """Writers retrying one loan take turns instead of racing (session advisory lock)."""
+        with self.datastore.get_connection() as conn:
+            conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (loan_id,))
+            try:
+                yield
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (loan_id,))
 
     def find_keys(self, keys: Sequence[str]) -> dict[str, KeyRecord]:
         if not keys:
