@@ -121,3 +121,9 @@ def eod(day: str | None, db_url: str | None, as_json: bool) -> None:
             click.echo(f"  {loan_id}: {error}")
     if report.rejected:
         sys.exit(EXIT_PROBLEM)
+
+
+from cli.simulate import demo, simulate  # noqa: E402
+
+cli.add_command(simulate)
+cli.add_command(demo)

@@ -1,0 +1,110 @@
+"""`ledger simulate` and `ledger demo`: a synthetic portfolio through the real append path."""
+
+from __future__ import annotations
+
+import sys
+from datetime import date, timedelta
+from pathlib import Path
+
+import click
+
+from cli.common import EXIT_PROBLEM, echo_json, open_ledger, parse_day, store_options
+from ledger.eod import funded_loan_ids
+from ledger.reports import PARTS, book, vintages
+from ledger.simulation import run_simulation
+from ledger.simulator import Simulator
+
+DEMO_START = date(2026, 1, 1)
+
+
+@click.command()
+@click.option("--loans", type=click.IntRange(1, 5_000_000), required=True, help="Applications to simulate.")
+@click.option("--seed", type=int, required=True, help="Same seed, same stream.")
+@click.option("--start", "start", metavar="DATE", help=f"First day (default {DEMO_START}).")
+@click.option("--days", type=click.IntRange(1, 3650), default=90, show_default=True, help="Days over which applications arrive.")
+@click.option("--banks", type=click.IntRange(2, 4), default=3, show_default=True)
+@click.option("--bad-lines", is_flag=True, help="Plant a few invalid commands (keys bad-...) that must be rejected.")
+@click.option("--out", type=click.Path(dir_okay=False, writable=True), help="Write the JSON Lines stream here instead "
+              "of appending (the end-of-day job is not run then: its commands come from the ledger).")
+@store_options
+def simulate(loans, seed, start, days, banks, bad_lines, out, db_url, as_json):
+    """Simulate a micro-loan platform and append its stream day by day, running EOD after each day."""
+    first = parse_day(start, "--start") or DEMO_START
+    if out:
+        sim = Simulator(seed, loans, first, days=days, banks=banks, bad_lines=bad_lines)
+        with open(out, "w", encoding="utf-8") as f:
+            n = sum(f.write(line + "\n") > 0 for line in sim.lines())
+        echo_json({"out": out, "commands": n}) if as_json else click.echo(f"wrote {n} commands to {out}")
+        return
+    app = open_ledger(db_url)
+    sim = Simulator(seed, loans, first, days=days, banks=banks, bad_lines=bad_lines, cost_cap=app.settings.cost_cap)
+    report = _run(app, sim, None, show_progress=not as_json)
+    _summary(report, as_json)
+    if report.unplanned_rejections:
+        sys.exit(EXIT_PROBLEM)
+
+
+@click.command()
+@click.option("--loans", type=click.IntRange(100, 100_000), default=3000, show_default=True)
+@click.option("--seed", type=int, default=2026, show_default=True)
+@store_options
+def demo(loans, seed, db_url, as_json):
+    """A fresh embedded ledger, three months of simulated lending, and the lender's report."""
+    if db_url is None:
+        path = Path("ledger-demo.db")
+        for leftover in (path, Path("ledger-demo.db-wal"), Path("ledger-demo.db-shm")):
+            leftover.unlink(missing_ok=True)
+        db_url = f"sqlite:///{path}"
+    app = open_ledger(db_url)
+    sim = Simulator(seed, loans, DEMO_START, days=90, cost_cap=app.settings.cost_cap)
+    as_of = DEMO_START + timedelta(days=149)  # five months: the first vintages have run to write-off
+    report = _run(app, sim, as_of, show_progress=not as_json)
+    loans_now = [app.repository.get(i) for i in funded_loan_ids(app)]
+    by_bank, by_bucket, vintage = book(loans_now, as_of, "bank"), book(loans_now, as_of, "bucket"), vintages(loans_now, as_of)
+    if as_json:
+        echo_json({"store": db_url, "as_of": as_of,
+                   "commands": {f"{t}:{s}": n for (t, s), n in sorted(report.commands.items())},
+                   "book_by_bank": [_book_row(b) for b in by_bank], "book_by_bucket": [_book_row(b) for b in by_bucket],
+                   "vintages": [vars(v) | {"net_loss_rate": v.net_loss_rate} for v in vintage]})
+        return
+    _summary(report, False)
+    click.echo(f"\nThe book as of {as_of} (store {db_url})")
+    for title, lines in (("bank", by_bank), ("bucket", by_bucket)):
+        click.echo(f"\n  by {title:<8}{'loans':>7}" + "".join(f"{p:>14}" for p in (*PARTS, "total")))
+        for line in lines:
+            click.echo(f"  {line.key:<11}{line.loans:>7}" + "".join(f"{line.amounts[p]:>14,}" for p in (*PARTS, "total")))
+    click.echo(f"\n  vintage  {'loans':>6} {'funded':>14} {'repaid':>7} {'ever 30+':>9} {'written off':>13} "
+               f"{'recovered':>11} {'net loss':>9}")
+    for v in vintage:
+        click.echo(f"  {v.month}  {v.loans:>6} {v.funded:>14,} {v.repaid / v.loans:>7.1%} {v.ever_30 / v.loans:>9.1%} "
+                   f"{v.written_off:>13,} {v.recovered:>11,} {v.net_loss_rate:>9.2%}")
+    click.echo("\n  Recent vintages have not matured yet: their loss is what is known so far.")
+    click.echo(f"  Explore: ledger loan show {next(iter(sim.loans))} --db {db_url}")
+
+
+def _run(app, sim, until, show_progress):
+    days = list(sim.days())
+    last = days[-1][0] if until is None else min(until, days[-1][0])
+    length = (last - days[0][0]).days + 1
+    with click.progressbar(length=length, label="simulating", file=sys.stderr if show_progress else open("/dev/null", "w")) as bar:
+        return run_simulation(app, sim, progress=lambda _day: bar.update(1), until=until)
+
+
+def _summary(report, as_json):
+    counts = {f"{t}:{s}": n for (t, s), n in sorted(report.commands.items())}
+    eod = {f"{t}:{s}": n for (t, s), n in sorted(report.eod.items())}
+    if as_json:
+        echo_json({"first_day": report.first_day, "last_day": report.last_day, "commands": counts, "eod": eod,
+                   "rejected": [{"idempotency_key": k, "loan_id": l, "error": e} for k, l, e in report.rejected]})
+        return
+    click.echo(f"simulated {report.first_day} to {report.last_day}")
+    click.echo("  commands: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    click.echo("  end of day: " + (", ".join(f"{k} {v}" for k, v in eod.items()) or "nothing"))
+    planted = len(report.rejected) - len(report.unplanned_rejections)
+    click.echo(f"  rejected: {planted} planted bad lines, {len(report.unplanned_rejections)} others")
+    for key, loan_id, error in report.unplanned_rejections[:20]:
+        click.echo(f"    {loan_id} {key}: {error}")
+
+
+def _book_row(line):
+    return {"key": line.key, "loans": line.loans, **line.amounts}

@@ -1,0 +1,273 @@
+"""A deterministic, seeded micro-loan platform: the command stream it would send the ledger.
+
+Each borrower has a hidden risk (probability of default). A scoring model sees
+it through noise (less noise after its version changes mid-period), a policy
+approves and prices within the cost cap, 2-4 banks fund, and each loan's life is
+planned at application: repaid early, on time, late or in parts; or defaulted,
+chased by collection agencies, written off by the ledger's own end-of-day job,
+sometimes recovered. Then the real world's mess: callbacks delivered twice,
+callbacks arriving days late with a backdated value date, loans interleaved,
+occasional reversals, and (optionally) planted bad lines keyed ``bad-...``.
+
+Amounts come from the domain's own position maths, so a payoff closes a loan to
+the fen. Same seed, same stream: only ``random.Random(seed)`` is used, never the
+clock.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from random import Random
+from typing import Iterator
+from uuid import UUID
+
+from domain.loan import SHANGHAI, loan_uuid
+from domain.money import FEN, fmt
+from domain.position import Movement, position_as_of
+from domain.terms import DEFAULT_COST_CAP, Terms
+
+BANKS = ("ICBC-X", "CMB-X", "WEBANK-X", "PAB-X")
+AGENCIES = ("AGENCY-NORTH", "AGENCY-SOUTH")
+TERMS_DAYS = (7, 14, 21, 30)
+APPROVE_SCORE_MIN = 0.70
+WRITE_OFF_DPD = 90
+
+
+@dataclass
+class Borrower:
+    borrower_id: str
+    risk: float  # hidden: probability that a loan goes bad
+    free_from: date | None = None  # may apply again from this day (None: never)
+
+
+@dataclass
+class _Emit:
+    at: datetime  # when the ledger receives it (Asia/Shanghai)
+    command: dict
+
+
+@dataclass
+class PlannedLoan:
+    loan_id: str
+    borrower_id: str
+    score: float
+    approved: bool
+    funded_on: date | None = None
+    due_date: date | None = None
+    bad: bool = False
+    settles_on: date | None = None  # value date of the payment that closes it, if any
+    written_off_from: date | None = None
+    emits: list[_Emit] = field(default_factory=list)
+
+
+class Simulator:
+    """``days()`` yields (day, [command dicts]) in the order the ledger receives them."""
+
+    def __init__(self, seed: int, loans: int, start: date, *, days: int = 90, banks: int = 3,
+                 bad_lines: bool = False, cost_cap: Decimal = DEFAULT_COST_CAP):
+        assert 2 <= banks <= len(BANKS)
+        self.rng = Random(seed)
+        self.loans_wanted = loans
+        self.start = start
+        self.days_of_applications = days
+        self.banks = BANKS[:banks]
+        self.bad_lines = bad_lines
+        self.cost_cap = cost_cap
+        self.model_switch = start + timedelta(days=days // 2)
+        self.borrowers: list[Borrower] = []
+        self.loans: dict[str, PlannedLoan] = {}
+        self.hidden_risk: dict[str, float] = {}
+        self._planned = False
+
+    # ---- the stream ----------------------------------------------------------------
+    def days(self) -> Iterator[tuple[date, list[dict]]]:
+        by_day: dict[date, list[_Emit]] = defaultdict(list)
+        for loan in self.plan():
+            for e in loan.emits:
+                by_day[e.at.date()].append(e)
+        last = max(by_day)
+        day = self.start
+        while day <= last:
+            yield day, [e.command for e in sorted(by_day.get(day, []), key=lambda e: e.at)]
+            day += timedelta(days=1)
+
+    def lines(self) -> Iterator[str]:
+        for _, commands in self.days():
+            for c in commands:
+                yield json.dumps(c)
+
+    def open_loans(self, day: date) -> list[UUID]:
+        """Loans the end of ``day`` may concern: funded, past due, not known closed or written off."""
+        return [
+            loan_uuid(p.loan_id) for p in self.plan()
+            if p.due_date is not None and p.due_date < day
+            and (p.settles_on is None or p.settles_on + timedelta(days=6) >= day)
+            and (p.written_off_from is None or p.written_off_from >= day)
+        ]
+
+    # ---- planning --------------------------------------------------------------------
+    def plan(self) -> list[PlannedLoan]:
+        if not self._planned:
+            self._planned = True
+            for n in range(self.loans_wanted):
+                day = self.start + timedelta(days=n * self.days_of_applications // self.loans_wanted)
+                self._plan_loan(f"LN{n:07d}", self._borrower(day), day)
+        return list(self.loans.values())
+
+    def _borrower(self, day: date) -> Borrower:
+        regulars = [b for b in self.borrowers if b.free_from is not None and b.free_from <= day]
+        if regulars and self.rng.random() < 0.35:
+            return self.rng.choice(regulars)
+        b = Borrower(f"BR{len(self.borrowers):06d}", risk=min(0.95, self.rng.betavariate(1.3, 4.0)))
+        self.borrowers.append(b)
+        self.hidden_risk[b.borrower_id] = b.risk
+        return b
+
+    def _at(self, day: date, hour: float) -> datetime:
+        return datetime.combine(day, time(0), SHANGHAI) + timedelta(hours=hour)
+
+    def _plan_loan(self, loan_id: str, borrower: Borrower, day: date) -> None:
+        rng = self.rng
+        borrower.free_from = None  # busy until this loan closes
+        noise = 0.09 if day < self.model_switch else 0.05
+        score = min(1.0, max(0.0, 1.0 - borrower.risk + rng.gauss(0, noise)))
+        version = "risk-2026.1" if day < self.model_switch else "risk-2026.2"
+        requested = Decimal(rng.randrange(5, 51) * 100)
+        term_days = rng.choice(TERMS_DAYS)
+        approved = score >= APPROVE_SCORE_MIN
+        loan = PlannedLoan(loan_id, borrower.borrower_id, score, approved)
+        self.loans[loan_id] = loan
+        t0 = rng.uniform(8, 22)
+        base = {"loan_id": loan_id}
+        emit = lambda at, cmd: loan.emits.append(_Emit(at, {**base, **cmd}))  # noqa: E731
+        emit(self._at(day, t0), {
+            "type": "applied", "idempotency_key": f"app-{loan_id}", "occurred_at": self._at(day, t0).isoformat(),
+            "borrower_id": borrower.borrower_id, "principal": fmt(requested), "term_days": term_days,
+            "product": "payday" if term_days <= 14 else "salary", "channel": rng.choice(("app", "app", "partner"))})
+        scored_at = self._at(day, t0 + 0.01)
+        if not approved:
+            emit(scored_at, {"type": "scored", "idempotency_key": f"score-{loan_id}", "occurred_at": scored_at.isoformat(),
+                             "score": f"{score:.4f}", "model_version": version, "decision": "declined"})
+            borrower.free_from = day + timedelta(days=rng.randint(20, 60))
+            if self.bad_lines and rng.random() < 0.05:  # planted: a bank funds a declined loan
+                emit(self._at(day, t0 + 0.5), {"type": "funded", "idempotency_key": f"bad-fund-{loan_id}",
+                                              "occurred_at": self._at(day, t0 + 0.5).isoformat(), "bank": self.banks[0],
+                                              "bank_ref": f"bad-fund-{loan_id}", "amount": fmt(requested),
+                                              "value_date": day.isoformat()})
+            return
+        principal = requested if score > 0.85 else max(Decimal(500), (requested * Decimal("0.8")).quantize(Decimal(100)))
+        fee = (principal * Decimal("0.003")).quantize(FEN)
+        terms = Terms(principal=principal, term_days=term_days, daily_rate=self._daily_rate(score, term_days, fee, principal),
+                      fee=fee, penalty_daily_rate=Decimal("0.001"))
+        emit(scored_at, {"type": "scored", "idempotency_key": f"score-{loan_id}", "occurred_at": scored_at.isoformat(),
+                         "score": f"{score:.4f}", "model_version": version, "decision": "approved",
+                         "principal": fmt(principal), "term_days": term_days, "daily_rate": str(terms.daily_rate),
+                         "fee": fmt(fee), "penalty_daily_rate": str(terms.penalty_daily_rate)})
+        funded_on = day + timedelta(days=0 if t0 < 17 else 1)
+        bank = rng.choice(self.banks)
+        ref = f"{bank}-D-{loan_id}"
+        fund_at = self._at(funded_on, t0 + 0.1 if funded_on == day else rng.uniform(9, 12))
+        emit(fund_at, {"type": "funded", "idempotency_key": ref, "occurred_at": fund_at.isoformat(), "bank": bank,
+                       "bank_ref": ref, "amount": fmt(principal), "value_date": funded_on.isoformat()})
+        loan.funded_on, loan.due_date = funded_on, terms.due_date(funded_on)
+        loan.bad = rng.random() < borrower.risk
+        _Life(self, loan, terms, bank, emit).live()
+        if loan.settles_on is not None and not loan.bad:
+            borrower.free_from = loan.settles_on + timedelta(days=rng.randint(3, 30))
+
+    def _daily_rate(self, score: float, term_days: int, fee: Decimal, principal: Decimal) -> Decimal:
+        """Riskier applicants pay more, always inside the annualised cost cap."""
+        wanted = Decimal(str(round(0.0009 - 0.0005 * score, 5)))
+        cap_rate = (self.cost_cap * term_days / 365 - fee / principal) / term_days
+        return min(wanted, (cap_rate * Decimal("0.97")).quantize(Decimal("0.00001"), rounding="ROUND_DOWN"))
+
+
+class _Life:
+    """One funded loan's money movements, planned in value-date order."""
+
+    def __init__(self, sim: Simulator, loan: PlannedLoan, terms: Terms, bank: str, emit):
+        self.sim, self.rng, self.loan, self.terms, self.bank, self.emit = sim, sim.rng, loan, terms, bank, emit
+        self.movements: list[Movement] = []
+        self.n = 0
+
+    def owed(self, on: date) -> Decimal:
+        assert self.loan.funded_on is not None
+        return position_as_of(self.terms, self.loan.funded_on, self.movements, on, self.loan.written_off_from).total
+
+    def live(self) -> None:
+        rng, loan = self.rng, self.loan
+        assert loan.funded_on is not None and loan.due_date is not None
+        due = loan.due_date
+        if not loan.bad:
+            style = rng.choices(("early", "on_time", "late", "parts"), (0.25, 0.55, 0.12, 0.08))[0]
+            earliest = loan.funded_on + timedelta(days=1)
+            if style == "parts":
+                first = loan.funded_on + timedelta(days=rng.randint(1, self.terms.term_days - 2))
+                self.pay(first, (self.owed(first) * Decimal(rng.uniform(0.2, 0.6))).quantize(FEN))
+                earliest = first + timedelta(days=1)
+            when = {"early": loan.funded_on + timedelta(days=rng.randint(1, self.terms.term_days)),
+                    "on_time": due, "late": due + timedelta(days=rng.randint(1, 12)),
+                    "parts": due - timedelta(days=rng.randint(0, 1))}[style]
+            self.pay(max(when, earliest), None)
+            return
+        if rng.random() < 0.25:  # a token payment before it goes bad
+            on = due - timedelta(days=rng.randint(0, 3))
+            self.pay(on, (self.owed(on) * Decimal(rng.uniform(0.05, 0.3))).quantize(FEN))
+        if rng.random() < 0.35:  # cured by collections
+            on = due + timedelta(days=rng.randint(8, 70))
+            self.collect(on, None, stage="M1" if on - due <= timedelta(days=30) else "M2")
+            return
+        if rng.random() < 0.5:
+            on = due + timedelta(days=rng.randint(20, 80))
+            self.collect(on, (self.owed(on) * Decimal(rng.uniform(0.1, 0.4))).quantize(FEN), stage="M2")
+        loan.written_off_from = due + timedelta(days=WRITE_OFF_DPD + 1)
+        if rng.random() < 0.25:  # recovery after write-off
+            on = loan.written_off_from + timedelta(days=rng.randint(5, 60))
+            self.collect(on, (self.owed(on) * Decimal(rng.uniform(0.05, 0.5))).quantize(FEN), stage="recovery")
+
+    def pay(self, on: date, amount: Decimal | None) -> None:
+        """A repayment valued ``on``: None means the payoff. Its callback may be late, doubled or reversed."""
+        rng = self.rng
+        amount = self.owed(on) if amount is None else amount
+        if amount <= 0:
+            return
+        self.n += 1
+        ref = f"{self.bank}-R-{self.loan.loan_id}-{self.n}"
+        occurred = self.sim._at(on, rng.uniform(8, 23))
+        cmd = {"type": "repaid", "idempotency_key": ref, "occurred_at": occurred.isoformat(), "amount": fmt(amount),
+               "bank_ref": ref, "value_date": on.isoformat(), "channel": rng.choice(("bank_transfer", "wallet"))}
+        late_days = rng.randint(1, 4) if rng.random() < 0.10 else 0  # backdated when it arrives
+        arrives = occurred + timedelta(days=late_days, minutes=rng.randint(1, 90))
+        self.emit(arrives, cmd)
+        if rng.random() < 0.05:  # the bank delivers the callback twice
+            self.emit(arrives + timedelta(hours=rng.uniform(0.1, 30)), dict(cmd))
+        if self.sim.bad_lines and rng.random() < 0.01:  # planted: a float amount from a broken integration
+            self.emit(arrives + timedelta(minutes=5), {**cmd, "idempotency_key": f"bad-float-{ref}",
+                                                      "bank_ref": f"bad-float-{ref}", "amount": float(amount)})
+        if rng.random() < 0.015:  # bounced: reversed, and the borrower pays again
+            back = arrives + timedelta(days=rng.randint(1, 2))
+            self.emit(back, {"type": "reversed", "idempotency_key": f"rev-{ref}", "occurred_at": back.isoformat(),
+                             "reverses": ref, "reason": "payment returned by the bank"})
+            self.pay(back.date() + timedelta(days=rng.randint(1, 5)), None)
+            return
+        self.movements.append(Movement(ref, on, amount, seq=self.n))
+        if self.owed(on) == 0:
+            self.loan.settles_on = on
+
+    def collect(self, on: date, amount: Decimal | None, stage: str) -> None:
+        amount = self.owed(on) if amount is None else amount
+        if amount <= 0:
+            return
+        self.n += 1
+        key = f"COL-{self.loan.loan_id}-{self.n}"
+        at = self.sim._at(on, self.rng.uniform(9, 20))
+        self.emit(at + timedelta(hours=1), {
+            "type": "collected", "idempotency_key": key, "occurred_at": at.isoformat(), "amount": fmt(amount),
+            "agency": self.rng.choice(AGENCIES), "value_date": on.isoformat(), "stage": stage})
+        self.movements.append(Movement(key, on, amount, kind="collection", seq=self.n))
+        if self.owed(on) == 0:
+            self.loan.settles_on = on
