@@ -16,9 +16,13 @@ from cli.common import (
     parse_moment,
     store_options,
 )
+from domain.loan import loan_uuid
 from ledger.eod import run_eod
 from ledger.ingest import append_lines
 from ledger.views import loan_view, today_in_shanghai
+from projections.balances import open_loan_ids
+from projections.runner import catch_up
+from projections.runner import views as projection_views
 
 
 @click.group()
@@ -31,6 +35,7 @@ def cli() -> None:
 def init(db_url: str | None, as_json: bool) -> None:
     """Create the store and its tables (safe to run again)."""
     app = open_ledger(db_url)
+    projection_views(app)
     if as_json:
         echo_json({"store": app.settings.db_url, "status": "ready"})
     else:
@@ -109,7 +114,9 @@ def eod(day: str | None, db_url: str | None, as_json: bool) -> None:
 
     app = open_ledger(db_url)
     close = parse_day(day, "--date") or today_in_shanghai() - timedelta(days=1)
-    report = run_eod(app, close)
+    catch_up(app)  # the projection knows which loans are open and past due
+    candidates = [loan_uuid(loan_id) for loan_id in open_loan_ids(projection_views(app), close)]
+    report = run_eod(app, close, candidates=candidates)
     counts = {f"{kind}:{status}": n for (kind, status), n in sorted(report.outcomes.items())}
     if as_json:
         echo_json({"date": close, "loans_checked": report.loans_checked, "outcomes": counts,
@@ -127,3 +134,8 @@ from cli.simulate import demo, simulate  # noqa: E402
 
 cli.add_command(simulate)
 cli.add_command(demo)
+
+from cli.projections import balances, projections  # noqa: E402
+
+cli.add_command(balances)
+cli.add_command(projections)
