@@ -139,3 +139,7 @@ from cli.projections import balances, projections  # noqa: E402
 
 cli.add_command(balances)
 cli.add_command(projections)
+
+
+if __name__ == "__main__":
+    cli()

@@ -60,15 +60,17 @@ def projections_status(db_url, as_json):
 
 @projections.command("rebuild")
 @click.argument("name", required=False, type=click.Choice(sorted(runner.PROJECTIONS)))
+@click.option("--page-size", type=click.IntRange(1, 100_000), default=1000, show_default=True,
+              help="Events per transaction.")
 @store_options
-def projections_rebuild(name, db_url, as_json):
+def projections_rebuild(name, page_size, db_url, as_json):
     """Rebuild from empty (all projections, or NAME): the same result as built incrementally."""
     app = open_ledger(db_url)
     for projection in [name] if name else sorted(runner.PROJECTIONS):
         runner.reset(app, projection)
         head = app.recorder.max_notification_id() or 0
         with click.progressbar(length=head, label=f"rebuilding {projection}", file=sys.stderr) as bar:
-            n = runner.catch_up(app, projection, progress=bar.update)
+            n = runner.catch_up(app, projection, page_size=page_size, progress=bar.update)
         if as_json:
             echo_json({"name": projection, "events": n})
         else:

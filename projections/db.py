@@ -37,7 +37,8 @@ class ViewDb:
         self.postgres = isinstance(datastore, PostgresDatastore)
 
     def sql(self, statement: str) -> str:
-        return statement.replace("?", "%s") if self.postgres else statement
+        # psycopg's placeholders are %s, so a literal % (as in LIKE) must be doubled first
+        return statement.replace("%", "%%").replace("?", "%s") if self.postgres else statement
 
     @contextmanager
     def transaction(self) -> Iterator[Cursor]:

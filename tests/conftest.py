@@ -49,3 +49,16 @@ def ledger(store_url) -> Ledger:
     app = Ledger(Settings(db_url=store_url))
     yield app
     app.close()
+
+
+@pytest.fixture(params=STORES)
+def new_store(request, tmp_path_factory, pg_server):
+    """A factory of empty stores of one kind: for hypothesis, whose examples share fixtures."""
+
+    def make() -> str:
+        n = next(_db_numbers)
+        if request.param == "sqlite":
+            return f"sqlite:///{tmp_path_factory.mktemp('store')}/ledger{n}.db"
+        return pg_server.create_database(f"t{os.getpid()}_{n}")
+
+    return make
