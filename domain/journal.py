@@ -17,12 +17,13 @@ on or before D plus each run clamped to the nights before D, which is exactly
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from typing import NamedTuple
 
 from domain.loan import Loan
 from domain.money import ZERO
+from domain.position import Position
 
 FAR_FUTURE = date(9999, 12, 31)  # "as of the end of time": every fact the loan has
 RECEIVABLE = "loans_receivable:"
@@ -30,8 +31,7 @@ OVERPAYMENTS = "overpayments_owed"
 INCOME = {"interest": "interest_income", "penalty": "penalty_income"}
 
 
-@dataclass(frozen=True, order=True)
-class JournalLine:
+class JournalLine(NamedTuple):  # a tuple: hashed and compared in C when projections diff journals
     entry: str  # what posted it: funding, fee, accrual:<component>, the movement's key, write_off
     account: str
     value_date: date
@@ -46,12 +46,15 @@ class JournalLine:
         return self.amount * (min(self.until, as_of) - self.value_date).days
 
 
-def journal_lines(loan: Loan) -> list[JournalLine]:
-    """The loan's whole journal as its facts now stand (empty until it is funded)."""
+def journal_lines(loan: Loan, position: Position | None = None) -> list[JournalLine]:
+    """The loan's whole journal as its facts now stand (empty until it is funded).
+
+    ``position`` is ``loan.position(FAR_FUTURE)`` when the caller already has it.
+    """
     if loan.terms is None or loan.funded_on is None:
         return []
     terms, bank, funded_on = loan.terms, loan.bank, loan.funded_on
-    position = loan.position(FAR_FUTURE)
+    position = position or loan.position(FAR_FUTURE)
     lines: list[JournalLine] = []
 
     def post(entry: str, value_date: date, *legs: tuple[str, Decimal], until: date | None = None) -> None:

@@ -16,6 +16,7 @@ from uuid import UUID
 
 from domain.journal import FAR_FUTURE, JournalLine, journal_lines
 from domain.loan import Loan
+from domain.position import Position
 from projections.db import Cursor
 
 NAME = "book"
@@ -51,30 +52,32 @@ def apply_page(cursor: Cursor, app: Any, notifications: Sequence[Any]) -> None:
             earlier[stored.originator_id].append(app.mapper.to_domain_event(stored))
 
     closes: list[tuple] = []  # rows committed by earlier pages that stop holding
-    opens: dict[tuple[str, str], list] = {}  # rows this page adds; a line may open and close within it
+    opens: dict[tuple[str, JournalLine], list] = {}  # rows this page adds; a line may open and close within it
     loan_rows: list[tuple] = []
     for uuid, events in pages.items():
         loan: Loan | None = None
         for e in earlier.get(uuid, []):
             loan = e.mutate(loan)
-        before = {line_key(line): line for line in journal_lines(loan)} if loan is not None else {}
+        position = _far_position(loan)
+        before = set(journal_lines(loan, position)) if loan is not None else set()
         for e in events:
             loan = e.mutate(loan)
             if type(e).__name__ not in _MONEY_EVENTS:
                 continue
-            after = {line_key(line): line for line in journal_lines(loan)}
+            position = _far_position(loan)
+            after = set(journal_lines(loan, position))
             at = micros(e.timestamp)
-            for key in before.keys() - after.keys():
-                pending = opens.get((loan.loan_id, key))
+            for line in before - after:
+                pending = opens.get((loan.loan_id, line))
                 if pending is not None and pending[-1] is None:
                     pending[-1] = at  # held only between two events of this page: still history
                 else:
-                    closes.append((at, loan.loan_id, key))
-            for key in after.keys() - before.keys():
-                opens[(loan.loan_id, key)] = _journal_row(loan.loan_id, key, after[key], at)
+                    closes.append((at, loan.loan_id, line_key(line)))
+            for line in after - before:
+                opens[(loan.loan_id, line)] = _journal_row(loan.loan_id, line, at)
             before = after
         assert loan is not None
-        loan_rows.append(_loan_row(loan))
+        loan_rows.append(_loan_row(loan, position))
 
     cursor.executemany("UPDATE proj_journal SET known_to_us = ? WHERE loan_id = ? AND line_key = ? "
                        "AND known_to_us IS NULL", closes)
@@ -92,18 +95,24 @@ def apply_page(cursor: Cursor, app: Any, notifications: Sequence[Any]) -> None:
     )
 
 
-def _journal_row(loan_id: str, key: str, line: JournalLine, at: int) -> list:
+def _far_position(loan: Loan | None) -> Position | None:
+    if loan is None or loan.terms is None or loan.funded_on is None:
+        return None
+    return loan.position(FAR_FUTURE)
+
+
+def _journal_row(loan_id: str, line: JournalLine, at: int) -> list:
     until = None if line.until is None else line.until.toordinal()
-    return [loan_id, key, line.entry, line.account, line.value_date.toordinal(), until, fen(line.amount), at, None]
+    return [loan_id, line_key(line), line.entry, line.account, line.value_date.toordinal(), until, fen(line.amount), at, None]
 
 
-def _loan_row(loan: Loan) -> tuple:
+def _loan_row(loan: Loan, position: Position | None) -> tuple:
     funded = due = settled = None
     if loan.terms is not None and loan.funded_on is not None:
+        assert position is not None
         funded = loan.funded_on.toordinal()
         due = loan.terms.due_date(loan.funded_on).toordinal()
-        settled_on = loan.position(FAR_FUTURE).settled_on
-        settled = None if settled_on is None else settled_on.toordinal()
+        settled = None if position.settled_on is None else position.settled_on.toordinal()
     return (
         loan.loan_id, loan.borrower_id, loan.product, loan.channel, loan.phase, loan.bank,
         None if loan.score is None else str(loan.score), loan.model_version,
