@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
-import resource
 import sqlite3
 import sys
 import tempfile
@@ -25,7 +23,9 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
+
+from measure import in_child, peak_rss_mb  # noqa: E402
 
 BATCH = int(os.environ.get("BENCH_BATCH", "500"))
 
@@ -64,7 +64,7 @@ def run_ledger(url: str, path: str, queue) -> None:
         statuses = [o.outcome.status for o in append_lines(app, f)]
     elapsed = time.perf_counter() - started
     assert statuses.count("appended") == len(statuses), "benchmark stream must be all valid"
-    queue.put((len(statuses), elapsed, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+    queue.put((len(statuses), elapsed, peak_rss_mb()))
 
 
 def run_raw(url: str, n: int, queue) -> None:
@@ -92,18 +92,7 @@ def run_raw(url: str, n: int, queue) -> None:
                     con.cursor().executemany("INSERT INTO raw (id, version, topic, state) VALUES (%s,%s,%s,%s)",
                                              rows[i:i + BATCH])
     elapsed = time.perf_counter() - started
-    queue.put((n, elapsed, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
-
-
-def in_child(target, *args):
-    """Run in a fresh process so each figure's peak memory is its own."""
-    ctx = multiprocessing.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=target, args=(*args, queue))
-    proc.start()
-    result = queue.get()
-    proc.join()
-    return result
+    queue.put((n, elapsed, peak_rss_mb()))
 
 
 def main() -> None:
@@ -133,7 +122,7 @@ def main() -> None:
             _, t_raw, rss_raw = in_child(run_raw, raw_url, n)
             ledger_rate, raw_rate = n / t_ledger, n / t_raw
             print(f"{store:<9} {ledger_rate:>13,.0f} {raw_rate:>11,.0f} {ledger_rate / raw_rate:>6.0%} "
-                  f"{rss_ledger / 1024:>15.0f} {rss_raw / 1024:>12.0f}")
+                  f"{rss_ledger:>15.0f} {rss_raw:>12.0f}")
     finally:
         if server is not None:
             server.__exit__(None, None, None)

@@ -15,8 +15,6 @@ memory staying flat as the log grows is visible.
 from __future__ import annotations
 
 import argparse
-import multiprocessing
-import resource
 import sys
 import tempfile
 import time
@@ -26,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 
 from append import command_lines  # noqa: E402
+from measure import in_child, peak_rss_mb  # noqa: E402
 
 PAGE = 1000
 
@@ -51,7 +50,7 @@ def raw_scan(url: str, queue) -> None:
             app.mapper.to_domain_event(note)
         n += len(notes)
         start = notes[-1].id + 1
-    queue.put((n, time.perf_counter() - started, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+    queue.put((n, time.perf_counter() - started, peak_rss_mb()))
 
 
 def rebuild(url: str, queue) -> None:
@@ -63,17 +62,7 @@ def rebuild(url: str, queue) -> None:
     runner.reset(app)
     started = time.perf_counter()
     n = runner.catch_up(app, page_size=PAGE)
-    queue.put((n, time.perf_counter() - started, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
-
-
-def in_child(target, *args):
-    ctx = multiprocessing.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=target, args=(*args, queue))
-    proc.start()
-    result = queue.get()
-    proc.join()
-    return result
+    queue.put((n, time.perf_counter() - started, peak_rss_mb()))
 
 
 def main() -> None:
@@ -104,7 +93,7 @@ def main() -> None:
                 assert n == m == head
                 scan_rate, rebuild_rate = n / t_scan, m / t_rebuild
                 print(f"{store:<9} {n:>8} {scan_rate:>14,.0f} {rebuild_rate:>13,.0f} {rebuild_rate / scan_rate:>6.0%} "
-                      f"{rss_scan / 1024:>13.0f} {rss_rebuild / 1024:>16.0f}")
+                      f"{rss_scan:>13.0f} {rss_rebuild:>16.0f}")
     finally:
         if server is not None:
             server.__exit__(None, None, None)

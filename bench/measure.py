@@ -1,0 +1,32 @@
+"""What the benchmarks share: run a measurement in a fresh process and read its own peak memory."""
+
+from __future__ import annotations
+
+import multiprocessing
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory.
+
+    Not ``ru_maxrss``: on Linux it survives exec, so a spawned child would report
+    at least its parent's size at fork time. ``VmHWM`` belongs to the process's
+    own address space, which exec replaced.
+    """
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("VmHWM not found in /proc/self/status")
+
+
+def in_child(target, *args):
+    """Run ``target(*args, queue)`` in a fresh process; return what it put on the queue."""
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=target, args=(*args, queue))
+    proc.start()
+    result = queue.get()
+    proc.join()
+    if proc.exitcode:
+        raise RuntimeError(f"{target.__name__} failed with exit code {proc.exitcode}")
+    return result
