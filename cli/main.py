@@ -140,6 +140,10 @@ from cli.projections import balances, projections  # noqa: E402
 cli.add_command(balances)
 cli.add_command(projections)
 
+from cli.reconcile import reconcile  # noqa: E402
+
+cli.add_command(reconcile)
+
 
 if __name__ == "__main__":
     cli()

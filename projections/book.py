@@ -21,6 +21,7 @@ from projections.db import Cursor
 
 NAME = "book"
 _MONEY_EVENTS = {"Funded", "Repaid", "Collected", "WrittenOff", "Reversed"}
+_LOAN_TOPIC = f"{Loan.__module__}:{Loan.__qualname__}."
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
@@ -43,7 +44,8 @@ def apply_page(cursor: Cursor, app: Any, notifications: Sequence[Any]) -> None:
     """Write what a page of notifications changes; the caller commits it with the new position."""
     pages: dict[UUID, list[Any]] = defaultdict(list)
     for n in notifications:
-        pages[n.originator_id].append(app.mapper.to_domain_event(n))
+        if n.topic.startswith(_LOAN_TOPIC):  # other streams (reconciliation runs) have no place in the book
+            pages[n.originator_id].append(app.mapper.to_domain_event(n))
     # loans seen before this page: rebuild their state up to just before it
     earlier: dict[UUID, list[Any]] = defaultdict(list)
     need = [uuid for uuid, events in pages.items() if events[0].originator_version > 1]

@@ -1,0 +1,231 @@
+"""Reconciliation of a bank's settlement file with the ledger's money movements for that bank.
+
+The ledger side is built in one pass over the event log (only the event types
+that move a bank's money); the bank file is then read row by row, each row
+matched by bank_ref and taken off the ledger side. What is left of the ledger
+side within the date range is missing in the bank. Memory grows with the
+bank's movements, not with the file.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Iterator
+
+from eventsourcing.persistence import IntegrityError
+from eventsourcing.utils import get_topic
+
+from domain.errors import InvalidAmount
+from domain.loan import SHANGHAI, Loan
+from domain.money import ZERO, fmt, parse_amount
+from domain.reconciliation import BankReconciliations
+from ledger.app import Ledger
+
+COLUMNS = ("bank_ref", "loan_id", "type", "amount", "value_date")
+TYPES = ("disbursement", "repayment", "reversal")
+MAX_ROW_CHARS = 4096
+
+
+@dataclass(frozen=True)
+class Movement:
+    bank_ref: str
+    loan_id: str
+    type: str
+    amount: Decimal
+    value_date: date
+
+    def as_dict(self) -> dict:
+        return {"type": self.type, "amount": fmt(self.amount), "value_date": self.value_date.isoformat()}
+
+
+@dataclass
+class Report:
+    bank: str
+    file_name: str
+    file_sha256: str = ""
+    date_from: date | None = None
+    date_to: date | None = None
+    rows: int = 0
+    matched: int = 0
+    breaks: list[dict] = field(default_factory=list)
+    malformed: list[dict] = field(default_factory=list)
+    bank_totals: Counter = field(default_factory=Counter)
+    ledger_totals: Counter = field(default_factory=Counter)
+
+    @property
+    def clean(self) -> bool:
+        return not self.breaks and not self.malformed
+
+    @property
+    def net_difference(self) -> Decimal:
+        """Bank minus ledger, money in (repayments) minus money out (disbursements, reversals)."""
+        def net(t: Counter) -> Decimal:
+            return t["repayment"] - t["disbursement"] - t["reversal"]
+        return net(self.bank_totals) - net(self.ledger_totals)
+
+
+def ledger_movements(app: Ledger, bank: str) -> dict[str, Movement]:
+    """Every money movement the ledger holds for the bank, by bank_ref."""
+    topics = [get_topic(cls) for cls in (Loan.Applied, Loan.Funded, Loan.Repaid, Loan.Reversed)]  # type: ignore[attr-defined]
+    loan_ids: dict = {}  # loan uuid -> loan_id (only Applied carries it)
+    funded_by: dict = {}  # loan uuid -> (loan_id, bank)
+    by_key: dict[str, Movement] = {}  # repayments by idempotency key, for reversals to find
+    movements: dict[str, Movement] = {}
+    start = 1
+    while notes := app.recorder.select_notifications(start, 5000, topics=topics):
+        for n in notes:
+            e = app.mapper.to_domain_event(n)
+            kind = type(e).__name__
+            if kind == "Applied":
+                loan_ids[e.originator_id] = e.loan_id
+                continue
+            if kind == "Funded":
+                loan_id = loan_ids[e.originator_id]
+                funded_by[e.originator_id] = (loan_id, e.bank)
+                if e.bank == bank:
+                    movements[e.bank_ref] = Movement(e.bank_ref, loan_id, "disbursement", e.amount, e.value_date)
+                continue
+            loan_id, loan_bank = funded_by[e.originator_id]
+            if loan_bank != bank:
+                continue
+            if kind == "Repaid":
+                m = Movement(e.bank_ref, loan_id, "repayment", e.amount, e.value_date)
+                movements[e.bank_ref] = by_key[e.idempotency_key] = m
+            elif e.reverses in by_key:  # reversals of repayments; collections do not pass through the bank
+                on = e.occurred_at.astimezone(SHANGHAI).date()
+                movements[e.idempotency_key] = Movement(e.idempotency_key, loan_id, "reversal",
+                                                        by_key[e.reverses].amount, on)
+        start = notes[-1].id + 1
+    return movements
+
+
+def read_bank_file(path: Path) -> Iterator[tuple[int, Movement | str]]:
+    """(line number, movement or the reason the row is malformed), streaming."""
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header is None or tuple(h.strip() for h in header) != COLUMNS:
+            raise ValueError(f"line 1: header must be {','.join(COLUMNS)}, got {','.join(header or [])!r}")
+        for row in reader:
+            line = reader.line_num
+            if not row or not any(cell.strip() for cell in row):
+                continue
+            if len(row) != len(COLUMNS):
+                yield line, f"expected {len(COLUMNS)} columns, got {len(row)}"
+                continue
+            if sum(len(c) for c in row) > MAX_ROW_CHARS:
+                yield line, f"row longer than {MAX_ROW_CHARS} characters"
+                continue
+            bank_ref, loan_id, kind, amount_text, day_text = (c.strip() for c in row)
+            if not bank_ref:
+                yield line, "bank_ref: empty"
+                continue
+            if kind not in TYPES:
+                yield line, f"type: {kind!r} is not one of {', '.join(TYPES)}"
+                continue
+            try:
+                amount = parse_amount(amount_text, "amount")
+            except InvalidAmount as e:
+                yield line, str(e)
+                continue
+            try:
+                value_date = date.fromisoformat(day_text)
+            except ValueError:
+                yield line, f"value_date: {day_text!r} is not a date (YYYY-MM-DD)"
+                continue
+            yield line, Movement(bank_ref, loan_id, kind, amount, value_date)
+
+
+def reconcile(app: Ledger, path: Path, bank: str, date_from: date | None = None, date_to: date | None = None,
+              tolerance_days: int = 0) -> Report:
+    report = Report(bank, path.name, file_sha256=_sha256(path), date_from=date_from, date_to=date_to)
+    ledger = ledger_movements(app, bank)
+    seen: set[str] = set()
+    lo, hi = date.max, date.min
+    tolerance = timedelta(days=tolerance_days)
+    for line, row in read_bank_file(path):
+        report.rows += 1
+        if isinstance(row, str):
+            report.malformed.append({"line": line, "error": row})
+            continue
+        lo, hi = min(lo, row.value_date), max(hi, row.value_date)
+        report.bank_totals[row.type] += row.amount
+        if row.bank_ref in seen:
+            report.breaks.append(_break("duplicate", row.bank_ref, row.loan_id, None, row, line))
+            continue
+        seen.add(row.bank_ref)
+        mine = ledger.pop(row.bank_ref, None)
+        if mine is None:
+            report.breaks.append(_break("missing_in_ledger", row.bank_ref, row.loan_id, None, row, line))
+            continue
+        report.ledger_totals[mine.type] += mine.amount
+        if mine.amount != row.amount or mine.type != row.type:
+            report.breaks.append(_break("amount_mismatch", row.bank_ref, mine.loan_id, mine, row, line))
+        elif abs(mine.value_date - row.value_date) > tolerance:
+            report.breaks.append(_break("date_mismatch", row.bank_ref, mine.loan_id, mine, row, line))
+        else:
+            report.matched += 1
+    # the range the file covers, unless given: a bank's daily file says nothing about other days
+    report.date_from = date_from or (lo if report.rows else None)
+    report.date_to = date_to or (hi if report.rows else None)
+    for mine in sorted(ledger.values(), key=lambda m: (m.value_date, m.bank_ref)):
+        if report.date_from and report.date_to and report.date_from <= mine.value_date <= report.date_to:
+            report.ledger_totals[mine.type] += mine.amount
+            report.breaks.append(_break("missing_in_bank", mine.bank_ref, mine.loan_id, mine, None, None))
+    return report
+
+
+def record(app: Ledger, report: Report) -> None:
+    """Append the run to the bank's reconciliation stream (retrying if another run got there first)."""
+    for _ in range(app.settings.max_retries):
+        try:
+            stream = app.repository.get(BankReconciliations.create_id(report.bank))
+        except Exception:
+            stream = BankReconciliations(bank=report.bank)
+        stream.record_run(
+            file_name=report.file_name, file_sha256=report.file_sha256, date_from=report.date_from,
+            date_to=report.date_to, rows=report.rows, matched=report.matched,
+            breaks=dict(Counter(b["kind"] for b in report.breaks)), malformed=len(report.malformed),
+            net_difference=fmt(report.net_difference))
+        try:
+            app.save(stream)
+            return
+        except IntegrityError:
+            continue
+    raise RuntimeError(f"could not record the reconciliation run for {report.bank}: concurrent runs")
+
+
+def history(app: Ledger, bank: str | None = None) -> list[dict]:
+    topic = get_topic(BankReconciliations.Ran)  # type: ignore[attr-defined]
+    runs, start = [], 1
+    while notes := app.recorder.select_notifications(start, 5000, topics=[topic]):
+        for n in notes:
+            e = app.mapper.to_domain_event(n)
+            stream_bank = app.repository.get(e.originator_id, version=1).bank
+            if bank is None or stream_bank == bank:
+                runs.append({"bank": stream_bank, "recorded_at": e.timestamp, "file_name": e.file_name,
+                             "file_sha256": e.file_sha256, "date_from": e.date_from, "date_to": e.date_to,
+                             "rows": e.rows, "matched": e.matched, "breaks": e.breaks, "malformed": e.malformed,
+                             "net_difference": e.net_difference})
+        start = notes[-1].id + 1
+    return runs
+
+
+def _break(kind: str, bank_ref: str, loan_id: str, mine: Movement | None, theirs: Movement | None,
+           line: int | None) -> dict:
+    return {"kind": kind, "bank_ref": bank_ref, "loan_id": loan_id, "line": line,
+            "ledger": None if mine is None else mine.as_dict(), "bank": None if theirs is None else theirs.as_dict()}
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
