@@ -1,0 +1,112 @@
+"""Reconciliation throughput on a large settlement file, beside a bare CSV read of it, same run.
+
+    python bench/reconcile.py [--rows 1000000] [--store sqlite|postgres]
+
+Fills a ledger with rows/2 loans funded by one bank and repaid once (rows
+money movements), writes the bank's matching settlement file, then prints
+rows/s and peak memory of ``ledger reconcile``'s engine beside a bare
+``csv.reader`` pass over the same file (the floor).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
+
+from measure import in_child, peak_rss_mb  # noqa: E402
+
+BANK = "BANKA"
+
+
+def fill(url: str, loans: int, csv_path: str, queue) -> None:
+    from ledger.app import Ledger
+    from ledger.config import Settings
+    from ledger.ingest import append_lines
+
+    at = "2026-03-01T10:00:00+08:00"
+
+    def lines():
+        for i in range(loans):
+            loan = f"C{i:08d}"
+            yield json.dumps({"type": "applied", "loan_id": loan, "idempotency_key": f"a-{loan}", "occurred_at": at,
+                              "borrower_id": f"U{i}", "principal": "1000.00", "term_days": 14, "product": "payday",
+                              "channel": "app"})
+            yield json.dumps({"type": "scored", "loan_id": loan, "idempotency_key": f"s-{loan}", "occurred_at": at,
+                              "score": "0.7", "model_version": "m1", "decision": "approved", "principal": "1000.00",
+                              "term_days": 14, "daily_rate": "0.0005", "fee": "5.00", "penalty_daily_rate": "0.001"})
+            yield json.dumps({"type": "funded", "loan_id": loan, "idempotency_key": f"D-{loan}", "occurred_at": at,
+                              "bank": BANK, "bank_ref": f"D-{loan}", "amount": "1000.00", "value_date": "2026-03-01"})
+            yield json.dumps({"type": "repaid", "loan_id": loan, "idempotency_key": f"R-{loan}", "occurred_at": at,
+                              "amount": "1012.00", "bank_ref": f"R-{loan}", "value_date": "2026-03-15"})
+
+    app = Ledger(Settings(db_url=url))
+    assert {o.outcome.status for o in append_lines(app, lines())} == {"appended"}
+    with open(csv_path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["bank_ref", "loan_id", "type", "amount", "value_date"])
+        for i in range(loans):
+            w.writerow([f"D-C{i:08d}", f"C{i:08d}", "disbursement", "1000.00", "2026-03-01"])
+            w.writerow([f"R-C{i:08d}", f"C{i:08d}", "repayment", "1012.00", "2026-03-15"])
+    queue.put(None)
+
+
+def run_reconcile(url: str, csv_path: str, queue) -> None:
+    from ledger.app import Ledger
+    from ledger.config import Settings
+    from ledger.reconcile import reconcile
+
+    app = Ledger(Settings(db_url=url))
+    started = time.perf_counter()
+    report = reconcile(app, Path(csv_path), BANK)
+    elapsed = time.perf_counter() - started
+    assert report.clean and report.matched == report.rows, (report.matched, report.rows, report.breaks[:3])
+    queue.put((report.rows, elapsed, peak_rss_mb()))
+
+
+def run_csv(csv_path: str, queue) -> None:
+    started = time.perf_counter()
+    with open(csv_path, newline="") as f:
+        n = sum(1 for _ in csv.reader(f)) - 1
+    queue.put((n, time.perf_counter() - started, peak_rss_mb()))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite")
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="bench-reconcile-"))
+    csv_path = str(workdir / "settlement.csv")
+    server = None
+    try:
+        if args.store == "sqlite":
+            url = f"sqlite:///{workdir}/ledger.db"
+        else:
+            from pgserver import ThrowawayPostgres
+
+            server = ThrowawayPostgres().__enter__()
+            url = server.create_database("bench_reconcile")
+        started = time.perf_counter()
+        in_child(fill, url, args.rows // 2, csv_path)
+        print(f"ledger filled with {args.rows} movements in {time.perf_counter() - started:.0f} s ({args.store})")
+        n, t_rec, rss_rec = in_child(run_reconcile, url, csv_path)
+        _, t_csv, rss_csv = in_child(run_csv, csv_path)
+        print(f"{'rows':>9} {'reconcile rows/s':>17} {'csv read rows/s':>16} {'ratio':>6} "
+              f"{'reconcile peak MB':>18} {'csv peak MB':>12}")
+        print(f"{n:>9} {n / t_rec:>17,.0f} {n / t_csv:>16,.0f} {(n / t_rec) / (n / t_csv):>6.0%} "
+              f"{rss_rec:>18.0f} {rss_csv:>12.0f}")
+    finally:
+        if server is not None:
+            server.__exit__(None, None, None)
+
+
+if __name__ == "__main__":
+    main()
