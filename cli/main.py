@@ -144,6 +144,14 @@ from cli.reconcile import reconcile  # noqa: E402
 
 cli.add_command(reconcile)
 
+from cli.dataset import dataset  # noqa: E402
+
+cli.add_command(dataset)
+
+from cli.report import report  # noqa: E402
+
+cli.add_command(report)
+
 
 if __name__ == "__main__":
     cli()

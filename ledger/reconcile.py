@@ -32,7 +32,7 @@ TYPES = ("disbursement", "repayment", "reversal")
 MAX_ROW_CHARS = 4096
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # a million of these for a big bank: no per-object dict
 class Movement:
     bank_ref: str
     loan_id: str

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Iterable
 
@@ -77,3 +77,70 @@ def vintages(loans: Iterable[Loan], as_of: date) -> list[VintageLine]:
             line.written_off += p.written_off.principal
             line.recovered += sum((a.allocation.total for a in p.applied if a.after_write_off), ZERO)
     return [lines[m] for m in sorted(lines)]
+
+
+def _months_after(start: date, months: int) -> date:
+    y, m = divmod(start.month - 1 + months, 12)
+    return date(start.year + y, m + 1, 1)
+
+
+def ever30_curves(loans: Iterable[Loan], as_of: date, max_months: int = 6) -> dict[str, list[float]]:
+    """By funding month: share of the vintage that had reached 30+ DPD by each month-end after funding."""
+    first_30: dict[str, list[date | None]] = defaultdict(list)
+    for loan in loans:
+        if loan.funded_on is None or loan.funded_on > as_of or loan.terms is None:
+            continue
+        due = loan.terms.due_date(loan.funded_on)
+        hit = due + timedelta(days=30)
+        reached = hit <= as_of and loan.position(hit).dpd >= 30
+        first_30[loan.funded_on.strftime("%Y-%m")].append(hit if reached else None)
+    curves = {}
+    for month, hits in sorted(first_30.items()):
+        start = date.fromisoformat(f"{month}-01")
+        points = []
+        for k in range(1, max_months + 1):
+            cutoff = _months_after(start, k)
+            if cutoff > as_of + timedelta(days=1):
+                break
+            points.append(sum(1 for h in hits if h is not None and h < cutoff) / len(hits))
+        curves[month] = points
+    return curves
+
+
+def roll_rates(loans: Iterable[Loan], as_of: date) -> dict[str, dict[str, int]]:
+    """Loans moving from one month-end bucket to the next (written-off and closed loans are their own rows)."""
+    matrix: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for loan in loans:
+        if loan.funded_on is None or loan.terms is None:
+            continue
+        month_end = _months_after(loan.funded_on.replace(day=1), 1) - timedelta(days=1)
+        previous = None
+        while month_end <= as_of:
+            state = loan.state_as_of(month_end)
+            now = state if state in ("repaid", "written_off") else loan.position(month_end).bucket
+            if previous is not None and previous not in ("repaid", "written_off"):
+                matrix[previous][now] += 1
+            previous = now
+            month_end = _months_after(month_end.replace(day=1), 2) - timedelta(days=1)
+    return {k: dict(v) for k, v in matrix.items()}
+
+
+def plot_ever30(curves: dict[str, list[float]], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files, not windows
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for month, points in curves.items():
+        if points:
+            ax.plot(range(1, len(points) + 1), [100 * p for p in points], marker="o", label=month)
+    ax.set_xlabel("months after the funding month")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.set_ylabel("ever 30+ DPD, % of loans funded")
+    ax.set_title("Ever-30+ rate by funding month (vintage)")
+    ax.grid(alpha=0.3)
+    ax.legend(title="funded")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

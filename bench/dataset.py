@@ -1,0 +1,101 @@
+"""Dataset export throughput and memory as the book grows, beside a raw scan of the same log.
+
+    python bench/dataset.py [--loans 100000] [--store sqlite|postgres]
+
+Fills a ledger with half the loans (five per borrower, each applied after the
+previous one was repaid, so every row has history to compute), exports, then
+fills the other half and exports again: rows/s and each export's own peak
+memory, beside a raw select-and-decode scan of the same events.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
+
+from measure import in_child, peak_rss_mb  # noqa: E402
+from replay import raw_scan  # noqa: E402
+
+LOANS_PER_BORROWER = 5
+
+
+def lines(first: int, count: int):
+    for i in range(first, first + count):
+        loan, borrower, nth = f"X{i:08d}", f"U{i // LOANS_PER_BORROWER:07d}", i % LOANS_PER_BORROWER
+        day = date(2026, 1, 1) + timedelta(days=20 * nth)
+        at = f"{day}T10:00:00+08:00"
+        yield json.dumps({"type": "applied", "loan_id": loan, "idempotency_key": f"a-{loan}", "occurred_at": at,
+                          "borrower_id": borrower, "principal": "1000.00", "term_days": 14, "product": "payday",
+                          "channel": "app"})
+        yield json.dumps({"type": "scored", "loan_id": loan, "idempotency_key": f"s-{loan}", "occurred_at": at,
+                          "score": "0.7", "model_version": "m1", "decision": "approved", "principal": "1000.00",
+                          "term_days": 14, "daily_rate": "0.0005", "fee": "5.00", "penalty_daily_rate": "0.001"})
+        yield json.dumps({"type": "funded", "loan_id": loan, "idempotency_key": f"d-{loan}", "occurred_at": at,
+                          "bank": "BANKA", "bank_ref": f"d-{loan}", "amount": "1000.00", "value_date": str(day)})
+        yield json.dumps({"type": "repaid", "loan_id": loan, "idempotency_key": f"r-{loan}", "occurred_at": at,
+                          "amount": "1012.00", "bank_ref": f"r-{loan}", "value_date": str(day + timedelta(days=14))})
+
+
+def fill(url: str, first: int, count: int, queue) -> None:
+    from ledger.app import Ledger
+    from ledger.config import Settings
+    from ledger.ingest import append_lines
+
+    app = Ledger(Settings(db_url=url))
+    assert {o.outcome.status for o in append_lines(app, lines(first, count))} == {"appended"}
+    queue.put(None)
+
+
+def export(url: str, out: str, queue) -> None:
+    from ledger.app import Ledger
+    from ledger.config import Settings
+    from ledger.dataset import rows, write
+    from projections import runner
+
+    app = Ledger(Settings(db_url=url))
+    runner.catch_up(app)  # not part of the export's figure: the projection is kept current anyway
+    started = time.perf_counter()
+    n = write(rows(app, date(2026, 12, 31), datetime.now(timezone.utc)), out, "parquet",
+              date(2026, 12, 31), datetime.now(timezone.utc))
+    queue.put((n, time.perf_counter() - started, peak_rss_mb()))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--loans", type=int, default=100_000)
+    parser.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite")
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="bench-dataset-"))
+    server = None
+    try:
+        if args.store == "sqlite":
+            url = f"sqlite:///{workdir}/ledger.db"
+        else:
+            from pgserver import ThrowawayPostgres
+
+            server = ThrowawayPostgres().__enter__()
+            url = server.create_database("bench_dataset")
+        half = args.loans // 2
+        print(f"{'loans':>8} {'events':>8} {'raw scan ev/s':>14} {'export rows/s':>14} {'export ev/s':>12} "
+              f"{'export peak MB':>15} ({args.store})")
+        for first in (0, half):
+            in_child(fill, url, first, half)
+            events, t_scan, _ = in_child(raw_scan, url)
+            n, t_export, rss = in_child(export, url, str(workdir / f"rows{first}.parquet"))
+            print(f"{n:>8} {events:>8} {events / t_scan:>14,.0f} {n / t_export:>14,.0f} {events / t_export:>12,.0f} "
+                  f"{rss:>15.0f}")
+    finally:
+        if server is not None:
+            server.__exit__(None, None, None)
+
+
+if __name__ == "__main__":
+    main()
