@@ -17,7 +17,6 @@ import json
 import os
 import sqlite3
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -25,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 
-from measure import in_child, peak_rss_mb  # noqa: E402
+from measure import Stores, in_child, peak_rss_mb  # noqa: E402
 
 BATCH = int(os.environ.get("BENCH_BATCH", "500"))
 
@@ -101,32 +100,18 @@ def main() -> None:
     parser.add_argument("--stores", default="sqlite,postgres")
     args = parser.parse_args()
 
-    workdir = Path(tempfile.mkdtemp(prefix="bench-append-"))
-    path = workdir / "commands.jsonl"
-    path.write_text("\n".join(command_lines(args.commands)) + "\n")
-    print(f"{args.commands} commands, {BATCH} per transaction, file {path.stat().st_size / 1e6:.1f} MB")
-    print(f"{'store':<9} {'ledger cmd/s':>13} {'raw rows/s':>11} {'ratio':>6} {'ledger peak MB':>15} {'raw peak MB':>12}")
-
-    server = None
-    try:
+    with Stores("bench-append-") as stores:
+        path = stores.dir / "commands.jsonl"
+        path.write_text("\n".join(command_lines(args.commands)) + "\n")
+        print(f"{args.commands} commands, {BATCH} per transaction, file {path.stat().st_size / 1e6:.1f} MB")
+        print(f"{'store':<9} {'ledger cmd/s':>13} {'raw rows/s':>11} {'ratio':>6} {'ledger peak MB':>15} {'raw peak MB':>12}")
         for store in args.stores.split(","):
-            if store == "sqlite":
-                ledger_url, raw_url = f"sqlite:///{workdir}/ledger.db", f"sqlite:///{workdir}/raw.db"
-            else:
-                if server is None:
-                    from pgserver import ThrowawayPostgres
-
-                    server = ThrowawayPostgres().__enter__()
-                ledger_url, raw_url = server.create_database("bench_ledger"), server.create_database("bench_raw")
+            ledger_url, raw_url = stores.url(store, "bench_ledger"), stores.url(store, "bench_raw")
             n, t_ledger, rss_ledger = in_child(run_ledger, ledger_url, str(path))
             _, t_raw, rss_raw = in_child(run_raw, raw_url, n)
             ledger_rate, raw_rate = n / t_ledger, n / t_raw
             print(f"{store:<9} {ledger_rate:>13,.0f} {raw_rate:>11,.0f} {ledger_rate / raw_rate:>6.0%} "
                   f"{rss_ledger:>15.0f} {rss_raw:>12.0f}")
-    finally:
-        if server is not None:
-            server.__exit__(None, None, None)
-
 
 if __name__ == "__main__":
     os.environ.setdefault("PYTHONHASHSEED", "0")

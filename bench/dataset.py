@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -21,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 
-from measure import in_child, peak_rss_mb  # noqa: E402
+from measure import Stores, in_child, peak_rss_mb  # noqa: E402
 from replay import raw_scan  # noqa: E402
 
 LOANS_PER_BORROWER = 5
@@ -73,29 +72,17 @@ def main() -> None:
     parser.add_argument("--loans", type=int, default=100_000)
     parser.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite")
     args = parser.parse_args()
-    workdir = Path(tempfile.mkdtemp(prefix="bench-dataset-"))
-    server = None
-    try:
-        if args.store == "sqlite":
-            url = f"sqlite:///{workdir}/ledger.db"
-        else:
-            from pgserver import ThrowawayPostgres
-
-            server = ThrowawayPostgres().__enter__()
-            url = server.create_database("bench_dataset")
+    with Stores("bench-dataset-") as stores:
+        url = stores.url(args.store, "bench_dataset")
         half = args.loans // 2
         print(f"{'loans':>8} {'events':>8} {'raw scan ev/s':>14} {'export rows/s':>14} {'export ev/s':>12} "
               f"{'export peak MB':>15} ({args.store})")
         for first in (0, half):
             in_child(fill, url, first, half)
             events, t_scan, _ = in_child(raw_scan, url)
-            n, t_export, rss = in_child(export, url, str(workdir / f"rows{first}.parquet"))
+            n, t_export, rss = in_child(export, url, str(stores.dir / f"rows{first}.parquet"))
             print(f"{n:>8} {events:>8} {events / t_scan:>14,.0f} {n / t_export:>14,.0f} {events / t_export:>12,.0f} "
                   f"{rss:>15.0f}")
-    finally:
-        if server is not None:
-            server.__exit__(None, None, None)
-
 
 if __name__ == "__main__":
     main()

@@ -30,3 +30,31 @@ def in_child(target, *args):
     if proc.exitcode:
         raise RuntimeError(f"{target.__name__} failed with exit code {proc.exitcode}")
     return result
+
+
+class Stores:
+    """Empty stores for a benchmark: SQLite files, or databases on a throwaway PostgreSQL server
+    started on first need and stopped when the benchmark ends."""
+
+    def __init__(self, prefix: str):
+        import tempfile
+        from pathlib import Path
+
+        self.dir = Path(tempfile.mkdtemp(prefix=prefix))
+        self.server = None
+
+    def url(self, kind: str, name: str) -> str:
+        if kind == "sqlite":
+            return f"sqlite:///{self.dir}/{name}.db"
+        if self.server is None:
+            from pgserver import ThrowawayPostgres
+
+            self.server = ThrowawayPostgres().__enter__()
+        return self.server.create_database(name)
+
+    def __enter__(self) -> "Stores":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.server is not None:
+            self.server.__exit__(None, None, None)

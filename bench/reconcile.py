@@ -14,14 +14,13 @@ import argparse
 import csv
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 
-from measure import in_child, peak_rss_mb  # noqa: E402
+from measure import Stores, in_child, peak_rss_mb  # noqa: E402
 
 BANK = "BANKA"
 
@@ -83,17 +82,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite")
     args = parser.parse_args()
-    workdir = Path(tempfile.mkdtemp(prefix="bench-reconcile-"))
-    csv_path = str(workdir / "settlement.csv")
-    server = None
-    try:
-        if args.store == "sqlite":
-            url = f"sqlite:///{workdir}/ledger.db"
-        else:
-            from pgserver import ThrowawayPostgres
-
-            server = ThrowawayPostgres().__enter__()
-            url = server.create_database("bench_reconcile")
+    with Stores("bench-reconcile-") as stores:
+        csv_path = str(stores.dir / "settlement.csv")
+        url = stores.url(args.store, "bench_reconcile")
         started = time.perf_counter()
         in_child(fill, url, args.rows // 2, csv_path)
         print(f"ledger filled with {args.rows} movements in {time.perf_counter() - started:.0f} s ({args.store})")
@@ -103,10 +94,6 @@ def main() -> None:
               f"{'reconcile peak MB':>18} {'csv peak MB':>12}")
         print(f"{n:>9} {n / t_rec:>17,.0f} {n / t_csv:>16,.0f} {(n / t_rec) / (n / t_csv):>6.0%} "
               f"{rss_rec:>18.0f} {rss_csv:>12.0f}")
-    finally:
-        if server is not None:
-            server.__exit__(None, None, None)
-
 
 if __name__ == "__main__":
     main()

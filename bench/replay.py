@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -24,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 
 from append import command_lines  # noqa: E402
-from measure import in_child, peak_rss_mb  # noqa: E402
+from measure import Stores, in_child, peak_rss_mb  # noqa: E402
 
 PAGE = 1000
 
@@ -74,17 +73,9 @@ def main() -> None:
     half = len(lines) // 2
     print(f"{'store':<9} {'events':>8} {'raw scan ev/s':>14} {'rebuild ev/s':>13} {'ratio':>6} "
           f"{'scan peak MB':>13} {'rebuild peak MB':>16}")
-    server = None
-    try:
+    with Stores("bench-replay-") as stores:
         for store in args.stores.split(","):
-            if store == "sqlite":
-                url = f"sqlite:///{tempfile.mkdtemp(prefix='bench-replay-')}/ledger.db"
-            else:
-                if server is None:
-                    from pgserver import ThrowawayPostgres
-
-                    server = ThrowawayPostgres().__enter__()
-                url = server.create_database("bench_replay")
+            url = stores.url(store, "bench_replay")
             for chunk in (lines[:half], lines[half:]):
                 statuses, head = in_child(fill, url, chunk)
                 assert statuses == {"appended"}, statuses
@@ -94,10 +85,6 @@ def main() -> None:
                 scan_rate, rebuild_rate = n / t_scan, m / t_rebuild
                 print(f"{store:<9} {n:>8} {scan_rate:>14,.0f} {rebuild_rate:>13,.0f} {rebuild_rate / scan_rate:>6.0%} "
                       f"{rss_scan:>13.0f} {rss_rebuild:>16.0f}")
-    finally:
-        if server is not None:
-            server.__exit__(None, None, None)
-
 
 if __name__ == "__main__":
     main()

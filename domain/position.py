@@ -13,7 +13,7 @@ from decimal import Decimal
 
 from domain.accrual import AccrualRun, accrual_runs_between
 from domain.allocation import Allocation, allocate
-from domain.components import NOTHING, Components
+from domain.components import Components
 from domain.delinquency import bucket, days_past_due
 from domain.money import ZERO
 from domain.terms import Terms

@@ -23,7 +23,7 @@ from eventsourcing.utils import get_topic
 
 from domain.errors import InvalidAmount
 from domain.loan import SHANGHAI, Loan
-from domain.money import ZERO, fmt, parse_amount
+from domain.money import fmt, parse_amount
 from domain.reconciliation import BankReconciliations
 from ledger.app import Ledger
 

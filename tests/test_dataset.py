@@ -17,7 +17,7 @@ from ledger.config import Settings
 from ledger.dataset import COLUMNS, rows
 from ledger.simulation import run_simulation
 from ledger.simulator import Simulator
-from support.commands import applied, approved, declined, domain_example, funded, repaid
+from support.commands import applied, approved, declined, domain_example, repaid
 from support.simulation import START, simulated_ledger
 
 FEATURES = ("requested_principal", "term_days", "prior_loans", "prior_repaid_on_time", "prior_worst_dpd",
