@@ -62,3 +62,14 @@ def new_store(request, tmp_path_factory, pg_server):
         return pg_server.create_database(f"t{os.getpid()}_{n}")
 
     return make
+
+
+@pytest.fixture
+def simulated_book(ledger):
+    """The simulator as a fixture: ``simulated_book(seed, loans, ...)`` fills this test's ledger."""
+    from support.simulation import simulated_ledger
+
+    def fill(seed: int, loans: int, **options):
+        return simulated_ledger(ledger, seed, loans, **options)
+
+    return fill

@@ -40,8 +40,8 @@ def test_the_stream_has_the_real_worlds_mess():
     assert any(k.startswith("bad-") for k in keys)
 
 
-def test_a_simulated_portfolio_is_legal_and_only_planted_lines_are_rejected(ledger):
-    sim, report = simulated_ledger(ledger, seed=3, loans=400, bad_lines=True, days=40)
+def test_a_simulated_portfolio_is_legal_and_only_planted_lines_are_rejected(ledger, simulated_book):
+    sim, report = simulated_book(seed=3, loans=400, bad_lines=True, days=40)
     planted = {c["idempotency_key"] for _, cmds in sim.days() for c in cmds if c["idempotency_key"].startswith("bad-")}
     assert planted, "the seed plants bad lines"
     assert report.unplanned_rejections == []
