@@ -152,6 +152,10 @@ from cli.report import report  # noqa: E402
 
 cli.add_command(report)
 
+from cli.borrower import borrower  # noqa: E402
+
+cli.add_command(borrower)
+
 
 if __name__ == "__main__":
     cli()

@@ -98,6 +98,17 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
         """SQLite already lets one writer at a time into the database."""
         yield
 
+    def borrower_data(self, borrower_id: str) -> dict | None:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute("SELECT data FROM ledger_borrowers WHERE borrower_id = ?", (borrower_id,))
+            row = c.fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def forget_borrower(self, borrower_id: str) -> bool:
+        with self.datastore.transaction(commit=True) as c:
+            c.execute("DELETE FROM ledger_borrowers WHERE borrower_id = ?", (borrower_id,))
+            return c.sqlite_cursor.rowcount > 0
+
     def find_keys(self, keys: Sequence[str]) -> dict[str, KeyRecord]:
         found: dict[str, KeyRecord] = {}
         with self.datastore.transaction(commit=False) as c:
@@ -198,6 +209,19 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
                 StoredEvent(r["originator_id"], r["originator_version"], r["topic"], bytes(r["state"]))
                 for r in curs.fetchall()
             ]
+
+    def borrower_data(self, borrower_id: str) -> dict | None:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(SQL("SELECT data FROM {}.ledger_borrowers WHERE borrower_id = %s").format(
+                Identifier(self._schema)), (borrower_id,))
+            row = curs.fetchone()
+        return None if row is None else row["data"]
+
+    def forget_borrower(self, borrower_id: str) -> bool:
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(SQL("DELETE FROM {}.ledger_borrowers WHERE borrower_id = %s").format(
+                Identifier(self._schema)), (borrower_id,))
+            return curs.rowcount > 0
 
     @contextmanager
     def loan_lock(self, loan_id: str) -> Iterator[None]:

@@ -171,10 +171,23 @@ def test_payment_in_full_closes_the_loan_and_excess_is_owed_back(ledger):
     assert (p.total, p.overpayment, p.dpd) == (D("0.00"), D("8.00"), 0)
 
 
-def test_personal_data_stays_out_of_the_events(ledger):
-    append(ledger, applied(borrower={"name": "Zhang San", "phone": "13800000000"}))
+def test_personal_data_stays_out_of_the_events_and_can_be_erased(ledger):
+    from click.testing import CliRunner
+
+    from cli.main import cli
+
+    append(ledger, applied(borrower={"name": "Zhang San", "phone": "13800000000"}), approved(), funded())
     stored = b"".join(n.state for n in ledger.recorder.select_notifications(1, 100))
     assert b"Zhang" not in stored and b"13800000000" not in stored
+    assert ledger.recorder.borrower_data("B1") == {"name": "Zhang San", "phone": "13800000000"}
+    head = ledger.recorder.max_notification_id()
+    forget = CliRunner().invoke(cli, ["borrower", "forget", "B1", "--db", ledger.settings.db_url])
+    assert forget.exit_code == 0 and "erased B1" in forget.output
+    assert ledger.recorder.borrower_data("B1") is None
+    assert ledger.recorder.max_notification_id() == head  # history untouched
+    assert ledger.get_loan("L1").position(date(2026, 3, 20)).total == D("1017.00")
+    again = CliRunner().invoke(cli, ["borrower", "forget", "B1", "--db", ledger.settings.db_url])
+    assert again.exit_code == 1
 
 
 _loan_numbers = itertools.count()
