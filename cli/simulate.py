@@ -86,7 +86,7 @@ def _run(app, sim, until, show_progress):
     days = list(sim.days())
     last = days[-1][0] if until is None else min(until, days[-1][0])
     length = (last - days[0][0]).days + 1
-    with click.progressbar(length=length, label="simulating", file=sys.stderr if show_progress else open("/dev/null", "w")) as bar:
+    with click.progressbar(length=length, label="simulating", file=sys.stderr, hidden=not show_progress) as bar:
         return run_simulation(app, sim, progress=lambda _day: bar.update(1), until=until)
 
 

@@ -33,6 +33,3 @@ class Components:
     def as_dict(self) -> dict[str, Decimal]:
         # in allocation order's default sequence; spelled out because this is on the hot path
         return {"penalty": self.penalty, "interest": self.interest, "fee": self.fee, "principal": self.principal}
-
-
-NOTHING = Components()
