@@ -60,13 +60,13 @@ class Ledger(Application):
         stored = self.recorder.find_keys(sorted({cmd.idempotency_key for cmd in commands}))
         by_loan: dict[str, list[int]] = defaultdict(list)
         first_in_batch: dict[str, int] = {}
+        repeats: list[tuple[int, int]] = []  # (index, index of the first command with its key)
         for i, cmd in enumerate(commands):
             record = stored.get(cmd.idempotency_key)
             if record is not None:
                 outcomes[i] = _repeat(cmd, record.content_hash, record.loan_id)
             elif cmd.idempotency_key in first_in_batch:
-                first = commands[first_in_batch[cmd.idempotency_key]]
-                outcomes[i] = _repeat(cmd, first.content_hash, first.loan_id)
+                repeats.append((i, first_in_batch[cmd.idempotency_key]))
             else:
                 first_in_batch[cmd.idempotency_key] = i
                 by_loan[cmd.loan_id].append(i)
@@ -85,6 +85,16 @@ class Ledger(Application):
             for loan_id, idx in by_loan.items():
                 for i, outcome in zip(idx, self._append_one_loan(loan_id, [commands[i] for i in idx])):
                     outcomes[i] = outcome
+        for i, first_i in repeats:
+            # a repeat is a duplicate only of something that was stored
+            first, first_outcome = commands[first_i], outcomes[first_i]
+            assert first_outcome is not None
+            if first_outcome.status == REJECTED:
+                outcomes[i] = Outcome(REJECTED, commands[i].loan_id,
+                                      f"idempotency_key {first.idempotency_key!r} was used earlier in this batch "
+                                      f"by a command that was rejected: {first_outcome.error}")
+            else:
+                outcomes[i] = _repeat(commands[i], first.content_hash, first.loan_id)
         assert all(o is not None for o in outcomes)
         return outcomes  # type: ignore[return-value]
 

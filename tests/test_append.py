@@ -48,6 +48,15 @@ def test_a_duplicate_inside_one_batch_is_appended_once(ledger):
     assert ledger.get_loan("L1").position(date(2026, 3, 8)).outstanding.principal == D("508.50")
 
 
+def test_a_repeat_of_a_rejected_command_in_one_batch_is_not_acknowledged(ledger):
+    append(ledger, *domain_example())
+    early = repaid(value_date="2026-02-27")  # before funding: rejected
+    outcomes = append(ledger, early, early)
+    assert [o.status for o in outcomes] == ["rejected", "rejected"]
+    assert "was used earlier in this batch by a command that was rejected" in outcomes[1].error
+    assert ledger.get_loan("L1").money_in == []
+
+
 def test_the_same_amount_written_differently_is_the_same_content(ledger):
     append(ledger, *domain_example(), repaid(amount="500.00"))
     again = repaid(amount=500, occurred_at="2026-03-08T04:00:00+00:00")  # same instant, other offset
