@@ -1,4 +1,4 @@
-"""`ledger balances` and `ledger projections status|rebuild`."""
+"""`ledger balances` and `ledger projections status|catch-up|rebuild`."""
 
 from __future__ import annotations
 
@@ -6,49 +6,64 @@ import sys
 
 import click
 
-from cli.common import echo_json, open_ledger, parse_day, store_options
+from cli.common import EXIT_PROBLEM, echo_json, open_ledger, parse_day, parse_moment, store_options
 from domain.money import fmt
 from ledger.views import today_in_shanghai
 from projections import runner
-from projections.balances import GROUPINGS, PARTS, portfolio, trial_balance
+from projections.balances import AMOUNTS, GROUPINGS, account_balances, portfolio, trial_balance
+
+_page_size = click.option("--page-size", type=click.IntRange(1, 100_000), default=runner.PAGE_SIZE,
+                          show_default=True, help="Events per transaction.")
 
 
 @click.command()
 @click.option("--as-of", "as_of", metavar="DATE", help="Value date (default: today in Asia/Shanghai).")
+@click.option("--known-at", "known_at", metavar="TIMESTAMP", help="As the ledger knew it then (ISO 8601 with offset).")
 @click.option("--by", type=click.Choice(GROUPINGS), default="bank", show_default=True)
+@click.option("--accounts", is_flag=True, help="Also list every account's balance (the trial balance in full).")
 @store_options
-def balances(as_of, by, db_url, as_json):
-    """Portfolio balances from the double-entry journal, and the trial balance."""
+def balances(as_of, known_at, by, accounts, db_url, as_json):
+    """Portfolio balances from the double-entry journal, and the trial balance (exit 1 unless zero)."""
     app = open_ledger(db_url)
     day = parse_day(as_of, "--as-of") or today_in_shanghai()
+    moment = parse_moment(known_at, "--known-at")
     runner.catch_up(app)  # answer from everything appended so far
     db = runner.views(app)
-    groups = portfolio(db, day, by)
-    trial = trial_balance(db, day)
+    groups = portfolio(db, day, by, moment)
+    trial = trial_balance(db, day, moment)
+    by_account = account_balances(db, day, moment) if accounts else None
     if as_json:
-        echo_json({"as_of": day, "by": by, "trial_balance": fmt(trial), "groups": [
-            {"key": g.key, "loans": g.loans, **{k: fmt(v) for k, v in g.amounts.items()}} for g in groups]})
-        return
-    columns = (*PARTS, "overpayment", "total")
-    click.echo(f"balances as of {day} by {by}")
-    click.echo(f"  {by:<12}{'loans':>7}" + "".join(f"{c:>15}" for c in columns))
-    for g in groups:
-        click.echo(f"  {str(g.key):<12}{g.loans:>7}" + "".join(f"{g.amounts[c]:>15,.2f}" for c in columns))
-    click.echo(f"  trial balance {fmt(trial)}")
+        out = {"as_of": day, "by": by, "groups": [
+            {"key": g.key, "loans": g.loans, **{k: fmt(v) for k, v in g.amounts.items()}} for g in groups],
+            "trial_balance": fmt(trial)}
+        if moment:
+            out["known_at"] = moment
+        if by_account is not None:
+            out["accounts"] = {account: fmt(v) for account, v in by_account.items()}
+        echo_json(out)
+    else:
+        click.echo(f"balances as of {day} by {by}" + (f", as known at {moment.isoformat()}" if moment else ""))
+        click.echo(f"  {by:<12}{'loans':>7}" + "".join(f"{c:>15}" for c in AMOUNTS))
+        for g in groups:
+            amounts = g.amounts
+            click.echo(f"  {str(g.key):<12}{g.loans:>7}" + "".join(f"{amounts[c]:>15,.2f}" for c in AMOUNTS))
+        for account, balance in (by_account or {}).items():
+            click.echo(f"  {account:<40}{balance:>18,.2f}")
+        click.echo(f"  trial balance {fmt(trial)}")
     if trial != 0:
         click.echo("error: the trial balance is not zero", err=True)
-        sys.exit(1)
+        sys.exit(EXIT_PROBLEM)
 
 
 @click.group()
 def projections():
-    """Read models built from the event log."""
+    """Read models built from the event log, exactly once."""
 
 
 @projections.command("status")
 @store_options
 def projections_status(db_url, as_json):
-    """Position, head and lag of each projection."""
+    """Position, head and lag (in notification ids) of each projection."""
     app = open_ledger(db_url)
     rows = runner.status(app)
     if as_json:
@@ -58,20 +73,29 @@ def projections_status(db_url, as_json):
         click.echo(f"{s.name}: position {s.position}, head {s.head}, lag {s.lag}")
 
 
+@projections.command("catch-up")
+@click.argument("name", required=False, type=click.Choice(sorted(runner.PROJECTIONS)))
+@_page_size
+@store_options
+def projections_catch_up(name, page_size, db_url, as_json):
+    """Apply what was appended since the last run (all projections, or NAME)."""
+    app = open_ledger(db_url)
+    for projection in [name] if name else sorted(runner.PROJECTIONS):
+        n = runner.catch_up(app, projection, page_size=page_size)
+        echo_json({"name": projection, "events": n}) if as_json else click.echo(f"{projection}: {n} events applied")
+
+
 @projections.command("rebuild")
 @click.argument("name", required=False, type=click.Choice(sorted(runner.PROJECTIONS)))
-@click.option("--page-size", type=click.IntRange(1, 100_000), default=1000, show_default=True,
-              help="Events per transaction.")
+@_page_size
 @store_options
 def projections_rebuild(name, page_size, db_url, as_json):
-    """Rebuild from empty (all projections, or NAME): the same result as built incrementally."""
+    """Rebuild from empty (all projections, or NAME): the same rows as built incrementally."""
     app = open_ledger(db_url)
     for projection in [name] if name else sorted(runner.PROJECTIONS):
         runner.reset(app, projection)
         head = app.recorder.max_notification_id() or 0
-        with click.progressbar(length=head, label=f"rebuilding {projection}", file=sys.stderr) as bar:
+        with click.progressbar(length=head, label=f"rebuilding {projection}", file=sys.stderr,
+                               hidden=as_json) as bar:
             n = runner.catch_up(app, projection, page_size=page_size, progress=bar.update)
-        if as_json:
-            echo_json({"name": projection, "events": n})
-        else:
-            click.echo(f"{projection}: rebuilt from {n} events")
+        echo_json({"name": projection, "events": n}) if as_json else click.echo(f"{projection}: rebuilt from {n} events")

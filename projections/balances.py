@@ -1,93 +1,121 @@
-"""Portfolio balances and the trial balance, answered from the value-dated journal.
+"""Portfolio balances and the trial balance, answered from the value-dated, bitemporal journal.
 
-As of a date D: point lines valued on or before D, accrual runs clamped to the
-nights before D. Optionally as known at T: only the rows that held at T.
-Each loan's bucket and state as of D come from its own receivables and due date.
+As of a date D: point lines valued on or before D, run lines clamped to the
+nights before D. As known at T (optional): only the rows that held at T, and
+only the fundings and write-offs recorded by T. Each loan's state and bucket
+as of D come from its own receivables in the journal and its due date, by the
+domain's own DPD and bucket rules. Sums are integer fen in SQL, Decimal from
+here on.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 
 from domain.delinquency import BUCKETS, bucket, days_past_due
-from domain.money import ZERO
-from projections.book import micros
+from domain.journal import OVERPAYMENTS, RECEIVABLE
 from projections.db import ViewDb
+from projections.journal_view import micros
 
 PARTS = ("principal", "interest", "fee", "penalty")
 GROUPINGS = ("bank", "product", "bucket", "state")
-_AMOUNT_AS_OF = ("SUM(CASE WHEN until_day IS NULL THEN amount_fen "
-                 "ELSE amount_fen * ((CASE WHEN until_day < ? THEN until_day ELSE ? END) - value_day) END)")
+STATES = ("funded", "overdue", "repaid", "written_off")
+AMOUNTS = (*PARTS, "overpayment", "total")
+
+# A line's balance as of day ?1 (passed twice): a run counts its nights before that day.
+_AS_OF = ("CASE WHEN until_day IS NULL THEN amount_fen "
+          "ELSE amount_fen * ((CASE WHEN until_day < ? THEN until_day ELSE ? END) - value_day) END")
+
+
+def _fen_to_amount(fen: int) -> Decimal:
+    return Decimal(int(fen)).scaleb(-2)
 
 
 @dataclass
 class Group:
     key: str
     loans: int = 0
-    amounts: dict[str, Decimal] = field(default_factory=lambda: dict.fromkeys((*PARTS, "overpayment", "total"), ZERO))
+    fen: dict[str, int] = field(default_factory=lambda: dict.fromkeys(AMOUNTS, 0))
+
+    @property
+    def amounts(self) -> dict[str, Decimal]:
+        return {name: _fen_to_amount(value) for name, value in self.fen.items()}
 
 
-def _known(known_at: datetime | None) -> tuple[str, tuple]:
+def _lines(as_of: date, known_at: datetime | None) -> tuple[str, list]:
+    """The WHERE for lines valued by ``as_of`` as the views knew them at ``known_at`` (now when None)."""
+    day = as_of.toordinal()
     if known_at is None:
-        return "known_to_us IS NULL", ()
+        return "value_day <= ? AND known_to_us IS NULL", [day]
     t = micros(known_at)
-    return "known_from_us <= ? AND (known_to_us IS NULL OR known_to_us > ?)", (t, t)
+    return "value_day <= ? AND known_from_us <= ? AND (known_to_us IS NULL OR known_to_us > ?)", [day, t, t]
 
 
 def trial_balance(db: ViewDb, as_of: date, known_at: datetime | None = None) -> Decimal:
-    """Sum of every line as of the date: zero, or the book is broken."""
+    """Sum of every signed line as of the date: zero, or the book is broken."""
+    where, params = _lines(as_of, known_at)
     day = as_of.toordinal()
-    known, params = _known(known_at)
-    [(total,)] = db.query(f"SELECT {_AMOUNT_AS_OF} FROM proj_journal WHERE value_day <= ? AND {known}",
-                          (day, day, day, *params))
-    return Decimal(total or 0) / 100
+    [(total,)] = db.query(f"SELECT SUM({_AS_OF}) FROM proj_journal WHERE {where}", [day, day, *params])
+    return _fen_to_amount(total or 0)
 
 
 def account_balances(db: ViewDb, as_of: date, known_at: datetime | None = None) -> dict[str, Decimal]:
+    """Each account's balance as of the date (debit +), in account order."""
+    where, params = _lines(as_of, known_at)
     day = as_of.toordinal()
-    known, params = _known(known_at)
-    rows = db.query(f"SELECT account, {_AMOUNT_AS_OF} FROM proj_journal WHERE value_day <= ? AND {known} "
-                    "GROUP BY account ORDER BY account", (day, day, day, *params))
-    return {account: Decimal(total) / 100 for account, total in rows}
+    rows = db.query(f"SELECT account, SUM({_AS_OF}) FROM proj_journal WHERE {where} "
+                    "GROUP BY account ORDER BY account", [day, day, *params])
+    return {account: _fen_to_amount(total) for account, total in rows}
 
 
 def portfolio(db: ViewDb, as_of: date, by: str, known_at: datetime | None = None) -> list[Group]:
-    """Funded loans as of the date, grouped by bank | product | bucket | state."""
+    """Loans funded by the date (as known at ``known_at``), grouped by bank | product | bucket | state."""
     assert by in GROUPINGS, by
     day = as_of.toordinal()
-    known, params = _known(known_at)
-    per_loan: dict[str, dict[str, Decimal]] = defaultdict(dict)
-    rows = db.query(
-        f"SELECT loan_id, account, {_AMOUNT_AS_OF} FROM proj_journal WHERE value_day <= ? AND {known} "
-        "AND (account LIKE 'loans_receivable:%' OR account = 'overpayments_owed') GROUP BY loan_id, account",
-        (day, day, day, *params))
-    for loan_id, account, total in rows:
-        name = "overpayment" if account == "overpayments_owed" else account.split(":", 1)[1]
-        per_loan[loan_id][name] = Decimal(total) / 100 * (-1 if name == "overpayment" else 1)
+    where, params = _lines(as_of, known_at)
+    known_us = None if known_at is None else micros(known_at)
+    rows = _portfolio_rows(db, day, where, params, known_us)
     groups: dict[str, Group] = {}
-    for loan_id, bank, product, due_day, written_off_day in db.query(
-            "SELECT loan_id, bank, product, due_day, written_off_day FROM proj_loans "
-            "WHERE funded_day IS NOT NULL AND funded_day <= ?", (day,)):
-        amounts = per_loan.get(loan_id, {})
-        owed = {part: amounts.get(part, ZERO) for part in PARTS}
+    for bank, product, due_day, written_off_day, written_off_at_us, principal, interest, fee, penalty, overpaid in rows:
         due = date.fromordinal(due_day)
-        if written_off_day is not None and written_off_day <= day:
+        owed = principal + interest + fee + penalty
+        written_off = (written_off_day is not None and written_off_day <= day
+                       and (known_us is None or written_off_at_us <= known_us))
+        if written_off:  # off the book; its DPD keeps counting from the due date (docs/decisions.md)
             state, dpd = "written_off", days_past_due(as_of, due, True)
         else:
-            dpd = days_past_due(as_of, due, owed["principal"] + owed["interest"] + owed["fee"] > 0)
-            state = "repaid" if sum(owed.values()) == 0 else "overdue" if dpd > 0 else "funded"
+            dpd = days_past_due(as_of, due, principal + interest + fee > 0)
+            state = "repaid" if owed == 0 else "overdue" if dpd > 0 else "funded"
         key = {"bank": bank, "product": product, "bucket": bucket(dpd), "state": state}[by]
-        group = groups.setdefault(key, Group(key))
+        group = groups.get(key) or groups.setdefault(key, Group(key))
         group.loans += 1
-        for part in PARTS:
-            group.amounts[part] += owed[part]
-        group.amounts["overpayment"] += amounts.get("overpayment", ZERO)
-        group.amounts["total"] += sum(owed.values())
-    order = {b: i for i, b in enumerate(BUCKETS)}
+        fen = group.fen
+        fen["principal"] += principal
+        fen["interest"] += interest
+        fen["fee"] += fee
+        fen["penalty"] += penalty
+        fen["overpayment"] += overpaid
+        fen["total"] += owed
+    order = {name: i for i, name in enumerate(BUCKETS if by == "bucket" else STATES if by == "state" else ())}
     return [groups[k] for k in sorted(groups, key=lambda k: (order.get(k, len(order)), k))]
+
+
+def _portfolio_rows(db: ViewDb, day: int, where: str, params: list, known_us: int | None):
+    """Per funded loan: its facts and its receivables and overpayment as of the day, in fen."""
+    sums = [f"SUM(CASE WHEN account = '{RECEIVABLE}{part}' THEN {_AS_OF} ELSE 0 END) AS {part}" for part in PARTS]
+    sums.append(f"-SUM(CASE WHEN account = '{OVERPAYMENTS}' THEN amount_fen ELSE 0 END) AS overpayment")
+    funded = "l.funded_day <= ?" + ("" if known_us is None else " AND l.funded_at_us <= ?")
+    statement = (
+        "SELECT l.bank, l.product, l.due_day, l.written_off_day, l.written_off_at_us, "
+        + ", ".join(f"COALESCE(s.{name}, 0)" for name in (*PARTS, "overpayment"))
+        + f" FROM proj_loans l LEFT JOIN (SELECT loan_id, {', '.join(sums)} FROM proj_journal WHERE {where} "
+        f"GROUP BY loan_id) s ON s.loan_id = l.loan_id WHERE {funded}"
+    )
+    args = [day, day] * len(PARTS) + params + [day] + ([] if known_us is None else [known_us])
+    for bank, product, due_day, wo_day, wo_at, *fen in db.stream(statement, args):
+        yield (bank, product, due_day, wo_day, wo_at, *(int(f) for f in fen))
 
 
 def open_loan_ids(db: ViewDb, day: date) -> list[str]:

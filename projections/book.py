@@ -1,123 +1,133 @@
-"""The book projection: each loan's facts (proj_loans) and its bitemporal journal (proj_journal).
+"""The book projection: proj_loans and proj_journal, fed a page of the notification log at a time.
 
-Fed a page of the store's notification log at a time. For each loan touched,
-the journal is re-derived after every event that can move money and compared
-with what held before: lines that no longer hold are closed at the event's
-recorded time, new lines open at it. Amounts are never updated in place, so
-"as known at T" reads the rows that held at T.
+A page is worked out in memory first (decode, bring each touched loan up to
+just before the page, apply its events, re-derive its journal after each
+money event) and only then written, in one short transaction with the new
+tracking position (see runner.py). Loans touched by earlier pages come from a
+bounded cache of their state; the rest are loaded from the store (their
+earlier events) and the views (their open lines and recorded times).
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from datetime import datetime, timezone
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 from uuid import UUID
 
-from domain.journal import FAR_FUTURE, JournalLine, journal_lines
+from domain.journal import FAR_FUTURE, journal_lines
 from domain.loan import Loan
-from domain.position import Position
-from projections.db import Cursor
+from projections import journal_view, loans_view
+from projections.db import Cursor, ViewDb
+from projections.journal_view import JournalChanges, micros
+from projections.loans_view import LoanState
 
 NAME = "book"
-_MONEY_EVENTS = {"Funded", "Repaid", "Collected", "WrittenOff", "Reversed"}
-_LOAN_TOPIC = f"{Loan.__module__}:{Loan.__qualname__}."
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+VIEWS = ("proj_journal", "proj_loans")  # what this projection writes, and a rebuild empties
+CACHE_LOANS = 20_000  # loans held between pages; bounds memory (a few KB each), not correctness
+_LOAN_TOPIC = f"{Loan.__module__}:{Loan.__qualname__}."  # other streams (reconciliation runs) have no place here
+_MONEY_EVENTS = frozenset({"Funded", "Repaid", "Collected", "WrittenOff", "Reversed"})
 
 
-def micros(moment: datetime) -> int:
-    """Recorded times as integer microseconds since the epoch: exact and portable."""
-    delta = moment - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+class LoanCache:
+    """Loan states between pages, least recently used dropped first.
+
+    A state is only used for the very next version of its loan, so a state that
+    another runner moved past, or that a failed page left half-applied (states
+    are taken out while a page is worked and put back only after it commits),
+    is never used.
+    """
+
+    def __init__(self, max_loans: int = CACHE_LOANS):
+        self.max_loans = max_loans
+        self._states: OrderedDict[UUID, LoanState] = OrderedDict()
+
+    def take(self, uuid: UUID, version: int) -> LoanState | None:
+        state = self._states.pop(uuid, None)
+        if state is None or state.loan is None or state.loan.version != version:
+            return None
+        return state
+
+    def put(self, states: dict[UUID, LoanState]) -> None:
+        self._states.update(states)
+        while len(self._states) > self.max_loans:
+            self._states.popitem(last=False)
+
+    def clear(self) -> None:
+        self._states.clear()
+
+    def __len__(self) -> int:
+        return len(self._states)
 
 
-def fen(amount: Any) -> int:
-    return int(amount * 100)
+@dataclass
+class Page:
+    journal: JournalChanges = field(default_factory=JournalChanges)
+    loan_rows: list[tuple] = field(default_factory=list)
+    states: dict[UUID, LoanState] = field(default_factory=dict)  # to cache once the page has committed
+
+    def write(self, c: Cursor) -> None:
+        self.journal.write(c)
+        loans_view.write(c, self.loan_rows)
 
 
-def line_key(line: JournalLine) -> str:
-    until = "" if line.until is None else line.until.toordinal()
-    return f"{line.entry}|{line.account}|{line.value_date.toordinal()}|{until}|{fen(line.amount)}"
-
-
-def apply_page(cursor: Cursor, app: Any, notifications: Sequence[Any]) -> None:
-    """Write what a page of notifications changes; the caller commits it with the new position."""
-    pages: dict[UUID, list[Any]] = defaultdict(list)
+def plan_page(app: Any, db: ViewDb, notifications: Sequence[Any], cache: LoanCache) -> Page:
+    streams: dict[UUID, list[tuple[int, Any]]] = {}
+    decode = app.mapper.to_domain_event
     for n in notifications:
-        if n.topic.startswith(_LOAN_TOPIC):  # other streams (reconciliation runs) have no place in the book
-            pages[n.originator_id].append(app.mapper.to_domain_event(n))
-    # loans seen before this page: rebuild their state up to just before it
-    earlier: dict[UUID, list[Any]] = defaultdict(list)
-    need = [uuid for uuid, events in pages.items() if events[0].originator_version > 1]
-    for stored in app.recorder.select_events_of(need):
-        if stored.originator_version < pages[stored.originator_id][0].originator_version:
-            earlier[stored.originator_id].append(app.mapper.to_domain_event(stored))
+        if n.topic.startswith(_LOAN_TOPIC):
+            streams.setdefault(n.originator_id, []).append((n.id, decode(n)))
 
-    closes: list[tuple] = []  # rows committed by earlier pages that stop holding
-    opens: dict[tuple[str, JournalLine], list] = {}  # rows this page adds; a line may open and close within it
-    loan_rows: list[tuple] = []
-    for uuid, events in pages.items():
-        loan: Loan | None = None
-        for e in earlier.get(uuid, []):
+    page = Page()
+    states: dict[UUID, LoanState] = {}
+    unknown: dict[UUID, int] = {}  # loans seen before this page but not cached -> first version in the page
+    for uuid, events in streams.items():
+        first = events[0][1].originator_version
+        state = cache.take(uuid, first - 1) if first > 1 else LoanState(None, {})
+        if state is None:
+            unknown[uuid] = first
+        else:
+            states[uuid] = state
+    if unknown:
+        states.update(_load(app, db, unknown))
+
+    for uuid, events in streams.items():
+        state = states[uuid]
+        loan = state.loan
+        for notification_id, e in events:
             loan = e.mutate(loan)
-        position = _far_position(loan)
-        before = set(journal_lines(loan, position)) if loan is not None else set()
-        for e in events:
-            loan = e.mutate(loan)
-            if type(e).__name__ not in _MONEY_EVENTS:
+            kind = type(e).__name__
+            if kind not in _MONEY_EVENTS:
                 continue
-            position = _far_position(loan)
-            after = set(journal_lines(loan, position))
-            at = micros(e.timestamp)
-            for line in before - after:
-                pending = opens.get((loan.loan_id, line))
-                if pending is not None and pending[-1] is None:
-                    pending[-1] = at  # held only between two events of this page: still history
-                else:
-                    closes.append((at, loan.loan_id, line_key(line)))
-            for line in after - before:
-                opens[(loan.loan_id, line)] = _journal_row(loan.loan_id, line, at)
-            before = after
-        assert loan is not None
-        loan_rows.append(_loan_row(loan, position))
-
-    cursor.executemany("UPDATE proj_journal SET known_to_us = ? WHERE loan_id = ? AND line_key = ? "
-                       "AND known_to_us IS NULL", closes)
-    cursor.executemany("INSERT INTO proj_journal (loan_id, line_key, entry, account, value_day, until_day, "
-                       "amount_fen, known_from_us, known_to_us) VALUES (?,?,?,?,?,?,?,?,?)", list(opens.values()))
-    cursor.executemany(
-        "INSERT INTO proj_loans (loan_id, borrower_id, product, channel, phase, bank, score, model_version, "
-        "principal_fen, funded_day, due_day, written_off_day, settled_day, version) "
-        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (loan_id) DO UPDATE SET "
-        "phase = excluded.phase, bank = excluded.bank, score = excluded.score, "
-        "model_version = excluded.model_version, principal_fen = excluded.principal_fen, "
-        "funded_day = excluded.funded_day, due_day = excluded.due_day, "
-        "written_off_day = excluded.written_off_day, settled_day = excluded.settled_day, version = excluded.version",
-        loan_rows,
-    )
+            at_us = micros(e.timestamp)
+            if kind == "Funded":
+                state.funded_at_us = at_us
+            elif kind == "WrittenOff":
+                state.written_off_at_us = at_us
+            position = loan.position(FAR_FUTURE)
+            page.journal.record(loan.loan_id, loan.bank, state.open_lines, journal_lines(loan, position),
+                                notification_id, at_us)
+            state.settled_day = None if position.settled_on is None else position.settled_on.toordinal()
+        state.loan = loan
+        page.loan_rows.append(loans_view.loan_row(uuid, state))
+    page.states = states
+    return page
 
 
-def _far_position(loan: Loan | None) -> Position | None:
-    if loan is None or loan.terms is None or loan.funded_on is None:
-        return None
-    return loan.position(FAR_FUTURE)
-
-
-def _journal_row(loan_id: str, line: JournalLine, at: int) -> list:
-    until = None if line.until is None else line.until.toordinal()
-    return [loan_id, line_key(line), line.entry, line.account, line.value_date.toordinal(), until, fen(line.amount), at, None]
-
-
-def _loan_row(loan: Loan, position: Position | None) -> tuple:
-    funded = due = settled = None
-    if loan.terms is not None and loan.funded_on is not None:
-        assert position is not None
-        funded = loan.funded_on.toordinal()
-        due = loan.terms.due_date(loan.funded_on).toordinal()
-        settled = None if position.settled_on is None else position.settled_on.toordinal()
-    return (
-        loan.loan_id, loan.borrower_id, loan.product, loan.channel, loan.phase, loan.bank,
-        None if loan.score is None else str(loan.score), loan.model_version,
-        None if loan.terms is None else fen(loan.terms.principal), funded, due,
-        None if loan.written_off_on is None else loan.written_off_on.toordinal(), settled, loan.version,
-    )
+def _load(app: Any, db: ViewDb, first_versions: dict[UUID, int]) -> dict[UUID, LoanState]:
+    """Loans as they stood just before this page: their earlier events, their open lines and facts."""
+    loans: dict[UUID, Loan] = {}
+    for stored in app.recorder.select_events_of(list(first_versions)):
+        if stored.originator_version < first_versions[stored.originator_id]:
+            loans[stored.originator_id] = app.mapper.to_domain_event(stored).mutate(loans.get(stored.originator_id))
+    assert loans.keys() == first_versions.keys(), "a page's events continue loans the store does not have"
+    loan_ids = [loan.loan_id for loan in loans.values()]
+    with db.transaction(commit=False) as c:
+        lines = journal_view.read_open_lines(c, loan_ids)
+        facts = loans_view.read_facts(c, loan_ids)
+    states = {}
+    for uuid, loan in loans.items():
+        assert loan.loan_id in facts, f"loan {loan.loan_id} has events before this page but no row in proj_loans"
+        settled_day, funded_at_us, written_off_at_us = facts[loan.loan_id]
+        states[uuid] = LoanState(loan, lines[loan.loan_id], settled_day, funded_at_us, written_off_at_us)
+    return states

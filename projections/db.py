@@ -1,34 +1,27 @@
-"""The views' database: the store's own (SQLite file or PostgreSQL database), one SQL for both.
+"""The views' database: the event store's own (SQLite file or PostgreSQL database).
 
-Views live beside the events so that a view change and its tracking position
-commit in one transaction. SQL here is written once with ``?`` placeholders and
-integer day numbers and fen, which both engines handle identically.
+Views live beside the events, reached through the store's own datastore (its
+pool, its settings), so that a page's view rows and its tracking position
+commit in one transaction of the same database: that is the whole of
+exactly-once. SQL is written once with ``?`` placeholders; on PostgreSQL they
+become ``%s``. Rows come back as plain tuples on both engines.
 """
 
 from __future__ import annotations
 
+import time
 from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
 
-from eventsourcing.postgres import PostgresDatastore
+from psycopg.rows import tuple_row
 
-SCHEMA = [
-    "CREATE TABLE IF NOT EXISTS proj_tracking (name TEXT PRIMARY KEY, position BIGINT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS proj_loans ("
-    " loan_id TEXT PRIMARY KEY, borrower_id TEXT NOT NULL, product TEXT NOT NULL, channel TEXT NOT NULL,"
-    " phase TEXT NOT NULL, bank TEXT, score TEXT, model_version TEXT, principal_fen BIGINT,"
-    " funded_day INTEGER, due_day INTEGER, written_off_day INTEGER, settled_day INTEGER,"
-    " version INTEGER NOT NULL)",
-    # Bitemporal: a row holds from known_from_us until known_to_us (NULL: still holds).
-    "CREATE TABLE IF NOT EXISTS proj_journal ("
-    " loan_id TEXT NOT NULL, line_key TEXT NOT NULL, entry TEXT NOT NULL, account TEXT NOT NULL,"
-    " value_day INTEGER NOT NULL, until_day INTEGER, amount_fen BIGINT NOT NULL,"
-    " known_from_us BIGINT NOT NULL, known_to_us BIGINT)",
-    "CREATE INDEX IF NOT EXISTS proj_journal_current ON proj_journal (loan_id, line_key) WHERE known_to_us IS NULL",
-    "CREATE INDEX IF NOT EXISTS proj_journal_value ON proj_journal (value_day)",
-    "CREATE INDEX IF NOT EXISTS proj_loans_open ON proj_loans (phase, due_day)",
-]
-VIEWS = ("proj_loans", "proj_journal")
+from eventsourcing.persistence import OperationalError
+from eventsourcing.postgres import PostgresDatastore
+from projections import schema
+
+_SCHEMA_LOCK = 0x50524F4A  # "PROJ": PostgreSQL advisory lock held while creating the views
+_SCHEMA_ATTEMPTS = 5
+STREAM_ROWS = 5000  # rows per fetch when a query streams (memory stays flat on a large book)
 
 
 class ViewDb:
@@ -41,29 +34,82 @@ class ViewDb:
         return statement.replace("%", "%%").replace("?", "%s") if self.postgres else statement
 
     @contextmanager
-    def transaction(self) -> Iterator[Cursor]:
-        with self.datastore.transaction(commit=True) as curs:
-            yield Cursor(self, curs)
+    def transaction(self, commit: bool = True) -> Iterator[Cursor]:
+        if self.postgres:
+            with self.datastore.get_connection() as conn, conn.transaction(force_rollback=not commit):
+                yield Cursor(self, conn.cursor(row_factory=tuple_row))
+        else:
+            with self.datastore.transaction(commit=commit) as curs:
+                yield Cursor(self, _plain(curs.sqlite_cursor))  # the library wraps sqlite3's cursor
 
     def query(self, statement: str, params: Sequence[Any] = ()) -> list[tuple]:
-        with self.datastore.transaction(commit=False) as curs:
-            return Cursor(self, curs).query(statement, params)
+        with self.transaction(commit=False) as c:
+            return c.query(statement, params)
 
-    def create(self) -> None:
+    def stream(self, statement: str, params: Sequence[Any] = ()) -> Iterator[tuple]:
+        """Rows a batch at a time: a server-side cursor on PostgreSQL, sqlite3's own lazy cursor."""
+        if self.postgres:
+            with self.datastore.get_connection() as conn, conn.transaction(force_rollback=True):
+                with conn.cursor(name="proj_stream", row_factory=tuple_row) as curs:
+                    curs.execute(self.sql(statement), params)
+                    while rows := curs.fetchmany(STREAM_ROWS):
+                        yield from rows
+        else:
+            with self.datastore.transaction(commit=False) as curs:
+                sqlite_cursor = _plain(curs.sqlite_cursor)
+                sqlite_cursor.execute(statement, params)
+                while rows := sqlite_cursor.fetchmany(STREAM_ROWS):
+                    yield from rows
+
+    def ensure_schema(self, names: Sequence[str]) -> None:
+        """Create the views (or recreate them when their version changed) and a tracking row per name."""
+        for attempt in range(_SCHEMA_ATTEMPTS):
+            try:
+                return self._ensure_schema(names)
+            except OperationalError:
+                # SQLite (WAL): this transaction read the schema, then another process committed its own
+                # creation before we could write; SQLite refuses the upgrade at once. Look again.
+                if self.postgres or attempt == _SCHEMA_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+
+    def _ensure_schema(self, names: Sequence[str]) -> None:
+        with self.transaction(commit=False) as c:
+            if self._version(c) == schema.SCHEMA_VERSION and \
+                    {r[0] for r in c.query("SELECT name FROM proj_tracking")} >= set(names):
+                return  # the common case: a read, no write lock taken
         with self.transaction() as c:
-            if self.postgres:  # one creator at a time, as for the event tables
-                c.execute("SELECT pg_advisory_xact_lock(1280593735)")
-            for statement in SCHEMA:
-                c.execute(statement)
+            if self.postgres:  # one creator at a time; the others wait here, then find it done
+                c.execute("SELECT pg_advisory_xact_lock(?)", (_SCHEMA_LOCK,))
+            if self._version(c) != schema.SCHEMA_VERSION:
+                for statement in schema.drop_statements() + schema.create_statements(self.postgres):
+                    c.execute(statement)
+                c.execute("INSERT INTO proj_meta (key, value) VALUES ('schema_version', ?)", (schema.SCHEMA_VERSION,))
+            c.executemany("INSERT INTO proj_tracking (name, position) VALUES (?, 0) ON CONFLICT (name) DO NOTHING",
+                          [(name,) for name in names])
+
+    def _version(self, c: Cursor) -> str | None:
+        exists = c.query("SELECT to_regclass('proj_meta') IS NOT NULL" if self.postgres
+                         else "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'proj_meta'")
+        if not exists[0][0]:
+            return None
+        rows = c.query("SELECT value FROM proj_meta WHERE key = 'schema_version'")
+        return rows[0][0] if rows else None
+
+
+def _plain(sqlite_cursor: Any) -> Any:
+    sqlite_cursor.row_factory = None  # tuples, as on PostgreSQL (the library's connections make sqlite3.Row)
+    return sqlite_cursor
 
 
 class Cursor:
     def __init__(self, db: ViewDb, curs: Any):
         self.db, self.curs = db, curs
+        self.postgres = db.postgres
 
     def execute(self, statement: str, params: Sequence[Any] = ()) -> int:
         self.curs.execute(self.db.sql(statement), params)
-        return getattr(self.curs, "sqlite_cursor", self.curs).rowcount  # the library wraps sqlite3's cursor
+        return self.curs.rowcount
 
     def executemany(self, statement: str, rows: Sequence[Sequence[Any]]) -> None:
         if rows:
@@ -71,5 +117,4 @@ class Cursor:
 
     def query(self, statement: str, params: Sequence[Any] = ()) -> list[tuple]:
         self.curs.execute(self.db.sql(statement), params)
-        rows = self.curs.fetchall()
-        return [tuple(r.values()) if isinstance(r, dict) else tuple(r) for r in rows]
+        return self.curs.fetchall()

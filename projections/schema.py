@@ -1,0 +1,53 @@
+"""The views' tables, for SQLite and PostgreSQL, and their version.
+
+Portable types only, so that one set of queries serves both engines exactly:
+- money as integer fen (BIGINT): sums stay exact on both (SQLite has no decimal type);
+- value dates as integer day numbers (``date.toordinal()``): a run's nights are a subtraction;
+- recorded times as integer microseconds since the Unix epoch (UTC).
+
+The views are derived data. When SCHEMA_VERSION changes, ``views()`` drops them
+and their tracking, and the next catch-up rebuilds them from the event log:
+there is nothing to migrate.
+"""
+
+from __future__ import annotations
+
+SCHEMA_VERSION = "3"
+TABLES = ("proj_journal", "proj_loans", "proj_tracking", "proj_meta")
+
+
+def create_statements(postgres: bool) -> list[str]:
+    # SQLite makes only "INTEGER PRIMARY KEY" the rowid: the cheapest key it has.
+    line_id = "BIGINT PRIMARY KEY" if postgres else "INTEGER PRIMARY KEY"
+    return [
+        "CREATE TABLE IF NOT EXISTS proj_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS proj_tracking (name TEXT PRIMARY KEY, position BIGINT NOT NULL)",
+        # One row per loan, its current facts. Funding and write-off are written once and never
+        # change, so the recorded time each became known (…_at_us) is all "as known at T" needs.
+        "CREATE TABLE IF NOT EXISTS proj_loans ("
+        " loan_id TEXT PRIMARY KEY, loan_uuid TEXT NOT NULL, borrower_id TEXT NOT NULL,"
+        " product TEXT NOT NULL, channel TEXT NOT NULL, phase TEXT NOT NULL,"
+        " score TEXT, model_version TEXT, bank TEXT, principal_fen BIGINT,"
+        " funded_day INTEGER, funded_at_us BIGINT, due_day INTEGER,"
+        " written_off_day INTEGER, written_off_at_us BIGINT, settled_day INTEGER,"
+        " version INTEGER NOT NULL)",
+        # The bitemporal journal. A row holds from known_from_us until known_to_us (NULL: still
+        # holds); rows are closed, never changed. amount_fen is signed (debit +); a run line
+        # (until_day not NULL) posts amount_fen for each night value_day <= d < until_day.
+        # line_id = the opening event's notification id * 2^16 + the line's place among the lines
+        # it opened: the same on every rebuild, and known without asking the database.
+        f"CREATE TABLE IF NOT EXISTS proj_journal (line_id {line_id},"
+        " loan_id TEXT NOT NULL, bank TEXT NOT NULL, entry TEXT NOT NULL, account TEXT NOT NULL,"
+        " value_day INTEGER NOT NULL, until_day INTEGER, amount_fen BIGINT NOT NULL,"
+        " known_from_us BIGINT NOT NULL, known_to_us BIGINT)",
+        # A loan's lines: read for a loan a runner has not cached, joined per loan by the balances.
+        # Not partial on known_to_us: closing a row then touches no index (and stays a HOT update
+        # on PostgreSQL), and "as known at T" reads closed rows too.
+        "CREATE INDEX IF NOT EXISTS proj_journal_loan ON proj_journal (loan_id)",
+        "CREATE INDEX IF NOT EXISTS proj_loans_open ON proj_loans (phase, due_day)",
+        "CREATE INDEX IF NOT EXISTS proj_loans_borrower ON proj_loans (borrower_id)",
+    ]
+
+
+def drop_statements() -> list[str]:
+    return [f"DROP TABLE IF EXISTS {table}" for table in TABLES]
