@@ -36,18 +36,69 @@ def command_lines(n: int) -> list[str]:
     for i in range(n // 5 + 1):
         loan = f"B{i:07d}"
         lines += [
-            json.dumps({"type": "applied", "loan_id": loan, "idempotency_key": f"a-{loan}", "occurred_at": at,
-                        "borrower_id": f"U{i % 7919}", "principal": "1000.00", "term_days": 14,
-                        "product": "payday", "channel": "app"}),
-            json.dumps({"type": "scored", "loan_id": loan, "idempotency_key": f"s-{loan}", "occurred_at": at,
-                        "score": "0.71", "model_version": "m1", "decision": "approved", "principal": "1000.00",
-                        "term_days": 14, "daily_rate": "0.0005", "fee": "5.00", "penalty_daily_rate": "0.001"}),
-            json.dumps({"type": "funded", "loan_id": loan, "idempotency_key": f"d-{loan}", "occurred_at": at,
-                        "bank": "BANKA", "bank_ref": f"d-{loan}", "amount": "1000.00", "value_date": "2026-03-01"}),
-            json.dumps({"type": "repaid", "loan_id": loan, "idempotency_key": f"r1-{loan}", "occurred_at": at,
-                        "amount": "500.00", "bank_ref": f"r1-{loan}", "value_date": "2026-03-08"}),
-            json.dumps({"type": "repaid", "loan_id": loan, "idempotency_key": f"r2-{loan}", "occurred_at": at,
-                        "amount": "512.00", "bank_ref": f"r2-{loan}", "value_date": "2026-03-15"}),
+            json.dumps(
+                {
+                    "type": "applied",
+                    "loan_id": loan,
+                    "idempotency_key": f"a-{loan}",
+                    "occurred_at": at,
+                    "borrower_id": f"U{i % 7919}",
+                    "principal": "1000.00",
+                    "term_days": 14,
+                    "product": "payday",
+                    "channel": "app",
+                }
+            ),
+            json.dumps(
+                {
+                    "type": "scored",
+                    "loan_id": loan,
+                    "idempotency_key": f"s-{loan}",
+                    "occurred_at": at,
+                    "score": "0.71",
+                    "model_version": "m1",
+                    "decision": "approved",
+                    "principal": "1000.00",
+                    "term_days": 14,
+                    "daily_rate": "0.0005",
+                    "fee": "5.00",
+                    "penalty_daily_rate": "0.001",
+                }
+            ),
+            json.dumps(
+                {
+                    "type": "funded",
+                    "loan_id": loan,
+                    "idempotency_key": f"d-{loan}",
+                    "occurred_at": at,
+                    "bank": "BANKA",
+                    "bank_ref": f"d-{loan}",
+                    "amount": "1000.00",
+                    "value_date": "2026-03-01",
+                }
+            ),
+            json.dumps(
+                {
+                    "type": "repaid",
+                    "loan_id": loan,
+                    "idempotency_key": f"r1-{loan}",
+                    "occurred_at": at,
+                    "amount": "500.00",
+                    "bank_ref": f"r1-{loan}",
+                    "value_date": "2026-03-08",
+                }
+            ),
+            json.dumps(
+                {
+                    "type": "repaid",
+                    "loan_id": loan,
+                    "idempotency_key": f"r2-{loan}",
+                    "occurred_at": at,
+                    "amount": "512.00",
+                    "bank_ref": f"r2-{loan}",
+                    "value_date": "2026-03-15",
+                }
+            ),
         ]
     return lines[:n]
 
@@ -68,8 +119,15 @@ def run_ledger(url: str, path: str, queue) -> None:
 
 def run_raw(url: str, n: int, queue) -> None:
     """The floor: the same number of rows, same batch size, no ledger at all."""
-    payload = json.dumps({"amount": "500.00", "value_date": "2026-03-08", "bank_ref": "r1-B0000001",
-                          "idempotency_key": "r1-B0000001", "occurred_at": "2026-03-01T10:00:00+08:00"}).encode()
+    payload = json.dumps(
+        {
+            "amount": "500.00",
+            "value_date": "2026-03-08",
+            "bank_ref": "r1-B0000001",
+            "idempotency_key": "r1-B0000001",
+            "occurred_at": "2026-03-01T10:00:00+08:00",
+        }
+    ).encode()
     rows = [(uuid.uuid4(), 1, "bench:Event", payload) for _ in range(n)]
     started = time.perf_counter()
     if url.startswith("sqlite"):
@@ -78,18 +136,21 @@ def run_raw(url: str, n: int, queue) -> None:
         con.execute("CREATE TABLE raw (id TEXT, version INTEGER, topic TEXT, state BLOB, PRIMARY KEY (id, version))")
         for i in range(0, n, BATCH):
             con.execute("BEGIN")
-            con.executemany("INSERT INTO raw VALUES (?,?,?,?)", [(r[0].hex, *r[1:]) for r in rows[i:i + BATCH]])
+            con.executemany("INSERT INTO raw VALUES (?,?,?,?)", [(r[0].hex, *r[1:]) for r in rows[i : i + BATCH]])
             con.execute("COMMIT")
     else:
         import psycopg
 
         with psycopg.connect(url, autocommit=True) as con:
-            con.execute("CREATE TABLE raw (id uuid, version bigint, topic text, state bytea, "
-                        "id_seq bigserial, PRIMARY KEY (id, version))")
+            con.execute(
+                "CREATE TABLE raw (id uuid, version bigint, topic text, state bytea, "
+                "id_seq bigserial, PRIMARY KEY (id, version))"
+            )
             for i in range(0, n, BATCH):
                 with con.transaction():
-                    con.cursor().executemany("INSERT INTO raw (id, version, topic, state) VALUES (%s,%s,%s,%s)",
-                                             rows[i:i + BATCH])
+                    con.cursor().executemany(
+                        "INSERT INTO raw (id, version, topic, state) VALUES (%s,%s,%s,%s)", rows[i : i + BATCH]
+                    )
     elapsed = time.perf_counter() - started
     queue.put((n, elapsed, peak_rss_mb()))
 
@@ -104,14 +165,20 @@ def main() -> None:
         path = stores.dir / "commands.jsonl"
         path.write_text("\n".join(command_lines(args.commands)) + "\n")
         print(f"{args.commands} commands, {BATCH} per transaction, file {path.stat().st_size / 1e6:.1f} MB")
-        print(f"{'store':<9} {'ledger cmd/s':>13} {'raw rows/s':>11} {'ratio':>6} {'ledger peak MB':>15} {'raw peak MB':>12}")
+        print(
+            f"{'store':<9} {'ledger cmd/s':>13} {'raw rows/s':>11} {'ratio':>6} "
+            f"{'ledger peak MB':>15} {'raw peak MB':>12}"
+        )
         for store in args.stores.split(","):
             ledger_url, raw_url = stores.url(store, "bench_ledger"), stores.url(store, "bench_raw")
             n, t_ledger, rss_ledger = in_child(run_ledger, ledger_url, str(path))
             _, t_raw, rss_raw = in_child(run_raw, raw_url, n)
             ledger_rate, raw_rate = n / t_ledger, n / t_raw
-            print(f"{store:<9} {ledger_rate:>13,.0f} {raw_rate:>11,.0f} {ledger_rate / raw_rate:>6.0%} "
-                  f"{rss_ledger:>15.0f} {rss_raw:>12.0f}")
+            print(
+                f"{store:<9} {ledger_rate:>13,.0f} {raw_rate:>11,.0f} {ledger_rate / raw_rate:>6.0%} "
+                f"{rss_ledger:>15.0f} {rss_raw:>12.0f}"
+            )
+
 
 if __name__ == "__main__":
     os.environ.setdefault("PYTHONHASHSEED", "0")

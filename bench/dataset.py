@@ -14,7 +14,7 @@ import argparse
 import json
 import sys
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,16 +31,58 @@ def lines(first: int, count: int):
         loan, borrower, nth = f"X{i:08d}", f"U{i // LOANS_PER_BORROWER:07d}", i % LOANS_PER_BORROWER
         day = date(2026, 1, 1) + timedelta(days=20 * nth)
         at = f"{day}T10:00:00+08:00"
-        yield json.dumps({"type": "applied", "loan_id": loan, "idempotency_key": f"a-{loan}", "occurred_at": at,
-                          "borrower_id": borrower, "principal": "1000.00", "term_days": 14, "product": "payday",
-                          "channel": "app"})
-        yield json.dumps({"type": "scored", "loan_id": loan, "idempotency_key": f"s-{loan}", "occurred_at": at,
-                          "score": "0.7", "model_version": "m1", "decision": "approved", "principal": "1000.00",
-                          "term_days": 14, "daily_rate": "0.0005", "fee": "5.00", "penalty_daily_rate": "0.001"})
-        yield json.dumps({"type": "funded", "loan_id": loan, "idempotency_key": f"d-{loan}", "occurred_at": at,
-                          "bank": "BANKA", "bank_ref": f"d-{loan}", "amount": "1000.00", "value_date": str(day)})
-        yield json.dumps({"type": "repaid", "loan_id": loan, "idempotency_key": f"r-{loan}", "occurred_at": at,
-                          "amount": "1012.00", "bank_ref": f"r-{loan}", "value_date": str(day + timedelta(days=14))})
+        yield json.dumps(
+            {
+                "type": "applied",
+                "loan_id": loan,
+                "idempotency_key": f"a-{loan}",
+                "occurred_at": at,
+                "borrower_id": borrower,
+                "principal": "1000.00",
+                "term_days": 14,
+                "product": "payday",
+                "channel": "app",
+            }
+        )
+        yield json.dumps(
+            {
+                "type": "scored",
+                "loan_id": loan,
+                "idempotency_key": f"s-{loan}",
+                "occurred_at": at,
+                "score": "0.7",
+                "model_version": "m1",
+                "decision": "approved",
+                "principal": "1000.00",
+                "term_days": 14,
+                "daily_rate": "0.0005",
+                "fee": "5.00",
+                "penalty_daily_rate": "0.001",
+            }
+        )
+        yield json.dumps(
+            {
+                "type": "funded",
+                "loan_id": loan,
+                "idempotency_key": f"d-{loan}",
+                "occurred_at": at,
+                "bank": "BANKA",
+                "bank_ref": f"d-{loan}",
+                "amount": "1000.00",
+                "value_date": str(day),
+            }
+        )
+        yield json.dumps(
+            {
+                "type": "repaid",
+                "loan_id": loan,
+                "idempotency_key": f"r-{loan}",
+                "occurred_at": at,
+                "amount": "1012.00",
+                "bank_ref": f"r-{loan}",
+                "value_date": str(day + timedelta(days=14)),
+            }
+        )
 
 
 def fill(url: str, first: int, count: int, queue) -> None:
@@ -62,8 +104,7 @@ def export(url: str, out: str, queue) -> None:
     app = Ledger(Settings(db_url=url))
     runner.catch_up(app)  # not part of the export's figure: the projection is kept current anyway
     started = time.perf_counter()
-    n = write(rows(app, date(2026, 12, 31), datetime.now(timezone.utc)), out, "parquet",
-              date(2026, 12, 31), datetime.now(timezone.utc))
+    n = write(rows(app, date(2026, 12, 31), datetime.now(UTC)), out, "parquet", date(2026, 12, 31), datetime.now(UTC))
     queue.put((n, time.perf_counter() - started, peak_rss_mb()))
 
 
@@ -75,14 +116,19 @@ def main() -> None:
     with Stores("bench-dataset-") as stores:
         url = stores.url(args.store, "bench_dataset")
         half = args.loans // 2
-        print(f"{'loans':>8} {'events':>8} {'raw scan ev/s':>14} {'export rows/s':>14} {'export ev/s':>12} "
-              f"{'export peak MB':>15} ({args.store})")
+        print(
+            f"{'loans':>8} {'events':>8} {'raw scan ev/s':>14} {'export rows/s':>14} {'export ev/s':>12} "
+            f"{'export peak MB':>15} ({args.store})"
+        )
         for first in (0, half):
             in_child(fill, url, first, half)
             events, t_scan, _ = in_child(raw_scan, url)
             n, t_export, rss = in_child(export, url, str(stores.dir / f"rows{first}.parquet"))
-            print(f"{n:>8} {events:>8} {events / t_scan:>14,.0f} {n / t_export:>14,.0f} {events / t_export:>12,.0f} "
-                  f"{rss:>15.0f}")
+            print(
+                f"{n:>8} {events:>8} {events / t_scan:>14,.0f} {n / t_export:>14,.0f} {events / t_export:>12,.0f} "
+                f"{rss:>15.0f}"
+            )
+
 
 if __name__ == "__main__":
     main()

@@ -52,7 +52,7 @@ class Stores:
             self.server = ThrowawayPostgres().__enter__()
         return self.server.create_database(name)
 
-    def __enter__(self) -> "Stores":
+    def __enter__(self) -> Stores:
         return self
 
     def __exit__(self, *exc: object) -> None:

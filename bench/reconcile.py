@@ -35,16 +35,58 @@ def fill(url: str, loans: int, csv_path: str, queue) -> None:
     def lines():
         for i in range(loans):
             loan = f"C{i:08d}"
-            yield json.dumps({"type": "applied", "loan_id": loan, "idempotency_key": f"a-{loan}", "occurred_at": at,
-                              "borrower_id": f"U{i}", "principal": "1000.00", "term_days": 14, "product": "payday",
-                              "channel": "app"})
-            yield json.dumps({"type": "scored", "loan_id": loan, "idempotency_key": f"s-{loan}", "occurred_at": at,
-                              "score": "0.7", "model_version": "m1", "decision": "approved", "principal": "1000.00",
-                              "term_days": 14, "daily_rate": "0.0005", "fee": "5.00", "penalty_daily_rate": "0.001"})
-            yield json.dumps({"type": "funded", "loan_id": loan, "idempotency_key": f"D-{loan}", "occurred_at": at,
-                              "bank": BANK, "bank_ref": f"D-{loan}", "amount": "1000.00", "value_date": "2026-03-01"})
-            yield json.dumps({"type": "repaid", "loan_id": loan, "idempotency_key": f"R-{loan}", "occurred_at": at,
-                              "amount": "1012.00", "bank_ref": f"R-{loan}", "value_date": "2026-03-15"})
+            yield json.dumps(
+                {
+                    "type": "applied",
+                    "loan_id": loan,
+                    "idempotency_key": f"a-{loan}",
+                    "occurred_at": at,
+                    "borrower_id": f"U{i}",
+                    "principal": "1000.00",
+                    "term_days": 14,
+                    "product": "payday",
+                    "channel": "app",
+                }
+            )
+            yield json.dumps(
+                {
+                    "type": "scored",
+                    "loan_id": loan,
+                    "idempotency_key": f"s-{loan}",
+                    "occurred_at": at,
+                    "score": "0.7",
+                    "model_version": "m1",
+                    "decision": "approved",
+                    "principal": "1000.00",
+                    "term_days": 14,
+                    "daily_rate": "0.0005",
+                    "fee": "5.00",
+                    "penalty_daily_rate": "0.001",
+                }
+            )
+            yield json.dumps(
+                {
+                    "type": "funded",
+                    "loan_id": loan,
+                    "idempotency_key": f"D-{loan}",
+                    "occurred_at": at,
+                    "bank": BANK,
+                    "bank_ref": f"D-{loan}",
+                    "amount": "1000.00",
+                    "value_date": "2026-03-01",
+                }
+            )
+            yield json.dumps(
+                {
+                    "type": "repaid",
+                    "loan_id": loan,
+                    "idempotency_key": f"R-{loan}",
+                    "occurred_at": at,
+                    "amount": "1012.00",
+                    "bank_ref": f"R-{loan}",
+                    "value_date": "2026-03-15",
+                }
+            )
 
     app = Ledger(Settings(db_url=url))
     assert {o.outcome.status for o in append_lines(app, lines())} == {"appended"}
@@ -90,10 +132,15 @@ def main() -> None:
         print(f"ledger filled with {args.rows} movements in {time.perf_counter() - started:.0f} s ({args.store})")
         n, t_rec, rss_rec = in_child(run_reconcile, url, csv_path)
         _, t_csv, rss_csv = in_child(run_csv, csv_path)
-        print(f"{'rows':>9} {'reconcile rows/s':>17} {'csv read rows/s':>16} {'ratio':>6} "
-              f"{'reconcile peak MB':>18} {'csv peak MB':>12}")
-        print(f"{n:>9} {n / t_rec:>17,.0f} {n / t_csv:>16,.0f} {(n / t_rec) / (n / t_csv):>6.0%} "
-              f"{rss_rec:>18.0f} {rss_csv:>12.0f}")
+        print(
+            f"{'rows':>9} {'reconcile rows/s':>17} {'csv read rows/s':>16} {'ratio':>6} "
+            f"{'reconcile peak MB':>18} {'csv peak MB':>12}"
+        )
+        print(
+            f"{n:>9} {n / t_rec:>17,.0f} {n / t_csv:>16,.0f} {(n / t_rec) / (n / t_csv):>6.0%} "
+            f"{rss_rec:>18.0f} {rss_csv:>12.0f}"
+        )
+
 
 if __name__ == "__main__":
     main()

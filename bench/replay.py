@@ -53,27 +53,62 @@ def portfolio_days(loans_per_day: int, seed: int = 7):
             term = rng.choice((7, 14, 21, 30))
             common = {"loan_id": loan, "occurred_at": at}
             commands += [
-                {**common, "type": "applied", "idempotency_key": f"a-{loan}", "borrower_id": f"U{rng.randrange(50_000)}",
-                 "principal": f"{principal}.00", "term_days": term, "product": "payday", "channel": "app"},
-                {**common, "type": "scored", "idempotency_key": f"s-{loan}", "score": "0.71", "model_version": "m1",
-                 "decision": "approved", "principal": f"{principal}.00", "term_days": term, "daily_rate": "0.0005",
-                 "fee": "5.00", "penalty_daily_rate": "0.001"},
-                {**common, "type": "funded", "idempotency_key": f"d-{loan}", "bank": rng.choice(("BANKA", "BANKB")),
-                 "bank_ref": f"d-{loan}", "amount": f"{principal}.00", "value_date": day.isoformat()},
+                {
+                    **common,
+                    "type": "applied",
+                    "idempotency_key": f"a-{loan}",
+                    "borrower_id": f"U{rng.randrange(50_000)}",
+                    "principal": f"{principal}.00",
+                    "term_days": term,
+                    "product": "payday",
+                    "channel": "app",
+                },
+                {
+                    **common,
+                    "type": "scored",
+                    "idempotency_key": f"s-{loan}",
+                    "score": "0.71",
+                    "model_version": "m1",
+                    "decision": "approved",
+                    "principal": f"{principal}.00",
+                    "term_days": term,
+                    "daily_rate": "0.0005",
+                    "fee": "5.00",
+                    "penalty_daily_rate": "0.001",
+                },
+                {
+                    **common,
+                    "type": "funded",
+                    "idempotency_key": f"d-{loan}",
+                    "bank": rng.choice(("BANKA", "BANKB")),
+                    "bank_ref": f"d-{loan}",
+                    "amount": f"{principal}.00",
+                    "value_date": day.isoformat(),
+                },
             ]
             payoff = principal * (1 + 0.0005 * term) + 5  # near enough: any shortfall stays owed, any excess is held
             plan = rng.random()
             if plan < 0.4:  # part now, the rest at maturity
-                parts = [(day + timedelta(days=term // 2), principal / 2), (day + timedelta(days=term), payoff - principal / 2)]
+                parts = [
+                    (day + timedelta(days=term // 2), principal / 2),
+                    (day + timedelta(days=term), payoff - principal / 2),
+                ]
             elif plan < 0.85:
                 parts = [(day + timedelta(days=term), payoff)]
             else:  # late, with penalty
                 parts = [(day + timedelta(days=term + rng.randrange(3, 40)), payoff * 1.05)]
             for i, (value_day, amount) in enumerate(parts):
                 due.setdefault(value_day, []).append(
-                    {"loan_id": loan, "occurred_at": f"{value_day.isoformat()}T12:00:00+08:00", "type": "repaid",
-                     "idempotency_key": f"r{i}-{loan}", "bank_ref": f"r{i}-{loan}", "amount": f"{amount:.2f}",
-                     "value_date": value_day.isoformat()})
+                    {
+                        "loan_id": loan,
+                        "occurred_at": f"{value_day.isoformat()}T12:00:00+08:00",
+                        "type": "repaid",
+                        "idempotency_key": f"r{i}-{loan}",
+                        "bank_ref": f"r{i}-{loan}",
+                        "amount": f"{amount:.2f}",
+                        "value_date": value_day.isoformat(),
+                    }
+                )
         yield day, commands
         day += timedelta(days=1)
 
@@ -94,7 +129,7 @@ def fill(url: str, loans_per_day: int, events: int, queue) -> None:
                 return
             seen += len(batch)
             if seen > have:
-                outcomes = app.append([command_from_dict(c) for c in batch[max(0, have - seen + len(batch)):]])
+                outcomes = app.append([command_from_dict(c) for c in batch[max(0, have - seen + len(batch)) :]])
                 assert {o.status for o in outcomes} == {"appended"}, [o for o in outcomes if o.error][:3]
 
 
@@ -142,6 +177,7 @@ def rebuild_phases(url: str, queue) -> None:
                 return fn(*args, **kwargs)
             finally:
                 spent[name] = spent.get(name, 0.0) + time.perf_counter() - t
+
         return wrapper
 
     app.recorder.select_notifications = timed("read a page (select_notifications)", app.recorder.select_notifications)
@@ -158,7 +194,8 @@ def rebuild_phases(url: str, queue) -> None:
     elapsed = time.perf_counter() - started
     # (a phase called inside another, as load's decoding, is counted in both)
     spent["the rest (aggregate mutate, commit, loop)"] = elapsed - sum(
-        v for k, v in spent.items() if not k.startswith("load"))
+        v for k, v in spent.items() if not k.startswith("load")
+    )
     queue.put((n, elapsed, spent))
 
 
@@ -169,8 +206,10 @@ def main() -> None:
     parser.add_argument("--stores", default="sqlite,postgres")
     parser.add_argument("--phases", action="store_true")
     args = parser.parse_args()
-    print(f"{'store':<9} {'events':>8} {'raw scan ev/s':>14} {'rebuild ev/s':>13} {'ratio':>6} "
-          f"{'scan peak MB':>13} {'rebuild peak MB':>16} {'loans cached':>13}")
+    print(
+        f"{'store':<9} {'events':>8} {'raw scan ev/s':>14} {'rebuild ev/s':>13} {'ratio':>6} "
+        f"{'scan peak MB':>13} {'rebuild peak MB':>16} {'loans cached':>13}"
+    )
     with Stores("bench-replay-") as stores:
         for store in args.stores.split(","):
             url = stores.url(store, "bench_replay")
@@ -180,8 +219,11 @@ def main() -> None:
                 m, t_rebuild, rss_rebuild, cached = in_child(rebuild, url)
                 assert n == m, (n, m, head)
                 scan_rate, rebuild_rate = n / t_scan, m / t_rebuild
-                print(f"{store:<9} {n:>8} {scan_rate:>14,.0f} {rebuild_rate:>13,.0f} {rebuild_rate / scan_rate:>6.0%} "
-                      f"{rss_scan:>13.0f} {rss_rebuild:>16.0f} {cached:>13,}", flush=True)
+                print(
+                    f"{store:<9} {n:>8} {scan_rate:>14,.0f} {rebuild_rate:>13,.0f} {rebuild_rate / scan_rate:>6.0%} "
+                    f"{rss_scan:>13.0f} {rss_rebuild:>16.0f} {cached:>13,}",
+                    flush=True,
+                )
             if args.phases:
                 n, elapsed, spent = in_child(rebuild_phases, url)
                 print(f"  {store}: rebuild of {n} events with timers, {n / elapsed:,.0f} ev/s; microseconds per event:")

@@ -9,9 +9,10 @@ from __future__ import annotations
 import functools
 import json
 import sys
+from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Any
 
 import click
 
@@ -25,9 +26,15 @@ EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
 def store_options(fn: Callable) -> Callable:
     """Adds --db and --json to a command, and turns configuration errors into exit 2."""
 
-    @click.option("--db", "db_url", envvar="LEDGER_DB", default=None, metavar="URL",
-                  help="sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DBNAME "
-                       "(env LEDGER_DB; default sqlite:///ledger.db)")
+    @click.option(
+        "--db",
+        "db_url",
+        envvar="LEDGER_DB",
+        default=None,
+        metavar="URL",
+        help="sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DBNAME "
+        "(env LEDGER_DB; default sqlite:///ledger.db)",
+    )
     @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:

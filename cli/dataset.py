@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import click
 
@@ -17,8 +17,12 @@ def dataset():
 
 @dataset.command("export")
 @click.option("--as-of", "as_of", metavar="DATE", required=True, help="Outcome windows are judged as of this date.")
-@click.option("--known-at", "known_at", metavar="TIMESTAMP",
-              help="Only what the ledger had recorded by then (default: now). Give it to make an export reproducible.")
+@click.option(
+    "--known-at",
+    "known_at",
+    metavar="TIMESTAMP",
+    help="Only what the ledger had recorded by then (default: now). Give it to make an export reproducible.",
+)
 @click.option("--out", required=True, type=click.Path(dir_okay=False, writable=True))
 @click.option("--format", "fmt", type=click.Choice(["parquet", "csv"]), default="parquet", show_default=True)
 @store_options
@@ -26,7 +30,7 @@ def export(as_of, known_at, out, fmt, db_url, as_json):
     """One row per application: features known before the decision, labels once matured."""
     app = open_ledger(db_url)
     day = parse_day(as_of, "--as-of")
-    moment = parse_moment(known_at, "--known-at") or datetime.now(timezone.utc)
+    moment = parse_moment(known_at, "--known-at") or datetime.now(UTC)
     n = write(rows(app, day, moment), out, fmt, day, moment)
     if as_json:
         echo_json({"out": out, "format": fmt, "rows": n, "as_of": day, "known_at": moment})

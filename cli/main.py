@@ -95,13 +95,20 @@ def loan_show(loan_id: str, as_of: str | None, known_at: str | None, db_url: str
         echo_json(view)
         return
     b = view["balances"]
-    click.echo(f"loan {view['loan_id']}  state {view['state']}  bank {view['bank'] or '-'}  "
-               f"due {view['due_date'] or '-'}  DPD {view['dpd']}  bucket {view['bucket']}  (as of {day})")
-    click.echo(f"  principal {b['principal']}  interest {b['interest']}  fee {b['fee']}  "
-               f"penalty {b['penalty']}  overpayment {b['overpayment']}  total owed {b['total']}")
+    click.echo(
+        f"loan {view['loan_id']}  state {view['state']}  bank {view['bank'] or '-'}  "
+        f"due {view['due_date'] or '-'}  DPD {view['dpd']}  bucket {view['bucket']}  (as of {day})"
+    )
+    click.echo(
+        f"  principal {b['principal']}  interest {b['interest']}  fee {b['fee']}  "
+        f"penalty {b['penalty']}  overpayment {b['overpayment']}  total owed {b['total']}"
+    )
     for e in view["events"]:
-        detail = ", ".join(f"{k}={v}" for k, v in e.items()
-                           if k not in ("version", "type", "recorded_at", "idempotency_key", "occurred_at"))
+        detail = ", ".join(
+            f"{k}={v}"
+            for k, v in e.items()
+            if k not in ("version", "type", "recorded_at", "idempotency_key", "occurred_at")
+        )
         click.echo(f"  v{e['version']} {e['type']:<11} recorded {e['recorded_at']:%Y-%m-%d %H:%M:%S}  {detail}")
 
 
@@ -119,11 +126,19 @@ def eod(day: str | None, db_url: str | None, as_json: bool) -> None:
     report = run_eod(app, close, candidates=candidates)
     counts = {f"{kind}:{status}": n for (kind, status), n in sorted(report.outcomes.items())}
     if as_json:
-        echo_json({"date": close, "loans_checked": report.loans_checked, "outcomes": counts,
-                   "rejected": [{"loan_id": l, "error": e} for l, e in report.rejected]})
+        echo_json(
+            {
+                "date": close,
+                "loans_checked": report.loans_checked,
+                "outcomes": counts,
+                "rejected": [{"loan_id": loan_id, "error": e} for loan_id, e in report.rejected],
+            }
+        )
     else:
-        click.echo(f"eod {close}: {report.loans_checked} loans checked; "
-                   + (", ".join(f"{k} {v}" for k, v in counts.items()) or "nothing to do"))
+        click.echo(
+            f"eod {close}: {report.loans_checked} loans checked; "
+            + (", ".join(f"{k} {v}" for k, v in counts.items()) or "nothing to do")
+        )
         for loan_id, error in report.rejected:
             click.echo(f"  {loan_id}: {error}")
     if report.rejected:

@@ -12,8 +12,13 @@ from ledger.views import today_in_shanghai
 from projections import runner
 from projections.balances import AMOUNTS, GROUPINGS, account_balances, portfolio, trial_balance
 
-_page_size = click.option("--page-size", type=click.IntRange(1, 100_000), default=runner.PAGE_SIZE,
-                          show_default=True, help="Events per transaction.")
+_page_size = click.option(
+    "--page-size",
+    type=click.IntRange(1, 100_000),
+    default=runner.PAGE_SIZE,
+    show_default=True,
+    help="Events per transaction.",
+)
 
 
 @click.command()
@@ -33,9 +38,12 @@ def balances(as_of, known_at, by, accounts, db_url, as_json):
     trial = trial_balance(db, day, moment)
     by_account = account_balances(db, day, moment) if accounts else None
     if as_json:
-        out = {"as_of": day, "by": by, "groups": [
-            {"key": g.key, "loans": g.loans, **{k: fmt(v) for k, v in g.amounts.items()}} for g in groups],
-            "trial_balance": fmt(trial)}
+        out = {
+            "as_of": day,
+            "by": by,
+            "groups": [{"key": g.key, "loans": g.loans, **{k: fmt(v) for k, v in g.amounts.items()}} for g in groups],
+            "trial_balance": fmt(trial),
+        }
         if moment:
             out["known_at"] = moment
         if by_account is not None:
@@ -95,7 +103,8 @@ def projections_rebuild(name, page_size, db_url, as_json):
     for projection in [name] if name else sorted(runner.PROJECTIONS):
         runner.reset(app, projection)
         head = app.recorder.max_notification_id() or 0
-        with click.progressbar(length=head, label=f"rebuilding {projection}", file=sys.stderr,
-                               hidden=as_json) as bar:
+        with click.progressbar(length=head, label=f"rebuilding {projection}", file=sys.stderr, hidden=as_json) as bar:
             n = runner.catch_up(app, projection, page_size=page_size, progress=bar.update)
-        echo_json({"name": projection, "events": n}) if as_json else click.echo(f"{projection}: rebuilt from {n} events")
+        echo_json({"name": projection, "events": n}) if as_json else click.echo(
+            f"{projection}: rebuilt from {n} events"
+        )

@@ -10,7 +10,8 @@ import click
 
 from cli.common import EXIT_PROBLEM, echo_json, open_ledger, parse_day, store_options
 from domain.money import fmt
-from ledger.reconcile import TYPES, history, reconcile as run_reconcile, record
+from ledger.reconcile import TYPES, history, record
+from ledger.reconcile import reconcile as run_reconcile
 
 
 @click.command()
@@ -18,8 +19,13 @@ from ledger.reconcile import TYPES, history, reconcile as run_reconcile, record
 @click.option("--bank", help="The bank whose file this is.")
 @click.option("--from", "date_from", metavar="DATE", help="First value date to check (default: the file's first).")
 @click.option("--to", "date_to", metavar="DATE", help="Last value date to check (default: the file's last).")
-@click.option("--tolerance-days", type=click.IntRange(0, 30), default=0, show_default=True,
-              help="Value dates this far apart still match.")
+@click.option(
+    "--tolerance-days",
+    type=click.IntRange(0, 30),
+    default=0,
+    show_default=True,
+    help="Value dates this far apart still match.",
+)
 @click.option("--out", type=click.Path(dir_okay=False, writable=True), help="Write the breaks as CSV here.")
 @click.option("--history", "show_history", is_flag=True, help="List the recorded runs (for --bank, or all).")
 @store_options
@@ -31,37 +37,71 @@ def reconcile(file, bank, date_from, date_to, tolerance_days, out, show_history,
         if as_json:
             echo_json(runs)
         for r in [] if as_json else runs:
-            click.echo(f"{r['recorded_at']:%Y-%m-%d %H:%M:%S} {r['bank']} {r['file_name']} sha256 {r['file_sha256'][:12]} "
-                       f"{r['date_from']}..{r['date_to']} rows {r['rows']} matched {r['matched']} "
-                       f"breaks {r['breaks'] or 0} malformed {r['malformed']} net {r['net_difference']}")
+            click.echo(
+                f"{r['recorded_at']:%Y-%m-%d %H:%M:%S} {r['bank']} {r['file_name']} sha256 {r['file_sha256'][:12]} "
+                f"{r['date_from']}..{r['date_to']} rows {r['rows']} matched {r['matched']} "
+                f"breaks {r['breaks'] or 0} malformed {r['malformed']} net {r['net_difference']}"
+            )
         return
     if file is None or not bank:
         raise click.UsageError("reconcile needs FILE and --bank (or --history)")
     try:
-        report = run_reconcile(app, file, bank, parse_day(date_from, "--from"), parse_day(date_to, "--to"),
-                               tolerance_days)
+        report = run_reconcile(
+            app, file, bank, parse_day(date_from, "--from"), parse_day(date_to, "--to"), tolerance_days
+        )
     except ValueError as e:
         raise click.UsageError(f"{file}: {e}") from None
     record(app, report)
     if out:
         with open(out, "w", newline="", encoding="utf-8") as f:
             w = csv.writer(f)
-            w.writerow(["kind", "bank_ref", "loan_id", "line", "ledger_type", "ledger_amount", "ledger_value_date",
-                        "bank_type", "bank_amount", "bank_value_date"])
+            w.writerow(
+                [
+                    "kind",
+                    "bank_ref",
+                    "loan_id",
+                    "line",
+                    "ledger_type",
+                    "ledger_amount",
+                    "ledger_value_date",
+                    "bank_type",
+                    "bank_amount",
+                    "bank_value_date",
+                ]
+            )
             for b in report.breaks:
                 mine, theirs = b["ledger"] or {}, b["bank"] or {}
-                w.writerow([b["kind"], b["bank_ref"], b["loan_id"], b["line"] or "",
-                            *(mine.get(k, "") for k in ("type", "amount", "value_date")),
-                            *(theirs.get(k, "") for k in ("type", "amount", "value_date"))])
+                w.writerow(
+                    [
+                        b["kind"],
+                        b["bank_ref"],
+                        b["loan_id"],
+                        b["line"] or "",
+                        *(mine.get(k, "") for k in ("type", "amount", "value_date")),
+                        *(theirs.get(k, "") for k in ("type", "amount", "value_date")),
+                    ]
+                )
     totals = {t: {"bank": fmt(report.bank_totals[t]), "ledger": fmt(report.ledger_totals[t])} for t in TYPES}
     if as_json:
-        echo_json({"bank": bank, "file_sha256": report.file_sha256, "date_from": report.date_from,
-                   "date_to": report.date_to, "rows": report.rows, "matched": report.matched,
-                   "breaks": report.breaks, "malformed": report.malformed, "totals": totals,
-                   "net_difference": fmt(report.net_difference)})
+        echo_json(
+            {
+                "bank": bank,
+                "file_sha256": report.file_sha256,
+                "date_from": report.date_from,
+                "date_to": report.date_to,
+                "rows": report.rows,
+                "matched": report.matched,
+                "breaks": report.breaks,
+                "malformed": report.malformed,
+                "totals": totals,
+                "net_difference": fmt(report.net_difference),
+            }
+        )
     else:
-        click.echo(f"{bank} {file.name} ({report.date_from}..{report.date_to}): {report.rows} rows, "
-                   f"{report.matched} matched, {len(report.breaks)} breaks, {len(report.malformed)} malformed rows")
+        click.echo(
+            f"{bank} {file.name} ({report.date_from}..{report.date_to}): {report.rows} rows, "
+            f"{report.matched} matched, {len(report.breaks)} breaks, {len(report.malformed)} malformed rows"
+        )
         for t in TYPES:
             click.echo(f"  {t:<13} bank {totals[t]['bank']:>15}  ledger {totals[t]['ledger']:>15}")
         click.echo(f"  net difference (bank - ledger) {fmt(report.net_difference)}")

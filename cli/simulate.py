@@ -21,11 +21,17 @@ DEMO_START = date(2026, 1, 1)
 @click.option("--loans", type=click.IntRange(1, 5_000_000), required=True, help="Applications to simulate.")
 @click.option("--seed", type=int, required=True, help="Same seed, same stream.")
 @click.option("--start", "start", metavar="DATE", help=f"First day (default {DEMO_START}).")
-@click.option("--days", type=click.IntRange(1, 3650), default=90, show_default=True, help="Days over which applications arrive.")
+@click.option(
+    "--days", type=click.IntRange(1, 3650), default=90, show_default=True, help="Days over which applications arrive."
+)
 @click.option("--banks", type=click.IntRange(2, 4), default=3, show_default=True)
 @click.option("--bad-lines", is_flag=True, help="Plant a few invalid commands (keys bad-...) that must be rejected.")
-@click.option("--out", type=click.Path(dir_okay=False, writable=True), help="Write the JSON Lines stream here instead "
-              "of appending (the end-of-day job is not run then: its commands come from the ledger).")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Write the JSON Lines stream here instead "
+    "of appending (the end-of-day job is not run then: its commands come from the ledger).",
+)
 @store_options
 def simulate(loans, seed, start, days, banks, bad_lines, out, db_url, as_json):
     """Simulate a micro-loan platform and append its stream day by day, running EOD after each day."""
@@ -60,24 +66,40 @@ def demo(loans, seed, db_url, as_json):
     as_of = DEMO_START + timedelta(days=149)  # five months: the first vintages have run to write-off
     report = _run(app, sim, as_of, show_progress=not as_json)
     loans_now = [app.repository.get(i) for i in funded_loan_ids(app)]
-    by_bank, by_bucket, vintage = book(loans_now, as_of, "bank"), book(loans_now, as_of, "bucket"), vintages(loans_now, as_of)
+    by_bank, by_bucket, vintage = (
+        book(loans_now, as_of, "bank"),
+        book(loans_now, as_of, "bucket"),
+        vintages(loans_now, as_of),
+    )
     if as_json:
-        echo_json({"store": db_url, "as_of": as_of,
-                   "commands": {f"{t}:{s}": n for (t, s), n in sorted(report.commands.items())},
-                   "book_by_bank": [_book_row(b) for b in by_bank], "book_by_bucket": [_book_row(b) for b in by_bucket],
-                   "vintages": [vars(v) | {"net_loss_rate": v.net_loss_rate} for v in vintage]})
+        echo_json(
+            {
+                "store": db_url,
+                "as_of": as_of,
+                "commands": {f"{t}:{s}": n for (t, s), n in sorted(report.commands.items())},
+                "book_by_bank": [_book_row(b) for b in by_bank],
+                "book_by_bucket": [_book_row(b) for b in by_bucket],
+                "vintages": [vars(v) | {"net_loss_rate": v.net_loss_rate} for v in vintage],
+            }
+        )
         return
     _summary(report, False)
     click.echo(f"\nThe book as of {as_of} (store {db_url})")
     for title, lines in (("bank", by_bank), ("bucket", by_bucket)):
         click.echo(f"\n  by {title:<8}{'loans':>7}" + "".join(f"{p:>14}" for p in (*PARTS, "total")))
         for line in lines:
-            click.echo(f"  {line.key:<11}{line.loans:>7}" + "".join(f"{line.amounts[p]:>14,}" for p in (*PARTS, "total")))
-    click.echo(f"\n  vintage  {'loans':>6} {'funded':>14} {'repaid':>7} {'ever 30+':>9} {'written off':>13} "
-               f"{'recovered':>11} {'net loss':>9}")
+            click.echo(
+                f"  {line.key:<11}{line.loans:>7}" + "".join(f"{line.amounts[p]:>14,}" for p in (*PARTS, "total"))
+            )
+    click.echo(
+        f"\n  vintage  {'loans':>6} {'funded':>14} {'repaid':>7} {'ever 30+':>9} {'written off':>13} "
+        f"{'recovered':>11} {'net loss':>9}"
+    )
     for v in vintage:
-        click.echo(f"  {v.month}  {v.loans:>6} {v.funded:>14,} {v.repaid / v.loans:>7.1%} {v.ever_30 / v.loans:>9.1%} "
-                   f"{v.written_off:>13,} {v.recovered:>11,} {v.net_loss_rate:>9.2%}")
+        click.echo(
+            f"  {v.month}  {v.loans:>6} {v.funded:>14,} {v.repaid / v.loans:>7.1%} {v.ever_30 / v.loans:>9.1%} "
+            f"{v.written_off:>13,} {v.recovered:>11,} {v.net_loss_rate:>9.2%}"
+        )
     click.echo("\n  Recent vintages have not matured yet: their loss is what is known so far.")
     click.echo(f"  Explore: ledger loan show {next(iter(sim.loans))} --db {db_url}")
 
@@ -94,8 +116,17 @@ def _summary(report, as_json):
     counts = {f"{t}:{s}": n for (t, s), n in sorted(report.commands.items())}
     eod = {f"{t}:{s}": n for (t, s), n in sorted(report.eod.items())}
     if as_json:
-        echo_json({"first_day": report.first_day, "last_day": report.last_day, "commands": counts, "eod": eod,
-                   "rejected": [{"idempotency_key": k, "loan_id": l, "error": e} for k, l, e in report.rejected]})
+        echo_json(
+            {
+                "first_day": report.first_day,
+                "last_day": report.last_day,
+                "commands": counts,
+                "eod": eod,
+                "rejected": [
+                    {"idempotency_key": k, "loan_id": loan_id, "error": e} for k, loan_id, e in report.rejected
+                ],
+            }
+        )
         return
     click.echo(f"simulated {report.first_day} to {report.last_day}")
     click.echo("  commands: " + ", ".join(f"{k} {v}" for k, v in counts.items()))

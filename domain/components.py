@@ -20,12 +20,20 @@ class Components:
         return self.penalty + self.interest + self.fee + self.principal
 
     def __add__(self, other: Components) -> Components:
-        return Components(self.penalty + other.penalty, self.interest + other.interest,
-                          self.fee + other.fee, self.principal + other.principal)
+        return Components(
+            self.penalty + other.penalty,
+            self.interest + other.interest,
+            self.fee + other.fee,
+            self.principal + other.principal,
+        )
 
     def __sub__(self, other: Components) -> Components:
-        return Components(self.penalty - other.penalty, self.interest - other.interest,
-                          self.fee - other.fee, self.principal - other.principal)
+        return Components(
+            self.penalty - other.penalty,
+            self.interest - other.interest,
+            self.fee - other.fee,
+            self.principal - other.principal,
+        )
 
     def get(self, name: str) -> Decimal:
         return getattr(self, name)

@@ -28,9 +28,7 @@ class IllegalTransition(LedgerError):
         self.state = state
         self.command = command
         detail = f": {reason}" if reason else ""
-        super().__init__(
-            f"loan {loan_id} is {state}; cannot apply '{command}'{detail}"
-        )
+        super().__init__(f"loan {loan_id} is {state}; cannot apply '{command}'{detail}")
 
 
 class RuleViolation(LedgerError):
@@ -47,16 +45,11 @@ class CostCapExceeded(LedgerError):
     def __init__(self, rate, cap):
         self.rate = rate
         self.cap = cap
-        super().__init__(
-            f"annualised cost {rate:.4%} exceeds the cap of {cap:.2%}"
-        )
+        super().__init__(f"annualised cost {rate:.4%} exceeds the cap of {cap:.2%}")
 
 
 class IdempotencyConflict(LedgerError):
     def __init__(self, key: str, loan_id: str):
         self.key = key
         self.loan_id = loan_id
-        super().__init__(
-            f"idempotency_key {key!r} was already used (loan {loan_id}) "
-            "with different content"
-        )
+        super().__init__(f"idempotency_key {key!r} was already used (loan {loan_id}) with different content")

@@ -22,9 +22,10 @@ in the far-future position depends on the date it is taken at.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date
 from decimal import Decimal
-from typing import Iterable, NamedTuple
+from typing import NamedTuple
 
 from domain.loan import Loan
 from domain.money import ZERO
@@ -82,24 +83,40 @@ def journal_lines(loan: Loan, position: Position | None = None) -> list[JournalL
     post("funding", funded_on, ((_RECEIVABLES["principal"], principal), (f"funding_payable:{loan.bank}", -principal)))
     post("fee", funded_on, ((_RECEIVABLES["fee"], fee), ("fee_income", -fee)))
     for run in position.accrual_runs:
-        post("accrual:" + run.component, run.start,
-             ((_RECEIVABLES[run.component], run.per_night), (_INCOME[run.component], -run.per_night)), run.end)
+        post(
+            "accrual:" + run.component,
+            run.start,
+            ((_RECEIVABLES[run.component], run.per_night), (_INCOME[run.component], -run.per_night)),
+            run.end,
+        )
     for applied in position.applied:
         m, a = applied.movement, applied.allocation
         if applied.after_write_off:  # a recovery: the receivables left the book at the write-off
             legs = [(cash, m.amount), (RECOVERY, -a.paid.total)]
         else:
             paid = a.paid
-            legs = [(cash, m.amount), (_RECEIVABLES["penalty"], -paid.penalty),
-                    (_RECEIVABLES["interest"], -paid.interest), (_RECEIVABLES["fee"], -paid.fee),
-                    (_RECEIVABLES["principal"], -paid.principal)]
+            legs = [
+                (cash, m.amount),
+                (_RECEIVABLES["penalty"], -paid.penalty),
+                (_RECEIVABLES["interest"], -paid.interest),
+                (_RECEIVABLES["fee"], -paid.fee),
+                (_RECEIVABLES["principal"], -paid.principal),
+            ]
         legs.append((OVERPAYMENTS, -a.overpayment))
         post(m.key, m.value_date, legs)
     w = position.written_off
     if w is not None and loan.written_off_on is not None:
-        post("write_off", loan.written_off_on,
-             ((WRITE_OFF, w.total), (_RECEIVABLES["penalty"], -w.penalty), (_RECEIVABLES["interest"], -w.interest),
-              (_RECEIVABLES["fee"], -w.fee), (_RECEIVABLES["principal"], -w.principal)))
+        post(
+            "write_off",
+            loan.written_off_on,
+            (
+                (WRITE_OFF, w.total),
+                (_RECEIVABLES["penalty"], -w.penalty),
+                (_RECEIVABLES["interest"], -w.interest),
+                (_RECEIVABLES["fee"], -w.fee),
+                (_RECEIVABLES["principal"], -w.principal),
+            ),
+        )
     return lines
 
 

@@ -137,8 +137,14 @@ class Loan(Aggregate):
         )
 
     def fund(
-        self, *, bank: str, bank_ref: str, amount: Decimal, value_date: date,
-        idempotency_key: str, occurred_at: datetime,
+        self,
+        *,
+        bank: str,
+        bank_ref: str,
+        amount: Decimal,
+        value_date: date,
+        idempotency_key: str,
+        occurred_at: datetime,
     ) -> None:
         self._require("funded", {"approved"})
         assert self.terms is not None
@@ -147,13 +153,27 @@ class Loan(Aggregate):
         applied_on = self.applied_at.astimezone(SHANGHAI).date()
         if value_date < applied_on:
             self._reject("funded", f"value_date {value_date} is before the application on {applied_on}")
-        self._funded(bank=bank, bank_ref=bank_ref, amount=amount, value_date=value_date,
-                     idempotency_key=idempotency_key, occurred_at=occurred_at)
+        self._funded(
+            bank=bank,
+            bank_ref=bank_ref,
+            amount=amount,
+            value_date=value_date,
+            idempotency_key=idempotency_key,
+            occurred_at=occurred_at,
+        )
 
     def receive(
-        self, *, kind: str, amount: Decimal, value_date: date, idempotency_key: str,
-        occurred_at: datetime, bank_ref: str | None = None, agency: str | None = None,
-        channel: str | None = None, stage: str | None = None,
+        self,
+        *,
+        kind: str,
+        amount: Decimal,
+        value_date: date,
+        idempotency_key: str,
+        occurred_at: datetime,
+        bank_ref: str | None = None,
+        agency: str | None = None,
+        channel: str | None = None,
+        stage: str | None = None,
     ) -> None:
         """A repayment (bank_ref) or a collection (agency): money from the borrower."""
         command = "repaid" if kind == "repayment" else "collected"
@@ -166,11 +186,23 @@ class Loan(Aggregate):
                 if m.bank_ref == bank_ref:
                     self._reject(command, f"bank_ref {bank_ref!r} is already recorded on this loan (key {m.key!r})")
         if kind == "repayment":
-            self._repaid(amount=amount, bank_ref=bank_ref, value_date=value_date, channel=channel,
-                         idempotency_key=idempotency_key, occurred_at=occurred_at)
+            self._repaid(
+                amount=amount,
+                bank_ref=bank_ref,
+                value_date=value_date,
+                channel=channel,
+                idempotency_key=idempotency_key,
+                occurred_at=occurred_at,
+            )
         else:
-            self._collected(amount=amount, agency=agency, value_date=value_date, stage=stage,
-                            idempotency_key=idempotency_key, occurred_at=occurred_at)
+            self._collected(
+                amount=amount,
+                agency=agency,
+                value_date=value_date,
+                stage=stage,
+                idempotency_key=idempotency_key,
+                occurred_at=occurred_at,
+            )
 
     def mark_overdue(self, *, as_of: date, idempotency_key: str, occurred_at: datetime) -> None:
         self._require("overdue", {"funded"})
@@ -179,37 +211,50 @@ class Loan(Aggregate):
             self._reject("overdue", f"nothing is past due as of {as_of} (due {position.due_date})")
         if self.overdue_marks and self.overdue_marks[-1][2] == position.bucket:
             self._reject("overdue", f"already marked {position.bucket} on {self.overdue_marks[-1][0]}")
-        self._overdue(as_of=as_of, dpd=position.dpd, bucket=position.bucket,
-                      idempotency_key=idempotency_key, occurred_at=occurred_at)
+        self._overdue(
+            as_of=as_of,
+            dpd=position.dpd,
+            bucket=position.bucket,
+            idempotency_key=idempotency_key,
+            occurred_at=occurred_at,
+        )
 
-    def write_off(self, *, value_date: date, reason: str | None, idempotency_key: str,
-                  occurred_at: datetime) -> None:
+    def write_off(self, *, value_date: date, reason: str | None, idempotency_key: str, occurred_at: datetime) -> None:
         self._require("written_off", {"funded"})
         assert self.funded_on is not None
         if value_date < self.funded_on:
             self._reject("written_off", f"value_date {value_date} is before funding on {self.funded_on}")
         if self.position(value_date).total == 0:
             self._reject("written_off", f"nothing is owed as of {value_date}")
-        self._written_off(value_date=value_date, reason=reason,
-                          idempotency_key=idempotency_key, occurred_at=occurred_at)
+        self._written_off(
+            value_date=value_date, reason=reason, idempotency_key=idempotency_key, occurred_at=occurred_at
+        )
 
     def reverse(self, *, reverses: str, reason: str, idempotency_key: str, occurred_at: datetime) -> None:
         if reverses == self.funding_key:
-            self._reject("reversed", "reversing a disbursement is not supported; "
-                         "record the returned funds as a repayment instead")
+            self._reject(
+                "reversed",
+                "reversing a disbursement is not supported; record the returned funds as a repayment instead",
+            )
         target = next((m for m in self.money_in if m.key == reverses), None)
         if target is None:
             self._reject("reversed", f"no repayment or collection with idempotency_key {reverses!r} on this loan")
         assert target is not None
         if target.reversed_by is not None:
             self._reject("reversed", f"{reverses!r} was already reversed by {target.reversed_by!r}")
-        self._reversed(reverses=reverses, reason=reason,
-                       idempotency_key=idempotency_key, occurred_at=occurred_at)
+        self._reversed(reverses=reverses, reason=reason, idempotency_key=idempotency_key, occurred_at=occurred_at)
 
     # ---- events: record only ----------------------------------------------
     @event("Scored")
-    def _scored(self, score: Decimal, model_version: str, decision: str, terms: dict,
-                idempotency_key: str, occurred_at: datetime) -> None:
+    def _scored(
+        self,
+        score: Decimal,
+        model_version: str,
+        decision: str,
+        terms: dict,
+        idempotency_key: str,
+        occurred_at: datetime,
+    ) -> None:
         self.score = score
         self.model_version = model_version
         self.decision = decision
@@ -220,8 +265,9 @@ class Loan(Aggregate):
         self.keys.add(idempotency_key)
 
     @event("Funded")
-    def _funded(self, bank: str, bank_ref: str, amount: Decimal, value_date: date,
-                idempotency_key: str, occurred_at: datetime) -> None:
+    def _funded(
+        self, bank: str, bank_ref: str, amount: Decimal, value_date: date, idempotency_key: str, occurred_at: datetime
+    ) -> None:
         self.bank = bank
         self.bank_ref = bank_ref
         self.funded_on = value_date
@@ -230,41 +276,48 @@ class Loan(Aggregate):
         self.keys.add(idempotency_key)
 
     @event("Repaid")
-    def _repaid(self, amount: Decimal, bank_ref: str, value_date: date, channel: str | None,
-                idempotency_key: str, occurred_at: datetime) -> None:
+    def _repaid(
+        self,
+        amount: Decimal,
+        bank_ref: str,
+        value_date: date,
+        channel: str | None,
+        idempotency_key: str,
+        occurred_at: datetime,
+    ) -> None:
         self._add_money_in("repayment", amount, value_date, idempotency_key, bank_ref=bank_ref)
 
     @event("Collected")
-    def _collected(self, amount: Decimal, agency: str, value_date: date, stage: str | None,
-                   idempotency_key: str, occurred_at: datetime) -> None:
+    def _collected(
+        self,
+        amount: Decimal,
+        agency: str,
+        value_date: date,
+        stage: str | None,
+        idempotency_key: str,
+        occurred_at: datetime,
+    ) -> None:
         self._add_money_in("collection", amount, value_date, idempotency_key, agency=agency)
 
     @event("Overdue")
-    def _overdue(self, as_of: date, dpd: int, bucket: str, idempotency_key: str,
-                 occurred_at: datetime) -> None:
+    def _overdue(self, as_of: date, dpd: int, bucket: str, idempotency_key: str, occurred_at: datetime) -> None:
         self.overdue_marks.append((as_of, dpd, bucket))
         self.keys.add(idempotency_key)
 
     @event("WrittenOff")
-    def _written_off(self, value_date: date, reason: str | None, idempotency_key: str,
-                     occurred_at: datetime) -> None:
+    def _written_off(self, value_date: date, reason: str | None, idempotency_key: str, occurred_at: datetime) -> None:
         self.written_off_on = value_date
         self.phase = "written_off"
         self.keys.add(idempotency_key)
 
     @event("Reversed")
     def _reversed(self, reverses: str, reason: str, idempotency_key: str, occurred_at: datetime) -> None:
-        self.money_in = [
-            replace(m, reversed_by=idempotency_key) if m.key == reverses else m for m in self.money_in
-        ]
+        self.money_in = [replace(m, reversed_by=idempotency_key) if m.key == reverses else m for m in self.money_in]
         self.keys.add(idempotency_key)
 
     # ---- derived ---------------------------------------------------------------
     def _add_money_in(self, kind: str, amount: Decimal, value_date: date, key: str, **ref: str | None) -> None:
-        self.money_in.append(
-            MoneyIn(key=key, kind=kind, amount=amount, value_date=value_date,
-                    seq=self.version, **ref)
-        )
+        self.money_in.append(MoneyIn(key=key, kind=kind, amount=amount, value_date=value_date, seq=self.version, **ref))
         self.keys.add(key)
 
     def movements(self) -> list[Movement]:
@@ -303,4 +356,3 @@ class Loan(Aggregate):
 
     def _reject(self, command: str, reason: str) -> None:
         raise RuleViolation(self.loan_id, command, reason)
-

@@ -47,8 +47,7 @@ def parse_amount(value: object, field: str, *, allow_zero: bool = False) -> Deci
     if isinstance(value, JsonFloat):
         raise InvalidAmount(
             field,
-            f"JSON number {value} is a float; send amounts as strings "
-            f'(e.g. "{value}") or whole-yuan integers',
+            f'JSON number {value} is a float; send amounts as strings (e.g. "{value}") or whole-yuan integers',
         )
     if isinstance(value, float):
         raise InvalidAmount(field, f"float {value!r} is not accepted for money")
@@ -61,8 +60,7 @@ def parse_amount(value: object, field: str, *, allow_zero: bool = False) -> Deci
         if not _AMOUNT_TEXT.match(text):
             raise InvalidAmount(
                 field,
-                f"{value!r} is not a plain amount with at most 2 decimal places "
-                "(no exponent, sign, NaN or Infinity)",
+                f"{value!r} is not a plain amount with at most 2 decimal places (no exponent, sign, NaN or Infinity)",
             )
         amount = Decimal(text)
     elif isinstance(value, Decimal):

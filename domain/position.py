@@ -139,4 +139,3 @@ def position_as_of(
         written_off=written_off,
         accrual_runs=tuple(runs),
     )
-

@@ -25,6 +25,16 @@ class BankReconciliations(Aggregate):
         self.runs = 0
 
     @event("Ran")
-    def record_run(self, file_name: str, file_sha256: str, date_from: date | None, date_to: date | None,
-                   rows: int, matched: int, breaks: dict, malformed: int, net_difference: str) -> None:
+    def record_run(
+        self,
+        file_name: str,
+        file_sha256: str,
+        date_from: date | None,
+        date_to: date | None,
+        rows: int,
+        matched: int,
+        breaks: dict,
+        malformed: int,
+        net_difference: str,
+    ) -> None:
         self.runs += 1

@@ -16,9 +16,9 @@ from __future__ import annotations
 import random
 import time
 from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Iterable, Sequence
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError, Transcoder
@@ -79,20 +79,23 @@ class Ledger(Application):
         try:
             self._save([s for s in staged.values() if s.loan is not None])
             for loan_id, idx in by_loan.items():
-                for i, outcome in zip(idx, staged[loan_id].outcomes):
+                for i, outcome in zip(idx, staged[loan_id].outcomes, strict=True):
                     outcomes[i] = outcome
         except IntegrityError:
             for loan_id, idx in by_loan.items():
-                for i, outcome in zip(idx, self._append_one_loan(loan_id, [commands[i] for i in idx])):
+                for i, outcome in zip(idx, self._append_one_loan(loan_id, [commands[i] for i in idx]), strict=True):
                     outcomes[i] = outcome
         for i, first_i in repeats:
             # a repeat is a duplicate only of something that was stored
             first, first_outcome = commands[first_i], outcomes[first_i]
             assert first_outcome is not None
             if first_outcome.status == REJECTED:
-                outcomes[i] = Outcome(REJECTED, commands[i].loan_id,
-                                      f"idempotency_key {first.idempotency_key!r} was used earlier in this batch "
-                                      f"by a command that was rejected: {first_outcome.error}")
+                outcomes[i] = Outcome(
+                    REJECTED,
+                    commands[i].loan_id,
+                    f"idempotency_key {first.idempotency_key!r} was used earlier in this batch "
+                    f"by a command that was rejected: {first_outcome.error}",
+                )
             else:
                 outcomes[i] = _repeat(commands[i], first.content_hash, first.loan_id)
         assert all(o is not None for o in outcomes)
@@ -117,14 +120,16 @@ class Ledger(Application):
                     self._save([staged] if staged.loan is not None else [])
                 except IntegrityError:
                     continue
-                answers = dict(zip((cmd.idempotency_key for cmd in fresh), staged.outcomes))
+                answers = dict(zip((cmd.idempotency_key for cmd in fresh), staged.outcomes, strict=True))
                 return [
                     answers.get(cmd.idempotency_key)
                     or _repeat(cmd, stored[cmd.idempotency_key].content_hash, stored[cmd.idempotency_key].loan_id)
                     for cmd in cmds
                 ]
-        error = (f"loan {loan_id} kept changing under concurrent writers "
-                 f"({self.settings.max_retries} attempts); nothing appended, retry later")
+        error = (
+            f"loan {loan_id} kept changing under concurrent writers "
+            f"({self.settings.max_retries} attempts); nothing appended, retry later"
+        )
         return [Outcome(REJECTED, loan_id, error) for _ in cmds]
 
     def _stage(self, loan_id: str, cmds: list[_Command], loan: Loan | None) -> _Staged:

@@ -8,12 +8,12 @@ exponents arrive as ``JsonFloat`` text, and ``NaN``/``Infinity`` are refused.
 from __future__ import annotations
 
 import hashlib
-from functools import cached_property
 import json
 import re
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Annotated, Any, Literal, Union
+from functools import cached_property
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -131,7 +131,7 @@ class _Command(BaseModel):
 
     @field_serializer("occurred_at", when_used="json")
     def _utc_in_json(self, moment: datetime) -> str:
-        return moment.astimezone(timezone.utc).isoformat()
+        return moment.astimezone(UTC).isoformat()
 
 
 class Applied(_Command):
@@ -212,7 +212,7 @@ class Reversed(_Command):
 
 
 Command = Annotated[
-    Union[Applied, Scored, Funded, Repaid, Overdue, Collected, WrittenOff, Reversed],
+    Applied | Scored | Funded | Repaid | Overdue | Collected | WrittenOff | Reversed,
     Field(discriminator="type"),
 ]
 COMMAND_TYPES = ("applied", "scored", "funded", "repaid", "overdue", "collected", "written_off", "reversed")

@@ -100,4 +100,6 @@ def store_env(url: str) -> dict[str, str]:
             "POSTGRES_LOCK_TIMEOUT": "30",
             "APPLICATION_RECORDER_TOPIC": "ledger.store:LedgerPostgresRecorder",
         }
-    raise ConfigError(f"unsupported store URL {url!r}: use sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DBNAME")
+    raise ConfigError(
+        f"unsupported store URL {url!r}: use sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DBNAME"
+    )

@@ -16,9 +16,10 @@ memory follows the chunk, not the book.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any, Iterator
+from typing import Any
 
 from domain.loan import SHANGHAI, Loan, loan_uuid
 from domain.money import ZERO
@@ -48,30 +49,55 @@ COLUMNS = (
     Column("term_days", "int", "Term applied for, days."),
     Column("product", "string", "Product applied for."),
     Column("channel", "string", "Acquisition channel."),
-    Column("prior_loans", "int", "The borrower's earlier funded loans, as the ledger knew them when this "
-                                 "application was recorded."),
+    Column(
+        "prior_loans",
+        "int",
+        "The borrower's earlier funded loans, as the ledger knew them when this application was recorded.",
+    ),
     Column("prior_repaid_on_time", "int", "Of those, how many were fully paid by their due date, as known then."),
-    Column("prior_worst_dpd", "int", "Worst days past due over the earlier loans up to the application date, "
-                                     "as known then (0 with no earlier loan)."),
-    Column("days_since_last_loan", "int", "Days from the borrower's previous application to this one "
-                                          "(null for a first application)."),
-    Column("outstanding_at_application", "money", "What the borrower owed on earlier loans at the application "
-                                                  "date, as known then, CNY."),
+    Column(
+        "prior_worst_dpd",
+        "int",
+        "Worst days past due over the earlier loans up to the application date, "
+        "as known then (0 with no earlier loan).",
+    ),
+    Column(
+        "days_since_last_loan",
+        "int",
+        "Days from the borrower's previous application to this one (null for a first application).",
+    ),
+    Column(
+        "outstanding_at_application",
+        "money",
+        "What the borrower owed on earlier loans at the application date, as known then, CNY.",
+    ),
     Column("score", "float", "The risk model's score (0..1) for this application."),
     Column("model_version", "string", "The scoring model's version."),
     Column("decision", "string", "approved, declined, or pending (not yet scored as known at the export)."),
     Column("funded", "bool", "Funded, as known at the export."),
     Column("due_date", "date", "Due date of the funded loan."),
-    Column("label_matured", "bool", f"Every outcome window has closed by the export's as-of date "
-                                    f"(due date + {MATURE_AFTER_DAYS} days). Labels are null otherwise; "
-                                    "declined applications never have labels."),
-    Column("first_payment_default", "bool", f"Principal, interest or fee still unpaid {FPD_DAYS} days after the "
-                                            "due date."),
-    Column("ever_30dpd_60d", "bool", f"Reached {EVER_DPD}+ days past due within {EVER_WINDOW_DAYS} days after "
-                                     "the due date."),
+    Column(
+        "label_matured",
+        "bool",
+        f"Every outcome window has closed by the export's as-of date "
+        f"(due date + {MATURE_AFTER_DAYS} days). Labels are null otherwise; "
+        "declined applications never have labels.",
+    ),
+    Column(
+        "first_payment_default", "bool", f"Principal, interest or fee still unpaid {FPD_DAYS} days after the due date."
+    ),
+    Column(
+        "ever_30dpd_60d",
+        "bool",
+        f"Reached {EVER_DPD}+ days past due within {EVER_WINDOW_DAYS} days after the due date.",
+    ),
     Column("repaid_on_time", "bool", "Fully paid (principal, interest, fee) by the due date."),
-    Column("loss_amount", "money", "Principal written off less money recovered after the write-off, "
-                                   "as of the export (0 when not written off), CNY."),
+    Column(
+        "loss_amount",
+        "money",
+        "Principal written off less money recovered after the write-off, "
+        "as of the export (0 when not written off), CNY.",
+    ),
 )
 
 
@@ -81,30 +107,36 @@ def rows(app: Ledger, as_of: date, known_at: datetime) -> Iterator[dict[str, Any
     db = runner.views(app)
     after = ""
     while True:
-        chunk = db.query("SELECT DISTINCT borrower_id FROM proj_loans WHERE borrower_id > ? "
-                         "ORDER BY borrower_id LIMIT ?", (after, BORROWERS_PER_CHUNK))
+        chunk = db.query(
+            "SELECT DISTINCT borrower_id FROM proj_loans WHERE borrower_id > ? ORDER BY borrower_id LIMIT ?",
+            (after, BORROWERS_PER_CHUNK),
+        )
         if not chunk:
             return
         borrowers = [r[0] for r in chunk]
         after = borrowers[-1]
         marks = ",".join("?" * len(borrowers))
         loans_of: dict[str, list[str]] = {}
-        for borrower_id, loan_id in db.query(f"SELECT borrower_id, loan_id FROM proj_loans WHERE borrower_id IN "
-                                             f"({marks}) ORDER BY borrower_id, loan_id", borrowers):
+        for borrower_id, loan_id in db.query(
+            f"SELECT borrower_id, loan_id FROM proj_loans WHERE borrower_id IN ({marks}) ORDER BY borrower_id, loan_id",
+            borrowers,
+        ):
             loans_of.setdefault(borrower_id, []).append(loan_id)
         by_uuid = {loan_uuid(loan_id): loan_id for ids in loans_of.values() for loan_id in ids}
         events: dict[str, list] = {loan_id: [] for loan_id in by_uuid.values()}
         for stored in app.recorder.select_events_of(list(by_uuid)):
             events[by_uuid[stored.originator_id]].append(app.mapper.to_domain_event(stored))
         for borrower_id in borrowers:
-            yield from borrower_rows({loan_id: events[loan_id] for loan_id in loans_of[borrower_id]},
-                                     as_of, known_at)
+            yield from borrower_rows({loan_id: events[loan_id] for loan_id in loans_of[borrower_id]}, as_of, known_at)
 
 
 def borrower_rows(loans: dict[str, list], as_of: date, known_at: datetime) -> Iterator[dict[str, Any]]:
     """One borrower's rows; ``loans`` maps each of their loan ids to its events in version order."""
-    applications = sorted((events[0].timestamp, loan_id) for loan_id, events in loans.items()
-                          if events and events[0].timestamp <= known_at)
+    applications = sorted(
+        (events[0].timestamp, loan_id)
+        for loan_id, events in loans.items()
+        if events and events[0].timestamp <= known_at
+    )
     for recorded_at, loan_id in applications:
         applied = loans[loan_id][0]
         application_date = applied.occurred_at.astimezone(SHANGHAI).date()
@@ -112,25 +144,33 @@ def borrower_rows(loans: dict[str, list], as_of: date, known_at: datetime) -> It
             continue
         earlier = [(t, other) for t, other in applications if t < recorded_at]
         row: dict[str, Any] = {
-            "loan_id": loan_id, "borrower_id": applied.borrower_id, "applied_at": applied.occurred_at,
-            "application_date": application_date, "requested_principal": applied.principal,
-            "term_days": applied.term_days, "product": applied.product, "channel": applied.channel,
-            **_history([_replay(loans[other], recorded_at, strictly_before=True) for _, other in earlier],
-                       application_date),
+            "loan_id": loan_id,
+            "borrower_id": applied.borrower_id,
+            "applied_at": applied.occurred_at,
+            "application_date": application_date,
+            "requested_principal": applied.principal,
+            "term_days": applied.term_days,
+            "product": applied.product,
+            "channel": applied.channel,
+            **_history(
+                [_replay(loans[other], recorded_at, strictly_before=True) for _, other in earlier], application_date
+            ),
             "days_since_last_loan": None,
         }
         if earlier:
             previous = loans[earlier[-1][1]][0].occurred_at.astimezone(SHANGHAI).date()
             row["days_since_last_loan"] = (application_date - previous).days
         loan = _replay(loans[loan_id], known_at)
-        row.update({
-            "score": None if loan.score is None else float(loan.score),
-            "model_version": loan.model_version,
-            "decision": loan.decision or "pending",
-            "funded": loan.funded_on is not None and loan.funded_on <= as_of,
-            "due_date": None,
-            **_labels(loan, as_of),
-        })
+        row.update(
+            {
+                "score": None if loan.score is None else float(loan.score),
+                "model_version": loan.model_version,
+                "decision": loan.decision or "pending",
+                "funded": loan.funded_on is not None and loan.funded_on <= as_of,
+                "due_date": None,
+                **_labels(loan, as_of),
+            }
+        )
         if loan.terms is not None and loan.funded_on is not None:
             row["due_date"] = loan.terms.due_date(loan.funded_on)
         yield row
@@ -161,13 +201,22 @@ def _history(earlier: list[Loan], on: date) -> dict[str, Any]:
         worst_dpd = max(worst_dpd, (last_unpaid - due).days)
         if loan.written_off_on is None or loan.written_off_on > on:
             outstanding += p.total
-    return {"prior_loans": prior, "prior_repaid_on_time": repaid_on_time, "prior_worst_dpd": max(0, worst_dpd),
-            "outstanding_at_application": outstanding}
+    return {
+        "prior_loans": prior,
+        "prior_repaid_on_time": repaid_on_time,
+        "prior_worst_dpd": max(0, worst_dpd),
+        "outstanding_at_application": outstanding,
+    }
 
 
 def _labels(loan: Loan, as_of: date) -> dict[str, Any]:
-    empty = {"label_matured": False, "first_payment_default": None, "ever_30dpd_60d": None,
-             "repaid_on_time": None, "loss_amount": None}
+    empty = {
+        "label_matured": False,
+        "first_payment_default": None,
+        "ever_30dpd_60d": None,
+        "repaid_on_time": None,
+        "loss_amount": None,
+    }
     if loan.terms is None or loan.funded_on is None or loan.funded_on > as_of:
         return empty
     due = loan.terms.due_date(loan.funded_on)
@@ -187,20 +236,33 @@ def _labels(loan: Loan, as_of: date) -> dict[str, Any]:
     }
 
 
-def write(rows_in: Iterator[dict[str, Any]], path: str, fmt: str, as_of: date, known_at: datetime,
-          batch_rows: int = 10_000) -> int:
+def write(
+    rows_in: Iterator[dict[str, Any]], path: str, fmt: str, as_of: date, known_at: datetime, batch_rows: int = 10_000
+) -> int:
     """Stream rows to Parquet (each column described in the schema) or CSV; return how many."""
     if fmt == "csv":
         return _write_csv(rows_in, path)
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    types = {"string": pa.string(), "date": pa.date32(), "timestamp": pa.timestamp("us", tz="UTC"),
-             "int": pa.int32(), "bool": pa.bool_(), "money": pa.decimal128(14, 2), "float": pa.float64()}
+    types = {
+        "string": pa.string(),
+        "date": pa.date32(),
+        "timestamp": pa.timestamp("us", tz="UTC"),
+        "int": pa.int32(),
+        "bool": pa.bool_(),
+        "money": pa.decimal128(14, 2),
+        "float": pa.float64(),
+    }
     schema = pa.schema(
         [pa.field(c.name, types[c.kind], metadata={"description": c.description, "kind": c.kind}) for c in COLUMNS],
-        metadata={"as_of": as_of.isoformat(), "known_at": known_at.isoformat(),
-                  "produced_by": "ledger dataset export (loan-ledger)", "dictionary": "docs/datasets.md"})
+        metadata={
+            "as_of": as_of.isoformat(),
+            "known_at": known_at.isoformat(),
+            "produced_by": "ledger dataset export (loan-ledger)",
+            "dictionary": "docs/datasets.md",
+        },
+    )
     n = 0
     with pq.ParquetWriter(path, schema) as writer:
         batch: list[dict[str, Any]] = []

@@ -8,9 +8,9 @@ two processes at once, appends each mark once and the rest are duplicates.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
-from typing import Callable, Iterable, Iterator
 from uuid import UUID
 
 from eventsourcing.utils import get_topic
@@ -39,12 +39,24 @@ def eod_commands(loan: Loan, day: date, write_off_dpd: int) -> list[_Command]:
     base = {"loan_id": loan.loan_id, "occurred_at": occurred_at}
     wanted = []
     if position.bucket != loan.last_marked_bucket():
-        wanted.append({**base, "type": "overdue", "as_of": day.isoformat(),
-                       "idempotency_key": f"eod:{day}:overdue:{loan.loan_id}"})
+        wanted.append(
+            {
+                **base,
+                "type": "overdue",
+                "as_of": day.isoformat(),
+                "idempotency_key": f"eod:{day}:overdue:{loan.loan_id}",
+            }
+        )
     if position.dpd > write_off_dpd:
-        wanted.append({**base, "type": "written_off", "value_date": day.isoformat(),
-                       "reason": f"DPD {position.dpd} passed the write-off point of {write_off_dpd}",
-                       "idempotency_key": f"eod:{day}:written_off:{loan.loan_id}"})
+        wanted.append(
+            {
+                **base,
+                "type": "written_off",
+                "value_date": day.isoformat(),
+                "reason": f"DPD {position.dpd} passed the write-off point of {write_off_dpd}",
+                "idempotency_key": f"eod:{day}:written_off:{loan.loan_id}",
+            }
+        )
     return [command_from_dict(c) for c in wanted]
 
 
@@ -75,7 +87,7 @@ def run_eod(
             loan = app.repository.get(loan_uuid)
             cmds.extend(eod_commands(loan, day, app.settings.write_off_dpd))
         report.loans_checked += len(batch)
-        for cmd, outcome in zip(cmds, app.append(cmds)):
+        for cmd, outcome in zip(cmds, app.append(cmds), strict=True):
             report.outcomes[(cmd.type, outcome.status)] += 1
             if outcome.error:
                 report.rejected.append((cmd.loan_id, outcome.error))

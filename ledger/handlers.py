@@ -43,17 +43,33 @@ def handle(loan: Loan | None, cmd: c._Command, settings: Settings) -> Loan:
                 allocation_order=settings.allocation_order(loan.product),
             )
         loan.score_application(
-            score=cmd.score, model_version=cmd.model_version, decision=cmd.decision,
-            terms=terms, cost_cap=settings.cost_cap, **common,
+            score=cmd.score,
+            model_version=cmd.model_version,
+            decision=cmd.decision,
+            terms=terms,
+            cost_cap=settings.cost_cap,
+            **common,
         )
     elif isinstance(cmd, c.Funded):
         loan.fund(bank=cmd.bank, bank_ref=cmd.bank_ref, amount=cmd.amount, value_date=cmd.value_date, **common)
     elif isinstance(cmd, c.Repaid):
-        loan.receive(kind="repayment", amount=cmd.amount, value_date=cmd.value_date,
-                     bank_ref=cmd.bank_ref, channel=cmd.channel, **common)
+        loan.receive(
+            kind="repayment",
+            amount=cmd.amount,
+            value_date=cmd.value_date,
+            bank_ref=cmd.bank_ref,
+            channel=cmd.channel,
+            **common,
+        )
     elif isinstance(cmd, c.Collected):
-        loan.receive(kind="collection", amount=cmd.amount, value_date=cmd.value_date,
-                     agency=cmd.agency, stage=cmd.stage, **common)
+        loan.receive(
+            kind="collection",
+            amount=cmd.amount,
+            value_date=cmd.value_date,
+            agency=cmd.agency,
+            stage=cmd.stage,
+            **common,
+        )
     elif isinstance(cmd, c.Overdue):
         loan.mark_overdue(as_of=cmd.as_of, **common)
     elif isinstance(cmd, c.WrittenOff):

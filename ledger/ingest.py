@@ -8,8 +8,8 @@ the valid lines around it.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Iterable, Iterator
 
 from domain.errors import InvalidCommand
 from ledger.app import REJECTED, Ledger, Outcome
@@ -28,7 +28,7 @@ def append_lines(app: Ledger, lines: Iterable[str]) -> Iterator[LineOutcome]:
 
     def flush() -> Iterator[LineOutcome]:
         if pending:
-            for (line_no, _), outcome in zip(pending, app.append([cmd for _, cmd in pending])):
+            for (line_no, _), outcome in zip(pending, app.append([cmd for _, cmd in pending]), strict=True):
                 yield LineOutcome(line_no, outcome)
             pending.clear()
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 import csv
 import hashlib
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Iterator
 
 from eventsourcing.persistence import IntegrityError
 from eventsourcing.utils import get_topic
@@ -65,8 +65,10 @@ class Report:
     @property
     def net_difference(self) -> Decimal:
         """Bank minus ledger, money in (repayments) minus money out (disbursements, reversals)."""
+
         def net(t: Counter) -> Decimal:
             return t["repayment"] - t["disbursement"] - t["reversal"]
+
         return net(self.bank_totals) - net(self.ledger_totals)
 
 
@@ -99,8 +101,9 @@ def ledger_movements(app: Ledger, bank: str) -> dict[str, Movement]:
                 movements[e.bank_ref] = by_key[e.idempotency_key] = m
             elif e.reverses in by_key:  # reversals of repayments; collections do not pass through the bank
                 on = e.occurred_at.astimezone(SHANGHAI).date()
-                movements[e.idempotency_key] = Movement(e.idempotency_key, loan_id, "reversal",
-                                                        by_key[e.reverses].amount, on)
+                movements[e.idempotency_key] = Movement(
+                    e.idempotency_key, loan_id, "reversal", by_key[e.reverses].amount, on
+                )
         start = notes[-1].id + 1
     return movements
 
@@ -142,8 +145,14 @@ def read_bank_file(path: Path) -> Iterator[tuple[int, Movement | str]]:
             yield line, Movement(bank_ref, loan_id, kind, amount, value_date)
 
 
-def reconcile(app: Ledger, path: Path, bank: str, date_from: date | None = None, date_to: date | None = None,
-              tolerance_days: int = 0) -> Report:
+def reconcile(
+    app: Ledger,
+    path: Path,
+    bank: str,
+    date_from: date | None = None,
+    date_to: date | None = None,
+    tolerance_days: int = 0,
+) -> Report:
     report = Report(bank, path.name, file_sha256=_sha256(path), date_from=date_from, date_to=date_to)
     ledger = ledger_movements(app, bank)
     seen: set[str] = set()
@@ -189,10 +198,16 @@ def record(app: Ledger, report: Report) -> None:
         except Exception:
             stream = BankReconciliations(bank=report.bank)
         stream.record_run(
-            file_name=report.file_name, file_sha256=report.file_sha256, date_from=report.date_from,
-            date_to=report.date_to, rows=report.rows, matched=report.matched,
-            breaks=dict(Counter(b["kind"] for b in report.breaks)), malformed=len(report.malformed),
-            net_difference=fmt(report.net_difference))
+            file_name=report.file_name,
+            file_sha256=report.file_sha256,
+            date_from=report.date_from,
+            date_to=report.date_to,
+            rows=report.rows,
+            matched=report.matched,
+            breaks=dict(Counter(b["kind"] for b in report.breaks)),
+            malformed=len(report.malformed),
+            net_difference=fmt(report.net_difference),
+        )
         try:
             app.save(stream)
             return
@@ -209,18 +224,36 @@ def history(app: Ledger, bank: str | None = None) -> list[dict]:
             e = app.mapper.to_domain_event(n)
             stream_bank = app.repository.get(e.originator_id, version=1).bank
             if bank is None or stream_bank == bank:
-                runs.append({"bank": stream_bank, "recorded_at": e.timestamp, "file_name": e.file_name,
-                             "file_sha256": e.file_sha256, "date_from": e.date_from, "date_to": e.date_to,
-                             "rows": e.rows, "matched": e.matched, "breaks": e.breaks, "malformed": e.malformed,
-                             "net_difference": e.net_difference})
+                runs.append(
+                    {
+                        "bank": stream_bank,
+                        "recorded_at": e.timestamp,
+                        "file_name": e.file_name,
+                        "file_sha256": e.file_sha256,
+                        "date_from": e.date_from,
+                        "date_to": e.date_to,
+                        "rows": e.rows,
+                        "matched": e.matched,
+                        "breaks": e.breaks,
+                        "malformed": e.malformed,
+                        "net_difference": e.net_difference,
+                    }
+                )
         start = notes[-1].id + 1
     return runs
 
 
-def _break(kind: str, bank_ref: str, loan_id: str, mine: Movement | None, theirs: Movement | None,
-           line: int | None) -> dict:
-    return {"kind": kind, "bank_ref": bank_ref, "loan_id": loan_id, "line": line,
-            "ledger": None if mine is None else mine.as_dict(), "bank": None if theirs is None else theirs.as_dict()}
+def _break(
+    kind: str, bank_ref: str, loan_id: str, mine: Movement | None, theirs: Movement | None, line: int | None
+) -> dict:
+    return {
+        "kind": kind,
+        "bank_ref": bank_ref,
+        "loan_id": loan_id,
+        "line": line,
+        "ledger": None if mine is None else mine.as_dict(),
+        "bank": None if theirs is None else theirs.as_dict(),
+    }
 
 
 def _sha256(path: Path) -> str:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Callable
 
 from ledger.app import Ledger
 from ledger.eod import run_eod
@@ -27,8 +27,9 @@ class SimulationReport:
         return [r for r in self.rejected if not r[0].startswith("bad-")]
 
 
-def run_simulation(app: Ledger, sim: Simulator, progress: Callable[[date], None] | None = None,
-                   until: date | None = None) -> SimulationReport:
+def run_simulation(
+    app: Ledger, sim: Simulator, progress: Callable[[date], None] | None = None, until: date | None = None
+) -> SimulationReport:
     """Append each simulated day, then close it with the end-of-day job; stop after ``until``."""
     report = SimulationReport()
     for day, commands in sim.days():

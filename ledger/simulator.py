@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from random import Random
-from typing import Iterator
 from uuid import UUID
 
 from domain.loan import SHANGHAI, loan_uuid
@@ -67,8 +67,17 @@ class PlannedLoan:
 class Simulator:
     """``days()`` yields (day, [command dicts]) in the order the ledger receives them."""
 
-    def __init__(self, seed: int, loans: int, start: date, *, days: int = 90, banks: int = 3,
-                 bad_lines: bool = False, cost_cap: Decimal = DEFAULT_COST_CAP):
+    def __init__(
+        self,
+        seed: int,
+        loans: int,
+        start: date,
+        *,
+        days: int = 90,
+        banks: int = 3,
+        bad_lines: bool = False,
+        cost_cap: Decimal = DEFAULT_COST_CAP,
+    ):
         assert 2 <= banks <= len(BANKS)
         self.rng = Random(seed)
         self.loans_wanted = loans
@@ -103,8 +112,10 @@ class Simulator:
     def open_loans(self, day: date) -> list[UUID]:
         """Loans the end of ``day`` may concern: funded, past due, not known closed or written off."""
         return [
-            loan_uuid(p.loan_id) for p in self.plan()
-            if p.due_date is not None and p.due_date < day
+            loan_uuid(p.loan_id)
+            for p in self.plan()
+            if p.due_date is not None
+            and p.due_date < day
             and (p.settles_on is None or p.settles_on + timedelta(days=6) >= day)
             and (p.written_off_from is None or p.written_off_from >= day)
         ]
@@ -144,35 +155,90 @@ class Simulator:
         t0 = rng.uniform(8, 22)
         base = {"loan_id": loan_id}
         emit = lambda at, cmd: loan.emits.append(_Emit(at, {**base, **cmd}))  # noqa: E731
-        emit(self._at(day, t0), {
-            "type": "applied", "idempotency_key": f"app-{loan_id}", "occurred_at": self._at(day, t0).isoformat(),
-            "borrower_id": borrower.borrower_id, "principal": fmt(requested), "term_days": term_days,
-            "product": "payday" if term_days <= 14 else "salary", "channel": rng.choice(("app", "app", "partner"))})
+        emit(
+            self._at(day, t0),
+            {
+                "type": "applied",
+                "idempotency_key": f"app-{loan_id}",
+                "occurred_at": self._at(day, t0).isoformat(),
+                "borrower_id": borrower.borrower_id,
+                "principal": fmt(requested),
+                "term_days": term_days,
+                "product": "payday" if term_days <= 14 else "salary",
+                "channel": rng.choice(("app", "app", "partner")),
+            },
+        )
         scored_at = self._at(day, t0 + 0.01)
         if not approved:
-            emit(scored_at, {"type": "scored", "idempotency_key": f"score-{loan_id}", "occurred_at": scored_at.isoformat(),
-                             "score": f"{score:.4f}", "model_version": version, "decision": "declined"})
+            emit(
+                scored_at,
+                {
+                    "type": "scored",
+                    "idempotency_key": f"score-{loan_id}",
+                    "occurred_at": scored_at.isoformat(),
+                    "score": f"{score:.4f}",
+                    "model_version": version,
+                    "decision": "declined",
+                },
+            )
             borrower.free_from = day + timedelta(days=rng.randint(20, 60))
             if self.bad_lines and rng.random() < 0.05:  # planted: a bank funds a declined loan
-                emit(self._at(day, t0 + 0.5), {"type": "funded", "idempotency_key": f"bad-fund-{loan_id}",
-                                              "occurred_at": self._at(day, t0 + 0.5).isoformat(), "bank": self.banks[0],
-                                              "bank_ref": f"bad-fund-{loan_id}", "amount": fmt(requested),
-                                              "value_date": day.isoformat()})
+                emit(
+                    self._at(day, t0 + 0.5),
+                    {
+                        "type": "funded",
+                        "idempotency_key": f"bad-fund-{loan_id}",
+                        "occurred_at": self._at(day, t0 + 0.5).isoformat(),
+                        "bank": self.banks[0],
+                        "bank_ref": f"bad-fund-{loan_id}",
+                        "amount": fmt(requested),
+                        "value_date": day.isoformat(),
+                    },
+                )
             return
-        principal = requested if score > 0.85 else max(Decimal(500), (requested * Decimal("0.8")).quantize(Decimal(100)))
+        principal = (
+            requested if score > 0.85 else max(Decimal(500), (requested * Decimal("0.8")).quantize(Decimal(100)))
+        )
         fee = (principal * Decimal("0.003")).quantize(FEN)
-        terms = Terms(principal=principal, term_days=term_days, daily_rate=self._daily_rate(score, term_days, fee, principal),
-                      fee=fee, penalty_daily_rate=Decimal("0.001"))
-        emit(scored_at, {"type": "scored", "idempotency_key": f"score-{loan_id}", "occurred_at": scored_at.isoformat(),
-                         "score": f"{score:.4f}", "model_version": version, "decision": "approved",
-                         "principal": fmt(principal), "term_days": term_days, "daily_rate": str(terms.daily_rate),
-                         "fee": fmt(fee), "penalty_daily_rate": str(terms.penalty_daily_rate)})
+        terms = Terms(
+            principal=principal,
+            term_days=term_days,
+            daily_rate=self._daily_rate(score, term_days, fee, principal),
+            fee=fee,
+            penalty_daily_rate=Decimal("0.001"),
+        )
+        emit(
+            scored_at,
+            {
+                "type": "scored",
+                "idempotency_key": f"score-{loan_id}",
+                "occurred_at": scored_at.isoformat(),
+                "score": f"{score:.4f}",
+                "model_version": version,
+                "decision": "approved",
+                "principal": fmt(principal),
+                "term_days": term_days,
+                "daily_rate": str(terms.daily_rate),
+                "fee": fmt(fee),
+                "penalty_daily_rate": str(terms.penalty_daily_rate),
+            },
+        )
         funded_on = day + timedelta(days=0 if t0 < 17 else 1)
         bank = rng.choice(self.banks)
         ref = f"{bank}-D-{loan_id}"
         fund_at = self._at(funded_on, t0 + 0.1 if funded_on == day else rng.uniform(9, 12))
-        emit(fund_at, {"type": "funded", "idempotency_key": ref, "occurred_at": fund_at.isoformat(), "bank": bank,
-                       "bank_ref": ref, "amount": fmt(principal), "value_date": funded_on.isoformat()})
+        emit(
+            fund_at,
+            {
+                "type": "funded",
+                "idempotency_key": ref,
+                "occurred_at": fund_at.isoformat(),
+                "bank": bank,
+                "bank_ref": ref,
+                "amount": fmt(principal),
+                "value_date": funded_on.isoformat(),
+            },
+        )
         loan.funded_on, loan.due_date = funded_on, terms.due_date(funded_on)
         loan.bad = rng.random() < borrower.risk
         _Life(self, loan, terms, bank, emit).live()
@@ -209,9 +275,12 @@ class _Life:
                 first = loan.funded_on + timedelta(days=rng.randint(1, self.terms.term_days - 2))
                 self.pay(first, (self.owed(first) * Decimal(rng.uniform(0.2, 0.6))).quantize(FEN))
                 earliest = first + timedelta(days=1)
-            when = {"early": loan.funded_on + timedelta(days=rng.randint(1, self.terms.term_days)),
-                    "on_time": due, "late": due + timedelta(days=rng.randint(1, 12)),
-                    "parts": due - timedelta(days=rng.randint(0, 1))}[style]
+            when = {
+                "early": loan.funded_on + timedelta(days=rng.randint(1, self.terms.term_days)),
+                "on_time": due,
+                "late": due + timedelta(days=rng.randint(1, 12)),
+                "parts": due - timedelta(days=rng.randint(0, 1)),
+            }[style]
             self.pay(max(when, earliest), None)
             return
         if rng.random() < 0.25:  # a token payment before it goes bad
@@ -238,20 +307,37 @@ class _Life:
         self.n += 1
         ref = f"{self.bank}-R-{self.loan.loan_id}-{self.n}"
         occurred = self.sim._at(on, rng.uniform(8, 23))
-        cmd = {"type": "repaid", "idempotency_key": ref, "occurred_at": occurred.isoformat(), "amount": fmt(amount),
-               "bank_ref": ref, "value_date": on.isoformat(), "channel": rng.choice(("bank_transfer", "wallet"))}
+        cmd = {
+            "type": "repaid",
+            "idempotency_key": ref,
+            "occurred_at": occurred.isoformat(),
+            "amount": fmt(amount),
+            "bank_ref": ref,
+            "value_date": on.isoformat(),
+            "channel": rng.choice(("bank_transfer", "wallet")),
+        }
         late_days = rng.randint(1, 4) if rng.random() < 0.10 else 0  # backdated when it arrives
         arrives = occurred + timedelta(days=late_days, minutes=rng.randint(1, 90))
         self.emit(arrives, cmd)
         if rng.random() < 0.05:  # the bank delivers the callback twice
             self.emit(arrives + timedelta(hours=rng.uniform(0.1, 30)), dict(cmd))
         if self.sim.bad_lines and rng.random() < 0.01:  # planted: a float amount from a broken integration
-            self.emit(arrives + timedelta(minutes=5), {**cmd, "idempotency_key": f"bad-float-{ref}",
-                                                      "bank_ref": f"bad-float-{ref}", "amount": float(amount)})
+            self.emit(
+                arrives + timedelta(minutes=5),
+                {**cmd, "idempotency_key": f"bad-float-{ref}", "bank_ref": f"bad-float-{ref}", "amount": float(amount)},
+            )
         if rng.random() < 0.015:  # bounced: reversed, and the borrower pays again
             back = arrives + timedelta(days=rng.randint(1, 2))
-            self.emit(back, {"type": "reversed", "idempotency_key": f"rev-{ref}", "occurred_at": back.isoformat(),
-                             "reverses": ref, "reason": "payment returned by the bank"})
+            self.emit(
+                back,
+                {
+                    "type": "reversed",
+                    "idempotency_key": f"rev-{ref}",
+                    "occurred_at": back.isoformat(),
+                    "reverses": ref,
+                    "reason": "payment returned by the bank",
+                },
+            )
             self.pay(back.date() + timedelta(days=rng.randint(1, 5)), None)
             return
         self.movements.append(Movement(ref, on, amount, seq=self.n))
@@ -265,9 +351,18 @@ class _Life:
         self.n += 1
         key = f"COL-{self.loan.loan_id}-{self.n}"
         at = self.sim._at(on, self.rng.uniform(9, 20))
-        self.emit(at + timedelta(hours=1), {
-            "type": "collected", "idempotency_key": key, "occurred_at": at.isoformat(), "amount": fmt(amount),
-            "agency": self.rng.choice(AGENCIES), "value_date": on.isoformat(), "stage": stage})
+        self.emit(
+            at + timedelta(hours=1),
+            {
+                "type": "collected",
+                "idempotency_key": key,
+                "occurred_at": at.isoformat(),
+                "amount": fmt(amount),
+                "agency": self.rng.choice(AGENCIES),
+                "value_date": on.isoformat(),
+                "stage": stage,
+            },
+        )
         self.movements.append(Movement(key, on, amount, kind="collection", seq=self.n))
         if self.owed(on) == 0:
             self.loan.settles_on = on

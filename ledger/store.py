@@ -13,18 +13,17 @@ own transaction (it is how its process recorders write tracking rows).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, Iterator, Sequence
+from typing import Any
 from uuid import UUID
-
-from psycopg.sql import SQL, Identifier
 
 from eventsourcing.persistence import StoredEvent, Transcoding
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder
-
+from psycopg.sql import SQL, Identifier
 
 SCHEMA_LOCK_KEY = 0x4C454447  # "LEDG": any constant shared by every ledger process
 
@@ -57,8 +56,7 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
             "CREATE TABLE IF NOT EXISTS ledger_idempotency ("
             " key TEXT PRIMARY KEY, loan_id TEXT NOT NULL,"
             " content_hash TEXT NOT NULL, command TEXT NOT NULL)",
-            "CREATE TABLE IF NOT EXISTS ledger_borrowers ("
-            " borrower_id TEXT PRIMARY KEY, data TEXT NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS ledger_borrowers ( borrower_id TEXT PRIMARY KEY, data TEXT NOT NULL)",
         ]
 
     def _insert_events(self, c: Any, stored_events: Sequence[StoredEvent], **kwargs: Any):
@@ -72,8 +70,7 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
         borrowers: dict[str, dict] = kwargs.get("borrowers", {})
         if borrowers:
             c.executemany(
-                "INSERT INTO ledger_borrowers VALUES (?,?) "
-                "ON CONFLICT(borrower_id) DO UPDATE SET data=excluded.data",
+                "INSERT INTO ledger_borrowers VALUES (?,?) ON CONFLICT(borrower_id) DO UPDATE SET data=excluded.data",
                 [(b, json.dumps(d, sort_keys=True)) for b, d in borrowers.items()],
             )
         return returning
@@ -136,8 +133,7 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
                 " content_hash text NOT NULL, command text NOT NULL)"
             ).format(schema),
             SQL(
-                "CREATE TABLE IF NOT EXISTS {}.ledger_borrowers ("
-                " borrower_id text PRIMARY KEY, data jsonb NOT NULL)"
+                "CREATE TABLE IF NOT EXISTS {}.ledger_borrowers ( borrower_id text PRIMARY KEY, data jsonb NOT NULL)"
             ).format(schema),
         ]
         # One statement with four binary arrays: the library's composite-array insert is
@@ -185,14 +181,20 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         if keys:
             curs.execute(
                 self._insert_keys,
-                ([k.key for k in keys], [k.loan_id for k in keys], [k.content_hash for k in keys],
-                 [k.command for k in keys]),
+                (
+                    [k.key for k in keys],
+                    [k.loan_id for k in keys],
+                    [k.content_hash for k in keys],
+                    [k.command for k in keys],
+                ),
                 binary=True,
             )
         borrowers = sorted(kwargs.get("borrowers", {}).items())
         if borrowers:
-            curs.execute(self._upsert_borrowers, ([b for b, _ in borrowers],
-                                                  [json.dumps(d, sort_keys=True) for _, d in borrowers]))
+            curs.execute(
+                self._upsert_borrowers,
+                ([b for b, _ in borrowers], [json.dumps(d, sort_keys=True) for _, d in borrowers]),
+            )
 
     def select_events_of(self, originator_ids: Sequence[UUID]) -> list[StoredEvent]:
         """Every event of several aggregates in one query (a batch's loans), in version order."""
@@ -212,15 +214,19 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
 
     def borrower_data(self, borrower_id: str) -> dict | None:
         with self.datastore.transaction(commit=False) as curs:
-            curs.execute(SQL("SELECT data FROM {}.ledger_borrowers WHERE borrower_id = %s").format(
-                Identifier(self._schema)), (borrower_id,))
+            curs.execute(
+                SQL("SELECT data FROM {}.ledger_borrowers WHERE borrower_id = %s").format(Identifier(self._schema)),
+                (borrower_id,),
+            )
             row = curs.fetchone()
         return None if row is None else row["data"]
 
     def forget_borrower(self, borrower_id: str) -> bool:
         with self.datastore.transaction(commit=True) as curs:
-            curs.execute(SQL("DELETE FROM {}.ledger_borrowers WHERE borrower_id = %s").format(
-                Identifier(self._schema)), (borrower_id,))
+            curs.execute(
+                SQL("DELETE FROM {}.ledger_borrowers WHERE borrower_id = %s").format(Identifier(self._schema)),
+                (borrower_id,),
+            )
             return curs.rowcount > 0
 
     @contextmanager
@@ -243,6 +249,5 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
                 (list(keys),),
             )
             return {
-                r["key"]: KeyRecord(r["key"], r["loan_id"], r["content_hash"], r["command"])
-                for r in curs.fetchall()
+                r["key"]: KeyRecord(r["key"], r["loan_id"], r["content_hash"], r["command"]) for r in curs.fetchall()
             }

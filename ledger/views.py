@@ -9,8 +9,14 @@ from domain.loan import SHANGHAI, Loan
 from domain.money import ZERO, fmt
 
 EVENT_TYPES = {
-    "Applied": "applied", "Scored": "scored", "Funded": "funded", "Repaid": "repaid",
-    "Collected": "collected", "Overdue": "overdue", "WrittenOff": "written_off", "Reversed": "reversed",
+    "Applied": "applied",
+    "Scored": "scored",
+    "Funded": "funded",
+    "Repaid": "repaid",
+    "Collected": "collected",
+    "Overdue": "overdue",
+    "WrittenOff": "written_off",
+    "Reversed": "reversed",
 }
 _INTERNAL = {"originator_id", "originator_version", "timestamp", "originator_topic"}
 
@@ -42,9 +48,13 @@ def loan_view(loan: Loan, events: list, as_of: date, known_at: datetime | None) 
     if loan.terms is not None:
         t = loan.terms
         terms = {
-            "principal": fmt(t.principal), "term_days": t.term_days, "daily_rate": str(t.daily_rate),
-            "fee": fmt(t.fee), "penalty_daily_rate": str(t.penalty_daily_rate),
-            "grace_days": t.grace_days, "allocation_order": list(t.allocation_order),
+            "principal": fmt(t.principal),
+            "term_days": t.term_days,
+            "daily_rate": str(t.daily_rate),
+            "fee": fmt(t.fee),
+            "penalty_daily_rate": str(t.penalty_daily_rate),
+            "grace_days": t.grace_days,
+            "allocation_order": list(t.allocation_order),
         }
     return {
         "loan_id": loan.loan_id,

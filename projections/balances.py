@@ -25,8 +25,10 @@ STATES = ("funded", "overdue", "repaid", "written_off")
 AMOUNTS = (*PARTS, "overpayment", "total")
 
 # A line's balance as of day ?1 (passed twice): a run counts its nights before that day.
-_AS_OF = ("CASE WHEN until_day IS NULL THEN amount_fen "
-          "ELSE amount_fen * ((CASE WHEN until_day < ? THEN until_day ELSE ? END) - value_day) END")
+_AS_OF = (
+    "CASE WHEN until_day IS NULL THEN amount_fen "
+    "ELSE amount_fen * ((CASE WHEN until_day < ? THEN until_day ELSE ? END) - value_day) END"
+)
 
 
 def _fen_to_amount(fen: int) -> Decimal:
@@ -65,8 +67,10 @@ def account_balances(db: ViewDb, as_of: date, known_at: datetime | None = None) 
     """Each account's balance as of the date (debit +), in account order."""
     where, params = _lines(as_of, known_at)
     day = as_of.toordinal()
-    rows = db.query(f"SELECT account, SUM({_AS_OF}) FROM proj_journal WHERE {where} "
-                    "GROUP BY account ORDER BY account", [day, day, *params])
+    rows = db.query(
+        f"SELECT account, SUM({_AS_OF}) FROM proj_journal WHERE {where} GROUP BY account ORDER BY account",
+        [day, day, *params],
+    )
     return {account: _fen_to_amount(total) for account, total in rows}
 
 
@@ -81,8 +85,11 @@ def portfolio(db: ViewDb, as_of: date, by: str, known_at: datetime | None = None
     for bank, product, due_day, written_off_day, written_off_at_us, principal, interest, fee, penalty, overpaid in rows:
         due = date.fromordinal(due_day)
         owed = principal + interest + fee + penalty
-        written_off = (written_off_day is not None and written_off_day <= day
-                       and (known_us is None or written_off_at_us <= known_us))
+        written_off = (
+            written_off_day is not None
+            and written_off_day <= day
+            and (known_us is None or written_off_at_us <= known_us)
+        )
         if written_off:  # off the book; its DPD keeps counting from the due date (docs/decisions.md)
             state, dpd = "written_off", days_past_due(as_of, due, True)
         else:
@@ -121,6 +128,11 @@ def _portfolio_rows(db: ViewDb, day: int, where: str, params: list, known_us: in
 def open_loan_ids(db: ViewDb, day: date) -> list[str]:
     """Loans the end of ``day`` may concern: funded, not written off, past due and not settled by then."""
     d = day.toordinal()
-    return [r[0] for r in db.query(
-        "SELECT loan_id FROM proj_loans WHERE phase = 'funded' AND due_day < ? "
-        "AND (settled_day IS NULL OR settled_day > ?) ORDER BY loan_id", (d, d))]
+    return [
+        r[0]
+        for r in db.query(
+            "SELECT loan_id FROM proj_loans WHERE phase = 'funded' AND due_day < ? "
+            "AND (settled_day IS NULL OR settled_day > ?) ORDER BY loan_id",
+            (d, d),
+        )
+    ]

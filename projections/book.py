@@ -11,8 +11,9 @@ earlier events) and the views (their open lines and recorded times).
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 from uuid import UUID
 
 from domain.journal import FAR_FUTURE, journal_lines
@@ -105,8 +106,9 @@ def plan_page(app: Any, db: ViewDb, notifications: Sequence[Any], cache: LoanCac
             elif kind == "WrittenOff":
                 state.written_off_at_us = at_us
             position = loan.position(FAR_FUTURE)
-            page.journal.record(loan.loan_id, loan.bank, state.open_lines, journal_lines(loan, position),
-                                notification_id, at_us)
+            page.journal.record(
+                loan.loan_id, loan.bank, state.open_lines, journal_lines(loan, position), notification_id, at_us
+            )
             state.settled_day = None if position.settled_on is None else position.settled_on.toordinal()
         state.loan = loan
         page.loan_rows.append(loans_view.loan_row(uuid, state))

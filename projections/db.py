@@ -10,13 +10,14 @@ become ``%s``. Rows come back as plain tuples on both engines.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Iterator, Sequence
-
-from psycopg.rows import tuple_row
+from typing import Any
 
 from eventsourcing.persistence import OperationalError
 from eventsourcing.postgres import PostgresDatastore
+from psycopg.rows import tuple_row
+
 from projections import schema
 
 _SCHEMA_LOCK = 0x50524F4A  # "PROJ": PostgreSQL advisory lock held while creating the views
@@ -49,11 +50,14 @@ class ViewDb:
     def stream(self, statement: str, params: Sequence[Any] = ()) -> Iterator[tuple]:
         """Rows a batch at a time: a server-side cursor on PostgreSQL, sqlite3's own lazy cursor."""
         if self.postgres:
-            with self.datastore.get_connection() as conn, conn.transaction(force_rollback=True):
-                with conn.cursor(name="proj_stream", row_factory=tuple_row) as curs:
-                    curs.execute(self.sql(statement), params)
-                    while rows := curs.fetchmany(STREAM_ROWS):
-                        yield from rows
+            with (
+                self.datastore.get_connection() as conn,
+                conn.transaction(force_rollback=True),
+                conn.cursor(name="proj_stream", row_factory=tuple_row) as curs,
+            ):
+                curs.execute(self.sql(statement), params)
+                while rows := curs.fetchmany(STREAM_ROWS):
+                    yield from rows
         else:
             with self.datastore.transaction(commit=False) as curs:
                 sqlite_cursor = _plain(curs.sqlite_cursor)
@@ -75,8 +79,9 @@ class ViewDb:
 
     def _ensure_schema(self, names: Sequence[str]) -> None:
         with self.transaction(commit=False) as c:
-            if self._version(c) == schema.SCHEMA_VERSION and \
-                    {r[0] for r in c.query("SELECT name FROM proj_tracking")} >= set(names):
+            if self._version(c) == schema.SCHEMA_VERSION and {
+                r[0] for r in c.query("SELECT name FROM proj_tracking")
+            } >= set(names):
                 return  # the common case: a read, no write lock taken
         with self.transaction() as c:
             if self.postgres:  # one creator at a time; the others wait here, then find it done
@@ -85,12 +90,17 @@ class ViewDb:
                 for statement in schema.drop_statements() + schema.create_statements(self.postgres):
                     c.execute(statement)
                 c.execute("INSERT INTO proj_meta (key, value) VALUES ('schema_version', ?)", (schema.SCHEMA_VERSION,))
-            c.executemany("INSERT INTO proj_tracking (name, position) VALUES (?, 0) ON CONFLICT (name) DO NOTHING",
-                          [(name,) for name in names])
+            c.executemany(
+                "INSERT INTO proj_tracking (name, position) VALUES (?, 0) ON CONFLICT (name) DO NOTHING",
+                [(name,) for name in names],
+            )
 
     def _version(self, c: Cursor) -> str | None:
-        exists = c.query("SELECT to_regclass('proj_meta') IS NOT NULL" if self.postgres
-                         else "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'proj_meta'")
+        exists = c.query(
+            "SELECT to_regclass('proj_meta') IS NOT NULL"
+            if self.postgres
+            else "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'proj_meta'"
+        )
         if not exists[0][0]:
             return None
         rows = c.query("SELECT value FROM proj_meta WHERE key = 'schema_version'")

@@ -9,18 +9,28 @@ allocations readable "as known at" any earlier time.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Sequence
 
 from domain.journal import JournalLine
 from projections.db import Cursor
 
 LINE_ID_SPAN = 1 << 16  # line ids an event may open: id = notification id * span + place
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_COLUMNS = ("line_id", "loan_id", "bank", "entry", "account", "value_day", "until_day", "amount_fen",
-            "known_from_us", "known_to_us")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_COLUMNS = (
+    "line_id",
+    "loan_id",
+    "bank",
+    "entry",
+    "account",
+    "value_day",
+    "until_day",
+    "amount_fen",
+    "known_from_us",
+    "known_to_us",
+)
 _KNOWN_TO = _COLUMNS.index("known_to_us")
 
 OpenLines = dict[JournalLine, int]  # a loan's lines that hold now -> their row's line_id
@@ -46,8 +56,9 @@ class JournalChanges:
     opened: dict[int, list] = field(default_factory=dict)  # line_id -> new row
     closed: list[tuple[int, int]] = field(default_factory=list)  # (known_to_us, line_id) of committed rows
 
-    def record(self, loan_id: str, bank: str, open_lines: OpenLines, lines: list[JournalLine],
-               notification_id: int, at_us: int) -> None:
+    def record(
+        self, loan_id: str, bank: str, open_lines: OpenLines, lines: list[JournalLine], notification_id: int, at_us: int
+    ) -> None:
         """The loan's journal is now ``lines``, as of the event ``notification_id`` recorded at ``at_us``."""
         now = set(lines)
         for line in [line for line in open_lines if line not in now]:
@@ -64,8 +75,16 @@ class JournalChanges:
                 place += 1
                 open_lines[line] = line_id
                 self.opened[line_id] = [
-                    line_id, loan_id, bank, line.entry, line.account, line.value_date.toordinal(),
-                    None if line.until is None else line.until.toordinal(), to_fen(line.amount), at_us, None,
+                    line_id,
+                    loan_id,
+                    bank,
+                    line.entry,
+                    line.account,
+                    line.value_date.toordinal(),
+                    None if line.until is None else line.until.toordinal(),
+                    to_fen(line.amount),
+                    at_us,
+                    None,
                 ]
         assert place < LINE_ID_SPAN, (loan_id, place)
 
@@ -80,12 +99,14 @@ class JournalChanges:
                 c.curs.execute(
                     "UPDATE proj_journal j SET known_to_us = v.known_to FROM unnest(%s::bigint[], %s::bigint[]) "
                     "AS v(known_to, line_id) WHERE j.line_id = v.line_id AND j.known_to_us IS NULL",
-                    [[t for t, _ in self.closed], [i for _, i in self.closed]])
+                    [[t for t, _ in self.closed], [i for _, i in self.closed]],
+                )
                 closed = c.curs.rowcount
         else:
             c.executemany(f"INSERT INTO proj_journal VALUES ({','.join('?' * len(_COLUMNS))})", rows)
-            c.executemany("UPDATE proj_journal SET known_to_us = ? WHERE line_id = ? AND known_to_us IS NULL",
-                          self.closed)
+            c.executemany(
+                "UPDATE proj_journal SET known_to_us = ? WHERE line_id = ? AND known_to_us IS NULL", self.closed
+            )
             closed = c.curs.rowcount if self.closed else 0
         # Every close must meet exactly one open row; anything else means a view out of step with its log.
         assert not self.closed or closed == len(self.closed), (closed, len(self.closed))
@@ -96,14 +117,21 @@ def read_open_lines(c: Cursor, loan_ids: Sequence[str]) -> dict[str, OpenLines]:
     found: dict[str, OpenLines] = {loan_id: {} for loan_id in loan_ids}
     select = "SELECT loan_id, entry, account, value_day, until_day, amount_fen, line_id FROM proj_journal "
     for start in range(0, len(loan_ids), 500):
-        chunk = list(loan_ids[start:start + 500])
+        chunk = list(loan_ids[start : start + 500])
         if c.postgres:
             rows = c.query(select + "WHERE loan_id = ANY(?) AND known_to_us IS NULL ORDER BY line_id", (chunk,))
         else:
-            rows = c.query(select + f"WHERE loan_id IN ({','.join('?' * len(chunk))}) AND known_to_us IS NULL "
-                           "ORDER BY line_id", chunk)
+            rows = c.query(
+                select + f"WHERE loan_id IN ({','.join('?' * len(chunk))}) AND known_to_us IS NULL ORDER BY line_id",
+                chunk,
+            )
         for loan_id, entry, account, value_day, until_day, amount_fen, line_id in rows:
-            line = JournalLine(entry, account, date.fromordinal(value_day), Decimal(amount_fen).scaleb(-2),
-                               None if until_day is None else date.fromordinal(until_day))
+            line = JournalLine(
+                entry,
+                account,
+                date.fromordinal(value_day),
+                Decimal(amount_fen).scaleb(-2),
+                None if until_day is None else date.fromordinal(until_day),
+            )
             found[loan_id][line] = line_id
     return found

@@ -2,19 +2,36 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 from uuid import UUID
 
 from domain.loan import Loan
 from projections.db import Cursor
 from projections.journal_view import OpenLines, to_fen
 
-_COLUMNS = ("loan_id", "loan_uuid", "borrower_id", "product", "channel", "phase", "score", "model_version", "bank",
-            "principal_fen", "funded_day", "funded_at_us", "due_day", "written_off_day", "written_off_at_us",
-            "settled_day", "version")
-_UPSERT = (f"INSERT INTO proj_loans ({', '.join(_COLUMNS)}) {{values}} ON CONFLICT (loan_id) DO UPDATE SET "
-           + ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS[1:]))
+_COLUMNS = (
+    "loan_id",
+    "loan_uuid",
+    "borrower_id",
+    "product",
+    "channel",
+    "phase",
+    "score",
+    "model_version",
+    "bank",
+    "principal_fen",
+    "funded_day",
+    "funded_at_us",
+    "due_day",
+    "written_off_day",
+    "written_off_at_us",
+    "settled_day",
+    "version",
+)
+_UPSERT = f"INSERT INTO proj_loans ({', '.join(_COLUMNS)}) {{values}} ON CONFLICT (loan_id) DO UPDATE SET " + ", ".join(
+    f"{c} = excluded.{c}" for c in _COLUMNS[1:]
+)
 
 
 @dataclass(slots=True)
@@ -37,11 +54,23 @@ def loan_row(uuid: UUID, state: LoanState) -> tuple:
         funded = loan.funded_on.toordinal()
         due = loan.terms.due_date(loan.funded_on).toordinal()
     return (
-        loan.loan_id, str(uuid), loan.borrower_id, loan.product, loan.channel, loan.phase,
-        None if loan.score is None else str(loan.score), loan.model_version, loan.bank,
-        None if loan.terms is None else to_fen(loan.terms.principal), funded, state.funded_at_us, due,
-        None if loan.written_off_on is None else loan.written_off_on.toordinal(), state.written_off_at_us,
-        state.settled_day, loan.version,
+        loan.loan_id,
+        str(uuid),
+        loan.borrower_id,
+        loan.product,
+        loan.channel,
+        loan.phase,
+        None if loan.score is None else str(loan.score),
+        loan.model_version,
+        loan.bank,
+        None if loan.terms is None else to_fen(loan.terms.principal),
+        funded,
+        state.funded_at_us,
+        due,
+        None if loan.written_off_on is None else loan.written_off_on.toordinal(),
+        state.written_off_at_us,
+        state.settled_day,
+        loan.version,
     )
 
 
@@ -63,9 +92,11 @@ def read_facts(c: Cursor, loan_ids: Sequence[str]) -> dict[str, tuple]:
     """(settled_day, funded_at_us, written_off_at_us) of loans this runner has not cached."""
     found: dict[str, tuple] = {}
     for start in range(0, len(loan_ids), 500):
-        chunk = list(loan_ids[start:start + 500])
+        chunk = list(loan_ids[start : start + 500])
         where = "loan_id = ANY(?)" if c.postgres else f"loan_id IN ({','.join('?' * len(chunk))})"
-        for loan_id, *facts in c.query("SELECT loan_id, settled_day, funded_at_us, written_off_at_us "
-                                       f"FROM proj_loans WHERE {where}", (chunk,) if c.postgres else chunk):
+        for loan_id, *facts in c.query(
+            f"SELECT loan_id, settled_day, funded_at_us, written_off_at_us FROM proj_loans WHERE {where}",
+            (chunk,) if c.postgres else chunk,
+        ):
             found[loan_id] = tuple(facts)
     return found

@@ -30,8 +30,9 @@ checks that the projection still counts everything around the gap.
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from projections import book
 from projections.db import ViewDb
@@ -83,8 +84,9 @@ def status(app: Any) -> list[Status]:
     return [Status(name, position(db, name), head) for name in PROJECTIONS]
 
 
-def catch_up(app: Any, name: str = book.NAME, page_size: int = PAGE_SIZE,
-             progress: Callable[[int], None] | None = None) -> int:
+def catch_up(
+    app: Any, name: str = book.NAME, page_size: int = PAGE_SIZE, progress: Callable[[int], None] | None = None
+) -> int:
     """Apply every notification after the projection's position; return how many this call applied.
 
     ``progress`` is told how far each page moved the position, in notification ids.
@@ -100,8 +102,9 @@ def catch_up(app: Any, name: str = book.NAME, page_size: int = PAGE_SIZE,
         page = projection.plan_page(app, db, notes, loans)
         try:
             with db.transaction() as c:
-                if not c.execute("UPDATE proj_tracking SET position = ? WHERE name = ? AND position = ?",
-                                 (new_at, name, at)):
+                if not c.execute(
+                    "UPDATE proj_tracking SET position = ? WHERE name = ? AND position = ?", (new_at, name, at)
+                ):
                     raise Overtaken(f"projection {name} moved from {at}; this page was not written")
                 page.write(c)
         except Overtaken:
@@ -126,8 +129,9 @@ def reset(app: Any, name: str = book.NAME) -> None:
     cache(app, name).clear()
 
 
-def rebuild(app: Any, name: str = book.NAME, page_size: int = PAGE_SIZE,
-            progress: Callable[[int], None] | None = None) -> int:
+def rebuild(
+    app: Any, name: str = book.NAME, page_size: int = PAGE_SIZE, progress: Callable[[int], None] | None = None
+) -> int:
     """From empty: the same rows as built incrementally (ids and times come from the events)."""
     reset(app, name)
     return catch_up(app, name, page_size, progress)

@@ -19,9 +19,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from ledger.app import Ledger  # noqa: E402
 from ledger.config import Settings  # noqa: E402
 
-settings.register_profile(
-    "default", deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+settings.register_profile("default", deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 STORES = ["sqlite", "postgres"]

@@ -28,11 +28,15 @@ def find_pg_bin(name: str) -> str:
     found = shutil.which(name)
     if found:
         return found
-    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"),
-                        key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0)
+    candidates = sorted(
+        glob.glob(f"/usr/lib/postgresql/*/bin/{name}"),
+        key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0,
+    )
     if not candidates:
-        raise RuntimeError(f"PostgreSQL's {name} was not found on PATH or in /usr/lib/postgresql/*/bin; "
-                           "install PostgreSQL (apt-get install postgresql)")
+        raise RuntimeError(
+            f"PostgreSQL's {name} was not found on PATH or in /usr/lib/postgresql/*/bin; "
+            "install PostgreSQL (apt-get install postgresql)"
+        )
     return candidates[-1]
 
 
@@ -53,7 +57,7 @@ class ThrowawayPostgres:
         cmd = (["runuser", "-u", "postgres", "--"] if self.as_root else []) + list(args)
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:
-            log = (self.dir / "server.log")
+            log = self.dir / "server.log"
             tail = log.read_text()[-3000:] if log.exists() else ""
             raise RuntimeError(
                 f"PostgreSQL command failed ({done.returncode}): {' '.join(cmd)}\n"
@@ -64,8 +68,19 @@ class ThrowawayPostgres:
         if self.as_root:
             shutil.chown(self.dir, "postgres")
         self._run(find_pg_bin("initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
-        self._run(find_pg_bin("pg_ctl"), "-D", str(self.data), "-l", str(self.dir / "server.log"), "-w", "-t", "60",
-                  "-o", f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 {_FAST}", "start")
+        self._run(
+            find_pg_bin("pg_ctl"),
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.dir / "server.log"),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 {_FAST}",
+            "start",
+        )
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from support.commands import domain_example, funded, repaid
 
 from cli.main import cli
-from support.commands import domain_example, funded, repaid
 
 EXAMPLE = Path(__file__).parent.parent / "docs" / "examples" / "domain_example.jsonl"
 
@@ -24,9 +24,21 @@ def test_the_readme_walkthrough_shows_1017_penalty_5_dpd_5_m1(store_url):
     assert appended.exit_code == 0 and "appended 3" in appended.output
     shown = run("loan", "show", "L1", "--as-of", "2026-03-20", "--json", "--db", store_url)
     view = json.loads(shown.output)
-    assert view["balances"] == {"principal": "1000.00", "interest": "7.00", "fee": "5.00", "penalty": "5.00",
-                                "overpayment": "0.00", "total": "1017.00"}
-    assert (view["dpd"], view["bucket"], view["state"], view["bank"], view["due_date"]) == (5, "M1", "overdue", "BANKA", "2026-03-15")
+    assert view["balances"] == {
+        "principal": "1000.00",
+        "interest": "7.00",
+        "fee": "5.00",
+        "penalty": "5.00",
+        "overpayment": "0.00",
+        "total": "1017.00",
+    }
+    assert (view["dpd"], view["bucket"], view["state"], view["bank"], view["due_date"]) == (
+        5,
+        "M1",
+        "overdue",
+        "BANKA",
+        "2026-03-15",
+    )
     assert [e["type"] for e in view["events"]] == ["applied", "scored", "funded"]
     assert view["terms"]["daily_rate"] == "0.0005"
 
@@ -40,13 +52,25 @@ def test_append_reports_every_line_and_exits_1_when_any_is_rejected(store_url, t
     rows = [json.loads(line) for line in result.output.splitlines()]
     assert result.exit_code == 1
     assert [(r["line"], r["status"]) for r in rows] == [
-        (1, "appended"), (2, "appended"), (3, "appended"), (4, "rejected"), (5, "rejected"), (6, "appended")]
+        (1, "appended"),
+        (2, "appended"),
+        (3, "appended"),
+        (4, "rejected"),
+        (5, "rejected"),
+        (6, "appended"),
+    ]
     assert rows[3]["error"].startswith("not valid JSON")
     assert "loan L1 is funded; cannot apply 'funded'" in rows[4]["error"]
     assert "error" not in rows[0]
     again = run("append", path, "--json", "--db", store_url)
-    assert [json.loads(line)["status"] for line in again.output.splitlines()] == \
-        ["duplicate", "duplicate", "duplicate", "rejected", "rejected", "duplicate"]
+    assert [json.loads(line)["status"] for line in again.output.splitlines()] == [
+        "duplicate",
+        "duplicate",
+        "duplicate",
+        "rejected",
+        "rejected",
+        "duplicate",
+    ]
 
 
 def test_append_reads_stdin(store_url):
@@ -60,7 +84,9 @@ def test_known_at_shows_what_the_ledger_knew_before_a_late_callback(store_url):
     known_at = view["events"][-1]["recorded_at"]
     run("append", "-", "--db", store_url, input=json.dumps(repaid()))
     now = json.loads(run("loan", "show", "L1", "--as-of", "2026-03-20", "--json", "--db", store_url).output)
-    then = json.loads(run("loan", "show", "L1", "--as-of", "2026-03-20", "--known-at", known_at, "--json", "--db", store_url).output)
+    then = json.loads(
+        run("loan", "show", "L1", "--as-of", "2026-03-20", "--known-at", known_at, "--json", "--db", store_url).output
+    )
     assert now["balances"]["principal"] == "508.50" and len(now["events"]) == 4
     assert then["balances"]["total"] == "1017.00" and len(then["events"]) == 3
 
@@ -85,11 +111,14 @@ def test_eod_writes_off_past_the_write_off_point(store_url):
     assert view["state"] == "written_off"
 
 
-@pytest.mark.parametrize("args,message", [
-    (["loan", "show", "L1", "--db", "mysql://x"], "unsupported store URL"),
-    (["loan", "show", "L1", "--as-of", "2026-13-01"], "is not a date"),
-    (["loan", "show", "L1", "--known-at", "2026-03-01T10:00:00"], "with offset"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["loan", "show", "L1", "--db", "mysql://x"], "unsupported store URL"),
+        (["loan", "show", "L1", "--as-of", "2026-13-01"], "is not a date"),
+        (["loan", "show", "L1", "--known-at", "2026-03-01T10:00:00"], "with offset"),
+    ],
+)
 def test_bad_usage_exits_2_with_the_reason(args, message, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(cli, args)

@@ -8,11 +8,12 @@ import time
 from datetime import date
 from decimal import Decimal as D
 
+from support.commands import domain_example, repaid
+from support.workers import append_one_at_a_time
+
 from ledger.app import Ledger
 from ledger.commands import command_from_dict
 from ledger.config import Settings
-from support.commands import domain_example, repaid
-from support.workers import append_one_at_a_time
 
 WRITERS = 4
 OWN_REPAYMENTS = 8
@@ -26,15 +27,17 @@ def test_racing_writers_lose_no_update_count_nothing_twice_and_share_a_key_once(
     shared = json.dumps(repaid(ref="SHARED", amount="3.00", value_date="2026-03-05"))
     work = []
     for w in range(WRITERS):
-        own = [json.dumps(repaid(ref=f"W{w}-{i}", amount="1.00", value_date="2026-03-05")) for i in range(OWN_REPAYMENTS)]
-        work.append(own[: OWN_REPAYMENTS // 2] + [shared] + own[OWN_REPAYMENTS // 2:])
+        own = [
+            json.dumps(repaid(ref=f"W{w}-{i}", amount="1.00", value_date="2026-03-05")) for i in range(OWN_REPAYMENTS)
+        ]
+        work.append(own[: OWN_REPAYMENTS // 2] + [shared] + own[OWN_REPAYMENTS // 2 :])
 
     start_at = time.time() + 2.0  # every writer is connected before the first append
     with multiprocessing.get_context("spawn").Pool(WRITERS) as pool:
         results = pool.starmap(append_one_at_a_time, [(url, lines, start_at) for lines in work])
 
     for statuses in results:
-        own = statuses[: OWN_REPAYMENTS // 2] + statuses[OWN_REPAYMENTS // 2 + 1:]
+        own = statuses[: OWN_REPAYMENTS // 2] + statuses[OWN_REPAYMENTS // 2 + 1 :]
         assert own == ["appended"] * OWN_REPAYMENTS, statuses
     shared_statuses = sorted(s[OWN_REPAYMENTS // 2] for s in results)
     assert shared_statuses == ["appended"] + ["duplicate"] * (WRITERS - 1)
@@ -55,9 +58,10 @@ def test_two_eod_processes_at_once_mark_each_loan_once(pg_server):
     import sys
     from pathlib import Path
 
+    from support.simulation import START
+
     from ledger.ingest import append_lines
     from ledger.simulator import Simulator
-    from support.simulation import START
 
     url = pg_server.create_database("eod_race")
     app = Ledger(Settings(db_url=url))
@@ -65,8 +69,15 @@ def test_two_eod_processes_at_once_mark_each_loan_once(pg_server):
     assert {o.outcome.status for o in append_lines(app, sim.lines())} <= {"appended", "duplicate"}  # no EOD yet
     day = "2026-12-31"  # far past every due date: every unpaid loan needs marks and a write-off
     root = Path(__file__).resolve().parent.parent
-    runs = [subprocess.Popen([sys.executable, "-m", "cli.main", "eod", "--date", day, "--json", "--db", url],
-                             cwd=root, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "eod", "--date", day, "--json", "--db", url],
+            cwd=root,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     reports = [json.loads(p.communicate(timeout=300)[0]) for p in runs]
     assert all(p.returncode == 0 for p in runs)
     appended = sum(r["outcomes"].get("written_off:appended", 0) for r in reports)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal as D
 
 import pyarrow.parquet as pq
 from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.commands import applied, approved, declined, domain_example, repaid
+from support.simulation import START, simulated_ledger
 
 from cli.main import cli
 from ledger.app import Ledger
@@ -19,12 +21,18 @@ from ledger.config import Settings
 from ledger.dataset import COLUMNS, rows
 from ledger.simulation import run_simulation
 from ledger.simulator import Simulator
-from support.commands import applied, approved, declined, domain_example, repaid
-from support.simulation import START, simulated_ledger
 
-FEATURES = ("requested_principal", "term_days", "prior_loans", "prior_repaid_on_time", "prior_worst_dpd",
-            "days_since_last_loan", "outstanding_at_application", "score")
-LATER = datetime(2100, 1, 1, tzinfo=timezone.utc)
+FEATURES = (
+    "requested_principal",
+    "term_days",
+    "prior_loans",
+    "prior_repaid_on_time",
+    "prior_worst_dpd",
+    "days_since_last_loan",
+    "outstanding_at_application",
+    "score",
+)
+LATER = datetime(2100, 1, 1, tzinfo=UTC)
 
 
 def add(app, *dicts):
@@ -40,15 +48,41 @@ def test_labels_on_hand_built_loans(ledger):
     add(ledger, *domain_example("ON"), repaid("ON", ref="ON-R", amount="1012.00", value_date="2026-03-15"))
     add(ledger, *domain_example("LATE"), repaid("LATE", ref="LATE-R", amount="1025.00", value_date="2026-03-25"))
     add(ledger, *domain_example("BAD"))
-    ledger.append([command_from_dict({"type": "written_off", "loan_id": "BAD", "idempotency_key": "BAD-W",
-                                      "occurred_at": "2026-06-14T23:59:59+08:00", "value_date": "2026-06-14"})])
-    add(ledger, {"type": "collected", "loan_id": "BAD", "idempotency_key": "BAD-C", "occurred_at": "2026-07-01T10:00:00+08:00",
-                 "amount": "100.00", "agency": "AG", "value_date": "2026-07-01"})
+    ledger.append(
+        [
+            command_from_dict(
+                {
+                    "type": "written_off",
+                    "loan_id": "BAD",
+                    "idempotency_key": "BAD-W",
+                    "occurred_at": "2026-06-14T23:59:59+08:00",
+                    "value_date": "2026-06-14",
+                }
+            )
+        ]
+    )
+    add(
+        ledger,
+        {
+            "type": "collected",
+            "loan_id": "BAD",
+            "idempotency_key": "BAD-C",
+            "occurred_at": "2026-07-01T10:00:00+08:00",
+            "amount": "100.00",
+            "agency": "AG",
+            "value_date": "2026-07-01",
+        },
+    )
     add(ledger, applied("NO"), declined("NO"))
     rows_now = by_loan(ledger, date(2026, 8, 1))
     on, late, bad, no = rows_now["ON"], rows_now["LATE"], rows_now["BAD"], rows_now["NO"]
-    assert (on["label_matured"], on["repaid_on_time"], on["first_payment_default"], on["ever_30dpd_60d"],
-            on["loss_amount"]) == (True, True, False, False, D("0.00"))
+    assert (
+        on["label_matured"],
+        on["repaid_on_time"],
+        on["first_payment_default"],
+        on["ever_30dpd_60d"],
+        on["loss_amount"],
+    ) == (True, True, False, False, D("0.00"))
     assert (late["repaid_on_time"], late["first_payment_default"], late["ever_30dpd_60d"]) == (False, True, False)
     assert (bad["first_payment_default"], bad["ever_30dpd_60d"], bad["loss_amount"]) == (True, True, D("900.00"))
     assert no["decision"] == "declined" and not no["label_matured"] and no["first_payment_default"] is None
@@ -66,8 +100,13 @@ def test_features_are_the_borrowers_history_as_known_at_application(ledger):
     add(ledger, third)
     r = by_loan(ledger, date(2026, 4, 30))
     assert r["FIRST"]["prior_loans"] == 0 and r["FIRST"]["days_since_last_loan"] is None
-    assert (r["SECOND"]["prior_loans"], r["SECOND"]["prior_repaid_on_time"], r["SECOND"]["prior_worst_dpd"],
-            r["SECOND"]["days_since_last_loan"], r["SECOND"]["outstanding_at_application"]) == (1, 0, 4, 32, D("0.00"))
+    assert (
+        r["SECOND"]["prior_loans"],
+        r["SECOND"]["prior_repaid_on_time"],
+        r["SECOND"]["prior_worst_dpd"],
+        r["SECOND"]["days_since_last_loan"],
+        r["SECOND"]["outstanding_at_application"],
+    ) == (1, 0, 4, 32, D("0.00"))
     assert r["THIRD"]["decision"] == "pending" and r["THIRD"]["days_since_last_loan"] == 1
 
 
@@ -79,7 +118,7 @@ def test_events_recorded_after_the_cut_never_change_what_is_exported_as_known_th
     run_simulation(app, sim, until=START + timedelta(days=cut_days))  # the log as it stood at the cut
     head_at_cut = app.recorder.max_notification_id()
     time.sleep(0.01)
-    cut = datetime.now(timezone.utc)
+    cut = datetime.now(UTC)
     before = list(rows(app, date(2026, 9, 1), cut))
     time.sleep(0.01)
     run_simulation(app, Simulator(seed, 120, START, days=30))  # the rest of the stream, recorded after the cut
@@ -87,9 +126,11 @@ def test_events_recorded_after_the_cut_never_change_what_is_exported_as_known_th
     after_cut = list(rows(app, date(2026, 9, 1), cut))
     assert after_cut == before
     # and no feature of any row moved because later events exist
-    latest = {r["loan_id"]: r for r in rows(app, date(2026, 9, 1), datetime.now(timezone.utc))}
+    latest = {r["loan_id"]: r for r in rows(app, date(2026, 9, 1), datetime.now(UTC))}
     for row in before:
-        assert {f: row[f] for f in FEATURES if f != "score"} == {f: latest[row["loan_id"]][f] for f in FEATURES if f != "score"}
+        assert {f: row[f] for f in FEATURES if f != "score"} == {
+            f: latest[row["loan_id"]][f] for f in FEATURES if f != "score"
+        }
     assert len(latest) >= len(before)
     app.close()
 
@@ -104,8 +145,15 @@ def test_a_model_learns_from_the_exported_features(tmp_path):
     app = Ledger(Settings(db_url=f"sqlite:///{tmp_path}/ds.db"))
     simulated_ledger(app, seed=99, loans=2500, days=60)
     out = tmp_path / "train.parquet"
-    assert CliRunner().invoke(cli, ["dataset", "export", "--as-of", "2026-08-01", "--out", str(out),
-                                    "--db", f"sqlite:///{tmp_path}/ds.db"]).exit_code == 0
+    assert (
+        CliRunner()
+        .invoke(
+            cli,
+            ["dataset", "export", "--as-of", "2026-08-01", "--out", str(out), "--db", f"sqlite:///{tmp_path}/ds.db"],
+        )
+        .exit_code
+        == 0
+    )
     table = pq.read_table(out)
     assert all(table.schema.field(c.name).metadata[b"description"] for c in COLUMNS)
     data = [r for r in table.to_pylist() if r["label_matured"]]
@@ -117,9 +165,9 @@ def test_a_model_learns_from_the_exported_features(tmp_path):
     auc = roc_auc_score(y[half:], model.predict_proba(x[half:])[:, 1])
     assert auc > 0.65, auc
     # the default rate falls across score deciles
-    scored = sorted(zip(x[:, FEATURES.index("score")], y))
+    scored = sorted(zip(x[:, FEATURES.index("score")], y, strict=True))
     tenth = len(scored) // 10
-    deciles = [np.mean([bad for _, bad in scored[i * tenth:(i + 1) * tenth]]) for i in range(10)]
+    deciles = [np.mean([bad for _, bad in scored[i * tenth : (i + 1) * tenth]]) for i in range(10)]
     assert deciles[0] > deciles[-1] * 2 and np.mean(deciles[:5]) > np.mean(deciles[5:])
     app.close()
 
@@ -127,8 +175,22 @@ def test_a_model_learns_from_the_exported_features(tmp_path):
 def test_csv_export_has_one_row_per_application(ledger, tmp_path):
     add(ledger, *domain_example(), applied("L2"), declined("L2"))
     out = tmp_path / "d.csv"
-    result = CliRunner().invoke(cli, ["dataset", "export", "--as-of", "2026-06-01", "--format", "csv", "--out", str(out),
-                                      "--db", ledger.settings.db_url, "--json"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "dataset",
+            "export",
+            "--as-of",
+            "2026-06-01",
+            "--format",
+            "csv",
+            "--out",
+            str(out),
+            "--db",
+            ledger.settings.db_url,
+            "--json",
+        ],
+    )
     assert json.loads(result.output)["rows"] == 2
     header, *lines = out.read_text().splitlines()
     assert header.split(",") == [c.name for c in COLUMNS] and len(lines) == 2

@@ -9,8 +9,9 @@ from domain.errors import CostCapExceeded
 from domain.position import Movement, position_as_of
 from domain.terms import Terms, annualised_cost_rate, check_cost_cap
 
-TERMS = Terms(principal=D("1000.00"), term_days=14, daily_rate=D("0.0005"), fee=D("5.00"),
-              penalty_daily_rate=D("0.001"))
+TERMS = Terms(
+    principal=D("1000.00"), term_days=14, daily_rate=D("0.0005"), fee=D("5.00"), penalty_daily_rate=D("0.001")
+)
 FUNDED = date(2026, 3, 1)
 
 
@@ -74,16 +75,23 @@ def test_grace_days_delay_penalty_but_not_dpd():
 
 def test_write_off_freezes_the_debt_and_later_money_is_recovery():
     written_off_on = date(2026, 6, 14)
-    p = position_as_of(TERMS, FUNDED, [Movement("c", date(2026, 7, 1), D("100.00"), kind="collection")],
-                       date(2026, 8, 1), written_off_on=written_off_on)
+    p = position_as_of(
+        TERMS,
+        FUNDED,
+        [Movement("c", date(2026, 7, 1), D("100.00"), kind="collection")],
+        date(2026, 8, 1),
+        written_off_on=written_off_on,
+    )
     assert p.written_off is not None
     assert p.written_off.penalty == D("1.00") * (written_off_on - date(2026, 3, 15)).days
     assert p.applied[0].after_write_off
     assert p.outstanding.total == p.written_off.total - D("100.00")
 
 
-@pytest.mark.parametrize("dpd,bucket", [(0, "current"), (1, "M1"), (30, "M1"), (31, "M2"), (60, "M2"),
-                                         (61, "M3"), (90, "M3"), (91, "M3+")])
+@pytest.mark.parametrize(
+    "dpd,bucket", [(0, "current"), (1, "M1"), (30, "M1"), (31, "M2"), (60, "M2"), (61, "M3"), (90, "M3"), (91, "M3+")]
+)
 def test_bucket_boundaries(dpd, bucket):
     from domain.delinquency import bucket as bucket_of
+
     assert bucket_of(dpd) == bucket

@@ -8,31 +8,40 @@ from domain.errors import InvalidAmount
 from domain.money import JsonFloat, parse_amount, round_half_up
 
 
-@pytest.mark.parametrize("value,expected", [
-    ("1000.00", D("1000.00")), ("12.5", D("12.50")), ("7", D("7.00")), (1000, D("1000.00")),
-    ("0.01", D("0.01")),
-])
+@pytest.mark.parametrize(
+    "value,expected",
+    [
+        ("1000.00", D("1000.00")),
+        ("12.5", D("12.50")),
+        ("7", D("7.00")),
+        (1000, D("1000.00")),
+        ("0.01", D("0.01")),
+    ],
+)
 def test_accepted_amounts_become_two_place_decimals(value, expected):
     amount = parse_amount(value, "amount")
     assert amount == expected and amount.as_tuple().exponent == -2
 
 
-@pytest.mark.parametrize("value,reason", [
-    (JsonFloat("12.5"), "is a float"),
-    (12.5, "float"),
-    ("12.345", "at most 2 decimal places"),
-    ("1e3", "no exponent"),
-    ("NaN", "NaN"),
-    ("Infinity", "Infinity"),
-    ("-5.00", "negative"),
-    (-5, "negative"),
-    ("0.00", "greater than zero"),
-    (0, "greater than zero"),
-    (True, "boolean"),
-    ("", "not a plain amount"),
-    ("1,000.00", "not a plain amount"),
-    (None, "not an amount"),
-])
+@pytest.mark.parametrize(
+    "value,reason",
+    [
+        (JsonFloat("12.5"), "is a float"),
+        (12.5, "float"),
+        ("12.345", "at most 2 decimal places"),
+        ("1e3", "no exponent"),
+        ("NaN", "NaN"),
+        ("Infinity", "Infinity"),
+        ("-5.00", "negative"),
+        (-5, "negative"),
+        ("0.00", "greater than zero"),
+        (0, "greater than zero"),
+        (True, "boolean"),
+        ("", "not a plain amount"),
+        ("1,000.00", "not a plain amount"),
+        (None, "not an amount"),
+    ],
+)
 def test_refused_amounts_say_why(value, reason):
     with pytest.raises(InvalidAmount, match=reason) as e:
         parse_amount(value, "amount")

@@ -25,9 +25,9 @@ terms_st = st.builds(
     grace_days=st.integers(0, 5),
     allocation_order=st.permutations(DEFAULT_ALLOCATION_ORDER).map(tuple),
 )
-movements_st = st.lists(
-    st.tuples(st.integers(0, 150), fen(1, 600_000)), max_size=6
-).map(lambda ms: [Movement(f"m{i}", FUNDED + timedelta(days=d), a, seq=i) for i, (d, a) in enumerate(ms)])
+movements_st = st.lists(st.tuples(st.integers(0, 150), fen(1, 600_000)), max_size=6).map(
+    lambda ms: [Movement(f"m{i}", FUNDED + timedelta(days=d), a, seq=i) for i, (d, a) in enumerate(ms)]
+)
 
 
 def _half_up(x):
@@ -92,13 +92,17 @@ def test_arrival_order_does_not_matter_only_value_dates_do(terms, movements, as_
     assert position_as_of(terms, FUNDED, shuffled, as_of) == position_as_of(terms, FUNDED, movements, as_of)
 
 
-@given(fen(0, 1_000_000),
-       st.builds(Components, penalty=fen(0, 10_000), interest=fen(0, 10_000), fee=fen(0, 10_000), principal=fen(0, 500_000)),
-       st.permutations(DEFAULT_ALLOCATION_ORDER).map(tuple))
+@given(
+    fen(0, 1_000_000),
+    st.builds(
+        Components, penalty=fen(0, 10_000), interest=fen(0, 10_000), fee=fen(0, 10_000), principal=fen(0, 500_000)
+    ),
+    st.permutations(DEFAULT_ALLOCATION_ORDER).map(tuple),
+)
 def test_allocation_pays_in_order_and_conserves_money(amount, owed, order):
     a = allocate(amount, owed, order)
     assert a.paid.total + a.overpayment == amount
     for i, part in enumerate(order):
         assert 0 <= a.paid.get(part) <= owed.get(part)
         if a.paid.get(part) < owed.get(part):  # nothing later in the order is paid before this is
-            assert all(a.paid.get(later) == 0 for later in order[i + 1:]) and a.overpayment == 0
+            assert all(a.paid.get(later) == 0 for later in order[i + 1 :]) and a.overpayment == 0

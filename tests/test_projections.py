@@ -16,6 +16,8 @@ from pathlib import Path
 from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.commands import domain_example, repaid
+from support.simulation import START, simulated_ledger
 
 from cli.main import cli
 from domain.delinquency import bucket, days_past_due
@@ -26,8 +28,6 @@ from ledger.simulation import run_simulation
 from ledger.simulator import Simulator
 from projections import runner
 from projections.balances import GROUPINGS, PARTS, open_loan_ids, portfolio, trial_balance
-from support.commands import domain_example, repaid
-from support.simulation import START, simulated_ledger
 
 ROOT = Path(__file__).resolve().parent.parent
 DATES = [START + timedelta(days=d) for d in (0, 9, 20, 33, 47, 70, 100, 130, 180)]
@@ -42,8 +42,7 @@ def domain_book(loans, as_of: date, by: str) -> dict:
         p = loan.position(as_of)
         off_book = loan.written_off_on is not None and loan.written_off_on <= as_of
         dpd = days_past_due(as_of, p.due_date, True) if off_book else p.dpd
-        key = {"bank": loan.bank, "product": loan.product, "bucket": bucket(dpd),
-               "state": loan.state_as_of(as_of)}[by]
+        key = {"bank": loan.bank, "product": loan.product, "bucket": bucket(dpd), "state": loan.state_as_of(as_of)}[by]
         n, amounts = groups.get(key, (0, dict.fromkeys((*PARTS, "overpayment", "total"), D(0))))
         for part in PARTS:
             amounts[part] += D(0) if off_book else p.outstanding.get(part)
@@ -64,14 +63,15 @@ def loan_ids(app: Ledger) -> list[str]:
 def snapshot(app: Ledger) -> tuple[list, list]:
     """Every row of both views, closed journal rows included: the whole bitemporal history."""
     db = runner.views(app)
-    return (db.query("SELECT * FROM proj_journal ORDER BY line_id"),
-            db.query("SELECT * FROM proj_loans ORDER BY loan_id"))
+    return (
+        db.query("SELECT * FROM proj_journal ORDER BY line_id"),
+        db.query("SELECT * FROM proj_loans ORDER BY loan_id"),
+    )
 
 
 def assert_agrees_with_the_domain(app: Ledger, dates=DATES, known_at=None) -> None:
     ids = loan_ids(app)
-    loans = (app.get_loans(ids).values() if known_at is None
-             else [app.get_loan(loan_id, known_at) for loan_id in ids])
+    loans = app.get_loans(ids).values() if known_at is None else [app.get_loan(loan_id, known_at) for loan_id in ids]
     loans = list(loans)
     db = runner.views(app)
     for day in dates:
@@ -82,10 +82,15 @@ def assert_agrees_with_the_domain(app: Ledger, dates=DATES, known_at=None) -> No
 
 # ---- the properties ----------------------------------------------------------------------------------
 @settings(max_examples=5)
-@given(seed=st.integers(0, 10_000), page_size=st.sampled_from([1, 9, 64, 1000]),
-       cache_loans=st.sampled_from([0, 5, 20_000]), data=st.data())
+@given(
+    seed=st.integers(0, 10_000),
+    page_size=st.sampled_from([1, 9, 64, 1000]),
+    cache_loans=st.sampled_from([0, 5, 20_000]),
+    data=st.data(),
+)
 def test_incremental_equals_rebuild_equals_the_domain_as_of_any_date_and_as_known_at_any_time(
-        new_store, seed, page_size, cache_loans, data):
+    new_store, seed, page_size, cache_loans, data
+):
     app = Ledger(Settings(db_url=new_store()))
     runner.cache(app).max_loans = cache_loans  # 0: every loan is loaded from the store and the views
     sim = Simulator(seed, 70, START, days=25)
@@ -127,8 +132,12 @@ def test_events_appended_during_a_rebuild_are_not_lost(store_url):
     def keep_appending():
         for n in range(40):
             loan = f"RB{n}"
-            writer.append([command_from_dict({**c, "loan_id": loan, "idempotency_key": f"{c['idempotency_key']}-{loan}"})
-                           for c in [*domain_example(), repaid()]])
+            writer.append(
+                [
+                    command_from_dict({**c, "loan_id": loan, "idempotency_key": f"{c['idempotency_key']}-{loan}"})
+                    for c in [*domain_example(), repaid()]
+                ]
+            )
             appended.set()
 
     runner.reset(app)
@@ -180,8 +189,19 @@ def test_a_write_off_is_on_the_book_only_once_it_was_recorded(ledger):
     ledger.append([command_from_dict(c) for c in domain_example()])
     runner.catch_up(ledger)
     before = max(e.timestamp for e in ledger.loan_events("L1"))
-    ledger.append([command_from_dict({"type": "written_off", "loan_id": "L1", "idempotency_key": "W",
-                                      "occurred_at": "2026-06-14T23:59:59+08:00", "value_date": "2026-06-13"})])
+    ledger.append(
+        [
+            command_from_dict(
+                {
+                    "type": "written_off",
+                    "loan_id": "L1",
+                    "idempotency_key": "W",
+                    "occurred_at": "2026-06-14T23:59:59+08:00",
+                    "value_date": "2026-06-13",
+                }
+            )
+        ]
+    )
     runner.catch_up(ledger)
     db = runner.views(ledger)
     then = portfolio(db, date(2026, 6, 20), "state", known_at=before)
@@ -199,8 +219,14 @@ def test_a_gap_left_by_a_failed_append_skips_nothing(pg_server):
     stale = app.get_loan("L1")
     app.append([command_from_dict(repaid())])
     # A transaction that loses the race fails as a whole, after it drew its notification id: a gap.
-    stale.receive(kind="repayment", amount=D("1.00"), value_date=date(2026, 3, 9), bank_ref="X",
-                  idempotency_key="X", occurred_at=stale.applied_at)
+    stale.receive(
+        kind="repayment",
+        amount=D("1.00"),
+        value_date=date(2026, 3, 9),
+        bank_ref="X",
+        idempotency_key="X",
+        occurred_at=stale.applied_at,
+    )
     try:
         app.save(stale)
         raise AssertionError("the stale save should have failed")
@@ -223,9 +249,13 @@ def test_a_projection_killed_mid_run_counts_every_event_exactly_once(pg_server):
     runner.catch_up(app)
     expected = snapshot(app)
     runner.reset(app)
-    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "projections", "rebuild", "--page-size", "3",
-                             "--db", url], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "projections", "rebuild", "--page-size", "3", "--db", url],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     deadline = time.time() + 60
     while runner.status(app)[0].position < head // 3 and time.time() < deadline:
         time.sleep(0.02)
@@ -233,8 +263,13 @@ def test_a_projection_killed_mid_run_counts_every_event_exactly_once(pg_server):
     proc.wait()
     killed_at = runner.status(app)[0].position
     assert 0 < killed_at < head, (killed_at, head)
-    restarted = subprocess.run([sys.executable, "-m", "cli.main", "projections", "catch-up", "--json", "--db", url],
-                               cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    restarted = subprocess.run(
+        [sys.executable, "-m", "cli.main", "projections", "catch-up", "--json", "--db", url],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert restarted.returncode == 0, restarted.stderr
     assert json.loads(restarted.stdout)["events"] == head - killed_at  # the rest, and only the rest
     assert snapshot(app) == expected
@@ -259,8 +294,12 @@ def test_a_view_schema_from_another_version_is_dropped_and_rebuilt(store_url):
 
 def test_open_loans_for_the_end_of_day_are_the_past_due_and_unsettled(ledger):
     ledger.append([command_from_dict(c) for c in [*domain_example("A"), *domain_example("B"), *domain_example("C")]])
-    ledger.append([command_from_dict(repaid("B", ref="RB", amount="1012.00", value_date="2026-03-15")),
-                   command_from_dict(repaid("C", ref="RC", amount="1013.00", value_date="2026-03-17"))])
+    ledger.append(
+        [
+            command_from_dict(repaid("B", ref="RB", amount="1012.00", value_date="2026-03-15")),
+            command_from_dict(repaid("C", ref="RC", amount="1013.00", value_date="2026-03-17")),
+        ]
+    )
     runner.catch_up(ledger)
     db = runner.views(ledger)
     assert open_loan_ids(db, date(2026, 3, 15)) == []  # due that day: not past due yet
@@ -277,8 +316,18 @@ def test_the_cli_answers_in_the_contract_shapes(store_url, tmp_path):
     assert shown.exit_code == 0, shown.output
     out = json.loads(shown.output)
     assert out["as_of"] == "2026-03-20" and out["trial_balance"] == "0.00"
-    assert out["groups"] == [{"key": "BANKA", "loans": 1, "principal": "1000.00", "interest": "7.00", "fee": "5.00",
-                              "penalty": "5.00", "overpayment": "0.00", "total": "1017.00"}]
+    assert out["groups"] == [
+        {
+            "key": "BANKA",
+            "loans": 1,
+            "principal": "1000.00",
+            "interest": "7.00",
+            "fee": "5.00",
+            "penalty": "5.00",
+            "overpayment": "0.00",
+            "total": "1017.00",
+        }
+    ]
     by_bucket = json.loads(run("balances", "--as-of", "2026-03-20", "--by", "bucket", "--json").output)
     assert [g["key"] for g in by_bucket["groups"]] == ["M1"]
     status = json.loads(run("projections", "status", "--json").output)

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from support.simulation import simulated_ledger
 
 from cli.main import cli
 from ledger.app import Ledger
 from ledger.config import Settings
 from ledger.reconcile import COLUMNS, ledger_movements
-from support.simulation import simulated_ledger
 
 BANK = "CMB-X"
 
@@ -59,20 +59,36 @@ def test_every_planted_break_is_found_and_nothing_else(portfolio, tmp_path):
     rows[20][4] = (date.fromisoformat(rows[20][4]) + timedelta(days=3)).isoformat()
     rows.append(["UNKNOWN-REF-1", "LN9999999", "repayment", "100.00", rows[0][4]])
     rows.append(list(rows[30]))  # sent twice
-    result = run("reconcile", write(tmp_path / "breaks.csv", rows), "--bank", BANK, "--json", "--db", url,
-                 "--out", tmp_path / "report.csv")
+    result = run(
+        "reconcile",
+        write(tmp_path / "breaks.csv", rows),
+        "--bank",
+        BANK,
+        "--json",
+        "--db",
+        url,
+        "--out",
+        tmp_path / "report.csv",
+    )
     report = json.loads(result.output)
     assert result.exit_code == 1
     found = sorted((b["kind"], b["bank_ref"]) for b in report["breaks"])
-    assert found == sorted([("missing_in_bank", dropped[0]), ("amount_mismatch", rows[10][0]),
-                            ("date_mismatch", rows[20][0]), ("missing_in_ledger", "UNKNOWN-REF-1"),
-                            ("duplicate", rows[30][0])])
+    assert found == sorted(
+        [
+            ("missing_in_bank", dropped[0]),
+            ("amount_mismatch", rows[10][0]),
+            ("date_mismatch", rows[20][0]),
+            ("missing_in_ledger", "UNKNOWN-REF-1"),
+            ("duplicate", rows[30][0]),
+        ]
+    )
     assert report["matched"] == len(rows) - 4  # every row in the file but the four that break
     with open(tmp_path / "report.csv") as f:
         assert len(list(csv.DictReader(f))) == 5
     # a three-day tolerance accepts the moved date
-    tolerant = json.loads(run("reconcile", tmp_path / "breaks.csv", "--bank", BANK, "--json", "--db", url,
-                              "--tolerance-days", "3").output)
+    tolerant = json.loads(
+        run("reconcile", tmp_path / "breaks.csv", "--bank", BANK, "--json", "--db", url, "--tolerance-days", "3").output
+    )
     assert "date_mismatch" not in {b["kind"] for b in tolerant["breaks"]}
 
 

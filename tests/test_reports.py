@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 from click.testing import CliRunner
+from support.simulation import simulated_ledger
 
 from cli.main import cli
 from ledger.app import Ledger
 from ledger.config import Settings
-from support.simulation import simulated_ledger
 
 
 def test_vintage_report_draws_curves_and_roll_rates(tmp_path):
@@ -17,8 +17,9 @@ def test_vintage_report_draws_curves_and_roll_rates(tmp_path):
     app = Ledger(Settings(db_url=url))
     simulated_ledger(app, seed=5, loans=400, days=60)
     out = tmp_path / "vintage.png"
-    result = CliRunner().invoke(cli, ["report", "vintage", "--out", str(out), "--as-of", "2026-06-30",
-                                      "--db", url, "--json"])
+    result = CliRunner().invoke(
+        cli, ["report", "vintage", "--out", str(out), "--as-of", "2026-06-30", "--db", url, "--json"]
+    )
     assert result.exit_code == 0
     report = json.loads(result.output)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

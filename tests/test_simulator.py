@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal as D
+from itertools import pairwise
+
+from support.simulation import START, simulated_ledger
 
 from ledger.app import Ledger
 from ledger.config import Settings
 from ledger.ingest import append_lines
 from ledger.simulator import Simulator
-from support.simulation import START, simulated_ledger
 
 CONTRACT_STATES = {"applied", "approved", "declined", "funded", "overdue", "repaid", "written_off"}
 
@@ -29,13 +31,17 @@ def test_the_stream_has_the_real_worlds_mess():
     for day, cmds in sim.days():
         for c in cmds:
             arrival.setdefault(c["idempotency_key"], day)
-    backdated = [c for c in commands if c["type"] == "repaid" and arrival[c["idempotency_key"]] > date.fromisoformat(c["value_date"])]
+    backdated = [
+        c
+        for c in commands
+        if c["type"] == "repaid" and arrival[c["idempotency_key"]] > date.fromisoformat(c["value_date"])
+    ]
     assert len(backdated) > 10, "callbacks arriving days late"
     assert sum(c["type"] == "reversed" for c in commands) > 3
     assert {c["model_version"] for c in commands if c["type"] == "scored"} == {"risk-2026.1", "risk-2026.2"}
     assert len({c["bank"] for c in commands if c["type"] == "funded"}) == 3
     loans_in_order = [c["loan_id"] for c in commands]
-    switches = sum(a != b for a, b in zip(loans_in_order, loans_in_order[1:]))
+    switches = sum(a != b for a, b in pairwise(loans_in_order))
     assert switches > len(commands) / 2, "loans interleave"
     assert any(k.startswith("bad-") for k in keys)
 

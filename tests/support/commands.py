@@ -10,31 +10,76 @@ T0 = "2026-02-28T10:00:00+08:00"
 
 
 def applied(loan_id="L1", **over):
-    return {"type": "applied", "loan_id": loan_id, "idempotency_key": f"app-{loan_id}", "occurred_at": T0,
-            "borrower_id": "B1", "principal": "1000.00", "term_days": 14, "product": "payday",
-            "channel": "app", **over}
+    return {
+        "type": "applied",
+        "loan_id": loan_id,
+        "idempotency_key": f"app-{loan_id}",
+        "occurred_at": T0,
+        "borrower_id": "B1",
+        "principal": "1000.00",
+        "term_days": 14,
+        "product": "payday",
+        "channel": "app",
+        **over,
+    }
 
 
 def approved(loan_id="L1", **over):
-    return {"type": "scored", "loan_id": loan_id, "idempotency_key": f"score-{loan_id}", "occurred_at": T0,
-            "score": "0.82", "model_version": "risk-1", "decision": "approved", "principal": "1000.00",
-            "term_days": 14, "daily_rate": "0.0005", "fee": "5.00", "penalty_daily_rate": "0.001", **over}
+    return {
+        "type": "scored",
+        "loan_id": loan_id,
+        "idempotency_key": f"score-{loan_id}",
+        "occurred_at": T0,
+        "score": "0.82",
+        "model_version": "risk-1",
+        "decision": "approved",
+        "principal": "1000.00",
+        "term_days": 14,
+        "daily_rate": "0.0005",
+        "fee": "5.00",
+        "penalty_daily_rate": "0.001",
+        **over,
+    }
 
 
 def declined(loan_id="L1", **over):
-    return {"type": "scored", "loan_id": loan_id, "idempotency_key": f"score-{loan_id}", "occurred_at": T0,
-            "score": "0.12", "model_version": "risk-1", "decision": "declined", **over}
+    return {
+        "type": "scored",
+        "loan_id": loan_id,
+        "idempotency_key": f"score-{loan_id}",
+        "occurred_at": T0,
+        "score": "0.12",
+        "model_version": "risk-1",
+        "decision": "declined",
+        **over,
+    }
 
 
 def funded(loan_id="L1", **over):
-    return {"type": "funded", "loan_id": loan_id, "idempotency_key": f"BANKA-D-{loan_id}",
-            "occurred_at": "2026-03-01T09:00:00+08:00", "bank": "BANKA", "bank_ref": f"BANKA-D-{loan_id}",
-            "amount": "1000.00", "value_date": "2026-03-01", **over}
+    return {
+        "type": "funded",
+        "loan_id": loan_id,
+        "idempotency_key": f"BANKA-D-{loan_id}",
+        "occurred_at": "2026-03-01T09:00:00+08:00",
+        "bank": "BANKA",
+        "bank_ref": f"BANKA-D-{loan_id}",
+        "amount": "1000.00",
+        "value_date": "2026-03-01",
+        **over,
+    }
 
 
 def repaid(loan_id="L1", ref="R1", amount="500.00", value_date="2026-03-08", **over):
-    return {"type": "repaid", "loan_id": loan_id, "idempotency_key": ref, "occurred_at": "2026-03-08T12:00:00+08:00",
-            "amount": amount, "bank_ref": ref, "value_date": value_date, **over}
+    return {
+        "type": "repaid",
+        "loan_id": loan_id,
+        "idempotency_key": ref,
+        "occurred_at": "2026-03-08T12:00:00+08:00",
+        "amount": amount,
+        "bank_ref": ref,
+        "value_date": value_date,
+        **over,
+    }
 
 
 def domain_example(loan_id="L1"):
@@ -56,15 +101,39 @@ def loan_streams(draw, loan_id="L1"):
         if kind == "repaid":
             moves.append(repaid(loan_id, ref=f"{loan_id}-R{i}", amount=amount, value_date=day))
         elif kind == "collected":
-            moves.append({"type": "collected", "loan_id": loan_id, "idempotency_key": f"{loan_id}-C{i}",
-                          "occurred_at": "2026-05-01T12:00:00+08:00", "amount": amount, "agency": "AG1",
-                          "value_date": day})
+            moves.append(
+                {
+                    "type": "collected",
+                    "loan_id": loan_id,
+                    "idempotency_key": f"{loan_id}-C{i}",
+                    "occurred_at": "2026-05-01T12:00:00+08:00",
+                    "amount": amount,
+                    "agency": "AG1",
+                    "value_date": day,
+                }
+            )
         elif moves:
             target = draw(st.sampled_from(moves))["idempotency_key"]
-            moves.append({"type": "reversed", "loan_id": loan_id, "idempotency_key": f"{loan_id}-X{i}",
-                          "occurred_at": "2026-05-02T12:00:00+08:00", "reverses": target, "reason": "bounced"})
+            moves.append(
+                {
+                    "type": "reversed",
+                    "loan_id": loan_id,
+                    "idempotency_key": f"{loan_id}-X{i}",
+                    "occurred_at": "2026-05-02T12:00:00+08:00",
+                    "reverses": target,
+                    "reason": "bounced",
+                }
+            )
     if draw(st.booleans()):
         day = (date(2026, 3, 1) + timedelta(days=draw(st.integers(100, 130)))).isoformat()
-        moves.append({"type": "written_off", "loan_id": loan_id, "idempotency_key": f"{loan_id}-W",
-                      "occurred_at": "2026-07-10T23:59:59+08:00", "value_date": day, "reason": "test"})
+        moves.append(
+            {
+                "type": "written_off",
+                "loan_id": loan_id,
+                "idempotency_key": f"{loan_id}-W",
+                "occurred_at": "2026-07-10T23:59:59+08:00",
+                "value_date": day,
+                "reason": "test",
+            }
+        )
     return cmds + moves

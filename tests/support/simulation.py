@@ -11,7 +11,8 @@ from ledger.simulator import Simulator
 START = date(2026, 1, 1)
 
 
-def simulated_ledger(app: Ledger, seed: int, loans: int, *, bad_lines: bool = False,
-                     days: int = 60) -> tuple[Simulator, SimulationReport]:
+def simulated_ledger(
+    app: Ledger, seed: int, loans: int, *, bad_lines: bool = False, days: int = 60
+) -> tuple[Simulator, SimulationReport]:
     sim = Simulator(seed, loans, START, days=days, bad_lines=bad_lines)
     return sim, run_simulation(app, sim)
