@@ -90,5 +90,10 @@ def to_jsonable(value: Any) -> Any:
     return value
 
 
+def printable(text: str) -> str:
+    """Text for a terminal line: controls escaped, so no stored or echoed input can forge a line."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
 def echo_json(obj: Any) -> None:
     click.echo(json.dumps(to_jsonable(obj), ensure_ascii=False))

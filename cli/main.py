@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
-from typing import IO
+from typing import BinaryIO
 
 import click
 
@@ -14,11 +14,12 @@ from cli.common import (
     open_ledger,
     parse_day,
     parse_moment,
+    printable,
     store_options,
 )
 from domain.loan import loan_uuid
 from ledger.eod import run_eod
-from ledger.ingest import append_lines
+from ledger.ingest import append_lines, read_lines
 from ledger.views import loan_view, today_in_shanghai
 from projections.balances import open_loan_ids
 from projections.runner import catch_up
@@ -43,9 +44,9 @@ def init(db_url: str | None, as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("source", type=click.File("r", encoding="utf-8"), default="-")
+@click.argument("source", type=click.File("rb"), default="-")
 @store_options
-def append(source: IO[str], db_url: str | None, as_json: bool) -> None:
+def append(source: BinaryIO, db_url: str | None, as_json: bool) -> None:
     """Append JSON Lines commands from FILE (or - for stdin).
 
     Each line is reported appended, duplicate or rejected (with its line number
@@ -54,7 +55,7 @@ def append(source: IO[str], db_url: str | None, as_json: bool) -> None:
     """
     app = open_ledger(db_url)
     totals: Counter = Counter()
-    for item in append_lines(app, source):
+    for item in append_lines(app, read_lines(source)):
         o = item.outcome
         totals[o.status] += 1
         if as_json:
@@ -63,7 +64,7 @@ def append(source: IO[str], db_url: str | None, as_json: bool) -> None:
                 row["error"] = o.error
             echo_json(row)
         elif o.error:
-            click.echo(f"line {item.line}: rejected: {o.error}")
+            click.echo(f"line {item.line}: rejected: {printable(o.error)}")
     if not as_json:
         click.echo(f"appended {totals['appended']}, duplicate {totals['duplicate']}, rejected {totals['rejected']}")
     if totals["rejected"]:

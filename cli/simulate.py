@@ -43,7 +43,9 @@ def simulate(loans, seed, start, days, banks, bad_lines, out, db_url, as_json):
         echo_json({"out": out, "commands": n}) if as_json else click.echo(f"wrote {n} commands to {out}")
         return
     app = open_ledger(db_url)
-    sim = Simulator(seed, loans, first, days=days, banks=banks, bad_lines=bad_lines, cost_cap=app.settings.cost_cap)
+    sim = Simulator(
+        seed, loans, first, days=days, banks=banks, bad_lines=bad_lines, cost_cap=app.settings.cost_caps.lowest()
+    )
     report = _run(app, sim, None, show_progress=not as_json)
     _summary(report, as_json)
     if report.unplanned_rejections:
@@ -62,7 +64,7 @@ def demo(loans, seed, db_url, as_json):
             leftover.unlink(missing_ok=True)
         db_url = f"sqlite:///{path}"
     app = open_ledger(db_url)
-    sim = Simulator(seed, loans, DEMO_START, days=90, cost_cap=app.settings.cost_cap)
+    sim = Simulator(seed, loans, DEMO_START, days=90, cost_cap=app.settings.cost_caps.lowest())
     as_of = DEMO_START + timedelta(days=149)  # five months: the first vintages have run to write-off
     report = _run(app, sim, as_of, show_progress=not as_json)
     loans_now = [app.repository.get(i) for i in funded_loan_ids(app)]

@@ -6,6 +6,9 @@ CLI can render it once without guessing. Nothing is appended when one is raised.
 
 from __future__ import annotations
 
+from datetime import date
+from decimal import Decimal
+
 
 class LedgerError(Exception):
     """Base of every rule violation; ``str()`` is the message shown to users."""
@@ -42,10 +45,12 @@ class RuleViolation(LedgerError):
 
 
 class CostCapExceeded(LedgerError):
-    def __init__(self, rate, cap):
+    def __init__(self, rate: Decimal, cap: Decimal, since: date | None = None):
         self.rate = rate
         self.cap = cap
-        super().__init__(f"annualised cost {rate:.4%} exceeds the cap of {cap:.2%}")
+        self.since = since
+        in_force = f" in force since {since}" if since else ""
+        super().__init__(f"annualised cost {rate:.4%} exceeds the cap of {cap:.2%}{in_force}")
 
 
 class IdempotencyConflict(LedgerError):

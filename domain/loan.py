@@ -18,13 +18,14 @@ from zoneinfo import ZoneInfo
 
 from eventsourcing.domain import Aggregate, event
 
-from domain.errors import IllegalTransition, RuleViolation
+from domain.errors import CostCapExceeded, IllegalTransition, RuleViolation
 from domain.position import Movement, Position, position_as_of
 from domain.terms import (
     PRINCIPAL_MAX,
     PRINCIPAL_MIN,
     TERM_DAYS_MAX,
     TERM_DAYS_MIN,
+    CostCaps,
     Terms,
     check_cost_cap,
 )
@@ -102,7 +103,7 @@ class Loan(Aggregate):
         model_version: str,
         decision: str,
         terms: Terms | None,
-        cost_cap: Decimal,
+        cost_caps: CostCaps,
         idempotency_key: str,
         occurred_at: datetime,
     ) -> None:
@@ -114,10 +115,12 @@ class Loan(Aggregate):
                 self._reject("scored", f"principal {terms.principal} is outside {PRINCIPAL_MIN}-{PRINCIPAL_MAX}")
             if not TERM_DAYS_MIN <= terms.term_days <= TERM_DAYS_MAX:
                 self._reject("scored", f"term_days {terms.term_days} is outside {TERM_DAYS_MIN}-{TERM_DAYS_MAX}")
+            # judged by the cap in force on the application date, so a replay never re-judges it
+            cap = cost_caps.on(self.applied_at.astimezone(SHANGHAI).date())
             try:
-                check_cost_cap(terms, cost_cap)
-            except Exception as e:
-                self._reject("scored", str(e))
+                check_cost_cap(terms, cap)
+            except CostCapExceeded as e:
+                self._reject("scored", f"{e} (applied {self.applied_at.astimezone(SHANGHAI).date()})")
             fields = {
                 "principal": terms.principal,
                 "term_days": terms.term_days,
@@ -126,6 +129,8 @@ class Loan(Aggregate):
                 "penalty_daily_rate": terms.penalty_daily_rate,
                 "grace_days": terms.grace_days,
                 "allocation_order": list(terms.allocation_order),
+                "cost_cap": cap.rate,
+                "cost_cap_since": cap.since,
             }
         self._scored(
             score=score,

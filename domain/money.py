@@ -15,9 +15,14 @@ from domain.errors import InvalidAmount
 
 FEN = Decimal("0.01")
 ZERO = Decimal("0.00")
+# The largest amount one command may carry (``LEDGER_MAX_AMOUNT`` overrides it). Far above any
+# micro-loan movement, far below what the views' 64-bit fen columns hold: an accepted amount can
+# never overflow a sum on the read side.
+DEFAULT_MAX_AMOUNT = Decimal("1000000.00")
 
-# Plain decimal notation only: no sign, no exponent, at most two places.
-_AMOUNT_TEXT = re.compile(r"^(0|[1-9][0-9]{0,14})(\.[0-9]{1,2})?$")
+# Plain ASCII decimal notation only: no sign, no exponent, no padding, at most two places.
+# (``Decimal`` itself would accept "０.８", "٠.٥" and " 1.00": all refused here.)
+_AMOUNT_TEXT = re.compile(r"(0|[1-9][0-9]{0,14})(\.[0-9]{1,2})?", re.ASCII)
 
 
 class JsonFloat:
@@ -40,8 +45,10 @@ class JsonFloat:
         return self.text
 
 
-def parse_amount(value: object, field: str, *, allow_zero: bool = False) -> Decimal:
-    """Parse an incoming amount into fen-exact Decimal, or raise InvalidAmount."""
+def parse_amount(
+    value: object, field: str, *, allow_zero: bool = False, maximum: Decimal = DEFAULT_MAX_AMOUNT
+) -> Decimal:
+    """Parse an incoming amount into fen-exact Decimal at most ``maximum``, or raise InvalidAmount."""
     if isinstance(value, bool):
         raise InvalidAmount(field, f"{value!r} is a boolean, not an amount")
     if isinstance(value, JsonFloat):
@@ -52,12 +59,14 @@ def parse_amount(value: object, field: str, *, allow_zero: bool = False) -> Deci
     if isinstance(value, float):
         raise InvalidAmount(field, f"float {value!r} is not accepted for money")
     if isinstance(value, int):
+        if value > maximum:  # before Decimal(): a 10**26 integer would not fit the context
+            raise InvalidAmount(field, f"{value} is over the limit of {maximum} (LEDGER_MAX_AMOUNT)")
         amount = Decimal(value)
     elif isinstance(value, str):
-        text = value.strip()
+        text = value
         if text.startswith("-"):
             raise InvalidAmount(field, f"{value!r} is negative")
-        if not _AMOUNT_TEXT.match(text):
+        if not _AMOUNT_TEXT.fullmatch(text):
             raise InvalidAmount(
                 field,
                 f"{value!r} is not a plain amount with at most 2 decimal places (no exponent, sign, NaN or Infinity)",
@@ -75,6 +84,8 @@ def parse_amount(value: object, field: str, *, allow_zero: bool = False) -> Deci
         raise InvalidAmount(field, f"{value!r} is negative")
     if amount == 0 and not allow_zero:
         raise InvalidAmount(field, f"{value!r} must be greater than zero")
+    if amount > maximum:
+        raise InvalidAmount(field, f"{fmt(amount)} is over the limit of {fmt(maximum)} (LEDGER_MAX_AMOUNT)")
     return amount.quantize(FEN)
 
 

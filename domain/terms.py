@@ -28,6 +28,10 @@ class Terms:
     penalty_daily_rate: Decimal
     grace_days: int = 0
     allocation_order: tuple[str, ...] = DEFAULT_ALLOCATION_ORDER
+    # The cap these terms were judged by at approval (None on loans approved before it was
+    # recorded). Kept with the terms so that a later change of configuration re-judges nothing.
+    cost_cap: Decimal | None = None
+    cost_cap_since: date | None = None
 
     def __post_init__(self) -> None:
         # Invariants, not input validation (that happens at the boundary): a
@@ -51,9 +55,77 @@ def annualised_cost_rate(terms: Terms) -> Decimal:
     return cost / terms.principal * Decimal(365) / Decimal(terms.term_days)
 
 
-def check_cost_cap(terms: Terms, cap: Decimal = DEFAULT_COST_CAP) -> Decimal:
-    """Return the annualised rate, or raise CostCapExceeded naming it."""
+@dataclass(frozen=True)
+class CostCap:
+    rate: Decimal
+    since: date | None = None  # None: in force from the beginning
+
+
+@dataclass(frozen=True)
+class CostCaps:
+    """The cap schedule: each cap is in force from its date until the next cap's date.
+
+    Written ``0.36;2025-10-01=0.24``: 0.36 for loans applied before 2025-10-01, 0.24
+    from that day on. A loan is judged by the cap in force on its application date.
+    """
+
+    caps: tuple[CostCap, ...]
+
+    def __post_init__(self) -> None:
+        assert self.caps and self.caps[0].since is None, "a schedule starts with a cap in force from the beginning"
+        dated = [c.since for c in self.caps[1:]]
+        assert all(d is not None for d in dated) and dated == sorted(dated), "dates in increasing order"  # type: ignore[type-var]
+
+    @classmethod
+    def flat(cls, rate: Decimal) -> CostCaps:
+        return cls((CostCap(rate),))
+
+    @classmethod
+    def parse(cls, text: str) -> CostCaps:
+        """``RATE[;YYYY-MM-DD=RATE]...``; ValueError naming the part that is wrong."""
+        caps: list[CostCap] = []
+        for part in (p.strip() for p in text.split(";")):
+            since_text, _, rate_text = part.rpartition("=")
+            try:
+                rate = Decimal(rate_text.strip())
+            except ArithmeticError:
+                raise ValueError(f"{rate_text.strip()!r} is not a decimal rate") from None
+            if not rate.is_finite() or not Decimal(0) < rate <= Decimal(1):
+                raise ValueError(f"rate {rate_text.strip()!r} must be in (0, 1]")
+            since = None
+            if since_text:
+                try:
+                    since = date.fromisoformat(since_text.strip())
+                except ValueError:
+                    raise ValueError(f"{since_text.strip()!r} is not a date (YYYY-MM-DD)") from None
+            caps.append(CostCap(rate, since))
+        if caps[0].since is not None:
+            raise ValueError(f"no cap is in force before {caps[0].since}: start with a bare rate, e.g. 0.36;...")
+        if any(c.since is None for c in caps[1:]):
+            raise ValueError("only the first cap may be undated")
+        dated = [c.since for c in caps[1:]]
+        if dated != sorted(set(dated)):  # type: ignore[type-var]
+            raise ValueError("dated caps must be in increasing date order, each date once")
+        return cls(tuple(caps))
+
+    def on(self, day: date) -> CostCap:
+        """The cap in force on ``day``."""
+        in_force = self.caps[0]
+        for cap in self.caps[1:]:
+            assert cap.since is not None
+            if cap.since > day:
+                break
+            in_force = cap
+        return in_force
+
+    def lowest(self) -> Decimal:
+        return min(c.rate for c in self.caps)
+
+
+def check_cost_cap(terms: Terms, cap: CostCap | Decimal = DEFAULT_COST_CAP) -> Decimal:
+    """Return the annualised rate, or raise CostCapExceeded naming it, the cap and its date."""
+    cap = cap if isinstance(cap, CostCap) else CostCap(cap)
     rate = annualised_cost_rate(terms)
-    if rate > cap:
-        raise CostCapExceeded(rate, cap)
+    if rate > cap.rate:
+        raise CostCapExceeded(rate, cap.rate, cap.since)
     return rate

@@ -1,8 +1,14 @@
 """The wire format: one JSON object per line, validated before anything is appended.
 
-Exactly the commands of CONTRACT.md; unknown fields are rejected, not ignored.
-JSON is decoded so that no number becomes a binary float: fractions and
-exponents arrive as ``JsonFloat`` text, and ``NaN``/``Infinity`` are refused.
+Exactly the commands of the contract (docs/contract.md); unknown fields are
+rejected, not ignored. Parsing is total: any byte sequence either becomes a
+command or raises ``InvalidCommand`` naming the field and the limit it broke.
+
+Strict wherever an ambiguity could cost money: JSON numbers never become binary
+floats (fractions arrive as ``JsonFloat`` text), a key given twice in one object
+is refused (rather than the last copy silently winning), digits are ASCII and
+unpadded, references are never blank, timestamps are RFC 3339 with an offset,
+and every date lies in ``DATE_MIN``..``DATE_MAX``.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ import hashlib
 import json
 import re
 from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from functools import cached_property
 from typing import Annotated, Any, Literal
 
@@ -23,60 +29,89 @@ from pydantic import (
     Field,
     TypeAdapter,
     ValidationError,
+    ValidationInfo,
     field_serializer,
     model_validator,
 )
 
 from domain.errors import InvalidAmount, InvalidCommand
-from domain.money import JsonFloat, parse_amount
+from domain.money import DEFAULT_MAX_AMOUNT, JsonFloat, parse_amount
 from domain.terms import PRINCIPAL_MAX, PRINCIPAL_MIN, TERM_DAYS_MAX, TERM_DAYS_MIN
 
+# ---- limits (a line over any of them is refused, naming it) -----------------------
 MAX_LINE_BYTES = 64 * 1024  # a command is a few hundred bytes; anything huge is garbage
+MAX_TEXT_CHARS = 256  # every string unless its field says otherwise (ids: 64)
+MAX_BORROWER_KEYS = 32
+# A sane window for every date and timestamp: it keeps arithmetic on them (due dates, UTC
+# conversion, day numbers) far from the calendar's edges, so nothing accepted can break a read.
+DATE_MIN, DATE_MAX = date(2000, 1, 1), date(2100, 12, 31)
+
+_DATE_TEXT = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})", re.ASCII)
+_DECIMAL_TEXT = re.compile(r"[0-9]{1,6}(\.[0-9]{1,12})?", re.ASCII)
+# C0 and C1 controls, DEL, Unicode line separators, bidirectional overrides and lone surrogates:
+# never meaningful in a field, and they can forge or disguise output lines, or fail to encode on
+# the way to the store.
+_UNSAFE_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 
 
 # ---- field types ------------------------------------------------------------
-def _money(value: object, *, allow_zero: bool = False) -> Decimal:
+def _max_amount(info: ValidationInfo) -> Decimal:
+    context = info.context or {}
+    return context.get("max_amount", DEFAULT_MAX_AMOUNT)
+
+
+def _money(value: object, info: ValidationInfo) -> Decimal:
     try:
-        return parse_amount(value, "amount", allow_zero=allow_zero)
+        return parse_amount(value, "amount", maximum=_max_amount(info))
     except InvalidAmount as e:
         raise ValueError(e.reason) from None
 
 
-def _money_or_zero(value: object) -> Decimal:
-    return _money(value, allow_zero=True)
+def _money_or_zero(value: object, info: ValidationInfo) -> Decimal:
+    try:
+        return parse_amount(value, "amount", allow_zero=True, maximum=_max_amount(info))
+    except InvalidAmount as e:
+        raise ValueError(e.reason) from None
 
 
 def _rate(value: object) -> Decimal:
-    """Rates and scores: exact decimal from the JSON text, never via float."""
-    if isinstance(value, bool) or not isinstance(value, (str, int, Decimal, JsonFloat)):
+    """Rates and scores: exact decimal from the JSON text (string or number), never via float."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, JsonFloat)):
         raise ValueError(f"{value!r} is not a decimal number")
-    try:
-        rate = Decimal(str(value).strip())
-    except InvalidOperation:
-        raise ValueError(f"{value!r} is not a decimal number") from None
-    if not rate.is_finite():
-        raise ValueError(f"{value!r} is not a finite number")
-    return rate
+    text = str(value)
+    if not _DECIMAL_TEXT.fullmatch(text):
+        raise ValueError(f"{text!r} is not a plain decimal number (ASCII digits, no sign, exponent or spaces)")
+    return Decimal(text)
+
+
+def _in_window(day: date, what: str) -> None:
+    if not DATE_MIN <= day <= DATE_MAX:
+        raise ValueError(f"{what} {day.isoformat()} is outside {DATE_MIN}..{DATE_MAX}")
 
 
 def _calendar_date(value: object) -> date:
-    if not isinstance(value, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+    if not isinstance(value, str) or not _DATE_TEXT.fullmatch(value):
         raise ValueError(f"{value!r} is not a date in YYYY-MM-DD form")
     try:
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError as e:
         raise ValueError(f"{value!r} is not a real date ({e})") from None
+    _in_window(day, "date")
+    return day
 
 
 def _aware_datetime(value: object) -> datetime:
     if not isinstance(value, str):
-        raise ValueError(f"{value!r} is not an ISO 8601 timestamp string")
+        raise ValueError(f"{value!r} is not an RFC 3339 timestamp string")
+    if not _RFC3339.fullmatch(value):
+        hint = " (it has no UTC offset, e.g. +08:00)" if re.fullmatch(r"[0-9T:.\-]+", value) else ""
+        raise ValueError(f"{value!r} is not an RFC 3339 timestamp like 2026-03-08T12:00:00+08:00{hint}")
     try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise ValueError(f"{value!r} is not an ISO 8601 timestamp") from None
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise ValueError(f"{value!r} has no UTC offset (e.g. +08:00)")
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as e:
+        raise ValueError(f"{value!r} is not a real time ({e})") from None
+    _in_window(moment.date(), "timestamp")
     return moment
 
 
@@ -86,16 +121,13 @@ def _strict_int(value: object) -> int:
     return value
 
 
-Money = Annotated[Decimal, BeforeValidator(_money)]
-Rate = Annotated[Decimal, BeforeValidator(_rate)]
-CalendarDate = Annotated[date, BeforeValidator(_calendar_date)]
-AwareDatetime = Annotated[datetime, BeforeValidator(_aware_datetime)]
-Ident = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
-Text = Annotated[str, Field(min_length=1, max_length=128)]
-Note = Annotated[str, Field(min_length=1, max_length=500)]
+def _reference(value: str) -> str:
+    if value.strip() != value or not value:
+        raise ValueError(f"{value!r} is blank or has leading or trailing spaces")
+    return value
 
 
-def _between(lo: Any, hi: Any, what: str):
+def _between(lo: Any, hi: Any, what: str) -> AfterValidator:
     def check(value: Any) -> Any:
         if not lo <= value <= hi:
             raise ValueError(f"{what} {value} is outside {lo}-{hi}")
@@ -104,12 +136,23 @@ def _between(lo: Any, hi: Any, what: str):
     return AfterValidator(check)
 
 
+Money = Annotated[Decimal, BeforeValidator(_money)]
+Rate = Annotated[Decimal, BeforeValidator(_rate)]
+CalendarDate = Annotated[date, BeforeValidator(_calendar_date)]
+AwareDatetime = Annotated[datetime, BeforeValidator(_aware_datetime)]
+Ident = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+Text = Annotated[str, Field(min_length=1, max_length=MAX_TEXT_CHARS), AfterValidator(_reference)]
+Reference = Text  # keys and bank references: the same rules, named for what they hold
+Note = Annotated[str, Field(min_length=1, max_length=MAX_TEXT_CHARS)]
 Principal = Annotated[Money, _between(PRINCIPAL_MIN, PRINCIPAL_MAX, "principal")]
 TermDays = Annotated[int, BeforeValidator(_strict_int), _between(TERM_DAYS_MIN, TERM_DAYS_MAX, "term_days")]
 DailyRate = Annotated[Rate, _between(Decimal(0), Decimal("0.1"), "rate")]
 Score = Annotated[Rate, _between(Decimal(0), Decimal(1), "score")]
 GraceDays = Annotated[int, BeforeValidator(_strict_int), _between(0, 30, "grace_days")]
 Fee = Annotated[Decimal, BeforeValidator(_money_or_zero)]
+PersonalData = Annotated[
+    dict[str, Annotated[str, Field(max_length=MAX_TEXT_CHARS)]], Field(max_length=MAX_BORROWER_KEYS)
+]
 
 
 # ---- commands ---------------------------------------------------------------
@@ -117,7 +160,7 @@ class _Command(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     loan_id: Ident
-    idempotency_key: Annotated[str, Field(min_length=1, max_length=128)]
+    idempotency_key: Reference
     occurred_at: AwareDatetime
 
     @cached_property
@@ -141,7 +184,7 @@ class Applied(_Command):
     term_days: TermDays
     product: Text
     channel: Text
-    borrower: dict[str, Any] | None = Field(default=None, max_length=50)
+    borrower: PersonalData | None = None
 
 
 class Scored(_Command):
@@ -173,7 +216,7 @@ class Scored(_Command):
 class Funded(_Command):
     type: Literal["funded"]
     bank: Ident
-    bank_ref: Text
+    bank_ref: Reference
     amount: Money
     value_date: CalendarDate
 
@@ -181,7 +224,7 @@ class Funded(_Command):
 class Repaid(_Command):
     type: Literal["repaid"]
     amount: Money
-    bank_ref: Text
+    bank_ref: Reference
     value_date: CalendarDate
     channel: Text | None = None
 
@@ -207,7 +250,7 @@ class WrittenOff(_Command):
 
 class Reversed(_Command):
     type: Literal["reversed"]
-    reverses: Annotated[str, Field(min_length=1, max_length=128)]
+    reverses: Reference
     reason: Note
 
 
@@ -224,45 +267,113 @@ def _refuse_constant(name: str) -> None:
     raise ValueError(f"{name} is not a number the ledger accepts")
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise ValueError(f"key {key!r} appears twice in one object")
+        obj[key] = value
+    return obj
+
+
 def decode_json(text: str) -> Any:
-    """json.loads, with fractions kept as text and NaN/Infinity refused."""
-    return json.loads(text, parse_float=JsonFloat, parse_constant=_refuse_constant)
+    """json.loads, with fractions kept as text, NaN/Infinity and repeated keys refused."""
+    return json.loads(text, parse_float=JsonFloat, parse_constant=_refuse_constant, object_pairs_hook=_unique_keys)
 
 
-def parse_command(line: str) -> _Command:
+def parse_command(line: str | bytes, *, max_amount: Decimal = DEFAULT_MAX_AMOUNT) -> _Command:
     """One JSON Lines line to a validated command, or InvalidCommand saying what is wrong."""
-    if len(line.encode("utf-8", "surrogatepass")) > MAX_LINE_BYTES:
-        raise InvalidCommand(f"line is longer than {MAX_LINE_BYTES} bytes")
+    if len(line) > MAX_LINE_BYTES or (isinstance(line, str) and len(line.encode("utf-8", "replace")) > MAX_LINE_BYTES):
+        raise InvalidCommand(f"line is longer than the limit of {MAX_LINE_BYTES} bytes")
+    if isinstance(line, bytes):
+        try:
+            line = line.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise InvalidCommand(f"line is not UTF-8 (byte 0x{line[e.start]:02x} at offset {e.start})") from None
     try:
         data = decode_json(line)
-    except ValueError as e:
+    except RecursionError:
+        raise InvalidCommand("not valid JSON: nested too deeply") from None
+    except ValueError as e:  # JSONDecodeError, and what the hooks above raise
         raise InvalidCommand(f"not valid JSON: {e}") from None
-    return command_from_dict(data)
+    return command_from_dict(data, max_amount=max_amount)
 
 
-def command_from_dict(data: Any) -> _Command:
+def command_from_dict(data: Any, *, max_amount: Decimal = DEFAULT_MAX_AMOUNT) -> _Command:
     if not isinstance(data, dict):
-        raise InvalidCommand(f"expected a JSON object, got {type(data).__name__}")
+        raise InvalidCommand(f"expected a JSON object, got {_json_kind(data)}")
+    _check_shape(data)
     kind = data.get("type")
     if kind not in COMMAND_TYPES:
-        raise InvalidCommand(f"type: {kind!r} is not one of {', '.join(COMMAND_TYPES)}")
+        raise InvalidCommand(f"type: {_echo(kind)} is not one of {', '.join(COMMAND_TYPES)}")
     try:
-        return _command.validate_python(data)
+        return _command.validate_python(data, context={"max_amount": max_amount})
     except ValidationError as e:
         raise InvalidCommand(_describe(e, data)) from None
+
+
+def _check_shape(data: dict[str, Any]) -> None:
+    """Flat objects of scalars (only ``borrower`` holds an object, itself of strings), safe text.
+
+    Checked before the models see the data, so the error names the field however
+    deep or strange the value is, and nothing unencodable reaches the store.
+    """
+    for key, value in data.items():
+        _check_text(key, "a field name")
+        if key == "borrower" and isinstance(value, dict):
+            if len(value) > MAX_BORROWER_KEYS:
+                raise InvalidCommand(f"borrower: {len(value)} keys is over the limit of {MAX_BORROWER_KEYS}")
+            for name, item in value.items():
+                _check_text(name, "borrower: a key")
+                if not isinstance(item, str):
+                    raise InvalidCommand(
+                        f"borrower.{name}: personal data values must be strings, got {_json_kind(item)}"
+                    )
+                _check_text(item, f"borrower.{name}")
+        elif isinstance(value, (dict, list)):
+            raise InvalidCommand(f"{_field(key)}: nested values are not accepted here, got {_json_kind(value)}")
+        elif isinstance(value, str):
+            _check_text(value, _field(key))
+
+
+def _check_text(text: str, where: str) -> None:
+    if len(text) > MAX_TEXT_CHARS:
+        raise InvalidCommand(f"{where}: {len(text)} characters is over the limit of {MAX_TEXT_CHARS}")
+    bad = _UNSAFE_CHARS.search(text)
+    if bad:
+        raise InvalidCommand(f"{where}: control character {_echo(bad.group())} is not accepted")
+
+
+def _json_kind(value: Any) -> str:
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
+    if isinstance(value, (int, JsonFloat)) and not isinstance(value, bool):
+        return "a number"
+    return names.get(type(value), type(value).__name__)
+
+
+def _echo(value: Any) -> str:
+    """Input quoted back to the user: escaped, so no input can forge a line of output."""
+    text = repr(value)
+    return text.encode("ascii", "backslashreplace").decode("ascii")
+
+
+def _field(name: str) -> str:
+    return name if re.fullmatch(r"[a-z_]{1,32}", name) else _echo(name)
 
 
 def _describe(error: ValidationError, data: dict) -> str:
     loan = data.get("loan_id")
     parts = []
-    for item in error.errors(include_url=False):
+    for item in error.errors(include_url=False, include_input=False):
         loc = [str(p) for p in item["loc"] if p != data.get("type")]
-        field = ".".join(loc) or "command"
+        field = ".".join(_field(p) for p in loc) or "command"
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             message = "unknown field"
         elif item["type"] == "missing":
             message = "required field is missing"
         parts.append(f"{field}: {message}")
-    prefix = f"{data.get('type')} for loan {loan}: " if isinstance(loan, str) else f"{data.get('type')}: "
+    kind = data["type"]  # one of COMMAND_TYPES: checked before validation
+    named = isinstance(loan, str) and re.fullmatch(r"[A-Za-z0-9_-]{1,64}", loan)
+    prefix = f"{kind} for loan {loan}: " if named else f"{kind}: "
     return prefix + "; ".join(parts)

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from urllib.parse import unquote, urlsplit
 
 from domain.delinquency import DEFAULT_WRITE_OFF_DPD
-from domain.terms import COMPONENTS, DEFAULT_ALLOCATION_ORDER, DEFAULT_COST_CAP
+from domain.money import DEFAULT_MAX_AMOUNT, InvalidAmount, parse_amount
+from domain.terms import COMPONENTS, DEFAULT_ALLOCATION_ORDER, DEFAULT_COST_CAP, CostCaps
 
 DEFAULT_DB_URL = "sqlite:///ledger.db"
 
@@ -25,7 +26,8 @@ class ConfigError(Exception):
 @dataclass(frozen=True)
 class Settings:
     db_url: str = DEFAULT_DB_URL
-    cost_cap: Decimal = DEFAULT_COST_CAP
+    cost_caps: CostCaps = CostCaps.flat(DEFAULT_COST_CAP)
+    max_amount: Decimal = DEFAULT_MAX_AMOUNT  # per command, JSON integers included
     write_off_dpd: int = DEFAULT_WRITE_OFF_DPD
     allocation_orders: dict[str, tuple[str, ...]] = field(default_factory=dict)
     batch_size: int = 500  # commands per transaction: throughput without huge rollbacks
@@ -39,22 +41,39 @@ def settings_from_env(db_url: str | None = None, env: dict[str, str] | None = No
     env = dict(os.environ if env is None else env)
     url = db_url or env.get("LEDGER_DB") or DEFAULT_DB_URL
     store_env(url)  # fail early on a bad URL
+    cost_caps = _parse_cost_caps(env)
     try:
-        cap = Decimal(env.get("LEDGER_COST_CAP", str(DEFAULT_COST_CAP)))
-    except InvalidOperation:
-        raise ConfigError(f"LEDGER_COST_CAP={env['LEDGER_COST_CAP']!r} is not a decimal") from None
-    if not Decimal(0) < cap <= Decimal(1):
-        raise ConfigError(f"LEDGER_COST_CAP={cap} must be in (0, 1]")
+        max_amount = parse_amount(
+            env.get("LEDGER_MAX_AMOUNT", str(DEFAULT_MAX_AMOUNT)), "LEDGER_MAX_AMOUNT", maximum=Decimal("100000000.00")
+        )
+    except InvalidAmount as e:
+        raise ConfigError(f"{e} (at most 100000000.00: the views keep money as 64-bit fen)") from None
     try:
         write_off_dpd = int(env.get("LEDGER_WRITE_OFF_DPD", DEFAULT_WRITE_OFF_DPD))
     except ValueError:
         raise ConfigError("LEDGER_WRITE_OFF_DPD must be an integer") from None
     return Settings(
         db_url=url,
-        cost_cap=cap,
+        cost_caps=cost_caps,
+        max_amount=max_amount,
         write_off_dpd=write_off_dpd,
         allocation_orders=_parse_orders(env.get("LEDGER_ALLOCATION_ORDERS", "")),
     )
+
+
+def _parse_cost_caps(env: dict[str, str]) -> CostCaps:
+    """``LEDGER_COST_CAPS`` (a schedule) or ``LEDGER_COST_CAP`` (flat); both set is ambiguous."""
+    if "LEDGER_COST_CAPS" in env and "LEDGER_COST_CAP" in env:
+        raise ConfigError("set LEDGER_COST_CAPS (a schedule) or LEDGER_COST_CAP (flat), not both")
+    name = "LEDGER_COST_CAPS" if "LEDGER_COST_CAPS" in env else "LEDGER_COST_CAP"
+    text = env.get(name, str(DEFAULT_COST_CAP))
+    try:
+        caps = CostCaps.parse(text)
+    except ValueError as e:
+        raise ConfigError(f"{name}={text!r}: {e}") from None
+    if name == "LEDGER_COST_CAP" and len(caps.caps) > 1:
+        raise ConfigError(f"LEDGER_COST_CAP={text!r} is one rate; put a schedule in LEDGER_COST_CAPS")
+    return caps
 
 
 def _parse_orders(text: str) -> dict[str, tuple[str, ...]]:

@@ -47,7 +47,7 @@ def handle(loan: Loan | None, cmd: c._Command, settings: Settings) -> Loan:
             model_version=cmd.model_version,
             decision=cmd.decision,
             terms=terms,
-            cost_cap=settings.cost_cap,
+            cost_caps=settings.cost_caps,
             **common,
         )
     elif isinstance(cmd, c.Funded):

@@ -7,6 +7,7 @@ from typing import Any
 
 from domain.loan import SHANGHAI, Loan
 from domain.money import ZERO, fmt
+from domain.terms import annualised_cost_rate
 
 EVENT_TYPES = {
     "Applied": "applied",
@@ -55,6 +56,10 @@ def loan_view(loan: Loan, events: list, as_of: date, known_at: datetime | None) 
             "penalty_daily_rate": str(t.penalty_daily_rate),
             "grace_days": t.grace_days,
             "allocation_order": list(t.allocation_order),
+            # the pricing as judged at approval: its annualised cost and the cap then in force
+            "annualised_cost": f"{annualised_cost_rate(t):.6f}",
+            "cost_cap": None if t.cost_cap is None else str(t.cost_cap),
+            "cost_cap_since": t.cost_cap_since,
         }
     return {
         "loan_id": loan.loan_id,

@@ -13,7 +13,7 @@ from support.commands import applied, approved, declined, domain_example, funded
 
 from domain.errors import LedgerError
 from domain.journal import OVERPAYMENTS, RECEIVABLE, RECOVERY, WRITE_OFF, balances_as_of, journal_lines
-from domain.terms import DEFAULT_ALLOCATION_ORDER
+from domain.terms import DEFAULT_ALLOCATION_ORDER, CostCaps
 from ledger.commands import command_from_dict
 from ledger.config import Settings
 from ledger.handlers import handle
@@ -27,7 +27,9 @@ def loans(draw):
     """A funded loan with random terms and allocation order, then random money movements
     (many backdated), reversals and maybe a write-off, applied through the real handlers."""
     order = draw(st.permutations(DEFAULT_ALLOCATION_ORDER).map(tuple))
-    settings = Settings(cost_cap=D(100), allocation_orders={"payday": order})  # pricing is not under test here
+    settings = Settings(
+        cost_caps=CostCaps.flat(D(100)), allocation_orders={"payday": order}
+    )  # pricing is not under test here
     principal = draw(st.integers(50_000, 500_000))  # fen
     terms = {
         "principal": f"{principal / 100:.2f}",
