@@ -75,10 +75,16 @@ def projections_status(db_url, as_json):
     app = open_ledger(db_url)
     rows = runner.status(app)
     if as_json:
-        echo_json([{"name": s.name, "position": s.position, "head": s.head, "lag": s.lag} for s in rows])
-        return
-    for s in rows:
-        click.echo(f"{s.name}: position {s.position}, head {s.head}, lag {s.lag}")
+        echo_json(
+            [{"name": s.name, "position": s.position, "head": s.head, "lag": s.lag, "failure": s.failure} for s in rows]
+        )
+    else:
+        for s in rows:
+            click.echo(f"{s.name}: position {s.position}, head {s.head}, lag {s.lag}")
+            if s.failure:
+                click.echo(f"  STOPPED: {s.failure}")
+    if any(s.failure for s in rows):
+        sys.exit(EXIT_PROBLEM)
 
 
 @projections.command("catch-up")

@@ -34,11 +34,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from eventsourcing.persistence import InterfaceError, OperationalError
+
+from domain.errors import LedgerError
 from projections import book
 from projections.db import ViewDb
 
 PROJECTIONS = {book.NAME: book}
 PAGE_SIZE = 1000  # events per transaction: long enough to amortise a commit, short enough not to block writers
+
+# Losing the database is not a fault of an event: it propagates to the caller's retry.
+_CONNECTION_ERRORS = (OperationalError, InterfaceError)
 
 _views: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # app -> ViewDb (its schema checked once)
 _caches: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # app -> {name: LoanCache}
@@ -48,11 +54,28 @@ class Overtaken(Exception):
     """Another runner moved the position first; this page was not written."""
 
 
+class ProjectionFailed(LedgerError):
+    """An event the projection cannot apply: it stops just before it, and says which.
+
+    The projection never steps over an event (its balances would silently be wrong); it
+    stays at the event before, records the failure for ``projections status``, and tries
+    again on the next catch-up. Reads from the event log (``loan show``) keep working.
+    """
+
+    def __init__(self, name: str, notification_id: int, loan_id: str, error: str):
+        self.name, self.notification_id, self.loan_id, self.error = name, notification_id, loan_id, error
+        super().__init__(
+            f"projection {name} is stopped at notification {notification_id - 1}: it cannot apply "
+            f"notification {notification_id} (loan {loan_id}): {error}"
+        )
+
+
 @dataclass(frozen=True)
 class Status:
     name: str
     position: int  # the last notification id applied
     head: int  # the highest notification id in the store
+    failure: str | None = None  # why the projection is stopped, if it is
 
     @property
     def lag(self) -> int:
@@ -81,7 +104,19 @@ def position(db: ViewDb, name: str) -> int:
 def status(app: Any) -> list[Status]:
     db = views(app)
     head = app.recorder.max_notification_id() or 0
-    return [Status(name, position(db, name), head) for name in PROJECTIONS]
+    return [Status(name, position(db, name), head, _failure(db, name)) for name in PROJECTIONS]
+
+
+def _failure(db: ViewDb, name: str) -> str | None:
+    rows = db.query("SELECT value FROM proj_meta WHERE key = ?", (f"failed:{name}",))
+    return rows[0][0] if rows else None
+
+
+def _set_failure(db: ViewDb, name: str, failure: ProjectionFailed | None) -> None:
+    with db.transaction() as c:
+        c.execute("DELETE FROM proj_meta WHERE key = ?", (f"failed:{name}",))
+        if failure is not None:
+            c.execute("INSERT INTO proj_meta (key, value) VALUES (?, ?)", (f"failed:{name}", str(failure)))
 
 
 def catch_up(
@@ -97,10 +132,12 @@ def catch_up(
     loans = cache(app, name)
     done = 0
     at = position(db, name)
-    while notes := app.recorder.select_notifications(at + 1, page_size):
+    failed_before = _failure(db, name) is not None
+    size = page_size
+    while notes := app.recorder.select_notifications(at + 1, size):
         new_at = notes[-1].id
-        page = projection.plan_page(app, db, notes, loans)
         try:
+            page = projection.plan_page(app, db, notes, loans)
             with db.transaction() as c:
                 if not c.execute(
                     "UPDATE proj_tracking SET position = ? WHERE name = ? AND position = ?", (new_at, name, at)
@@ -111,12 +148,41 @@ def catch_up(
             loans.clear()
             at = position(db, name)  # another runner applied it: carry on from where it got to
             continue
+        except _CONNECTION_ERRORS:
+            raise
+        except Exception as e:  # an event this projection cannot apply (a bug, or data it does not expect)
+            loans.clear()  # states may be half-applied
+            if len(notes) > 1:
+                size = 1  # find the one event: apply the page's events before it one at a time
+                continue
+            failure = ProjectionFailed(name, notes[0].id, _loan_of(app, db, notes[0]), _one_line(e))
+            _set_failure(db, name, failure)
+            raise failure from e
         loans.put(page.states)
+        size = page_size
         done += len(notes)
         if progress:
             progress(new_at - at)
         at = new_at
+    if failed_before:
+        _set_failure(db, name, None)  # it got past the event that stopped it (fixed code, or a rebuild)
     return done
+
+
+def _one_line(error: Exception) -> str:
+    first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"{type(error).__name__}: {first}"
+
+
+def _loan_of(app: Any, db: ViewDb, notification: Any) -> str:
+    """The loan id of a stream, for the message; its store id if even that cannot be read."""
+    rows = db.query("SELECT loan_id FROM proj_loans WHERE loan_uuid = ?", (str(notification.originator_id),))
+    if rows:
+        return rows[0][0]
+    try:
+        return str(app.mapper.to_domain_event(notification).loan_id)
+    except Exception:  # the failing event may not even decode: the uuid still names the stream
+        return str(notification.originator_id)
 
 
 def reset(app: Any, name: str = book.NAME) -> None:

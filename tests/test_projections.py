@@ -331,7 +331,7 @@ def test_the_cli_answers_in_the_contract_shapes(store_url, tmp_path):
     by_bucket = json.loads(run("balances", "--as-of", "2026-03-20", "--by", "bucket", "--json").output)
     assert [g["key"] for g in by_bucket["groups"]] == ["M1"]
     status = json.loads(run("projections", "status", "--json").output)
-    assert status == [{"name": "book", "position": 3, "head": 3, "lag": 0}]
+    assert status == [{"name": "book", "position": 3, "head": 3, "lag": 0, "failure": None}]
     rebuilt = run("projections", "rebuild", "--json")
     assert rebuilt.exit_code == 0 and json.loads(rebuilt.output.splitlines()[-1]) == {"name": "book", "events": 3}
     assert json.loads(run("balances", "--as-of", "2026-03-20", "--json").output) == out
