@@ -15,7 +15,7 @@ from ledger.config import Settings
 
 def handle(loan: Loan | None, cmd: c._Command, settings: Settings) -> Loan:
     """Apply ``cmd`` to ``loan`` (None when the loan does not exist yet); raise on any rule."""
-    common = {"idempotency_key": cmd.idempotency_key, "occurred_at": cmd.occurred_at}
+    key, at = cmd.idempotency_key, cmd.occurred_at
     if isinstance(cmd, c.Applied):
         if loan is not None:
             raise IllegalTransition(cmd.loan_id, loan.phase, "applied", "the loan already exists")
@@ -26,13 +26,17 @@ def handle(loan: Loan | None, cmd: c._Command, settings: Settings) -> Loan:
             term_days=cmd.term_days,
             product=cmd.product,
             channel=cmd.channel,
-            **common,
+            idempotency_key=key,
+            occurred_at=at,
         )
     if loan is None:
         raise IllegalTransition(cmd.loan_id, "unknown", cmd.type, "no such loan has applied")
     if isinstance(cmd, c.Scored):
         terms = None
         if cmd.decision == "approved":
+            # the model's validator guarantees an approval carries every term
+            assert cmd.principal and cmd.term_days and cmd.daily_rate is not None and cmd.fee is not None
+            assert cmd.penalty_daily_rate is not None
             terms = Terms(
                 principal=cmd.principal,
                 term_days=cmd.term_days,
@@ -48,10 +52,18 @@ def handle(loan: Loan | None, cmd: c._Command, settings: Settings) -> Loan:
             decision=cmd.decision,
             terms=terms,
             cost_caps=settings.cost_caps,
-            **common,
+            idempotency_key=key,
+            occurred_at=at,
         )
     elif isinstance(cmd, c.Funded):
-        loan.fund(bank=cmd.bank, bank_ref=cmd.bank_ref, amount=cmd.amount, value_date=cmd.value_date, **common)
+        loan.fund(
+            bank=cmd.bank,
+            bank_ref=cmd.bank_ref,
+            amount=cmd.amount,
+            value_date=cmd.value_date,
+            idempotency_key=key,
+            occurred_at=at,
+        )
     elif isinstance(cmd, c.Repaid):
         loan.receive(
             kind="repayment",
@@ -59,7 +71,8 @@ def handle(loan: Loan | None, cmd: c._Command, settings: Settings) -> Loan:
             value_date=cmd.value_date,
             bank_ref=cmd.bank_ref,
             channel=cmd.channel,
-            **common,
+            idempotency_key=key,
+            occurred_at=at,
         )
     elif isinstance(cmd, c.Collected):
         loan.receive(
@@ -68,14 +81,15 @@ def handle(loan: Loan | None, cmd: c._Command, settings: Settings) -> Loan:
             value_date=cmd.value_date,
             agency=cmd.agency,
             stage=cmd.stage,
-            **common,
+            idempotency_key=key,
+            occurred_at=at,
         )
     elif isinstance(cmd, c.Overdue):
-        loan.mark_overdue(as_of=cmd.as_of, **common)
+        loan.mark_overdue(as_of=cmd.as_of, idempotency_key=key, occurred_at=at)
     elif isinstance(cmd, c.WrittenOff):
-        loan.write_off(value_date=cmd.value_date, reason=cmd.reason, **common)
+        loan.write_off(value_date=cmd.value_date, reason=cmd.reason, idempotency_key=key, occurred_at=at)
     elif isinstance(cmd, c.Reversed):
-        loan.reverse(reverses=cmd.reverses, reason=cmd.reason, **common)
+        loan.reverse(reverses=cmd.reverses, reason=cmd.reason, idempotency_key=key, occurred_at=at)
     else:  # pragma: no cover - the discriminated union admits nothing else
         raise AssertionError(cmd)
     return loan
