@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 
 import click
 
@@ -25,6 +26,10 @@ def serve(host: str, port: int, workers: int, db_url: str | None, as_json: bool)
     app.close()
     # each worker process builds its app from the environment: hand it the store chosen here
     os.environ["LEDGER_DB"] = url
+    # After a graceful shutdown uvicorn restores the handlers it found and raises the signal again,
+    # so the process would die "by SIGTERM"; finding no-op handlers, it returns and we exit 0.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
     uvicorn.run(
         "api.app:create_app_from_env",
         factory=True,
