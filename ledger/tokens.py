@@ -103,10 +103,14 @@ def revoke_token(app: Any, name: str) -> Token:
 def authenticate(app: Any, token: str) -> Token | None:
     """The live token this string is, or None (unknown or revoked)."""
     digest = _digest(token)
-    rows = _db(app).query(
-        "SELECT name, token_sha256, scopes, created_at, revoked_at FROM ledger_tokens WHERE token_sha256 = ?",
-        (digest,),
-    )
+    db = _db(app)
+    statement = "SELECT name, token_sha256, scopes, created_at, revoked_at FROM ledger_tokens WHERE token_sha256 = ?"
+    if db.postgres:
+        # every request asks this: one autocommit round trip, not BEGIN/SELECT/ROLLBACK
+        with app.recorder.datastore.get_connection() as conn:
+            rows = [tuple(r.values()) for r in conn.execute(db.sql(statement), (digest,)).fetchall()]
+    else:
+        rows = db.query(statement, (digest,))
     if not rows:
         return None
     name, stored, scopes, created, revoked = rows[0]
