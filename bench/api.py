@@ -98,6 +98,8 @@ def load(server: Server, path: str, work: list[list[bytes]], clients: int) -> tu
     barrier = threading.Barrier(clients + 1)
     headers = {"Authorization": f"Bearer {server.token}", "Content-Type": "application/json"}
 
+    server_cpu, client_cpu = tree_cpu_seconds(server.proc.pid), time.process_time()
+
     def client(bodies: list[bytes]) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=PHASE_DEADLINE_S)
         mine: list[float] = []
@@ -121,9 +123,30 @@ def load(server: Server, path: str, work: list[list[bytes]], clients: int) -> tu
     for t in threads:
         t.join(timeout=PHASE_DEADLINE_S)
     elapsed = time.perf_counter() - started
+    server_cpu = tree_cpu_seconds(server.proc.pid) - server_cpu
+    client_cpu = time.process_time() - client_cpu
+    print(
+        f"  (CPU per request: server {server_cpu / len(latencies) * 1000:.2f} ms, "
+        f"load generator {client_cpu / len(latencies) * 1000:.2f} ms; {os.cpu_count()} cores, "
+        f"load average {os.getloadavg()[0]:.1f})"
+    )
     if failures:
         raise SystemExit(f"{len(failures)} requests failed, e.g. {failures[:3]}")
     return elapsed, latencies, len(failures)
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a process and its children that exited, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """A server and its live worker processes."""
+    total = cpu_seconds(pid)
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        total += tree_cpu_seconds(int(child))
+    return total
 
 
 def pct(values: list[float], p: float) -> float:
