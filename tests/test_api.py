@@ -343,3 +343,33 @@ def test_the_openapi_document_describes_every_endpoint_and_the_commands(api):
     assert {"201", "200", "409", "422", "400", "401", "403", "413"} <= set(
         doc["paths"]["/v1/commands"]["post"]["responses"]
     )
+
+
+def test_a_body_streamed_without_a_length_is_cut_off_at_10_mib(api):
+    def chunks():
+        for _ in range(11):
+            yield b" " * (1024 * 1024)
+
+    response = api.client.post("/v1/commands/batch", content=chunks(), headers=api.auth())
+    assert response.status_code == 413
+    assert "10 MiB" in response.json()["error"]
+
+
+def test_requests_appended_together_each_get_their_own_answer(api):
+    """Concurrent requests share one Ledger.append call (group commit); each answer is its own command's."""
+    import asyncio
+
+    import httpx
+
+    app = api.client.app
+
+    async def main():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api", headers=api.auth()) as client:
+            bodies = [applied(f"OK{i}") if i % 2 else funded(f"NO{i}") for i in range(40)]
+            return bodies, await asyncio.gather(*(client.post("/v1/commands", json=b) for b in bodies))
+
+    bodies, responses = asyncio.run(main())
+    for body, response in zip(bodies, responses, strict=True):
+        assert response.json()["loan_id"] == body["loan_id"]
+        assert response.status_code == (201 if body["type"] == "applied" else 422)
