@@ -172,6 +172,14 @@ from cli.borrower import borrower  # noqa: E402
 
 cli.add_command(borrower)
 
+from cli.serve import serve  # noqa: E402
+
+cli.add_command(serve)
+
+from cli.token import token  # noqa: E402
+
+cli.add_command(token)
+
 
 if __name__ == "__main__":
     cli()

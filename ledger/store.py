@@ -25,6 +25,8 @@ from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 from psycopg.sql import SQL, Identifier
 
+from ledger import tokens
+
 SCHEMA_LOCK_KEY = 0x4C454447  # "LEDG": any constant shared by every ledger process
 
 
@@ -57,6 +59,7 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
             " key TEXT PRIMARY KEY, loan_id TEXT NOT NULL,"
             " content_hash TEXT NOT NULL, command TEXT NOT NULL)",
             "CREATE TABLE IF NOT EXISTS ledger_borrowers ( borrower_id TEXT PRIMARY KEY, data TEXT NOT NULL)",
+            tokens.SQLITE_CREATE_TABLE,
         ]
 
     def _insert_events(self, c: Any, stored_events: Sequence[StoredEvent], **kwargs: Any):
@@ -135,6 +138,7 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
             SQL(
                 "CREATE TABLE IF NOT EXISTS {}.ledger_borrowers ( borrower_id text PRIMARY KEY, data jsonb NOT NULL)"
             ).format(schema),
+            tokens.postgres_create_table(self._schema),
         ]
         # One statement with four binary arrays: the library's composite-array insert is
         # text-encoded and costs as much again in escaping and parsing.

@@ -1,0 +1,1 @@
+"""The HTTP API (`ledger serve`): the ledger's application code behind FastAPI."""

@@ -1,0 +1,375 @@
+"""The HTTP API in process (FastAPI's TestClient), on SQLite and PostgreSQL: the many small cases."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+from fastapi.testclient import TestClient
+from support.commands import applied, approved, domain_example, funded, repaid
+
+from api.app import MAX_BODY_BYTES, create_app
+from cli.main import cli
+from ledger.config import Settings
+from ledger.tokens import create_token, revoke_token
+
+
+class Api:
+    def __init__(self, client: TestClient, ledger, tokens: dict[str, str]):
+        self.client, self.ledger, self.tokens = client, ledger, tokens
+
+    def auth(self, who: str = "rw") -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[who]}"}
+
+    def post(self, path: str, body, who: str = "rw"):
+        content = body if isinstance(body, bytes) else json.dumps(body).encode()
+        return self.client.post(path, content=content, headers=self.auth(who))
+
+    def get(self, path: str, who: str = "rw", **params):
+        return self.client.get(path, params=params, headers=self.auth(who))
+
+
+@pytest.fixture
+def api(store_url):
+    app = create_app(Settings(db_url=store_url))
+    ledger = app.state.ledger
+    tokens = {
+        "rw": create_token(ledger, "rw", ["append", "read"]),
+        "reader": create_token(ledger, "reader", ["read"]),
+        "writer": create_token(ledger, "writer", ["append"]),
+    }
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield Api(client, ledger, tokens)
+
+
+def cli_json(*args):
+    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    return json.loads(result.output)
+
+
+# ---- single appends -------------------------------------------------------------------
+def test_appended_201_then_duplicate_200_then_conflict_409(api):
+    first = api.post("/v1/commands", applied("L1"))
+    assert (first.status_code, first.json()) == (201, {"status": "appended", "loan_id": "L1"})
+    again = api.post("/v1/commands", applied("L1"))
+    assert (again.status_code, again.json()) == (200, {"status": "duplicate", "loan_id": "L1"})
+    other = api.post("/v1/commands", applied("L1", principal="900.00"))
+    assert other.status_code == 409
+    assert other.json()["status"] == "rejected"
+    assert "app-L1" in other.json()["error"] and "different content" in other.json()["error"]
+    assert len(api.ledger.loan_events("L1")) == 1
+
+
+def test_a_bank_callback_retried_after_a_timeout_is_a_duplicate(api):
+    for cmd in domain_example("L1"):
+        assert api.post("/v1/commands", cmd).status_code == 201
+    callback = repaid("L1", ref="BANKA-R-77", amount="300.00")
+    assert api.post("/v1/commands", callback).status_code == 201
+    retry = api.post("/v1/commands", callback)
+    assert (retry.status_code, retry.json()["status"]) == (200, "duplicate")
+    assert api.get("/v1/loans/L1", as_of="2026-03-08").json()["balances"]["total"] == "708.50"
+
+
+def test_a_broken_rule_is_422_naming_loan_and_state(api):
+    response = api.post("/v1/commands", funded("L9"))
+    assert response.status_code == 422
+    assert response.json()["status"] == "rejected"
+    assert "L9" in response.json()["error"]
+
+
+@pytest.mark.parametrize(
+    "command, field",
+    [
+        (applied("L1", principal="10.001"), "principal"),
+        (applied("L1", colour="red"), "colour: unknown field"),
+        ({k: v for k, v in applied("L1").items() if k != "term_days"}, "term_days: required field is missing"),
+        (applied("L1", occurred_at="2026-02-28T10:00:00"), "occurred_at"),
+        (applied("L 1"), "loan_id"),
+        ([applied("L1")], "expected a JSON object"),
+    ],
+)
+def test_an_invalid_command_is_422_naming_the_field(api, command, field):
+    response = api.post("/v1/commands", command)
+    assert response.status_code == 422, response.text
+    assert field in response.json()["error"]
+    assert api.ledger.loan_events("L1") == []
+
+
+def test_money_as_a_json_number_is_never_a_float(api):
+    """As with `ledger append`: whole yuan as an integer is exact; a fraction must be sent as a string."""
+    whole = json.dumps(applied("L1")).replace('"principal": "1000.00"', '"principal": 1000')
+    assert api.post("/v1/commands", whole.encode()).status_code == 201
+    assert api.get("/v1/loans/L1").json()["events"][0]["principal"] == "1000.00"
+    fraction = json.dumps(applied("L2")).replace('"principal": "1000.00"', '"principal": 1000.1000000000000001')
+    response = api.post("/v1/commands", fraction.encode())
+    assert response.status_code == 422, response.text
+    assert "JSON number 1000.1000000000000001 is a float" in response.json()["error"]  # as written, not rounded
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        (b'{"type": "applied",', "not valid JSON"),
+        (b"\xff\xfe{}", "not UTF-8"),
+        (b'{"amount": NaN}', "not valid JSON"),
+        (b"", "not valid JSON"),
+        (b"[" * 20_000 + b"]" * 20_000, "nested too deeply"),
+    ],
+)
+def test_a_body_that_is_not_json_is_400(api, body, message):
+    for path in ("/v1/commands", "/v1/commands/batch"):
+        response = api.post(path, body)
+        assert response.status_code == 400, response.text
+        assert message in response.json()["error"]
+
+
+def test_a_body_over_10_mib_is_413_and_nothing_is_appended(api):
+    padding = " " * (MAX_BODY_BYTES + 1 - len(json.dumps({"commands": [applied("L1")]})))
+    body = json.dumps({"commands": [applied("L1")]}).replace("{", "{" + padding, 1).encode()
+    assert len(body) == MAX_BODY_BYTES + 1
+    response = api.post("/v1/commands/batch", body)
+    assert response.status_code == 413
+    assert "10 MiB" in response.json()["error"]
+    assert api.ledger.loan_events("L1") == []
+
+
+def test_a_single_command_over_64_kib_is_422(api):
+    response = api.post("/v1/commands", applied("L1", channel="x" * 70_000))
+    assert response.status_code == 422
+    assert "65536 bytes" in response.json()["error"]
+
+
+# ---- batches -----------------------------------------------------------------------------
+def test_a_batch_answers_each_command_at_its_index_like_append(api):
+    api.post("/v1/commands", applied("L1"))
+    batch = [
+        applied("L1"),  # duplicate
+        approved("L1"),
+        funded("L1"),
+        funded("L2"),  # no such loan
+        {"type": "repaid", "loan_id": "L1"},  # invalid
+        applied("L3"),
+        applied("L3", principal="999.00"),  # its key again with other content
+    ]
+    response = api.post("/v1/commands/batch", {"commands": batch})
+    assert response.status_code == 200
+    out = response.json()
+    assert [(r["index"], r["status"], r["loan_id"]) for r in out["results"]] == [
+        (0, "duplicate", "L1"),
+        (1, "appended", "L1"),
+        (2, "appended", "L1"),
+        (3, "rejected", "L2"),
+        (4, "rejected", "L1"),
+        (5, "appended", "L3"),
+        (6, "rejected", "L3"),
+    ]
+    assert (out["appended"], out["duplicate"], out["rejected"]) == (3, 1, 3)
+    assert all(("error" in r) == (r["status"] == "rejected") for r in out["results"])
+    assert "amount: required field is missing" in out["results"][4]["error"]
+
+
+def test_a_batch_over_10000_commands_is_413_and_nothing_is_appended(api):
+    batch = [applied(f"L{i}") for i in range(10_001)]
+    response = api.post("/v1/commands/batch", {"commands": batch})
+    assert response.status_code == 413
+    assert "10000" in response.json()["error"]
+    assert api.ledger.loan_events("L0") == []
+
+
+@pytest.mark.parametrize("body", [[applied("L1")], {"commands": applied("L1")}, {"commands": [], "extra": 1}])
+def test_a_batch_body_of_the_wrong_shape_is_422(api, body):
+    response = api.post("/v1/commands/batch", body)
+    assert response.status_code == 422
+    assert '{"commands": [...]}' in response.json()["error"]
+
+
+# ---- tokens ------------------------------------------------------------------------------
+def test_no_token_or_a_wrong_token_is_401(api):
+    for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": f"Basic {api.tokens['rw']}"}):
+        for method, path in (("POST", "/v1/commands"), ("GET", "/v1/loans/L1"), ("GET", "/v1/balances")):
+            response = api.client.request(method, path, headers=headers, content=b"{}")
+            assert response.status_code == 401, (headers, path)
+            assert "error" in response.json()
+    assert api.client.get("/healthz").status_code == 200  # the one open path
+
+
+def test_a_revoked_token_is_refused_on_the_next_request(api):
+    assert api.post("/v1/commands", applied("L1")).status_code == 201
+    revoke_token(api.ledger, "rw")
+    response = api.post("/v1/commands", applied("L2"))
+    assert response.status_code == 401
+    assert api.ledger.loan_events("L2") == []
+
+
+def test_a_token_without_the_scope_is_403(api):
+    assert api.post("/v1/commands", applied("L1"), who="reader").status_code == 403
+    assert api.ledger.loan_events("L1") == []
+    assert api.post("/v1/commands/batch", {"commands": []}, who="reader").status_code == 403
+    assert api.get("/v1/loans/L1", who="writer").status_code == 403
+    assert api.get("/v1/balances", who="writer").status_code == 403
+    assert api.get("/v1/projections", who="writer").status_code == 403
+    assert api.post("/v1/commands", applied("L1"), who="writer").status_code == 201
+    assert api.get("/v1/loans/L1", who="reader").status_code == 200
+
+
+def test_only_a_hash_of_a_token_is_stored(api):
+    from projections.db import ViewDb
+
+    rows = ViewDb(api.ledger.recorder.datastore).query("SELECT * FROM ledger_tokens")
+    stored = json.dumps([[str(v) for v in row] for row in rows])
+    assert all(token not in stored for token in api.tokens.values())
+
+
+# ---- reads -------------------------------------------------------------------------------
+def test_a_loan_reads_as_loan_show_json_and_404_when_unknown(api, store_url):
+    for cmd in [*domain_example("L1"), repaid("L1", ref="R1", amount="300.00")]:
+        api.post("/v1/commands", cmd)
+    response = api.get("/v1/loans/L1", as_of="2026-03-20")
+    assert response.status_code == 200
+    assert response.json() == cli_json("loan", "show", "L1", "--as-of", "2026-03-20", "--json", "--db", store_url)
+    assert response.json()["state"] == "overdue"
+    missing = api.get("/v1/loans/NOPE")
+    assert (missing.status_code, missing.json()) == (404, {"error": "no loan NOPE"})
+
+
+def test_known_at_shows_what_the_ledger_knew_then(api):
+    for cmd in domain_example("L1"):
+        api.post("/v1/commands", cmd)
+    before = api.get("/v1/loans/L1").json()["events"][-1]["recorded_at"]
+    api.post("/v1/commands", repaid("L1", ref="R1", amount="300.00"))
+    then = api.get("/v1/loans/L1", as_of="2026-03-20", known_at=before).json()
+    now = api.get("/v1/loans/L1", as_of="2026-03-20").json()
+    assert len(then["events"]) == 3 and len(now["events"]) == 4
+    assert then["balances"]["total"] != now["balances"]["total"]
+    early = api.get("/v1/loans/L1", known_at="2000-01-01T00:00:00+00:00")
+    assert early.status_code == 404 and "known at" in early.json()["error"]
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"as_of": "2026-13-01"}, "as_of"),
+        ({"as_of": "20260301"}, "as_of"),
+        ({"known_at": "2026-03-01T10:00:00"}, "known_at"),
+        ({"known_at": "yesterday"}, "known_at"),
+    ],
+)
+def test_bad_read_parameters_are_422_naming_them(api, params, message):
+    api.post("/v1/commands", applied("L1"))
+    for path in ("/v1/loans/L1", "/v1/balances"):
+        response = api.get(path, **params)
+        assert response.status_code == 422, response.text
+        assert message in response.json()["error"]
+
+
+def test_balances_read_as_the_cli_prints_them(api, store_url):
+    for loan in ("L1", "L2"):
+        for cmd in domain_example(loan):
+            api.post("/v1/commands", cmd)
+    for by in ("bank", "state", "bucket", "product"):
+        response = api.get("/v1/balances", as_of="2026-03-20", by=by)
+        assert response.status_code == 200
+        expected = cli_json("balances", "--as-of", "2026-03-20", "--by", by, "--json", "--db", store_url)
+        assert response.json() == expected
+    assert api.get("/v1/balances", by="colour").status_code == 422
+
+
+def test_projections_show_position_head_and_lag(api):
+    api.post("/v1/commands", applied("L1"))
+    rows = api.get("/v1/projections").json()
+    assert [set(r) for r in rows] == [{"name", "position", "head", "lag"}]
+    assert rows[0]["head"] >= 1
+
+
+# ---- operations --------------------------------------------------------------------------
+def test_healthz_is_503_when_the_store_does_not_answer(api):
+    assert api.client.get("/healthz").json() == {"status": "ok"}
+    api.ledger.recorder.datastore.close()
+    if hasattr(api.ledger.recorder.datastore, "pool"):  # PostgreSQL: a closed pool refuses connections
+        assert api.client.get("/healthz").status_code == 503
+    else:  # SQLite reopens its file on demand: make the file unreadable instead
+        api.ledger.recorder.datastore.pool._db_name = "/nonexistent/dir/ledger.db"  # noqa: SLF001
+        assert api.client.get("/healthz").status_code == 503
+
+
+def test_an_unexpected_error_is_500_with_a_request_id_and_a_logged_traceback(api, capsys, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(api.ledger, "loan_events", broken)
+    response = api.get("/v1/loans/L1")
+    assert response.status_code == 500
+    body = response.json()
+    assert set(body) == {"error", "request_id"} and "disk on fire" not in body["error"]
+    err = capsys.readouterr().err
+    logged = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    assert any("disk on fire" in e.get("traceback", "") and e["request_id"] == body["request_id"] for e in logged)
+    assert any(e.get("status") == 500 and e["request_id"] == body["request_id"] for e in logged)
+
+
+def test_each_request_logs_one_json_line_without_token_body_or_personal_data(api, capsys):
+    capsys.readouterr()
+    secret_name = "Zhang Wei-Personal"
+    api.post("/v1/commands", applied("L1", borrower={"name": secret_name, "phone": "13800138000"}))
+    api.get("/v1/loans/L1", who="reader")
+    err = capsys.readouterr().err
+    lines = [json.loads(line) for line in err.splitlines()]
+    assert [(e["method"], e["path"], e["status"], e["token"]) for e in lines] == [
+        ("POST", "/v1/commands", 201, "rw"),
+        ("GET", "/v1/loans/L1", 200, "reader"),
+    ]
+    assert all({"request_id", "duration_ms"} <= set(e) for e in lines)
+    assert secret_name not in err and "13800138000" not in err
+    assert all(token not in err for token in api.tokens.values())
+
+
+def test_the_openapi_document_describes_every_endpoint_and_the_commands(api):
+    doc = api.client.get("/openapi.json").json()
+    assert doc["openapi"].startswith("3.")
+    assert {
+        "/v1/commands",
+        "/v1/commands/batch",
+        "/v1/loans/{loan_id}",
+        "/v1/balances",
+        "/v1/projections",
+        "/healthz",
+    } <= set(doc["paths"])
+    schemas = doc["components"]["schemas"]
+    assert {"Applied", "Funded", "Repaid", "Command", "Batch"} <= set(schemas)
+    assert doc["paths"]["/v1/commands"]["post"]["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Command"
+    }
+    assert {"201", "200", "409", "422", "400", "401", "403", "413"} <= set(
+        doc["paths"]["/v1/commands"]["post"]["responses"]
+    )
+
+
+def test_a_body_streamed_without_a_length_is_cut_off_at_10_mib(api):
+    def chunks():
+        for _ in range(11):
+            yield b" " * (1024 * 1024)
+
+    response = api.client.post("/v1/commands/batch", content=chunks(), headers=api.auth())
+    assert response.status_code == 413
+    assert "10 MiB" in response.json()["error"]
+
+
+def test_requests_appended_together_each_get_their_own_answer(api):
+    """Concurrent requests share one Ledger.append call (group commit); each answer is its own command's."""
+    import asyncio
+
+    import httpx
+
+    app = api.client.app
+
+    async def main():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api", headers=api.auth()) as client:
+            bodies = [applied(f"OK{i}") if i % 2 else funded(f"NO{i}") for i in range(40)]
+            return bodies, await asyncio.gather(*(client.post("/v1/commands", json=b) for b in bodies))
+
+    bodies, responses = asyncio.run(main())
+    for body, response in zip(bodies, responses, strict=True):
+        assert response.json()["loan_id"] == body["loan_id"]
+        assert response.status_code == (201 if body["type"] == "applied" else 422)
