@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Callable
 from contextlib import asynccontextmanager
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 import anyio
@@ -141,7 +142,7 @@ def create_app(settings: Settings) -> FastAPI:
             return json_response(422, {"status": REJECTED, "error": f"command is longer than {MAX_LINE_BYTES} bytes"})
         data = parse_json(body)
         try:
-            cmd = command_from_dict(data)
+            cmd = command_from_dict(data, max_amount=settings.max_amount)
         except InvalidCommand as e:
             return json_response(422, {"status": REJECTED, "loan_id": _loan_id_of(data), "error": str(e)})
         [outcome] = await lane.append([cmd])
@@ -168,7 +169,7 @@ def create_app(settings: Settings) -> FastAPI:
         items = data["commands"]
         if len(items) > MAX_BATCH:
             raise ApiError(413, {"error": f"{len(items)} commands; a batch holds at most {MAX_BATCH}"})
-        checked = await blocking(_validate_all, items)
+        checked = await blocking(_validate_all, items, settings.max_amount)
         appended = iter(await lane.append([c for c in checked if isinstance(c, _Command)]))
         results, totals = [], dict.fromkeys((APPENDED, DUPLICATE, REJECTED), 0)
         for index, item in enumerate(checked):
@@ -301,11 +302,11 @@ def parse_json(body: bytes) -> Any:
         raise ApiError(400, {"error": f"body is not valid JSON: {e}"}) from None
 
 
-def _validate_all(items: list[Any]) -> list[_Command | Outcome]:
+def _validate_all(items: list[Any], max_amount: Decimal) -> list[_Command | Outcome]:
     checked: list[_Command | Outcome] = []
     for item in items:
         try:
-            checked.append(command_from_dict(item))
+            checked.append(command_from_dict(item, max_amount=max_amount))
         except InvalidCommand as e:
             checked.append(Outcome(REJECTED, _loan_id_of(item), str(e)))
     return checked

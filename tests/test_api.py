@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal as D
 
 import pytest
 from click.testing import CliRunner
@@ -373,3 +374,16 @@ def test_requests_appended_together_each_get_their_own_answer(api):
     for body, response in zip(bodies, responses, strict=True):
         assert response.json()["loan_id"] == body["loan_id"]
         assert response.status_code == (201 if body["type"] == "applied" else 422)
+
+
+def test_an_amount_over_the_configured_limit_is_refused_over_http_too(store_url):
+    """One validation path: LEDGER_MAX_AMOUNT binds the API as it binds ledger append."""
+    app = create_app(Settings(db_url=store_url, max_amount=D("100.00")))
+    token = create_token(app.state.ledger, "w", ["append"])
+    headers = {"Authorization": f"Bearer {token}"}
+    over = repaid(amount="100.01")
+    with TestClient(app, raise_server_exceptions=False) as client:
+        single = client.post("/v1/commands", content=json.dumps(over).encode(), headers=headers)
+        batch = client.post("/v1/commands/batch", content=json.dumps({"commands": [over]}).encode(), headers=headers)
+    assert single.status_code == 422 and "over the limit of 100.00" in single.json()["error"]
+    assert "over the limit of 100.00" in batch.json()["results"][0]["error"]
