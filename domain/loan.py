@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 from eventsourcing.domain import Aggregate, event
 
-from domain.errors import IllegalTransition, RuleViolation
+from domain.errors import CostCapExceeded, IllegalTransition, RuleViolation
 from domain.position import Movement, Position, position_as_of
 from domain.terms import (
     PRINCIPAL_MAX,
@@ -116,7 +116,7 @@ class Loan(Aggregate):
                 self._reject("scored", f"term_days {terms.term_days} is outside {TERM_DAYS_MIN}-{TERM_DAYS_MAX}")
             try:
                 check_cost_cap(terms, cost_cap)
-            except Exception as e:
+            except CostCapExceeded as e:  # only the cap's verdict is a rule; any other error is a bug
                 self._reject("scored", str(e))
             fields = {
                 "principal": terms.principal,

@@ -11,6 +11,7 @@ from decimal import Decimal
 from domain.delinquency import BUCKETS
 from domain.loan import Loan
 from domain.money import ZERO
+from domain.outcomes import EVER_DPD, loss, reached_dpd
 
 PARTS = ("principal", "interest", "fee", "penalty")
 
@@ -28,9 +29,9 @@ class VintageLine:
     loans: int = 0
     funded: Decimal = ZERO
     repaid: int = 0
-    ever_30: int = 0
+    ever_30: int = 0  # reached 30+ DPD by the date (domain/outcomes.py)
     written_off: Decimal = ZERO
-    recovered: Decimal = ZERO
+    recovered: Decimal = ZERO  # of the principal written off (domain/outcomes.py)
 
     @property
     def net_loss_rate(self) -> Decimal:
@@ -71,11 +72,11 @@ def vintages(loans: Iterable[Loan], as_of: date) -> list[VintageLine]:
         p = loan.position(as_of)
         if p.settled_on is not None and loan.written_off_on is None:
             line.repaid += 1
-        if loan.written_off_on is not None or any(dpd > 30 for _, dpd, _ in loan.overdue_marks):
+        if reached_dpd(loan, as_of) is not None:
             line.ever_30 += 1
-        if p.written_off is not None:
-            line.written_off += p.written_off.principal
-            line.recovered += sum((a.allocation.total for a in p.applied if a.after_write_off), ZERO)
+        lost = loss(p)
+        line.written_off += lost.written_off
+        line.recovered += lost.recovered
     return [lines[m] for m in sorted(lines)]
 
 
@@ -90,10 +91,7 @@ def ever30_curves(loans: Iterable[Loan], as_of: date, max_months: int = 6) -> di
     for loan in loans:
         if loan.funded_on is None or loan.funded_on > as_of or loan.terms is None:
             continue
-        due = loan.terms.due_date(loan.funded_on)
-        hit = due + timedelta(days=30)
-        reached = hit <= as_of and loan.position(hit).dpd >= 30
-        first_30[loan.funded_on.strftime("%Y-%m")].append(hit if reached else None)
+        first_30[loan.funded_on.strftime("%Y-%m")].append(reached_dpd(loan, as_of, EVER_DPD))
     curves = {}
     for month, hits in sorted(first_30.items()):
         start = date.fromisoformat(f"{month}-01")

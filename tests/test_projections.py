@@ -43,17 +43,17 @@ def domain_book(loans, as_of: date, by: str) -> dict:
         off_book = loan.written_off_on is not None and loan.written_off_on <= as_of
         dpd = days_past_due(as_of, p.due_date, True) if off_book else p.dpd
         key = {"bank": loan.bank, "product": loan.product, "bucket": bucket(dpd), "state": loan.state_as_of(as_of)}[by]
-        n, amounts = groups.get(key, (0, dict.fromkeys((*PARTS, "overpayment", "total"), D(0))))
+        owing, n, amounts = groups.get(key, (0, 0, dict.fromkeys((*PARTS, "overpayment", "total"), D(0))))
         for part in PARTS:
             amounts[part] += D(0) if off_book else p.outstanding.get(part)
         amounts["total"] += D(0) if off_book else p.outstanding.total
         amounts["overpayment"] += p.overpayment
-        groups[key] = (n + 1, amounts)
+        groups[key] = (owing + (not off_book and p.outstanding.total > 0), n + 1, amounts)
     return groups
 
 
 def projected_book(app: Ledger, as_of: date, by: str, known_at=None) -> dict:
-    return {g.key: (g.loans, g.amounts) for g in portfolio(runner.views(app), as_of, by, known_at)}
+    return {g.key: (g.loans, g.funded, g.amounts) for g in portfolio(runner.views(app), as_of, by, known_at)}
 
 
 def loan_ids(app: Ledger) -> list[str]:
