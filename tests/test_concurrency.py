@@ -1,4 +1,4 @@
-"""Several processes appending to one loan at once, on PostgreSQL (the production store)."""
+"""Several processes appending to one loan at once, on both stores."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import time
 from datetime import date
 from decimal import Decimal as D
 
+import pytest
 from support.commands import domain_example, repaid
 from support.workers import append_one_at_a_time
 
@@ -19,8 +20,13 @@ WRITERS = 4
 OWN_REPAYMENTS = 8
 
 
-def test_racing_writers_lose_no_update_count_nothing_twice_and_share_a_key_once(pg_server):
-    url = pg_server.create_database("race")
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
+def test_racing_writers_lose_no_update_count_nothing_twice_and_share_a_key_once(store, request, tmp_path):
+    # separate processes, so SQLite is a file shared by four connections, as with four services on one host
+    if store == "sqlite":
+        url = f"sqlite:///{tmp_path}/race.db"
+    else:
+        url = request.getfixturevalue("pg_server").create_database(f"race_{tmp_path.name}")
     app = Ledger(Settings(db_url=url))
     app.append([command_from_dict(c) for c in domain_example()])
 
