@@ -131,3 +131,49 @@ def test_an_error_in_the_cost_cap_check_is_a_bug_not_a_rejection(ledger, monkeyp
     monkeypatch.setattr(domain.loan, "check_cost_cap", broken)
     with pytest.raises(ZeroDivisionError):
         ledger.append([command_from_dict(approved("CAP"))])
+
+
+def test_the_vintage_png_shows_the_figures_of_the_table(ledger, store_url, tmp_path):
+    from collections import Counter
+    from datetime import timedelta
+
+    from PIL import Image
+
+    from ledger.eod import funded_loan_ids
+
+    simulated_ledger(ledger, seed=9, loans=150, days=45)
+    out = tmp_path / "vintage.png"
+    args = ["report", "vintage", "--out", str(out), "--as-of", "2026-12-31", "--db", store_url]
+    shown = CliRunner().invoke(cli, [*args, "--json"])
+    assert shown.exit_code == 0, shown.output
+    report = json.loads(shown.output)
+    drawn = json.loads(Image.open(out).text["Description"])  # what the PNG was drawn from
+    assert drawn == {k: report[k] for k in ("until", "ever30", "cohorts")} | {"roll_rates": report["roll_rate_percent"]}
+    # the data ends well before the as-of date: no month-end after it is drawn
+    until = date.fromisoformat(report["until"])
+    loans = [ledger.repository.get(i) for i in funded_loan_ids(ledger)]
+    assert until < date(2026, 12, 31) and until == max(
+        max(
+            [
+                loan.funded_on,
+                *filter(None, [loan.written_off_on]),
+                *(m.value_date for m in loan.money_in),
+                *(d for d, _, _ in loan.overdue_marks),
+            ]
+        )
+        for loan in loans
+    )
+    assert report["cohorts"] == dict(sorted(Counter(loan.funded_on.strftime("%Y-%m") for loan in loans).items()))
+    for month, points in report["ever30"].items():
+        last_month_end = date.fromisoformat(f"{month}-01")
+        for _ in range(len(points)):
+            last_month_end = (last_month_end.replace(day=28) + timedelta(days=4)).replace(day=1)
+        last_month_end -= timedelta(days=1)
+        assert last_month_end <= until < last_month_end + timedelta(days=32)  # stops at the last month-end with data
+        [line] = [v for v in vintages(loans, last_month_end) if v.month == month]
+        assert points[-1] == line.ever_30 / line.loans  # the curve ends where the vintage table stands
+    # and the text table prints the same roll rates the chart shows
+    human = CliRunner().invoke(cli, args).output.splitlines()
+    for row, cells in report["roll_rate_percent"].items():
+        [printed] = [line.split() for line in human if line.split()[:1] == [row]]
+        assert [float(p.rstrip("%")) for p in printed[1:]] == list(cells.values())
