@@ -48,3 +48,23 @@ def test_simulate_appends_a_portfolio_whose_book_balances(store_url, tmp_path):
     out = tmp_path / "stream.jsonl"
     written = run("simulate", "--loans", 30, "--seed", 5, "--days", 10, "--out", out)
     assert written.exit_code == 0 and f"wrote {len(out.read_text().splitlines())} commands" in written.output
+
+
+def test_the_demo_refuses_a_store_holding_other_loans_and_hints_at_its_own_dates(store_url):
+    from support.commands import domain_example
+
+    from ledger.app import Ledger
+    from ledger.commands import command_from_dict
+    from ledger.config import Settings
+
+    shown = run("demo", "--loans", 100, "--seed", 3, "--db", store_url)
+    assert shown.exit_code == 0, shown.output
+    assert f"ledger loan show LN0000000 --as-of 2026-05-30 --db {store_url}" in shown.output
+    assert run("demo", "--loans", 100, "--seed", 3, "--db", store_url).exit_code == 0  # its own loans: a re-run
+    app = Ledger(Settings(db_url=store_url))
+    app.append([command_from_dict(c) for c in domain_example("REAL-1")])
+    head = app.recorder.max_notification_id()
+    refused = CliRunner().invoke(cli, ["demo", "--loans", "100", "--seed", "3", "--db", store_url])
+    assert refused.exit_code == 2 and "not this demo's (e.g. REAL-1)" in refused.output, refused.output
+    assert app.recorder.max_notification_id() == head
+    app.close()
