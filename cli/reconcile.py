@@ -126,6 +126,11 @@ def _side(movement: dict | None) -> str:
     return "-" if movement is None else f"{movement['type']} {movement['amount']} {movement['value_date']}"
 
 
+def _safe(text: str) -> str:
+    """A value from the bank's file, escaped if it holds anything (a newline, say) that could forge a line."""
+    return text if text.isprintable() else json.dumps(text, ensure_ascii=True)
+
+
 def _range(date_from, date_to) -> str:
     return f"{date_from}..{date_to}" if date_from and date_to else "no dated rows"
 
@@ -140,7 +145,7 @@ def _human(bank: str, file_name: str, report, totals: dict) -> list[str]:
     lines.append(f"  net difference (bank - ledger) {fmt(report.net_difference)}")
     for b in report.breaks[:50]:
         lines.append(
-            f"  {b['kind']:<19} {b['bank_ref']} loan {b['loan_id'] or '-'}  "
+            f"  {b['kind']:<19} {_safe(b['bank_ref'])} loan {_safe(b['loan_id']) or '-'}  "
             f"ledger {_side(b['ledger'])}  bank {_side(b['bank'])}"
         )
     for m in report.malformed[:50]:

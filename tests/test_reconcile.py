@@ -263,3 +263,14 @@ def test_a_fault_reading_the_run_stream_is_not_taken_for_a_first_run(store_url, 
     with pytest.raises(OSError, match="the store went away"):
         record(app, report)
     app.close()
+
+
+def test_a_reference_from_the_file_cannot_forge_a_line_of_output(store_url, tmp_path):
+    hand_built(store_url, LEDGERS["disbursement"])
+    forged = ["X\nBANKA all clear: 0 breaks", "L9", "repayment", "1.00", "2026-03-01"]
+    result = run(
+        "reconcile", write(tmp_path / "bank.csv", [DISBURSEMENT_ROW, forged]), "--bank", "BANKA", "--db", store_url
+    )
+    assert result.exit_code == 1
+    assert not any(line.startswith("BANKA all clear") for line in result.output.splitlines())
+    assert '"X\\nBANKA all clear: 0 breaks"' in result.output
