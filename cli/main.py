@@ -137,6 +137,7 @@ def eod(day: str | None, db_url: str | None, as_json: bool) -> None:
             {
                 "date": close,
                 "loans_checked": report.loans_checked,
+                "already_closed": report.already_closed,
                 "outcomes": counts,
                 "rejected": [{"loan_id": loan_id, "error": e} for loan_id, e in report.rejected],
             }
@@ -145,6 +146,7 @@ def eod(day: str | None, db_url: str | None, as_json: bool) -> None:
         click.echo(
             f"eod {close}: {report.loans_checked} loans checked; "
             + (", ".join(f"{k} {v}" for k, v in counts.items()) or "nothing to do")
+            + (f" ({report.already_closed} already closed for a later day)" if report.already_closed else "")
         )
         for loan_id, error in report.rejected:
             click.echo(f"  {loan_id}: {error}")

@@ -24,6 +24,7 @@ from ledger.commands import _Command, command_from_dict
 class EodReport:
     day: date
     loans_checked: int = 0
+    already_closed: int = 0  # loans whose marks already speak for a later day: nothing added for them
     outcomes: Counter = field(default_factory=Counter)  # (type, status) -> count
     rejected: list[tuple[str, str]] = field(default_factory=list)
 
@@ -103,6 +104,8 @@ def run_eod(
         cmds: list[_Command] = []
         for loan_uuid in batch:
             loan = app.repository.get(loan_uuid)
+            closed = closed_through(loan)
+            report.already_closed += closed is not None and day < closed
             cmds.extend(eod_commands(loan, day, app.settings.write_off_dpd))
         report.loans_checked += len(batch)
         for cmd, outcome in zip(cmds, app.append(cmds), strict=True):

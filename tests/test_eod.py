@@ -43,7 +43,9 @@ def test_closing_an_earlier_day_than_one_already_closed_adds_no_mark(store_url):
     head = app.recorder.max_notification_id()
     earlier = run("eod", "--date", "2026-03-20", "--json", "--db", store_url)  # DPD 5: would be M1
     assert earlier.exit_code == 0, earlier.output
-    assert json.loads(earlier.output)["outcomes"] == {}
+    assert json.loads(earlier.output)["outcomes"] == {} and json.loads(earlier.output)["already_closed"] == 1
+    human = run("eod", "--date", "2026-03-20", "--db", store_url).output
+    assert "nothing to do (1 already closed for a later day)" in human
     assert app.recorder.max_notification_id() == head
     assert app.get_loan("L1").overdue_marks == [(date(2026, 4, 20), 36, "M2")]
     app.close()
