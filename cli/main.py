@@ -117,11 +117,18 @@ def loan_show(loan_id: str, as_of: str | None, known_at: str | None, db_url: str
 @click.option("--date", "day", metavar="DATE", help="Value date to close (default: yesterday in Asia/Shanghai).")
 @store_options
 def eod(day: str | None, db_url: str | None, as_json: bool) -> None:
-    """End-of-day job: overdue marks and write-offs. Safe to run twice."""
+    """End-of-day job: overdue marks and write-offs. Safe to run twice; a day after today is refused (exit 2)."""
     from datetime import timedelta
 
+    from ledger.eod import FutureDay, check_closable
+
+    today = today_in_shanghai()
+    close = parse_day(day, "--date") or today - timedelta(days=1)
+    try:
+        check_closable(close, today)  # before the store is even opened: nothing written
+    except FutureDay as e:
+        raise click.BadParameter(str(e), param_hint="--date") from None
     app = open_ledger(db_url)
-    close = parse_day(day, "--date") or today_in_shanghai() - timedelta(days=1)
     catch_up(app)  # the projection knows which loans are open and past due
     candidates = [loan_uuid(loan_id) for loan_id in open_loan_ids(projection_views(app), close)]
     report = run_eod(app, close, candidates=candidates)
@@ -131,6 +138,7 @@ def eod(day: str | None, db_url: str | None, as_json: bool) -> None:
             {
                 "date": close,
                 "loans_checked": report.loans_checked,
+                "already_closed": report.already_closed,
                 "outcomes": counts,
                 "rejected": [{"loan_id": loan_id, "error": e} for loan_id, e in report.rejected],
             }
@@ -139,6 +147,7 @@ def eod(day: str | None, db_url: str | None, as_json: bool) -> None:
         click.echo(
             f"eod {close}: {report.loans_checked} loans checked; "
             + (", ".join(f"{k} {v}" for k, v in counts.items()) or "nothing to do")
+            + (f" ({report.already_closed} already closed for a later day)" if report.already_closed else "")
         )
         for loan_id, error in report.rejected:
             click.echo(f"  {loan_id}: {error}")

@@ -51,10 +51,12 @@ def balances(as_of, known_at, by, accounts, db_url, as_json):
         echo_json(out)
     else:
         click.echo(f"balances as of {day} by {by}" + (f", as known at {moment.isoformat()}" if moment else ""))
-        click.echo(f"  {by:<12}{'loans':>7}" + "".join(f"{c:>15}" for c in AMOUNTS))
+        click.echo(f"  {by:<12}{'owing':>7}{'funded':>8}" + "".join(f"{c:>15}" for c in AMOUNTS))
         for g in groups:
             amounts = g.amounts
-            click.echo(f"  {str(g.key):<12}{g.loans:>7}" + "".join(f"{amounts[c]:>15,.2f}" for c in AMOUNTS))
+            click.echo(
+                f"  {str(g.key):<12}{g.loans:>7}{g.funded:>8}" + "".join(f"{amounts[c]:>15,.2f}" for c in AMOUNTS)
+            )
         for account, balance in (by_account or {}).items():
             click.echo(f"  {account:<40}{balance:>18,.2f}")
         click.echo(f"  trial balance {fmt(trial)}")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import csv
+import json
 import sys
 from pathlib import Path
 
 import click
 
-from cli.common import EXIT_PROBLEM, echo_json, open_ledger, parse_day, store_options
+from cli.common import EXIT_PROBLEM, echo_json, open_ledger, parse_day, store_options, to_jsonable
 from domain.money import fmt
 from ledger.reconcile import TYPES, history, record
 from ledger.reconcile import reconcile as run_reconcile
@@ -39,8 +40,8 @@ def reconcile(file, bank, date_from, date_to, tolerance_days, out, show_history,
         for r in [] if as_json else runs:
             click.echo(
                 f"{r['recorded_at']:%Y-%m-%d %H:%M:%S} {r['bank']} {r['file_name']} sha256 {r['file_sha256'][:12]} "
-                f"{r['date_from']}..{r['date_to']} rows {r['rows']} matched {r['matched']} "
-                f"breaks {r['breaks'] or 0} malformed {r['malformed']} net {r['net_difference']}"
+                f"{_range(r['date_from'], r['date_to'])} rows {r['rows']} matched {r['matched']} "
+                f"breaks {_counts(r['breaks'])} malformed {r['malformed']} net {r['net_difference']}"
             )
         return
     if file is None or not bank:
@@ -51,63 +52,110 @@ def reconcile(file, bank, date_from, date_to, tolerance_days, out, show_history,
         )
     except ValueError as e:
         raise click.UsageError(f"{file}: {e}") from None
-    record(app, report)
-    if out:
-        with open(out, "w", newline="", encoding="utf-8") as f:
-            w = csv.writer(f)
-            w.writerow(
-                [
-                    "kind",
-                    "bank_ref",
-                    "loan_id",
-                    "line",
-                    "ledger_type",
-                    "ledger_amount",
-                    "ledger_value_date",
-                    "bank_type",
-                    "bank_amount",
-                    "bank_value_date",
-                ]
-            )
-            for b in report.breaks:
-                mine, theirs = b["ledger"] or {}, b["bank"] or {}
-                w.writerow(
-                    [
-                        b["kind"],
-                        b["bank_ref"],
-                        b["loan_id"],
-                        b["line"] or "",
-                        *(mine.get(k, "") for k in ("type", "amount", "value_date")),
-                        *(theirs.get(k, "") for k in ("type", "amount", "value_date")),
-                    ]
-                )
+    # Everything shown is rendered before the run is recorded, so a run that fails to report is not on record.
     totals = {t: {"bank": fmt(report.bank_totals[t]), "ledger": fmt(report.ledger_totals[t])} for t in TYPES}
     if as_json:
-        echo_json(
-            {
-                "bank": bank,
-                "file_sha256": report.file_sha256,
-                "date_from": report.date_from,
-                "date_to": report.date_to,
-                "rows": report.rows,
-                "matched": report.matched,
-                "breaks": report.breaks,
-                "malformed": report.malformed,
-                "totals": totals,
-                "net_difference": fmt(report.net_difference),
-            }
-        )
+        lines = [
+            json_text(
+                {
+                    "bank": bank,
+                    "file_sha256": report.file_sha256,
+                    "date_from": report.date_from,
+                    "date_to": report.date_to,
+                    "rows": report.rows,
+                    "matched": report.matched,
+                    "breaks": report.breaks,
+                    "malformed": report.malformed,
+                    "totals": totals,
+                    "net_difference": fmt(report.net_difference),
+                }
+            )
+        ]
     else:
-        click.echo(
-            f"{bank} {file.name} ({report.date_from}..{report.date_to}): {report.rows} rows, "
-            f"{report.matched} matched, {len(report.breaks)} breaks, {len(report.malformed)} malformed rows"
-        )
-        for t in TYPES:
-            click.echo(f"  {t:<13} bank {totals[t]['bank']:>15}  ledger {totals[t]['ledger']:>15}")
-        click.echo(f"  net difference (bank - ledger) {fmt(report.net_difference)}")
-        for b in report.breaks[:50]:
-            click.echo(f"  {b['kind']:<18} {b['bank_ref']} loan {b['loan_id']} ledger {b['ledger']} bank {b['bank']}")
-        for m in report.malformed[:50]:
-            click.echo(f"  line {m['line']}: {m['error']}")
+        lines = _human(bank, file.name, report, totals)
+    if out:
+        try:
+            _write_out(out, report)
+        except OSError as e:
+            raise click.UsageError(f"cannot write --out {out}: {e.strerror}") from None
+    record(app, report)
+    for line in lines:
+        click.echo(line)
     if not report.clean:
         sys.exit(EXIT_PROBLEM)
+
+
+OUT_COLUMNS = (
+    "kind",
+    "bank_ref",
+    "loan_id",
+    "line",
+    "ledger_type",
+    "ledger_amount",
+    "ledger_value_date",
+    "bank_type",
+    "bank_amount",
+    "bank_value_date",
+    "error",
+)
+
+
+def _write_out(out: str, report) -> None:
+    """The breaks, then the malformed rows (kind ``malformed``, with the reason): every row needing a look."""
+    with open(out, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(OUT_COLUMNS)
+        for b in report.breaks:
+            mine, theirs = b["ledger"] or {}, b["bank"] or {}
+            w.writerow(
+                [
+                    b["kind"],
+                    b["bank_ref"],
+                    b["loan_id"],
+                    b["line"] or "",
+                    *(mine.get(k, "") for k in ("type", "amount", "value_date")),
+                    *(theirs.get(k, "") for k in ("type", "amount", "value_date")),
+                    "",
+                ]
+            )
+        for m in report.malformed:
+            w.writerow(["malformed", "", "", m["line"], "", "", "", "", "", "", m["error"]])
+
+
+def _side(movement: dict | None) -> str:
+    return "-" if movement is None else f"{movement['type']} {movement['amount']} {movement['value_date']}"
+
+
+def _safe(text: str) -> str:
+    """A value from the bank's file, escaped if it holds anything (a newline, say) that could forge a line."""
+    return text if text.isprintable() else json.dumps(text, ensure_ascii=True)
+
+
+def _range(date_from, date_to) -> str:
+    return f"{date_from}..{date_to}" if date_from and date_to else "no dated rows"
+
+
+def _human(bank: str, file_name: str, report, totals: dict) -> list[str]:
+    lines = [
+        f"{bank} {file_name} ({_range(report.date_from, report.date_to)}): {report.rows} rows, "
+        f"{report.matched} matched, {len(report.breaks)} breaks, {len(report.malformed)} malformed rows"
+    ]
+    for t in TYPES:
+        lines.append(f"  {t:<13} bank {totals[t]['bank']:>15}  ledger {totals[t]['ledger']:>15}")
+    lines.append(f"  net difference (bank - ledger) {fmt(report.net_difference)}")
+    for b in report.breaks[:50]:
+        lines.append(
+            f"  {b['kind']:<19} {_safe(b['bank_ref'])} loan {_safe(b['loan_id']) or '-'}  "
+            f"ledger {_side(b['ledger'])}  bank {_side(b['bank'])}"
+        )
+    for m in report.malformed[:50]:
+        lines.append(f"  line {m['line']}: {m['error']}")
+    return lines
+
+
+def _counts(breaks: dict) -> str:
+    return ", ".join(f"{kind} {n}" for kind, n in sorted(breaks.items())) or "0"
+
+
+def json_text(obj) -> str:
+    return json.dumps(to_jsonable(obj), ensure_ascii=False)

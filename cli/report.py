@@ -1,16 +1,21 @@
-"""`ledger report vintage`: ever-30+ curves by funding month (PNG) and the roll-rate matrix."""
+"""`ledger report vintage`: ever-30+ curves by funding month beside the roll-rate matrix (PNG), and the table."""
 
 from __future__ import annotations
 
 import click
 
 from cli.common import echo_json, open_ledger, parse_day, store_options
-from domain.delinquency import BUCKETS
 from ledger.eod import funded_loan_ids
-from ledger.reports import ever30_curves, plot_ever30, roll_rates
+from ledger.reports import (
+    ROLL_COLUMNS,
+    ever30_curves,
+    last_data_day,
+    plot_vintage,
+    roll_rate_percentages,
+    roll_rates,
+    vintages,
+)
 from ledger.views import today_in_shanghai
-
-ROWS = (*BUCKETS, "repaid", "written_off")
 
 
 @click.group()
@@ -27,17 +32,31 @@ def vintage(out, as_of, db_url, as_json):
     app = open_ledger(db_url)
     day = parse_day(as_of, "--as-of") or today_in_shanghai()
     loans = [app.repository.get(i) for i in funded_loan_ids(app)]
-    curves = ever30_curves(loans, day)
-    plot_ever30(curves, out)
-    matrix = roll_rates(loans, day)
+    # a month-end after the newest fact would only repeat the last one: figures stop where the data does
+    until = min(day, last_data_day(loans) or day)
+    curves = ever30_curves(loans, until)
+    cohorts = {v.month: v.loans for v in vintages(loans, until)}
+    matrix = roll_rates(loans, until)
+    rates = roll_rate_percentages(matrix)
+    plot_vintage(curves, cohorts, rates, until, out)
     if as_json:
-        echo_json({"as_of": day, "out": out, "ever30": curves, "roll_rates": matrix})
+        echo_json(
+            {
+                "as_of": day,
+                "until": until,
+                "out": out,
+                "ever30": curves,
+                "cohorts": cohorts,
+                "roll_rates": matrix,
+                "roll_rate_percent": rates,
+            }
+        )
         return
     click.echo(f"wrote {out}")
-    click.echo(f"\nroll rates, month-end to next month-end (% of row), as of {day}")
-    click.echo(f"  {'from / to':<12}" + "".join(f"{c:>12}" for c in ROWS))
-    for row in BUCKETS:
-        counts = matrix.get(row, {})
-        total = sum(counts.values())
-        if total:
-            click.echo(f"  {row:<12}" + "".join(f"{100 * counts.get(c, 0) / total:>11.1f}%" for c in ROWS))
+    click.echo(f"\never 30+ DPD, % of loans funded, by month-end after funding (0 = the funding month), to {until}")
+    for month, points in curves.items():
+        click.echo(f"  {month} ({cohorts[month]:>6,} loans)" + "".join(f"{100 * p:>7.1f}%" for p in points))
+    click.echo(f"\nroll rates, month-end to next month-end (% of row), to {until}")
+    click.echo(f"  {'from / to':<12}" + "".join(f"{c:>12}" for c in ROLL_COLUMNS))
+    for row, cells in rates.items():
+        click.echo(f"  {row:<12}" + "".join(f"{cells[c]:>11.1f}%" for c in ROLL_COLUMNS))

@@ -7,8 +7,10 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import click
+from eventsourcing.utils import get_topic
 
 from cli.common import EXIT_PROBLEM, echo_json, open_ledger, parse_day, store_options
+from domain.loan import Loan
 from ledger.eod import funded_loan_ids
 from ledger.reports import PARTS, book, vintages
 from ledger.simulation import run_simulation
@@ -65,6 +67,12 @@ def demo(loans, seed, db_url, as_json):
         db_url = f"sqlite:///{path}"
     app = open_ledger(db_url)
     sim = Simulator(seed, loans, DEMO_START, days=90, cost_cap=app.settings.cost_caps.lowest())
+    foreign = _other_loan(app, {p.loan_id for p in sim.plan()})
+    if foreign is not None:  # synthetic loans must never mix into a real book
+        raise click.UsageError(
+            f"the store already holds loans that are not this demo's (e.g. {foreign}); "
+            "run the demo without --db (a fresh ledger-demo.db) or on an empty store"
+        )
     as_of = DEMO_START + timedelta(days=149)  # five months: the first vintages have run to write-off
     report = _run(app, sim, as_of, show_progress=not as_json)
     loans_now = [app.repository.get(i) for i in funded_loan_ids(app)]
@@ -103,7 +111,22 @@ def demo(loans, seed, db_url, as_json):
             f"{v.written_off:>13,} {v.recovered:>11,} {v.net_loss_rate:>9.2%}"
         )
     click.echo("\n  Recent vintages have not matured yet: their loss is what is known so far.")
-    click.echo(f"  Explore: ledger loan show {next(iter(sim.loans))} --db {db_url}")
+    # the book ends on as_of: hints at today's date would show every open loan months overdue
+    click.echo(f"  Explore: ledger loan show {next(iter(sim.loans))} --as-of {as_of} --db {db_url}")
+    click.echo(f"           ledger balances --as-of {as_of} --by bucket --db {db_url}")
+
+
+def _other_loan(app, demo_loans) -> str | None:
+    """A loan id in the store that the demo would not have written, if any."""
+    topic = get_topic(Loan.Applied)  # type: ignore[attr-defined]
+    start = 1
+    while notes := app.recorder.select_notifications(start, 1000, topics=[topic]):
+        for n in notes:
+            loan_id = app.mapper.to_domain_event(n).loan_id
+            if loan_id not in demo_loans:
+                return loan_id
+        start = notes[-1].id + 1
+    return None
 
 
 def _run(app, sim, until, show_progress):

@@ -214,6 +214,9 @@ class Loan(Aggregate):
         position = self.position(as_of)
         if position.dpd <= 0:
             self._reject("overdue", f"nothing is past due as of {as_of} (due {position.due_date})")
+        if self.overdue_marks and as_of < self.overdue_marks[-1][0]:
+            # marks are the history of bucket crossings in date order; an older one would rewrite it
+            self._reject("overdue", f"as_of {as_of} is before the last mark on {self.overdue_marks[-1][0]}")
         if self.overdue_marks and self.overdue_marks[-1][2] == position.bucket:
             self._reject("overdue", f"already marked {position.bucket} on {self.overdue_marks[-1][0]}")
         self._overdue(

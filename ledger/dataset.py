@@ -23,11 +23,11 @@ from typing import Any
 
 from domain.loan import SHANGHAI, Loan, loan_uuid
 from domain.money import ZERO
+from domain.outcomes import EVER_DPD, loss, reached_dpd
 from ledger.app import Ledger
 from projections import runner
 
 FPD_DAYS = 7  # first payment default: still unpaid a week after the due date
-EVER_DPD = 30
 EVER_WINDOW_DAYS = 60  # ever 30+ DPD within 60 days after the due date
 MATURE_AFTER_DAYS = EVER_WINDOW_DAYS  # every label's window has closed by due + 60
 BORROWERS_PER_CHUNK = 500
@@ -222,17 +222,12 @@ def _labels(loan: Loan, as_of: date) -> dict[str, Any]:
     due = loan.terms.due_date(loan.funded_on)
     if as_of < due + timedelta(days=MATURE_AFTER_DAYS):
         return empty
-    at = loan.position(as_of)
-    loss = ZERO
-    if at.written_off is not None:
-        recovered = sum((a.allocation.paid.total for a in at.applied if a.after_write_off), ZERO)
-        loss = max(ZERO, at.written_off.principal - recovered)
     return {
         "label_matured": True,
-        "first_payment_default": loan.position(due + timedelta(days=FPD_DAYS)).dpd >= FPD_DAYS,
-        "ever_30dpd_60d": loan.position(due + timedelta(days=EVER_DPD)).dpd >= EVER_DPD,
+        "first_payment_default": reached_dpd(loan, due + timedelta(days=FPD_DAYS), FPD_DAYS) is not None,
+        "ever_30dpd_60d": reached_dpd(loan, due + timedelta(days=EVER_WINDOW_DAYS), EVER_DPD) is not None,
         "repaid_on_time": loan.position(due).settled_on is not None,
-        "loss_amount": loss,
+        "loss_amount": loss(loan.position(as_of)).net,
     }
 
 

@@ -24,14 +24,33 @@ from ledger.commands import _Command, command_from_dict
 class EodReport:
     day: date
     loans_checked: int = 0
+    already_closed: int = 0  # loans whose marks already speak for a later day: nothing added for them
     outcomes: Counter = field(default_factory=Counter)  # (type, status) -> count
     rejected: list[tuple[str, str]] = field(default_factory=list)
+
+
+class FutureDay(ValueError):
+    """A day that has not ended yet in Asia/Shanghai cannot be closed."""
+
+
+def check_closable(day: date, today: date) -> None:
+    """Refuse a day after today: its write-offs would be permanent and its marks premature."""
+    if day > today:
+        raise FutureDay(f"{day} is after today ({today} in Asia/Shanghai); only a day that has begun can be closed")
+
+
+def closed_through(loan: Loan) -> date | None:
+    """The newest day the end-of-day marks of this loan speak for (docs/decisions.md, "End of day")."""
+    return loan.overdue_marks[-1][0] if loan.overdue_marks else None
 
 
 def eod_commands(loan: Loan, day: date, write_off_dpd: int) -> list[_Command]:
     """What the end of ``day`` requires for one loan, as commands."""
     if loan.phase != "funded" or loan.funded_on is None or day < loan.funded_on:
         return []
+    closed = closed_through(loan)
+    if closed is not None and day < closed:
+        return []  # a later day was already closed for this loan: an earlier one can only add stale marks
     position = loan.position(day)
     if position.dpd <= 0:
         return []
@@ -85,6 +104,8 @@ def run_eod(
         cmds: list[_Command] = []
         for loan_uuid in batch:
             loan = app.repository.get(loan_uuid)
+            closed = closed_through(loan)
+            report.already_closed += closed is not None and day < closed
             cmds.extend(eod_commands(loan, day, app.settings.write_off_dpd))
         report.loans_checked += len(batch)
         for cmd, outcome in zip(cmds, app.append(cmds), strict=True):

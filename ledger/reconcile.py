@@ -3,8 +3,10 @@
 The ledger side is built in one pass over the event log (only the event types
 that move a bank's money); the bank file is then read row by row, each row
 matched by bank_ref and taken off the ledger side. What is left of the ledger
-side within the date range is missing in the bank. Memory grows with the
-bank's movements, not with the file.
+side within the date range is missing in the bank. A bank_ref the ledger holds
+on more than one movement (the domain refuses that only within one loan) is a
+break: the bank moved the money once. Memory grows with the bank's movements,
+not with the file.
 """
 
 from __future__ import annotations
@@ -18,12 +20,13 @@ from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 from eventsourcing.utils import get_topic
 
 from domain.errors import InvalidAmount
 from domain.loan import SHANGHAI, Loan
-from domain.money import fmt, parse_amount
+from domain.money import ZERO, fmt, parse_amount
 from domain.reconciliation import BankReconciliations
 from ledger.app import Ledger
 
@@ -55,8 +58,9 @@ class Report:
     matched: int = 0
     breaks: list[dict] = field(default_factory=list)
     malformed: list[dict] = field(default_factory=list)
-    bank_totals: Counter = field(default_factory=Counter)
-    ledger_totals: Counter = field(default_factory=Counter)
+    # every type present, at 0.00, so a file without reversals (or an empty one) totals like any other
+    bank_totals: dict[str, Decimal] = field(default_factory=lambda: dict.fromkeys(TYPES, ZERO))
+    ledger_totals: dict[str, Decimal] = field(default_factory=lambda: dict.fromkeys(TYPES, ZERO))
 
     @property
     def clean(self) -> bool:
@@ -66,19 +70,47 @@ class Report:
     def net_difference(self) -> Decimal:
         """Bank minus ledger, money in (repayments) minus money out (disbursements, reversals)."""
 
-        def net(t: Counter) -> Decimal:
+        def net(t: dict[str, Decimal]) -> Decimal:
             return t["repayment"] - t["disbursement"] - t["reversal"]
 
         return net(self.bank_totals) - net(self.ledger_totals)
 
 
-def ledger_movements(app: Ledger, bank: str) -> dict[str, Movement]:
+@dataclass
+class LedgerSide:
+    """The ledger's movements for a bank: the first per bank_ref, and any later ones sharing it."""
+
+    by_ref: dict[str, Movement] = field(default_factory=dict)
+    shared: dict[str, list[Movement]] = field(default_factory=dict)
+
+    def add(self, m: Movement) -> None:
+        if m.bank_ref in self.by_ref:
+            self.shared.setdefault(m.bank_ref, []).append(m)
+        else:
+            self.by_ref[m.bank_ref] = m
+
+    def take(self, bank_ref: str, loan_id: str) -> tuple[Movement | None, list[Movement]]:
+        """The movement a bank row matches (its own loan's, if several share the ref), and the others."""
+        first = self.by_ref.pop(bank_ref, None)
+        if first is None:
+            return None, []
+        candidates = [first, *self.shared.pop(bank_ref, [])]
+        mine = next((m for m in candidates if m.loan_id == loan_id), first)
+        return mine, [m for m in candidates if m is not mine]
+
+    def all(self) -> Iterator[Movement]:
+        yield from self.by_ref.values()
+        for extra in self.shared.values():
+            yield from extra
+
+
+def ledger_movements(app: Ledger, bank: str) -> LedgerSide:
     """Every money movement the ledger holds for the bank, by bank_ref."""
     topics = [get_topic(cls) for cls in (Loan.Applied, Loan.Funded, Loan.Repaid, Loan.Reversed)]  # type: ignore[attr-defined]
     loan_ids: dict = {}  # loan uuid -> loan_id (only Applied carries it)
     funded_by: dict = {}  # loan uuid -> (loan_id, bank)
     by_key: dict[str, Movement] = {}  # repayments by idempotency key, for reversals to find
-    movements: dict[str, Movement] = {}
+    movements = LedgerSide()
     start = 1
     while notes := app.recorder.select_notifications(start, 5000, topics=topics):
         for n in notes:
@@ -91,19 +123,18 @@ def ledger_movements(app: Ledger, bank: str) -> dict[str, Movement]:
                 loan_id = loan_ids[e.originator_id]
                 funded_by[e.originator_id] = (loan_id, e.bank)
                 if e.bank == bank:
-                    movements[e.bank_ref] = Movement(e.bank_ref, loan_id, "disbursement", e.amount, e.value_date)
+                    movements.add(Movement(e.bank_ref, loan_id, "disbursement", e.amount, e.value_date))
                 continue
             loan_id, loan_bank = funded_by[e.originator_id]
             if loan_bank != bank:
                 continue
             if kind == "Repaid":
                 m = Movement(e.bank_ref, loan_id, "repayment", e.amount, e.value_date)
-                movements[e.bank_ref] = by_key[e.idempotency_key] = m
+                movements.add(m)
+                by_key[e.idempotency_key] = m
             elif e.reverses in by_key:  # reversals of repayments; collections do not pass through the bank
                 on = e.occurred_at.astimezone(SHANGHAI).date()
-                movements[e.idempotency_key] = Movement(
-                    e.idempotency_key, loan_id, "reversal", by_key[e.reverses].amount, on
-                )
+                movements.add(Movement(e.idempotency_key, loan_id, "reversal", by_key[e.reverses].amount, on))
         start = notes[-1].id + 1
     return movements
 
@@ -169,7 +200,10 @@ def reconcile(
             report.breaks.append(_break("duplicate", row.bank_ref, row.loan_id, None, row, line))
             continue
         seen.add(row.bank_ref)
-        mine = ledger.pop(row.bank_ref, None)
+        mine, others = ledger.take(row.bank_ref, row.loan_id)
+        for other in others:
+            report.ledger_totals[other.type] += other.amount
+            report.breaks.append(_break("duplicate_in_ledger", row.bank_ref, other.loan_id, other, row, line))
         if mine is None:
             report.breaks.append(_break("missing_in_ledger", row.bank_ref, row.loan_id, None, row, line))
             continue
@@ -183,10 +217,11 @@ def reconcile(
     # the range the file covers, unless given: a bank's daily file says nothing about other days
     report.date_from = date_from or (lo if report.rows else None)
     report.date_to = date_to or (hi if report.rows else None)
-    for mine in sorted(ledger.values(), key=lambda m: (m.value_date, m.bank_ref)):
+    for mine in sorted(ledger.all(), key=lambda m: (m.value_date, m.bank_ref, m.loan_id)):
         if report.date_from and report.date_to and report.date_from <= mine.value_date <= report.date_to:
             report.ledger_totals[mine.type] += mine.amount
-            report.breaks.append(_break("missing_in_bank", mine.bank_ref, mine.loan_id, mine, None, None))
+            kind = "missing_in_bank" if ledger.by_ref.get(mine.bank_ref) is mine else "duplicate_in_ledger"
+            report.breaks.append(_break(kind, mine.bank_ref, mine.loan_id, mine, None, None))
     return report
 
 
@@ -195,7 +230,7 @@ def record(app: Ledger, report: Report) -> None:
     for _ in range(app.settings.max_retries):
         try:
             stream = app.repository.get(BankReconciliations.create_id(report.bank))
-        except Exception:
+        except AggregateNotFoundError:  # the bank's first run; anything else is a fault, not a new stream
             stream = BankReconciliations(bank=report.bank)
         stream.record_run(
             file_name=report.file_name,

@@ -38,7 +38,8 @@ def _fen_to_amount(fen: int) -> Decimal:
 @dataclass
 class Group:
     key: str
-    loans: int = 0
+    loans: int = 0  # loans with receivables on the book (owing): what the demo's book and a lender count
+    funded: int = 0  # every loan funded by the date, repaid and written off included
     fen: dict[str, int] = field(default_factory=lambda: dict.fromkeys(AMOUNTS, 0))
 
     @property
@@ -97,7 +98,8 @@ def portfolio(db: ViewDb, as_of: date, by: str, known_at: datetime | None = None
             state = "repaid" if owed == 0 else "overdue" if dpd > 0 else "funded"
         key = {"bank": bank, "product": product, "bucket": bucket(dpd), "state": state}[by]
         group = groups.get(key) or groups.setdefault(key, Group(key))
-        group.loans += 1
+        group.funded += 1
+        group.loans += owed > 0
         fen = group.fen
         fen["principal"] += principal
         fen["interest"] += interest

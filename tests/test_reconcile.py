@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from support.commands import domain_example, repaid
 from support.simulation import simulated_ledger
 
 from cli.main import cli
 from ledger.app import Ledger
+from ledger.commands import command_from_dict
 from ledger.config import Settings
 from ledger.reconcile import COLUMNS, ledger_movements
 
@@ -25,8 +27,8 @@ BANK = "CMB-X"
 def portfolio(store_url):
     app = Ledger(Settings(db_url=store_url))
     simulated_ledger(app, seed=17, loans=200, days=30)
-    rows = sorted(ledger_movements(app, BANK).values(), key=lambda m: (m.value_date, m.bank_ref))
-    assert {m.type for m in rows} == {"disbursement", "repayment", "reversal"} or len(rows) > 50
+    rows = sorted(ledger_movements(app, BANK).all(), key=lambda m: (m.value_date, m.bank_ref))
+    assert {m.type for m in rows} == {"disbursement", "repayment", "reversal"}  # the cases below need all three
     app.close()
     return store_url, [[m.bank_ref, m.loan_id, m.type, f"{m.amount:.2f}", m.value_date.isoformat()] for m in rows]
 
@@ -126,3 +128,149 @@ def test_each_run_is_recorded_for_auditors(portfolio, tmp_path):
     assert runs[0]["rows"] == len(rows) and runs[0]["breaks"] == {} and runs[1]["date_from"] == rows[0][4]
     # the reconciliation stream is in the same log; the book projection ignores it
     assert run("balances", "--db", url, "--json").exit_code == 0
+
+
+# ---- files built per case, on hand-built ledgers: each movement type present or absent ---------------
+REVERSAL = {
+    "type": "reversed",
+    "loan_id": "L1",
+    "idempotency_key": "X1",
+    "occurred_at": "2026-03-09T10:00:00+08:00",
+    "reverses": "R1",
+    "reason": "bounced",
+}
+DISBURSEMENT_ROW = ["BANKA-D-L1", "L1", "disbursement", "1000.00", "2026-03-01"]
+REPAYMENT_ROW = ["R1", "L1", "repayment", "500.00", "2026-03-08"]
+REVERSAL_ROW = ["X1", "L1", "reversal", "500.00", "2026-03-09"]
+LEDGERS = {
+    "disbursement": domain_example(),
+    "disbursement+repayment": [*domain_example(), repaid()],
+    "all three": [*domain_example(), repaid(), REVERSAL],
+}
+
+
+def hand_built(url: str, commands: list[dict]) -> None:
+    app = Ledger(Settings(db_url=url))
+    assert {o.status for o in app.append([command_from_dict(c) for c in commands])} == {"appended"}
+    app.close()
+
+
+def runs_on_record(url: str) -> int:
+    return len(json.loads(run("reconcile", "--history", "--bank", "BANKA", "--json", "--db", url).output))
+
+
+@pytest.mark.parametrize(
+    "ledger_holds,rows,extra",
+    [
+        pytest.param("disbursement", [DISBURSEMENT_ROW], [], id="one type only"),
+        pytest.param(
+            "all three", [REPAYMENT_ROW], ["--from", "2026-03-08", "--to", "2026-03-08"], id="a day of one type"
+        ),
+        pytest.param("disbursement+repayment", [DISBURSEMENT_ROW, REPAYMENT_ROW], [], id="two types"),
+        pytest.param("all three", [DISBURSEMENT_ROW, REPAYMENT_ROW, REVERSAL_ROW], [], id="all three"),
+        pytest.param("all three", [], [], id="empty"),
+    ],
+)
+def test_a_file_with_any_subset_of_movement_types_reconciles_clean(store_url, tmp_path, ledger_holds, rows, extra):
+    hand_built(store_url, LEDGERS[ledger_holds])
+    path = write(tmp_path / "bank.csv", rows)
+    result = run("reconcile", path, "--bank", "BANKA", "--json", "--db", store_url, *extra)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    present = {r[2] for r in rows}
+    assert report["matched"] == len(rows) and report["breaks"] == [] and report["net_difference"] == "0.00"
+    for t in ("disbursement", "repayment", "reversal"):
+        expected = next((r[3] for r in rows if r[2] == t), "0.00")
+        assert report["totals"][t] == {"bank": expected, "ledger": expected}, (t, present)
+    human = run("reconcile", path, "--bank", "BANKA", "--db", store_url, *extra)
+    assert human.exit_code == 0 and "reversal" in human.output and "Decimal(" not in human.output
+    if not rows:
+        assert "no dated rows" in human.output and "None" not in human.output
+    assert runs_on_record(store_url) == 2
+
+
+def test_a_bank_ref_booked_on_two_loans_is_a_break(store_url, tmp_path):
+    hand_built(
+        store_url,
+        [*domain_example("L1"), *domain_example("L2"), repaid("L1"), repaid("L2", ref="R1-again", bank_ref="R1")],
+    )
+    bank_file = [
+        ["BANKA-D-L1", "L1", "disbursement", "1000.00", "2026-03-01"],
+        ["BANKA-D-L2", "L2", "disbursement", "1000.00", "2026-03-01"],
+        REPAYMENT_ROW,  # the bank moved R1 once, for L1
+    ]
+    result = run("reconcile", write(tmp_path / "bank.csv", bank_file), "--bank", "BANKA", "--json", "--db", store_url)
+    report = json.loads(result.output)
+    assert result.exit_code == 1
+    assert [(b["kind"], b["bank_ref"], b["loan_id"]) for b in report["breaks"]] == [("duplicate_in_ledger", "R1", "L2")]
+    assert report["matched"] == 3 and report["net_difference"] == "-500.00"  # the ledger booked 500.00 twice
+    # and without R1 in the file, both ledger movements holding it are reported
+    result = run(
+        "reconcile", write(tmp_path / "bank2.csv", bank_file[:2]), "--bank", "BANKA", "--json", "--db", store_url,
+        "--to", "2026-03-31",
+    )  # fmt: skip
+    found = sorted((b["kind"], b["loan_id"]) for b in json.loads(result.output)["breaks"])
+    assert found == [("duplicate_in_ledger", "L2"), ("missing_in_bank", "L1")]
+
+
+def test_malformed_rows_are_in_the_out_file_and_the_human_output_has_no_reprs(store_url, tmp_path):
+    hand_built(store_url, LEDGERS["all three"])
+    rows = [DISBURSEMENT_ROW, ["R1", "L1", "repayment", "500.01", "2026-03-08"], ["Z", "L1", "refund", "1", "x"]]
+    out = tmp_path / "breaks.csv"
+    path = write(tmp_path / "bank.csv", rows)
+    result = run("reconcile", path, "--bank", "BANKA", "--db", store_url, "--out", out, "--to", "2026-03-31")
+    assert result.exit_code == 1
+    with open(out) as f:
+        written = list(csv.DictReader(f))
+    assert [(r["kind"], r["line"]) for r in written] == [
+        ("amount_mismatch", "3"),
+        ("missing_in_bank", ""),
+        ("malformed", "4"),
+    ]
+    assert "'refund' is not one of" in written[2]["error"]
+    assert "amount_mismatch     R1 loan L1  ledger repayment 500.00 2026-03-08  bank repayment 500.01 2026-03-08" in (
+        result.output
+    )
+    assert "missing_in_bank     X1 loan L1  ledger reversal 500.00 2026-03-09  bank -" in result.output
+    for repr_text in ("Decimal(", "None", "{'", "datetime."):
+        assert repr_text not in result.output
+    history = run("reconcile", "--history", "--bank", "BANKA", "--db", store_url).output
+    assert "breaks amount_mismatch 1, missing_in_bank 1 malformed 1" in history and "{" not in history
+
+
+def test_a_run_that_fails_is_not_recorded(store_url, tmp_path):
+    hand_built(store_url, LEDGERS["disbursement"])
+    path = write(tmp_path / "bank.csv", [DISBURSEMENT_ROW])
+    result = CliRunner().invoke(
+        cli, ["reconcile", str(path), "--bank", "BANKA", "--db", store_url, "--out", str(tmp_path / "no" / "x.csv")]
+    )
+    assert result.exit_code == 2 and "cannot write --out" in result.output, result.output
+    assert runs_on_record(store_url) == 0
+
+
+def test_a_fault_reading_the_run_stream_is_not_taken_for_a_first_run(store_url, tmp_path, monkeypatch):
+    from ledger.reconcile import reconcile, record
+
+    hand_built(store_url, LEDGERS["disbursement"])
+    app = Ledger(Settings(db_url=store_url))
+    report = reconcile(app, write(tmp_path / "bank.csv", [DISBURSEMENT_ROW]), "BANKA")
+    record(app, report)
+
+    def unreadable(*_, **__):
+        raise OSError("the store went away")
+
+    monkeypatch.setattr(app.repository, "get", unreadable)
+    with pytest.raises(OSError, match="the store went away"):
+        record(app, report)
+    app.close()
+
+
+def test_a_reference_from_the_file_cannot_forge_a_line_of_output(store_url, tmp_path):
+    hand_built(store_url, LEDGERS["disbursement"])
+    forged = ["X\nBANKA all clear: 0 breaks", "L9", "repayment", "1.00", "2026-03-01"]
+    result = run(
+        "reconcile", write(tmp_path / "bank.csv", [DISBURSEMENT_ROW, forged]), "--bank", "BANKA", "--db", store_url
+    )
+    assert result.exit_code == 1
+    assert not any(line.startswith("BANKA all clear") for line in result.output.splitlines())
+    assert '"X\\nBANKA all clear: 0 breaks"' in result.output

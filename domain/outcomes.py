@@ -1,0 +1,50 @@
+"""What became of a funded loan: each figure the reports and the datasets show, defined once.
+
+"Ever N+ days past due" is DPD >= N at some point. DPD grows by one a day from
+the due date while principal, interest or fee is unpaid (docs/decisions.md), so
+a loan reaches N+ exactly on due date + N, and did so if and only if it is still
+past due at the end of that day. Money received after a write-off recovers the
+written-off principal; what it pays beyond the debt is an overpayment owed back
+to the borrower, never a recovery.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import Decimal
+
+from domain.loan import Loan
+from domain.money import ZERO
+from domain.position import Position
+
+EVER_DPD = 30  # "ever 30+": the delinquency every vintage figure and label counts
+
+
+def reached_dpd(loan: Loan, by: date, threshold: int = EVER_DPD) -> date | None:
+    """The day the loan reached ``threshold``+ days past due, if it had by ``by``; else None."""
+    if loan.terms is None or loan.funded_on is None:
+        return None
+    day = loan.terms.due_date(loan.funded_on) + timedelta(days=threshold)
+    if day > by:
+        return None
+    return day if loan.position(day).dpd >= threshold else None
+
+
+@dataclass(frozen=True)
+class Loss:
+    written_off: Decimal  # principal written off
+    recovered: Decimal  # received after the write-off and applied to the debt (not overpayment), up to that principal
+
+    @property
+    def net(self) -> Decimal:
+        return self.written_off - self.recovered
+
+
+def loss(position: Position) -> Loss:
+    """The loss on a loan as of the position's date (nothing if it was not written off by then)."""
+    if position.written_off is None:
+        return Loss(ZERO, ZERO)
+    principal = position.written_off.principal
+    paid = sum((a.allocation.paid.total for a in position.applied if a.after_write_off), ZERO)
+    return Loss(principal, min(principal, paid))
