@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-# Shown in their own columns, or not at all (the borrower's id is personal enough to stay in --json).
+# Shown in their own columns or in the header line.
 _SHOWN_APART = {"version", "type", "recorded_at", "occurred_at", "idempotency_key", "loan_id"}
 
 
@@ -59,9 +59,7 @@ def loan_lines(view: dict[str, Any]) -> Iterator[str]:
 
 
 def event_line(event: dict[str, Any]) -> str:
-    detail = "  ".join(
-        f"{k} {human(v)}" for k, v in event.items() if k not in _SHOWN_APART and k != "borrower_id" and v is not None
-    )
+    detail = "  ".join(f"{k} {human(v)}" for k, v in event.items() if k not in _SHOWN_APART and v is not None)
     return (
         f"  v{event['version']:<3} {event['type']:<11} occurred {moment(event['occurred_at'])}  "
         f"recorded {moment(event['recorded_at'])}  key {event['idempotency_key']}  {detail}".rstrip()

@@ -154,9 +154,13 @@ def test_the_default_store_is_ledger_db_in_the_current_directory(tmp_path, monke
 # ---- issue 12: a CLI that is safe and clear for a newcomer ----------------------------------
 
 
-def test_db_is_accepted_before_or_after_the_subcommand_and_the_subcommand_wins(store_url, tmp_path):
+def test_db_is_accepted_before_or_after_the_subcommand_and_the_subcommand_wins(store_url, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # so the default ./ledger.db cannot stand in for the store asked for
+    monkeypatch.delenv("LEDGER_DB", raising=False)
     assert run("--db", store_url, "init").exit_code == 0
     assert run("--db", store_url, "append", EXAMPLE).exit_code == 0
+    assert json.loads(run("loan", "show", "L1", "--json", "--db", store_url).output)["loan_id"] == "L1"
+    assert not (tmp_path / "ledger.db").exists()
     other = f"sqlite:///{tmp_path}/other.db"
     assert run("init", "--db", other).exit_code == 0
     before = run("--db", store_url, "loan", "show", "L1", "--json")
@@ -165,10 +169,12 @@ def test_db_is_accepted_before_or_after_the_subcommand_and_the_subcommand_wins(s
     assert after.exit_code == 1 and json.loads(after.output) == {"error": "no loan L1"}
 
 
-def test_ledger_db_is_used_when_no_db_option_is_given(store_url, monkeypatch):
+def test_ledger_db_is_used_when_no_db_option_is_given(store_url, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("LEDGER_DB", store_url)
     assert run("init").exit_code == 0 and run("append", EXAMPLE).exit_code == 0
     assert run("loan", "show", "L1").exit_code == 0
+    assert not (tmp_path / "ledger.db").exists()
 
 
 def test_version():
