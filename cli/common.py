@@ -43,7 +43,10 @@ class LedgerGroup(click.Group):
     so they are caught here rather than in each command.
     """
 
-    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None, **extra: Any):
+    # click types main() as never returning in standalone mode; this override keeps that promise.
+    def main(  # type: ignore[override]
+        self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None, **extra: Any
+    ) -> Any:
         argv = list(sys.argv[1:] if args is None else args)
         if "--json" not in argv or not extra.get("standalone_mode", True):
             return super().main(argv, prog_name, complete_var, **extra)

@@ -28,10 +28,13 @@ def human(value: Any) -> str:
 
 def moment(value: datetime) -> str:
     """``2026-03-01 09:00:00 +08:00``, or ``... UTC`` for a UTC time: never a time without its zone."""
-    if value.utcoffset() is not None and value.utcoffset().total_seconds() == 0:
+    offset = value.utcoffset()
+    if offset is None:
+        return value.strftime("%Y-%m-%d %H:%M:%S") + " (no zone)"
+    if not offset:
         return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     text = value.strftime("%Y-%m-%d %H:%M:%S %z")
-    return text[:-2] + ":" + text[-2:] if value.utcoffset() is not None else text + "(no zone)"
+    return text[:-2] + ":" + text[-2:]
 
 
 def loan_lines(view: dict[str, Any]) -> Iterator[str]:

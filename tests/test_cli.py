@@ -155,12 +155,13 @@ def test_the_default_store_is_ledger_db_in_the_current_directory(tmp_path, monke
 
 
 def test_db_is_accepted_before_or_after_the_subcommand_and_the_subcommand_wins(store_url, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # so the default ./ledger.db cannot stand in for the store asked for
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")  # so the default ./ledger.db cannot stand in for the store asked for
     monkeypatch.delenv("LEDGER_DB", raising=False)
     assert run("--db", store_url, "init").exit_code == 0
     assert run("--db", store_url, "append", EXAMPLE).exit_code == 0
     assert json.loads(run("loan", "show", "L1", "--json", "--db", store_url).output)["loan_id"] == "L1"
-    assert not (tmp_path / "ledger.db").exists()
+    assert not (tmp_path / "cwd" / "ledger.db").exists()
     other = f"sqlite:///{tmp_path}/other.db"
     assert run("init", "--db", other).exit_code == 0
     before = run("--db", store_url, "loan", "show", "L1", "--json")
@@ -170,11 +171,12 @@ def test_db_is_accepted_before_or_after_the_subcommand_and_the_subcommand_wins(s
 
 
 def test_ledger_db_is_used_when_no_db_option_is_given(store_url, monkeypatch, tmp_path):
-    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
     monkeypatch.setenv("LEDGER_DB", store_url)
     assert run("init").exit_code == 0 and run("append", EXAMPLE).exit_code == 0
     assert run("loan", "show", "L1").exit_code == 0
-    assert not (tmp_path / "ledger.db").exists()
+    assert not (tmp_path / "cwd" / "ledger.db").exists()
 
 
 def test_version():
