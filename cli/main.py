@@ -123,7 +123,10 @@ def loan_show(loan_id: str, as_of: str | None, known_at: str | None, db_url: str
 @click.option("--limit", type=click.IntRange(1, 1_000_000), default=100, show_default=True, help="At most this many.")
 @store_options
 def loan_list(state, bucket, bank, as_of, limit, db_url, as_json):
-    """Funded loans from the book, in loan id order: state, bucket, DPD, bank, total owed."""
+    """Funded loans from the book, in loan id order: state, bucket, DPD, bank, what the book holds.
+
+    A written-off loan holds 0.00 on the book; `loan show` gives what its borrower still owes.
+    """
     day = parse_day(as_of, "--as-of") or today_in_shanghai()
     app = open_ledger(db_url)
     catch_up(app)  # answer from everything appended so far
@@ -155,7 +158,7 @@ def loan_list(state, bucket, bank, as_of, limit, db_url, as_json):
     click.echo(f"{len(rows)} loans as of {day}" + (f" (first {limit}; there are more)" if more else ""))
     if rows:
         click.echo(
-            f"  {'loan':<20} {'state':<12} {'bucket':<8} {'DPD':>5}  {'bank':<12} {'due':<10} {'total owed':>14}"
+            f"  {'loan':<20} {'state':<12} {'bucket':<8} {'DPD':>5}  {'bank':<12} {'due':<10} {'on the book':>14}"
         )
     for r in rows:
         click.echo(

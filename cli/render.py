@@ -62,7 +62,7 @@ def loan_lines(view: dict[str, Any]) -> Iterator[str]:
 
 
 def event_line(event: dict[str, Any]) -> str:
-    detail = "  ".join(f"{k} {human(v)}" for k, v in event.items() if k not in _SHOWN_APART and v is not None)
+    detail = "  ".join(f"{k} {human(v)}" for k, v in event.items() if k not in _SHOWN_APART and v not in (None, {}, []))
     return (
         f"  v{event['version']:<3} {event['type']:<11} occurred {moment(event['occurred_at'])}  "
         f"recorded {moment(event['recorded_at'])}  key {event['idempotency_key']}  {detail}".rstrip()

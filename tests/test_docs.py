@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import click
 import pytest
 
+from cli.main import cli
 from ledger.app import Ledger
 from ledger.commands import COMMAND_TYPES, Applied, Collected, Funded, Overdue, Repaid, Reversed, Scored, WrittenOff
 from ledger.config import Settings
@@ -119,3 +121,26 @@ def test_every_relative_link_resolves_inside_the_repository(path):
 def test_no_markdown_file_points_at_the_shared_folder():
     for path in _markdown_files():
         assert "../shared" not in path.read_text(encoding="utf-8"), path
+
+
+def _commands(group: click.Group, prefix: str = "") -> dict[str, click.Command]:
+    found: dict[str, click.Command] = {}
+    for name, command in group.commands.items():
+        path = f"{prefix}{name}"
+        if isinstance(command, click.Group):
+            found.update(_commands(command, path + " "))
+        else:
+            found[path] = command
+    return found
+
+
+def test_every_cli_command_and_option_is_in_the_contracts_table():
+    """A command or option added to the CLI without a word in docs/contract.md fails here."""
+    text = (DOCS / "contract.md").read_text(encoding="utf-8")
+    rows = [line for line in text.splitlines() if line.startswith("| `ledger ")]
+    for path, command in _commands(cli).items():
+        row = next((r for r in rows if re.match(rf"^\| `ledger {re.escape(path)}[ `]", r)), None)
+        assert row is not None, f"ledger {path} is not in docs/contract.md's command table"
+        for param in command.params:
+            names = [n for n in param.opts if n.startswith("--") and n not in ("--db", "--json", "--help")]
+            assert not names or any(n in row for n in names), f"ledger {path} {names[0]} is not documented"
