@@ -1,60 +1,140 @@
 """What every command shares: the store option, --json, and one place that renders errors.
 
-Exit codes (CONTRACT.md): 0 success, 1 the command ran and found a problem,
-2 bad usage or configuration.
+Exit codes (docs/contract.md): 0 success, 1 the command ran and found a problem,
+2 bad usage or configuration. With --json, every error is ``{"error": ...}`` on stdout.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import click
 
 from domain.errors import LedgerError
 from ledger.app import Ledger
-from ledger.config import ConfigError, settings_from_env
+from ledger.config import ConfigError, redact, settings_from_env, sqlite_path
 
 EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
+DB_HELP = (
+    "sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DBNAME "
+    "(env LEDGER_DB; default sqlite:///ledger.db). Given after the subcommand, it wins."
+)
+
+
+class Problem(click.ClickException):
+    """The command ran and found a problem the user must hear about: exit 1."""
+
+    exit_code = EXIT_PROBLEM
+
+
+class LedgerGroup(click.Group):
+    """The root command: with --json anywhere on the line, any error is JSON on stdout.
+
+    Usage errors are raised while click parses, before a command's own code runs,
+    so they are caught here rather than in each command.
+    """
+
+    # click types main() as never returning in standalone mode; this override keeps that promise.
+    def main(  # type: ignore[override]
+        self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None, **extra: Any
+    ) -> Any:
+        argv = list(sys.argv[1:] if args is None else args)
+        if "--json" not in argv or not extra.get("standalone_mode", True):
+            return super().main(argv, prog_name, complete_var, **extra)
+        extra["standalone_mode"] = False
+        try:
+            result = super().main(argv, prog_name, complete_var, **extra)
+        except click.ClickException as e:
+            echo_json({"error": e.format_message()})
+            sys.exit(e.exit_code)
+        except click.Abort:
+            echo_json({"error": "aborted"})
+            sys.exit(EXIT_PROBLEM)
+        sys.exit(result if isinstance(result, int) else EXIT_OK)
 
 
 def store_options(fn: Callable) -> Callable:
-    """Adds --db and --json to a command, and turns configuration errors into exit 2."""
+    """Adds --db and --json to a command; configuration errors exit 2, a broken rule exits 1."""
 
-    @click.option(
-        "--db",
-        "db_url",
-        envvar="LEDGER_DB",
-        default=None,
-        metavar="URL",
-        help="sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DBNAME "
-        "(env LEDGER_DB; default sqlite:///ledger.db)",
-    )
-    @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+    @click.option("--db", "db_url", default=None, metavar="URL", help=DB_HELP)
+    @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (errors too).")
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("db_url") is None:  # then `ledger --db URL CMD`, then LEDGER_DB
+            root = click.get_current_context().find_root()
+            kwargs["db_url"] = root.params.get("db_url") or os.environ.get("LEDGER_DB") or None
         try:
             return fn(*args, **kwargs)
         except ConfigError as e:
             raise click.UsageError(str(e)) from None
         except LedgerError as e:
-            click.echo(f"error: {e}", err=True)
-            sys.exit(EXIT_PROBLEM)
+            raise Problem(str(e)) from None
 
     return wrapper
 
 
-def open_ledger(db_url: str | None) -> Ledger:
+def open_ledger(db_url: str | None, *, create: bool = False) -> Ledger:
+    """The ledger at ``db_url`` (else LEDGER_DB, else ./ledger.db).
+
+    Only ``create=True`` (init, demo, simulate) may bring a new SQLite file into being:
+    anywhere else a mistyped path would read as an empty ledger and report an empty book.
+    """
     settings = settings_from_env(db_url)
+    path = sqlite_path(settings.db_url)
+    if not create and path is not None and path != ":memory:" and not Path(path).exists():
+        raise click.UsageError(
+            f"no ledger at {settings.db_url} ({Path(path).resolve()} does not exist); "
+            f"create it with `ledger init --db {settings.db_url}`, or check --db / LEDGER_DB"
+        )
     try:
         return Ledger(settings)
-    except Exception as e:  # the library raises several kinds for an unreachable store
-        raise click.UsageError(f"cannot open the store {settings.db_url}: {e}") from None
+    except Exception as e:  # the library and psycopg raise several kinds for an unreachable store
+        reason = _unreachable_reason(settings.db_url) or str(e)
+        raise click.UsageError(
+            f"cannot open the store {redact(settings.db_url)}: {_scrub(reason, settings.db_url)}"
+        ) from None
+
+
+def _unreachable_reason(url: str) -> str | None:
+    """Why PostgreSQL refused, in the server's words (the pool only reports a timeout)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        return None
+    import psycopg
+
+    try:
+        psycopg.connect(
+            host=parts.hostname,
+            port=parts.port or 5432,
+            dbname=unquote(parts.path.lstrip("/")),
+            user=unquote(parts.username or "postgres"),
+            password=unquote(parts.password or ""),
+            connect_timeout=3,
+        ).close()
+    except psycopg.Error as e:
+        return " ".join(str(e).split())
+    except ValueError:
+        return None
+    return None
+
+
+def _scrub(message: str, url: str) -> str:
+    """No password in a message, whatever a library chose to echo back."""
+    message = message.replace(url, redact(url))
+    password = urlsplit(url).password
+    if password:
+        for secret in {password, unquote(password)}:
+            message = message.replace(secret, "***")
+    return message
 
 
 def parse_day(value: str | None, name: str) -> date | None:

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
+from contextlib import closing
 from typing import BinaryIO
 
 import click
 
 from cli.common import (
+    DB_HELP,
     EXIT_PROBLEM,
+    LedgerGroup,
+    Problem,
     echo_json,
     open_ledger,
     parse_day,
@@ -17,30 +21,42 @@ from cli.common import (
     printable,
     store_options,
 )
+from cli.render import event_line, loan_lines
+from domain.delinquency import BUCKETS
 from domain.loan import loan_uuid
+from domain.money import fmt
+from ledger.config import redact
 from ledger.eod import run_eod
 from ledger.ingest import append_lines, read_lines
 from ledger.views import loan_view, today_in_shanghai
-from projections.balances import open_loan_ids
+from projections.balances import STATES, open_loan_ids
+from projections.balances import loan_lines as book_loan_lines
 from projections.runner import catch_up
 from projections.runner import views as projection_views
 
 
-@click.group()
-def cli() -> None:
-    """Event-sourced ledger for short-term consumer micro-loans."""
+@click.group(cls=LedgerGroup)
+@click.option("--db", "db_url", default=None, metavar="URL", help=DB_HELP)
+@click.version_option(package_name="loan-ledger", prog_name="ledger")
+def cli(db_url: str | None) -> None:
+    """Event-sourced ledger for short-term consumer micro-loans.
+
+    Every command takes --db URL (here or after the command) and --json.
+    Exit codes: 0 success, 1 a problem found (rejected lines, breaks, unknown loan),
+    2 bad usage or configuration.
+    """
 
 
 @cli.command()
 @store_options
 def init(db_url: str | None, as_json: bool) -> None:
     """Create the store and its tables (safe to run again)."""
-    app = open_ledger(db_url)
+    app = open_ledger(db_url, create=True)
     projection_views(app)
     if as_json:
-        echo_json({"store": app.settings.db_url, "status": "ready"})
+        echo_json({"store": redact(app.settings.db_url), "status": "ready"})
     else:
-        click.echo(f"ledger ready at {app.settings.db_url}")
+        click.echo(f"ledger ready at {redact(app.settings.db_url)}")
 
 
 @cli.command()
@@ -83,34 +99,73 @@ def loan() -> None:
 @store_options
 def loan_show(loan_id: str, as_of: str | None, known_at: str | None, db_url: str | None, as_json: bool) -> None:
     """State, terms, balances, DPD and history of LOAN_ID, as of a date and as known at a time."""
-    app = open_ledger(db_url)
     day = parse_day(as_of, "--as-of") or today_in_shanghai()
     moment = parse_moment(known_at, "--known-at")
+    app = open_ledger(db_url)
     events = app.loan_events(loan_id, moment)
     loan_obj = app.get_loan(loan_id, moment) if events else None
     if loan_obj is None:
-        click.echo(f"error: no loan {loan_id}" + (f" known at {known_at}" if moment else ""), err=True)
-        sys.exit(EXIT_PROBLEM)
+        raise Problem(f"no loan {loan_id}" + (f" known at {moment.isoformat()}" if moment else ""))
     view = loan_view(loan_obj, events, day, moment)
     if as_json:
         echo_json(view)
         return
-    b = view["balances"]
-    click.echo(
-        f"loan {view['loan_id']}  state {view['state']}  bank {view['bank'] or '-'}  "
-        f"due {view['due_date'] or '-'}  DPD {view['dpd']}  bucket {view['bucket']}  (as of {day})"
-    )
-    click.echo(
-        f"  principal {b['principal']}  interest {b['interest']}  fee {b['fee']}  "
-        f"penalty {b['penalty']}  overpayment {b['overpayment']}  total owed {b['total']}"
-    )
+    for line in loan_lines(view):
+        click.echo(line)
     for e in view["events"]:
-        detail = ", ".join(
-            f"{k}={v}"
-            for k, v in e.items()
-            if k not in ("version", "type", "recorded_at", "idempotency_key", "occurred_at")
+        click.echo(event_line(e))
+
+
+@loan.command("list")
+@click.option("--state", type=click.Choice(STATES), help="Only loans in this state as of the date.")
+@click.option("--bucket", type=click.Choice(BUCKETS), help="Only loans in this delinquency bucket.")
+@click.option("--bank", help="Only loans funded by this bank.")
+@click.option("--as-of", "as_of", metavar="DATE", help="Value date (default: today in Asia/Shanghai).")
+@click.option("--limit", type=click.IntRange(1, 1_000_000), default=100, show_default=True, help="At most this many.")
+@store_options
+def loan_list(state, bucket, bank, as_of, limit, db_url, as_json):
+    """Funded loans from the book, in loan id order: state, bucket, DPD, bank, what the book holds.
+
+    A written-off loan holds 0.00 on the book; `loan show` gives what its borrower still owes.
+    """
+    day = parse_day(as_of, "--as-of") or today_in_shanghai()
+    app = open_ledger(db_url)
+    catch_up(app)  # answer from everything appended so far
+    found, more = [], False
+    with closing(book_loan_lines(projection_views(app), day, bank=bank)) as lines:
+        for line in lines:
+            if (state and line.state != state) or (bucket and line.bucket != bucket):
+                continue
+            if len(found) == limit:
+                more = True
+                break
+            found.append(line)
+    rows = [
+        {
+            "loan_id": x.loan_id,
+            "state": x.state,
+            "bucket": x.bucket,
+            "dpd": x.dpd,
+            "bank": x.bank,
+            "product": x.product,
+            "due_date": x.due_date,
+            "total": fmt(x.amounts["total"]),
+        }
+        for x in found
+    ]
+    if as_json:
+        echo_json({"as_of": day, "loans": rows, "more": more})
+        return
+    click.echo(f"{len(rows)} loans as of {day}" + (f" (first {limit}; there are more)" if more else ""))
+    if rows:
+        click.echo(
+            f"  {'loan':<20} {'state':<12} {'bucket':<8} {'DPD':>5}  {'bank':<12} {'due':<10} {'on the book':>14}"
         )
-        click.echo(f"  v{e['version']} {e['type']:<11} recorded {e['recorded_at']:%Y-%m-%d %H:%M:%S}  {detail}")
+    for r in rows:
+        click.echo(
+            f"  {r['loan_id']:<20} {r['state']:<12} {r['bucket']:<8} {r['dpd']:>5}  {r['bank']:<12} "
+            f"{r['due_date']} {r['total']:>14}"
+        )
 
 
 @cli.command()

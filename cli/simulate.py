@@ -11,6 +11,7 @@ from eventsourcing.utils import get_topic
 
 from cli.common import EXIT_PROBLEM, echo_json, open_ledger, parse_day, store_options
 from domain.loan import Loan
+from ledger.config import redact
 from ledger.eod import funded_loan_ids
 from ledger.reports import PARTS, book, vintages
 from ledger.simulation import run_simulation
@@ -44,7 +45,7 @@ def simulate(loans, seed, start, days, banks, bad_lines, out, db_url, as_json):
             n = sum(f.write(line + "\n") > 0 for line in sim.lines())
         echo_json({"out": out, "commands": n}) if as_json else click.echo(f"wrote {n} commands to {out}")
         return
-    app = open_ledger(db_url)
+    app = open_ledger(db_url, create=True)
     sim = Simulator(
         seed, loans, first, days=days, banks=banks, bad_lines=bad_lines, cost_cap=app.settings.cost_caps.lowest()
     )
@@ -65,7 +66,7 @@ def demo(loans, seed, db_url, as_json):
         for leftover in (path, Path("ledger-demo.db-wal"), Path("ledger-demo.db-shm")):
             leftover.unlink(missing_ok=True)
         db_url = f"sqlite:///{path}"
-    app = open_ledger(db_url)
+    app = open_ledger(db_url, create=True)
     sim = Simulator(seed, loans, DEMO_START, days=90, cost_cap=app.settings.cost_caps.lowest())
     foreign = _other_loan(app, {p.loan_id for p in sim.plan()})
     if foreign is not None:  # synthetic loans must never mix into a real book
@@ -84,7 +85,7 @@ def demo(loans, seed, db_url, as_json):
     if as_json:
         echo_json(
             {
-                "store": db_url,
+                "store": redact(db_url),
                 "as_of": as_of,
                 "commands": {f"{t}:{s}": n for (t, s), n in sorted(report.commands.items())},
                 "book_by_bank": [_book_row(b) for b in by_bank],
@@ -94,7 +95,7 @@ def demo(loans, seed, db_url, as_json):
         )
         return
     _summary(report, False)
-    click.echo(f"\nThe book as of {as_of} (store {db_url})")
+    click.echo(f"\nThe book as of {as_of} (store {redact(db_url)})")
     for title, lines in (("bank", by_bank), ("bucket", by_bucket)):
         click.echo(f"\n  by {title:<8}{'loans':>7}" + "".join(f"{p:>14}" for p in (*PARTS, "total")))
         for line in lines:
@@ -112,8 +113,8 @@ def demo(loans, seed, db_url, as_json):
         )
     click.echo("\n  Recent vintages have not matured yet: their loss is what is known so far.")
     # the book ends on as_of: hints at today's date would show every open loan months overdue
-    click.echo(f"  Explore: ledger loan show {next(iter(sim.loans))} --as-of {as_of} --db {db_url}")
-    click.echo(f"           ledger balances --as-of {as_of} --by bucket --db {db_url}")
+    click.echo(f"  Explore: ledger loan show {next(iter(sim.loans))} --as-of {as_of} --db {redact(db_url)}")
+    click.echo(f"           ledger balances --as-of {as_of} --by bucket --db {redact(db_url)}")
 
 
 def _other_loan(app, demo_loans) -> str | None:

@@ -10,13 +10,16 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from decimal import Decimal
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from domain.delinquency import DEFAULT_WRITE_OFF_DPD
 from domain.money import DEFAULT_MAX_AMOUNT, InvalidAmount, parse_amount
 from domain.terms import COMPONENTS, DEFAULT_ALLOCATION_ORDER, DEFAULT_COST_CAP, CostCaps
 
 DEFAULT_DB_URL = "sqlite:///ledger.db"
+# Seconds to wait for a PostgreSQL connection: a wrong password or an unreachable host should
+# fail while the operator is still looking, not after the library's default of 30 s.
+CONNECT_TIMEOUT_SECONDS = 5
 
 
 class ConfigError(Exception):
@@ -91,13 +94,35 @@ def _parse_orders(text: str) -> dict[str, tuple[str, ...]]:
     return orders
 
 
+def redact(url: str) -> str:
+    """The URL fit for a message or a log: its password, if any, replaced by ``***``."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:  # a malformed port, say: show nothing after the scheme that could hold a secret
+        return url.split("://", 1)[0] + "://***"
+    if not password:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def sqlite_path(url: str) -> str | None:
+    """The file a ``sqlite:///PATH`` URL names (None for another kind of store)."""
+    parts = urlsplit(url)
+    if parts.scheme != "sqlite":
+        return None
+    return unquote(parts.path[1:] if parts.path.startswith("/") else parts.path)
+
+
 def store_env(url: str) -> dict[str, str]:
     """The eventsourcing settings for a store URL (sqlite:///PATH or postgresql://...)."""
     parts = urlsplit(url)
     if parts.scheme == "sqlite":
-        path = unquote(parts.path[1:] if parts.path.startswith("/") else parts.path)
+        path = sqlite_path(url)
         if parts.netloc or not path:
-            raise ConfigError(f"bad SQLite URL {url!r}: use sqlite:///PATH (relative) or sqlite:////abs/path")
+            raise ConfigError(f"bad SQLite URL {redact(url)!r}: use sqlite:///PATH (relative) or sqlite:////abs/path")
         return {
             "PERSISTENCE_MODULE": "eventsourcing.sqlite",
             "SQLITE_DBNAME": path,
@@ -106,19 +131,24 @@ def store_env(url: str) -> dict[str, str]:
         }
     if parts.scheme in ("postgresql", "postgres"):
         dbname = unquote(parts.path.lstrip("/"))
-        if not parts.hostname or not dbname:
-            raise ConfigError(f"bad PostgreSQL URL {url!r}: use postgresql://USER:PASSWORD@HOST:PORT/DBNAME")
+        try:
+            port = parts.port or 5432
+        except ValueError:
+            port = None
+        if not parts.hostname or not dbname or port is None:
+            raise ConfigError(f"bad PostgreSQL URL {redact(url)!r}: use postgresql://USER:PASSWORD@HOST:PORT/DBNAME")
         return {
             "PERSISTENCE_MODULE": "eventsourcing.postgres",
             "POSTGRES_DBNAME": dbname,
             "POSTGRES_HOST": parts.hostname,
-            "POSTGRES_PORT": str(parts.port or 5432),
+            "POSTGRES_PORT": str(port),
             "POSTGRES_USER": unquote(parts.username or "postgres"),
             "POSTGRES_PASSWORD": unquote(parts.password or ""),
             "POSTGRES_POOL_SIZE": "4",
             "POSTGRES_LOCK_TIMEOUT": "30",
+            "POSTGRES_CONNECT_TIMEOUT": str(CONNECT_TIMEOUT_SECONDS),
             "APPLICATION_RECORDER_TOPIC": "ledger.store:LedgerPostgresRecorder",
         }
     raise ConfigError(
-        f"unsupported store URL {url!r}: use sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DBNAME"
+        f"unsupported store URL {redact(url)!r}: use sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DBNAME"
     )

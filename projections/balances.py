@@ -10,6 +10,7 @@ here on.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -78,12 +79,56 @@ def account_balances(db: ViewDb, as_of: date, known_at: datetime | None = None) 
 def portfolio(db: ViewDb, as_of: date, by: str, known_at: datetime | None = None) -> list[Group]:
     """Loans funded by the date (as known at ``known_at``), grouped by bank | product | bucket | state."""
     assert by in GROUPINGS, by
+    groups: dict[str, Group] = {}
+    for line in _loan_lines(db, as_of, known_at):
+        key = {"bank": line.bank, "product": line.product, "bucket": bucket(line.dpd), "state": line.state}[by]
+        group = groups.get(key) or groups.setdefault(key, Group(key))
+        group.funded += 1
+        group.loans += line.fen["total"] > 0  # "loans": those with something on the book
+        fen = group.fen
+        for name, value in line.fen.items():
+            fen[name] += value
+    order = {name: i for i, name in enumerate(BUCKETS if by == "bucket" else STATES if by == "state" else ())}
+    return [groups[k] for k in sorted(groups, key=lambda k: (order.get(k, len(order)), k))]
+
+
+@dataclass(frozen=True)
+class LoanLine:
+    """One funded loan as of a date: its state and delinquency from its journal, amounts in fen."""
+
+    loan_id: str
+    bank: str
+    product: str
+    due_date: date
+    state: str
+    dpd: int
+    fen: dict[str, int]
+
+    @property
+    def bucket(self) -> str:
+        return bucket(self.dpd)
+
+    @property
+    def amounts(self) -> dict[str, Decimal]:
+        return {name: _fen_to_amount(value) for name, value in self.fen.items()}
+
+
+def loan_lines(
+    db: ViewDb, as_of: date, known_at: datetime | None = None, *, bank: str | None = None
+) -> Iterator[LoanLine]:
+    """Funded loans (of ``bank``, or all) in loan_id order, as of the date and as known at ``known_at``."""
+    return _loan_lines(db, as_of, known_at, bank=bank, ordered=True)
+
+
+def _loan_lines(
+    db: ViewDb, as_of: date, known_at: datetime | None, *, bank: str | None = None, ordered: bool = False
+) -> Iterator[LoanLine]:
     day = as_of.toordinal()
     where, params = _lines(as_of, known_at)
     known_us = None if known_at is None else micros(known_at)
-    rows = _portfolio_rows(db, day, where, params, known_us)
-    groups: dict[str, Group] = {}
-    for bank, product, due_day, written_off_day, written_off_at_us, principal, interest, fee, penalty, overpaid in rows:
+    rows = _portfolio_rows(db, day, where, params, known_us, bank=bank, ordered=ordered)
+    for loan_id, bank_of, product, due_day, written_off_day, written_off_at_us, *amounts in rows:
+        principal, interest, fee, penalty, overpaid = amounts
         due = date.fromordinal(due_day)
         owed = principal + interest + fee + penalty
         written_off = (
@@ -96,35 +141,43 @@ def portfolio(db: ViewDb, as_of: date, by: str, known_at: datetime | None = None
         else:
             dpd = days_past_due(as_of, due, principal + interest + fee > 0)
             state = "repaid" if owed == 0 else "overdue" if dpd > 0 else "funded"
-        key = {"bank": bank, "product": product, "bucket": bucket(dpd), "state": state}[by]
-        group = groups.get(key) or groups.setdefault(key, Group(key))
-        group.funded += 1
-        group.loans += owed > 0
-        fen = group.fen
-        fen["principal"] += principal
-        fen["interest"] += interest
-        fen["fee"] += fee
-        fen["penalty"] += penalty
-        fen["overpayment"] += overpaid
-        fen["total"] += owed
-    order = {name: i for i, name in enumerate(BUCKETS if by == "bucket" else STATES if by == "state" else ())}
-    return [groups[k] for k in sorted(groups, key=lambda k: (order.get(k, len(order)), k))]
+        fen = {
+            "principal": principal,
+            "interest": interest,
+            "fee": fee,
+            "penalty": penalty,
+            "overpayment": overpaid,
+            "total": owed,
+        }
+        yield LoanLine(loan_id, bank_of, product, due, state, dpd, fen)
 
 
-def _portfolio_rows(db: ViewDb, day: int, where: str, params: list, known_us: int | None):
+def _portfolio_rows(
+    db: ViewDb,
+    day: int,
+    where: str,
+    params: list,
+    known_us: int | None,
+    *,
+    bank: str | None = None,
+    ordered: bool = False,
+):
     """Per funded loan: its facts and its receivables and overpayment as of the day, in fen."""
     sums = [f"SUM(CASE WHEN account = '{RECEIVABLE}{part}' THEN {_AS_OF} ELSE 0 END) AS {part}" for part in PARTS]
     sums.append(f"-SUM(CASE WHEN account = '{OVERPAYMENTS}' THEN amount_fen ELSE 0 END) AS overpayment")
     funded = "l.funded_day <= ?" + ("" if known_us is None else " AND l.funded_at_us <= ?")
     statement = (
-        "SELECT l.bank, l.product, l.due_day, l.written_off_day, l.written_off_at_us, "
+        "SELECT l.loan_id, l.bank, l.product, l.due_day, l.written_off_day, l.written_off_at_us, "
         + ", ".join(f"COALESCE(s.{name}, 0)" for name in (*PARTS, "overpayment"))
         + f" FROM proj_loans l LEFT JOIN (SELECT loan_id, {', '.join(sums)} FROM proj_journal WHERE {where} "
         f"GROUP BY loan_id) s ON s.loan_id = l.loan_id WHERE {funded}"
+        + ("" if bank is None else " AND l.bank = ?")
+        + (" ORDER BY l.loan_id" if ordered else "")
     )
     args = [day, day] * len(PARTS) + params + [day] + ([] if known_us is None else [known_us])
-    for bank, product, due_day, wo_day, wo_at, *fen in db.stream(statement, args):
-        yield (bank, product, due_day, wo_day, wo_at, *(int(f) for f in fen))
+    args += [] if bank is None else [bank]
+    for loan_id, bank_of, product, due_day, wo_day, wo_at, *fen in db.stream(statement, args):
+        yield (loan_id, bank_of, product, due_day, wo_day, wo_at, *(int(f) for f in fen))
 
 
 def open_loan_ids(db: ViewDb, day: date) -> list[str]:

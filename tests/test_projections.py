@@ -310,6 +310,7 @@ def test_the_cli_answers_in_the_contract_shapes(store_url, tmp_path):
     run = lambda *args: CliRunner().invoke(cli, [*map(str, args), "--db", store_url], catch_exceptions=False)  # noqa: E731
     path = tmp_path / "loan.jsonl"
     path.write_text("\n".join(json.dumps(c) for c in domain_example()) + "\n")
+    assert run("init").exit_code == 0
     assert run("append", path).exit_code == 0
     shown = run("balances", "--as-of", "2026-03-20", "--json")
     assert shown.exit_code == 0, shown.output

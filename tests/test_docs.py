@@ -1,0 +1,146 @@
+"""The docs a newcomer reads stay true: field tables match the models, examples append, links resolve."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import click
+import pytest
+
+from cli.main import cli
+from ledger.app import Ledger
+from ledger.commands import COMMAND_TYPES, Applied, Collected, Funded, Overdue, Repaid, Reversed, Scored, WrittenOff
+from ledger.config import Settings
+from ledger.ingest import append_lines
+
+ROOT = Path(__file__).parent.parent
+DOCS = ROOT / "docs"
+MODELS = {
+    "applied": Applied,
+    "scored": Scored,
+    "funded": Funded,
+    "repaid": Repaid,
+    "overdue": Overdue,
+    "collected": Collected,
+    "written_off": WrittenOff,
+    "reversed": Reversed,
+}
+_ROW = re.compile(r"^\| `([a-z_]+)` \| (required|optional) \|")
+
+
+def documented_fields(text: str) -> dict[str, dict[str, bool]]:
+    """``{section: {field: required}}`` from contract.md's field tables (rows "| `name` | required |")."""
+    tables: dict[str, dict[str, bool]] = {}
+    section = None
+    for line in text.splitlines():
+        heading = re.match(r"^###\s+(.*)$", line)
+        if heading:
+            section = heading.group(1).strip().strip("`")
+            continue
+        row = _ROW.match(line)
+        if row and section is not None:
+            tables.setdefault(section, {})[row.group(1)] = row.group(2) == "required"
+    return tables
+
+
+def test_every_command_type_is_documented_with_exactly_its_fields():
+    tables = documented_fields((DOCS / "contract.md").read_text(encoding="utf-8"))
+    common = tables["Fields every command has"]
+    assert set(MODELS) == set(COMMAND_TYPES)
+    for kind, model in MODELS.items():
+        documented = {**common, **tables.get(kind, {})}
+        actual = {name: info.is_required() for name, info in model.model_fields.items()}
+        assert documented == actual, (
+            f"docs/contract.md's table for {kind} differs from ledger.commands.{model.__name__}"
+        )
+
+
+def test_the_field_table_parser_sees_a_field_that_is_missing_or_wrongly_marked():
+    text = "### `funded`\n| field | required |\n| --- | --- |\n| `bank` | optional | id |\n"
+    assert documented_fields(text) == {"funded": {"bank": False}}
+
+
+def example_files() -> list[Path]:
+    return [DOCS / "examples" / f"{kind}.jsonl" for kind in COMMAND_TYPES]
+
+
+def test_there_is_one_example_file_per_command_type_holding_only_that_type():
+    for kind, path in zip(COMMAND_TYPES, example_files(), strict=True):
+        lines = path.read_text(encoding="utf-8").splitlines()
+        assert lines and all(f'"type":"{kind}"' in line for line in lines), path
+
+
+def test_the_examples_append_in_order_on_a_fresh_store(store_url):
+    app = Ledger(Settings(db_url=store_url))
+    try:
+        for path in example_files():
+            with path.open(encoding="utf-8") as f:
+                outcomes = [(item.line, item.outcome.status, item.outcome.error) for item in append_lines(app, f)]
+            assert outcomes and all(status == "appended" for _, status, _ in outcomes), (path.name, outcomes)
+    finally:
+        app.close()
+
+
+def test_every_example_line_in_contract_md_is_one_of_the_example_files():
+    examples = {line for path in example_files() for line in path.read_text(encoding="utf-8").splitlines()}
+    blocks = re.findall(r"```json\n(.*?)```", (DOCS / "contract.md").read_text(encoding="utf-8"), re.S)
+    command_lines = [line for block in blocks for line in block.splitlines() if line.startswith('{"type":')]
+    assert len(command_lines) >= len(COMMAND_TYPES)
+    assert set(command_lines) <= examples
+
+
+def _markdown_files() -> list[Path]:
+    skip = {".venv", ".git", "node_modules"}
+    return [p for p in ROOT.rglob("*.md") if not skip & set(p.relative_to(ROOT).parts)]
+
+
+def _anchors(path: Path) -> set[str]:
+    """GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens."""
+    headings = re.findall(r"^#+\s+(.*)$", path.read_text(encoding="utf-8"), re.M)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
+
+
+def relative_links(path: Path) -> list[str]:
+    text = re.sub(r"```.*?```", "", path.read_text(encoding="utf-8"), flags=re.S)
+    targets = re.findall(r"\]\(([^)\s]+)\)", text)
+    return [t for t in targets if not re.match(r"^[a-z][a-z0-9+.-]*:", t)]
+
+
+@pytest.mark.parametrize("path", _markdown_files(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_relative_link_resolves_inside_the_repository(path):
+    for target in relative_links(path):
+        file_part, _, anchor = target.partition("#")
+        resolved = (path.parent / file_part).resolve() if file_part else path
+        assert resolved.is_relative_to(ROOT.resolve()), f"{path.name}: {target} leaves the repository"
+        assert resolved.exists(), f"{path.name}: {target} does not exist"
+        if anchor and resolved.suffix == ".md":
+            assert anchor in _anchors(resolved), f"{path.name}: {target} names no heading"
+
+
+def test_no_markdown_file_points_at_the_shared_folder():
+    for path in _markdown_files():
+        assert "../shared" not in path.read_text(encoding="utf-8"), path
+
+
+def _commands(group: click.Group, prefix: str = "") -> dict[str, click.Command]:
+    found: dict[str, click.Command] = {}
+    for name, command in group.commands.items():
+        path = f"{prefix}{name}"
+        if isinstance(command, click.Group):
+            found.update(_commands(command, path + " "))
+        else:
+            found[path] = command
+    return found
+
+
+def test_every_cli_command_and_option_is_in_the_contracts_table():
+    """A command or option added to the CLI without a word in docs/contract.md fails here."""
+    text = (DOCS / "contract.md").read_text(encoding="utf-8")
+    rows = [line for line in text.splitlines() if line.startswith("| `ledger ")]
+    for path, command in _commands(cli).items():
+        row = next((r for r in rows if re.match(rf"^\| `ledger {re.escape(path)}[ `]", r)), None)
+        assert row is not None, f"ledger {path} is not in docs/contract.md's command table"
+        for param in command.params:
+            names = [n for n in param.opts if n.startswith("--") and n not in ("--db", "--json", "--help")]
+            assert not names or any(n in row for n in names), f"ledger {path} {names[0]} is not documented"
