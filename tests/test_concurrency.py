@@ -26,7 +26,7 @@ def test_racing_writers_lose_no_update_count_nothing_twice_and_share_a_key_once(
     if store == "sqlite":
         url = f"sqlite:///{tmp_path}/race.db"
     else:
-        url = request.getfixturevalue("pg_server").create_database(f"race_{tmp_path.name}")
+        url = request.getfixturevalue("pg_server").create_database("race")
     app = Ledger(Settings(db_url=url))
     app.append([command_from_dict(c) for c in domain_example()])
 
