@@ -39,6 +39,7 @@ def free_port() -> int:
 class Server:
     def __init__(self, db_url: str, log_path: Path, workers: int = 1):
         self.db_url = db_url
+        ledger_cli("init", "--db", db_url)  # serve, like every command but init/demo/simulate, needs a store
         created = ledger_cli("token", "create", "svc", "--scope", "append", "--scope", "read", "--json", "--db", db_url)
         self.token = json.loads(created.stdout)["token"]
         self.port = free_port()

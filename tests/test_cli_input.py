@@ -21,6 +21,7 @@ def _loan(n: int) -> list[bytes]:
 
 
 def _append(store_url: str, data: bytes, *options: str):
+    CliRunner().invoke(cli, ["init", "--db", store_url], catch_exceptions=False)
     return CliRunner().invoke(cli, ["append", "-", "--db", store_url, *options], input=data, catch_exceptions=False)
 
 

@@ -7,6 +7,7 @@ import json
 from click.testing import CliRunner
 
 from cli.main import cli
+from ledger.config import redact
 
 AMOUNTS = ("principal", "interest", "fee", "penalty", "total")
 
@@ -59,7 +60,7 @@ def test_the_demo_refuses_a_store_holding_other_loans_and_hints_at_its_own_dates
 
     shown = run("demo", "--loans", 100, "--seed", 3, "--db", store_url)
     assert shown.exit_code == 0, shown.output
-    assert f"ledger loan show LN0000000 --as-of 2026-05-30 --db {store_url}" in shown.output
+    assert f"ledger loan show LN0000000 --as-of 2026-05-30 --db {redact(store_url)}" in shown.output
     assert run("demo", "--loans", 100, "--seed", 3, "--db", store_url).exit_code == 0  # its own loans: a re-run
     app = Ledger(Settings(db_url=store_url))
     app.append([command_from_dict(c) for c in domain_example("REAL-1")])

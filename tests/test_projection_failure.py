@@ -47,7 +47,7 @@ def test_a_poisoned_event_stops_the_projection_and_says_where(store_url):
     assert balances.exit_code == 1
     # the store's own words for the overflow differ (SQLite OverflowError, PostgreSQL DataError)
     assert (
-        f"error: projection book is stopped at notification {bad - 1}: it cannot apply notification {bad} (loan L1)"
+        f"Error: projection book is stopped at notification {bad - 1}: it cannot apply notification {bad} (loan L1)"
         in (balances.output)
     )
     assert len(balances.output.splitlines()) == 1
