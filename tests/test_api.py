@@ -7,6 +7,8 @@ import json
 import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from support.commands import applied, approved, domain_example, funded, repaid
 
 from api.app import MAX_BODY_BYTES, create_app
@@ -373,3 +375,30 @@ def test_requests_appended_together_each_get_their_own_answer(api):
     for body, response in zip(bodies, responses, strict=True):
         assert response.json()["loan_id"] == body["loan_id"]
         assert response.status_code == (201 if body["type"] == "applied" else 422)
+
+
+_json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.text(max_size=300)
+    | st.sampled_from(["1e309", "-0.00", "2026-02-30"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=60)
+@given(
+    base=st.sampled_from([applied("F1"), approved("F1"), funded("F1"), repaid("F1")]),
+    field=st.sampled_from(
+        ["loan_id", "idempotency_key", "occurred_at", "amount", "principal", "term_days", "borrower"]
+    ),
+    value=_json_values,
+)
+def test_bad_input_is_never_a_500(api, base, field, value):
+    command = {**base, field: value}
+    for path, body in (("/v1/commands", command), ("/v1/commands/batch", {"commands": [command, value]})):
+        response = api.post(path, body)
+        assert response.status_code < 500, response.text
+        assert response.headers["content-type"] == "application/json"
