@@ -402,3 +402,33 @@ def test_bad_input_is_never_a_500(api, base, field, value):
         response = api.post(path, body)
         assert response.status_code < 500, response.text
         assert response.headers["content-type"] == "application/json"
+
+
+def test_token_cli_creates_once_lists_without_secrets_and_revokes(store_url):
+    from ledger.app import Ledger
+    from ledger.tokens import authenticate
+
+    def run(*args):
+        return CliRunner().invoke(cli, [*args, "--db", store_url])
+
+    created = run("token", "create", "collections", "--scope", "read", "--scope", "append", "--json")
+    assert created.exit_code == 0
+    out = json.loads(created.output)
+    assert (out["name"], out["scopes"]) == ("collections", ["append", "read"]) and len(out["token"]) >= 43
+    assert run("token", "create", "collections", "--scope", "read").exit_code == 1  # a name is never reused
+    assert run("token", "create", "nosccope").exit_code == 2  # --scope is required
+    assert run("token", "create", "x", "--scope", "admin").exit_code == 2
+    listed = run("token", "list", "--json")
+    assert out["token"] not in listed.output
+    assert [(t["name"], t["scopes"], t["revoked_at"]) for t in json.loads(listed.output)] == [
+        ("collections", ["append", "read"], None)
+    ]
+    app = Ledger(Settings(db_url=store_url))
+    try:
+        assert authenticate(app, out["token"]).name == "collections"
+        assert run("token", "revoke", "collections").exit_code == 0
+        assert authenticate(app, out["token"]) is None
+        assert run("token", "revoke", "nobody").exit_code == 1
+        assert json.loads(run("token", "list", "--json").output)[0]["revoked_at"] is not None
+    finally:
+        app.close()
