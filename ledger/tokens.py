@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from psycopg.sql import SQL, Composable, Identifier
+from psycopg.sql import SQL, Composed, Identifier
 
 from projections.db import ViewDb
 
@@ -32,7 +32,7 @@ SQLITE_CREATE_TABLE = (
 )
 
 
-def postgres_create_table(schema: str) -> Composable:
+def postgres_create_table(schema: str) -> Composed:
     return SQL(
         "CREATE TABLE IF NOT EXISTS {}.ledger_tokens ("
         " name text PRIMARY KEY, token_sha256 text NOT NULL UNIQUE, scopes text NOT NULL,"

@@ -8,6 +8,8 @@ from decimal import Decimal as D
 import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from support.commands import applied, approved, domain_example, funded, repaid
 
 from api.app import MAX_BODY_BYTES, create_app
@@ -387,3 +389,61 @@ def test_an_amount_over_the_configured_limit_is_refused_over_http_too(store_url)
         batch = client.post("/v1/commands/batch", content=json.dumps({"commands": [over]}).encode(), headers=headers)
     assert single.status_code == 422 and "over the limit of 100.00" in single.json()["error"]
     assert "over the limit of 100.00" in batch.json()["results"][0]["error"]
+
+
+_json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.text(max_size=300)
+    | st.sampled_from(["1e309", "-0.00", "2026-02-30"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=60)
+@given(
+    base=st.sampled_from([applied("F1"), approved("F1"), funded("F1"), repaid("F1")]),
+    field=st.sampled_from(
+        ["loan_id", "idempotency_key", "occurred_at", "amount", "principal", "term_days", "borrower"]
+    ),
+    value=_json_values,
+)
+def test_bad_input_is_never_a_500(api, base, field, value):
+    command = {**base, field: value}
+    for path, body in (("/v1/commands", command), ("/v1/commands/batch", {"commands": [command, value]})):
+        response = api.post(path, body)
+        assert response.status_code < 500, response.text
+        assert response.headers["content-type"] == "application/json"
+
+
+def test_token_cli_creates_once_lists_without_secrets_and_revokes(store_url):
+    from ledger.app import Ledger
+    from ledger.tokens import authenticate
+
+    def run(*args):
+        return CliRunner().invoke(cli, [*args, "--db", store_url])
+
+    assert run("init").exit_code == 0
+    created = run("token", "create", "collections", "--scope", "read", "--scope", "append", "--json")
+    assert created.exit_code == 0
+    out = json.loads(created.output)
+    assert (out["name"], out["scopes"]) == ("collections", ["append", "read"]) and len(out["token"]) >= 43
+    assert run("token", "create", "collections", "--scope", "read").exit_code == 1  # a name is never reused
+    assert run("token", "create", "nosccope").exit_code == 2  # --scope is required
+    assert run("token", "create", "x", "--scope", "admin").exit_code == 2
+    listed = run("token", "list", "--json")
+    assert out["token"] not in listed.output
+    assert [(t["name"], t["scopes"], t["revoked_at"]) for t in json.loads(listed.output)] == [
+        ("collections", ["append", "read"], None)
+    ]
+    app = Ledger(Settings(db_url=store_url))
+    try:
+        assert authenticate(app, out["token"]).name == "collections"
+        assert run("token", "revoke", "collections").exit_code == 0
+        assert authenticate(app, out["token"]) is None
+        assert run("token", "revoke", "nobody").exit_code == 1
+        assert json.loads(run("token", "list", "--json").output)[0]["revoked_at"] is not None
+    finally:
+        app.close()
