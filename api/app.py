@@ -17,11 +17,11 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TextIO, TypeVar
 
 import anyio
 from anyio import to_thread
@@ -30,6 +30,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Message, Receive, Scope, Send
 
 from api import schemas
 from cli.common import to_jsonable
@@ -38,6 +39,7 @@ from domain.money import fmt
 from ledger.app import APPENDED, DUPLICATE, REJECTED, Ledger, Outcome
 from ledger.commands import MAX_LINE_BYTES, _Command, command_from_dict, decode_json
 from ledger.config import Settings, settings_from_env
+from ledger.store import LedgerPostgresRecorder, LedgerSQLiteRecorder
 from ledger.tokens import Token, authenticate
 from ledger.views import loan_view, today_in_shanghai
 from projections import runner
@@ -49,6 +51,8 @@ READ_THREADS = 8  # blocking store calls at once for reads and token checks: und
 
 log = logging.getLogger("ledger.api")
 _random = random.Random()
+
+_T = TypeVar("_T")
 
 
 class ApiError(Exception):
@@ -71,11 +75,11 @@ def create_app(settings: Settings) -> FastAPI:
     catch_up_lock = lane.lock if sqlite else threading.Lock()  # one projection runner per process
     limiter = anyio.CapacityLimiter(READ_THREADS)
 
-    async def blocking(fn: Callable, *args: Any) -> Any:
+    async def blocking(fn: Callable[..., _T], *args: Any) -> _T:
         return await to_thread.run_sync(fn, *args, limiter=limiter)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         await lane.close()  # in-flight appends are answered before the store closes
         ledger.close()
@@ -105,7 +109,7 @@ def create_app(settings: Settings) -> FastAPI:
         parts = [f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()]
         return json_response(422, {"error": "; ".join(parts)})
 
-    def scope(name: str) -> Callable:
+    def scope(name: str) -> Callable[[Request], Awaitable[Token]]:
         async def check(request: Request) -> Token:
             kind, _, secret = request.headers.get("authorization", "").partition(" ")
             secret = secret.strip()
@@ -192,7 +196,7 @@ def create_app(settings: Settings) -> FastAPI:
         day = _day(as_of, "as_of") or today_in_shanghai()
         moment = _moment(known_at, "known_at")
 
-        def read() -> dict | None:
+        def read() -> dict[str, Any] | None:
             events = ledger.loan_events(loan_id, moment)
             loan = ledger.get_loan(loan_id, moment) if events else None
             return None if loan is None else loan_view(loan, events, day, moment)
@@ -215,7 +219,7 @@ def create_app(settings: Settings) -> FastAPI:
         if by not in GROUPINGS:
             raise ApiError(422, {"error": f"by: {by!r} is not one of {', '.join(GROUPINGS)}"})
 
-        def read() -> dict:
+        def read() -> dict[str, Any]:
             with catch_up_lock:
                 runner.catch_up(ledger)  # answer from everything appended so far, as the CLI does
             db = runner.views(ledger)
@@ -320,7 +324,10 @@ def _loan_id_of(data: Any) -> str | None:
 
 def _key_taken_by_other_content(ledger: Ledger, cmd: _Command) -> bool:
     """Was this rejection a key reused with other content (409) rather than a broken rule (422)?"""
-    record = ledger.recorder.find_keys([cmd.idempotency_key]).get(cmd.idempotency_key)
+    recorder = ledger.recorder
+    # config.store_env installs one of these; the base type Application declares lacks find_keys
+    assert isinstance(recorder, (LedgerSQLiteRecorder, LedgerPostgresRecorder))
+    record = recorder.find_keys([cmd.idempotency_key]).get(cmd.idempotency_key)
     return record is not None and (record.content_hash != cmd.content_hash or record.loan_id != cmd.loan_id)
 
 
@@ -352,15 +359,15 @@ def _moment(value: str | None, name: str) -> datetime | None:
 
 
 # ---- logging -----------------------------------------------------------------------
-class _Stderr(logging.StreamHandler):
+class _Stderr(logging.StreamHandler[TextIO]):
     """Writes to whatever sys.stderr is at the time (a test's capture, a redirected stream)."""
 
-    @property  # type: ignore[override]
-    def stream(self) -> Any:
+    @property
+    def stream(self) -> TextIO:
         return sys.stderr
 
     @stream.setter
-    def stream(self, value: Any) -> None:
+    def stream(self, value: TextIO) -> None:
         pass
 
 
@@ -380,7 +387,7 @@ class RequestLog:
     def __init__(self, app: Any):
         self.app = app
 
-    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -389,7 +396,7 @@ class RequestLog:
         scope["ledger.log"] = info
         status, started, t0 = 500, False, time.perf_counter()
 
-        async def send_logged(message: dict) -> None:
+        async def send_logged(message: Message) -> None:
             nonlocal status, started
             if message["type"] == "http.response.start":
                 started, status = True, message["status"]

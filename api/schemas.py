@@ -99,7 +99,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 def command_schemas() -> dict[str, Any]:
     """The command models' JSON Schema as OpenAPI components: ``Command`` (one of the types) and ``Batch``."""
     schema = TypeAdapter(Command).json_schema(ref_template="#/components/schemas/{model}")
-    components = schema.pop("$defs", {})
+    components: dict[str, Any] = schema.pop("$defs", {})
     components["Command"] = schema
     components["Batch"] = {
         "type": "object",

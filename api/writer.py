@@ -31,7 +31,7 @@ from ledger.commands import _Command
 @dataclass
 class _Job:
     commands: Sequence[_Command]
-    done: asyncio.Future = field(repr=False)
+    done: asyncio.Future[list[Outcome]] = field(repr=False)
 
 
 class WriteLane:
@@ -42,7 +42,7 @@ class WriteLane:
         # in reads), so that on SQLite a process has one writer at a time
         self.lock = threading.Lock()
         self._queue: asyncio.Queue[_Job] | None = None
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def append(self, commands: Sequence[_Command]) -> list[Outcome]:

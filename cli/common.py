@@ -62,7 +62,7 @@ class LedgerGroup(click.Group):
         sys.exit(result if isinstance(result, int) else EXIT_OK)
 
 
-def store_options(fn: Callable) -> Callable:
+def store_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Adds --db and --json to a command; configuration errors exit 2, a broken rule exits 1."""
 
     @click.option("--db", "db_url", default=None, metavar="URL", help=DB_HELP)

@@ -11,7 +11,7 @@ from ledger.dataset import rows, write
 
 
 @click.group()
-def dataset():
+def dataset() -> None:
     """Risk-model training datasets."""
 
 
@@ -26,10 +26,11 @@ def dataset():
 @click.option("--out", required=True, type=click.Path(dir_okay=False, writable=True))
 @click.option("--format", "fmt", type=click.Choice(["parquet", "csv"]), default="parquet", show_default=True)
 @store_options
-def export(as_of, known_at, out, fmt, db_url, as_json):
+def export(as_of: str, known_at: str | None, out: str, fmt: str, db_url: str | None, as_json: bool) -> None:
     """One row per application: features known before the decision, labels once matured."""
     app = open_ledger(db_url)
     day = parse_day(as_of, "--as-of")
+    assert day is not None  # --as-of is required
     moment = parse_moment(known_at, "--known-at") or datetime.now(UTC)
     n = write(rows(app, day, moment), out, fmt, day, moment)
     if as_json:

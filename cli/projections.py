@@ -27,7 +27,9 @@ _page_size = click.option(
 @click.option("--by", type=click.Choice(GROUPINGS), default="bank", show_default=True)
 @click.option("--accounts", is_flag=True, help="Also list every account's balance (the trial balance in full).")
 @store_options
-def balances(as_of, known_at, by, accounts, db_url, as_json):
+def balances(
+    as_of: str | None, known_at: str | None, by: str, accounts: bool, db_url: str | None, as_json: bool
+) -> None:
     """Portfolio balances from the double-entry journal, and the trial balance (exit 1 unless zero)."""
     app = open_ledger(db_url)
     day = parse_day(as_of, "--as-of") or today_in_shanghai()
@@ -66,13 +68,13 @@ def balances(as_of, known_at, by, accounts, db_url, as_json):
 
 
 @click.group()
-def projections():
+def projections() -> None:
     """Read models built from the event log, exactly once."""
 
 
 @projections.command("status")
 @store_options
-def projections_status(db_url, as_json):
+def projections_status(db_url: str | None, as_json: bool) -> None:
     """Position, head and lag (in notification ids) of each projection."""
     app = open_ledger(db_url)
     rows = runner.status(app)
@@ -93,7 +95,7 @@ def projections_status(db_url, as_json):
 @click.argument("name", required=False, type=click.Choice(sorted(runner.PROJECTIONS)))
 @_page_size
 @store_options
-def projections_catch_up(name, page_size, db_url, as_json):
+def projections_catch_up(name: str | None, page_size: int, db_url: str | None, as_json: bool) -> None:
     """Apply what was appended since the last run (all projections, or NAME)."""
     app = open_ledger(db_url)
     for projection in [name] if name else sorted(runner.PROJECTIONS):
@@ -105,7 +107,7 @@ def projections_catch_up(name, page_size, db_url, as_json):
 @click.argument("name", required=False, type=click.Choice(sorted(runner.PROJECTIONS)))
 @_page_size
 @store_options
-def projections_rebuild(name, page_size, db_url, as_json):
+def projections_rebuild(name: str | None, page_size: int, db_url: str | None, as_json: bool) -> None:
     """Rebuild from empty (all projections, or NAME): the same rows as built incrementally."""
     app = open_ledger(db_url)
     for projection in [name] if name else sorted(runner.PROJECTIONS):

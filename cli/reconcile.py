@@ -5,13 +5,15 @@ from __future__ import annotations
 import csv
 import json
 import sys
+from datetime import date
 from pathlib import Path
+from typing import Any
 
 import click
 
 from cli.common import EXIT_PROBLEM, echo_json, open_ledger, parse_day, store_options, to_jsonable
 from domain.money import fmt
-from ledger.reconcile import TYPES, history, record
+from ledger.reconcile import TYPES, Report, history, record
 from ledger.reconcile import reconcile as run_reconcile
 
 
@@ -30,7 +32,17 @@ from ledger.reconcile import reconcile as run_reconcile
 @click.option("--out", type=click.Path(dir_okay=False, writable=True), help="Write the breaks as CSV here.")
 @click.option("--history", "show_history", is_flag=True, help="List the recorded runs (for --bank, or all).")
 @store_options
-def reconcile(file, bank, date_from, date_to, tolerance_days, out, show_history, db_url, as_json):
+def reconcile(
+    file: Path | None,
+    bank: str | None,
+    date_from: str | None,
+    date_to: str | None,
+    tolerance_days: int,
+    out: str | None,
+    show_history: bool,
+    db_url: str | None,
+    as_json: bool,
+) -> None:
     """Compare a bank's settlement FILE (bank_ref,loan_id,type,amount,value_date) with the ledger."""
     app = open_ledger(db_url)
     if show_history:
@@ -100,7 +112,7 @@ OUT_COLUMNS = (
 )
 
 
-def _write_out(out: str, report) -> None:
+def _write_out(out: str, report: Report) -> None:
     """The breaks, then the malformed rows (kind ``malformed``, with the reason): every row needing a look."""
     with open(out, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
@@ -122,7 +134,7 @@ def _write_out(out: str, report) -> None:
             w.writerow(["malformed", "", "", m["line"], "", "", "", "", "", "", m["error"]])
 
 
-def _side(movement: dict | None) -> str:
+def _side(movement: dict[str, str] | None) -> str:
     return "-" if movement is None else f"{movement['type']} {movement['amount']} {movement['value_date']}"
 
 
@@ -131,11 +143,11 @@ def _safe(text: str) -> str:
     return text if text.isprintable() else json.dumps(text, ensure_ascii=True)
 
 
-def _range(date_from, date_to) -> str:
+def _range(date_from: date | None, date_to: date | None) -> str:
     return f"{date_from}..{date_to}" if date_from and date_to else "no dated rows"
 
 
-def _human(bank: str, file_name: str, report, totals: dict) -> list[str]:
+def _human(bank: str, file_name: str, report: Report, totals: dict[str, dict[str, str]]) -> list[str]:
     lines = [
         f"{bank} {file_name} ({_range(report.date_from, report.date_to)}): {report.rows} rows, "
         f"{report.matched} matched, {len(report.breaks)} breaks, {len(report.malformed)} malformed rows"
@@ -153,9 +165,9 @@ def _human(bank: str, file_name: str, report, totals: dict) -> list[str]:
     return lines
 
 
-def _counts(breaks: dict) -> str:
+def _counts(breaks: dict[str, int]) -> str:
     return ", ".join(f"{kind} {n}" for kind, n in sorted(breaks.items())) or "0"
 
 
-def json_text(obj) -> str:
+def json_text(obj: Any) -> str:
     return json.dumps(to_jsonable(obj), ensure_ascii=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from cli.common import echo_json, open_ledger, parse_day, store_options
+from domain.loan import Loan
 from ledger.eod import funded_loan_ids
 from ledger.reports import (
     ROLL_COLUMNS,
@@ -19,7 +20,7 @@ from ledger.views import today_in_shanghai
 
 
 @click.group()
-def report():
+def report() -> None:
     """Portfolio reports."""
 
 
@@ -27,11 +28,11 @@ def report():
 @click.option("--out", required=True, type=click.Path(dir_okay=False, writable=True), help="PNG to write.")
 @click.option("--as-of", "as_of", metavar="DATE", help="Default: today in Asia/Shanghai.")
 @store_options
-def vintage(out, as_of, db_url, as_json):
+def vintage(out: str, as_of: str | None, db_url: str | None, as_json: bool) -> None:
     """Ever-30+ DPD rate by funding month, and how loans roll between month-end buckets."""
     app = open_ledger(db_url)
     day = parse_day(as_of, "--as-of") or today_in_shanghai()
-    loans = [app.repository.get(i) for i in funded_loan_ids(app)]
+    loans: list[Loan] = [app.repository.get(i) for i in funded_loan_ids(app)]
     # a month-end after the newest fact would only repeat the last one: figures stop where the data does
     until = min(day, last_data_day(loans) or day)
     curves = ever30_curves(loans, until)

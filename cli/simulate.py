@@ -5,16 +5,18 @@ from __future__ import annotations
 import sys
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import click
 from eventsourcing.utils import get_topic
 
 from cli.common import EXIT_PROBLEM, echo_json, open_ledger, parse_day, store_options
 from domain.loan import Loan
+from ledger.app import Ledger
 from ledger.config import redact
 from ledger.eod import funded_loan_ids
-from ledger.reports import PARTS, book, vintages
-from ledger.simulation import run_simulation
+from ledger.reports import PARTS, BookLine, book, vintages
+from ledger.simulation import SimulationReport, run_simulation
 from ledger.simulator import Simulator
 
 DEMO_START = date(2026, 1, 1)
@@ -36,7 +38,17 @@ DEMO_START = date(2026, 1, 1)
     "of appending (the end-of-day job is not run then: its commands come from the ledger).",
 )
 @store_options
-def simulate(loans, seed, start, days, banks, bad_lines, out, db_url, as_json):
+def simulate(
+    loans: int,
+    seed: int,
+    start: str | None,
+    days: int,
+    banks: int,
+    bad_lines: bool,
+    out: str | None,
+    db_url: str | None,
+    as_json: bool,
+) -> None:
     """Simulate a micro-loan platform and append its stream day by day, running EOD after each day."""
     first = parse_day(start, "--start") or DEMO_START
     if out:
@@ -59,7 +71,7 @@ def simulate(loans, seed, start, days, banks, bad_lines, out, db_url, as_json):
 @click.option("--loans", type=click.IntRange(100, 100_000), default=3000, show_default=True)
 @click.option("--seed", type=int, default=2026, show_default=True)
 @store_options
-def demo(loans, seed, db_url, as_json):
+def demo(loans: int, seed: int, db_url: str | None, as_json: bool) -> None:
     """A fresh embedded ledger, three months of simulated lending, and the lender's report."""
     if db_url is None:
         path = Path("ledger-demo.db")
@@ -76,7 +88,7 @@ def demo(loans, seed, db_url, as_json):
         )
     as_of = DEMO_START + timedelta(days=149)  # five months: the first vintages have run to write-off
     report = _run(app, sim, as_of, show_progress=not as_json)
-    loans_now = [app.repository.get(i) for i in funded_loan_ids(app)]
+    loans_now: list[Loan] = [app.repository.get(i) for i in funded_loan_ids(app)]
     by_bank, by_bucket, vintage = (
         book(loans_now, as_of, "bank"),
         book(loans_now, as_of, "bucket"),
@@ -117,20 +129,21 @@ def demo(loans, seed, db_url, as_json):
     click.echo(f"           ledger balances --as-of {as_of} --by bucket --db {redact(db_url)}")
 
 
-def _other_loan(app, demo_loans) -> str | None:
+def _other_loan(app: Ledger, demo_loans: set[str]) -> str | None:
     """A loan id in the store that the demo would not have written, if any."""
-    topic = get_topic(Loan.Applied)  # type: ignore[attr-defined]
+    topic = get_topic(Loan.Applied)
     start = 1
     while notes := app.recorder.select_notifications(start, 1000, topics=[topic]):
         for n in notes:
-            loan_id = app.mapper.to_domain_event(n).loan_id
-            if loan_id not in demo_loans:
-                return loan_id
+            e = app.mapper.to_domain_event(n)
+            assert isinstance(e, Loan.Applied)  # the only topic selected
+            if e.loan_id not in demo_loans:
+                return e.loan_id
         start = notes[-1].id + 1
     return None
 
 
-def _run(app, sim, until, show_progress):
+def _run(app: Ledger, sim: Simulator, until: date | None, show_progress: bool) -> SimulationReport:
     days = list(sim.days())
     last = days[-1][0] if until is None else min(until, days[-1][0])
     length = (last - days[0][0]).days + 1
@@ -138,7 +151,7 @@ def _run(app, sim, until, show_progress):
         return run_simulation(app, sim, progress=lambda _day: bar.update(1), until=until)
 
 
-def _summary(report, as_json):
+def _summary(report: SimulationReport, as_json: bool) -> None:
     counts = {f"{t}:{s}": n for (t, s), n in sorted(report.commands.items())}
     eod = {f"{t}:{s}": n for (t, s), n in sorted(report.eod.items())}
     if as_json:
@@ -163,5 +176,5 @@ def _summary(report, as_json):
         click.echo(f"    {loan_id} {key}: {error}")
 
 
-def _book_row(line):
+def _book_row(line: BookLine) -> dict[str, Any]:
     return {"key": line.key, "loans": line.loans, **line.amounts}

@@ -36,7 +36,8 @@ class Components:
         )
 
     def get(self, name: str) -> Decimal:
-        return getattr(self, name)
+        value: Decimal = getattr(self, name)  # every field of Components is a Decimal
+        return value
 
     def as_dict(self) -> dict[str, Decimal]:
         # in allocation order's default sequence; spelled out because this is on the hot path

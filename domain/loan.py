@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from decimal import Decimal
+from typing import TYPE_CHECKING, Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 from zoneinfo import ZoneInfo
 
@@ -55,6 +56,71 @@ class MoneyIn:
 
 class Loan(Aggregate):
     """One loan from application to closing, write-off and recoveries."""
+
+    if TYPE_CHECKING:
+        # The @event methods below create these classes when the module loads; a type checker cannot see
+        # that, so their fields are declared here for code that reads events from the store. They must
+        # match the methods' parameters (the runtime never executes this block).
+        class Applied(Aggregate.Created):
+            loan_id: str
+            borrower_id: str
+            principal: Decimal
+            term_days: int
+            product: str
+            channel: str
+            idempotency_key: str
+            occurred_at: datetime
+
+        class Scored(Aggregate.Event):
+            score: Decimal
+            model_version: str
+            decision: str
+            terms: dict[str, Any]
+            idempotency_key: str
+            occurred_at: datetime
+
+        class Funded(Aggregate.Event):
+            bank: str
+            bank_ref: str
+            amount: Decimal
+            value_date: date
+            idempotency_key: str
+            occurred_at: datetime
+
+        class Repaid(Aggregate.Event):
+            amount: Decimal
+            bank_ref: str
+            value_date: date
+            channel: str | None
+            idempotency_key: str
+            occurred_at: datetime
+
+        class Collected(Aggregate.Event):
+            amount: Decimal
+            agency: str
+            value_date: date
+            stage: str | None
+            idempotency_key: str
+            occurred_at: datetime
+
+        class Overdue(Aggregate.Event):
+            as_of: date
+            dpd: int
+            bucket: str
+            idempotency_key: str
+            occurred_at: datetime
+
+        class WrittenOff(Aggregate.Event):
+            value_date: date
+            reason: str | None
+            idempotency_key: str
+            occurred_at: datetime
+
+        class Reversed(Aggregate.Event):
+            reverses: str
+            reason: str
+            idempotency_key: str
+            occurred_at: datetime
 
     @staticmethod
     def create_id(loan_id: str, **_: object) -> UUID:
@@ -191,6 +257,8 @@ class Loan(Aggregate):
                 if m.bank_ref == bank_ref:
                     self._reject(command, f"bank_ref {bank_ref!r} is already recorded on this loan (key {m.key!r})")
         if kind == "repayment":
+            # ledger/handlers.py passes the command's required bank_ref with every repayment
+            assert bank_ref is not None
             self._repaid(
                 amount=amount,
                 bank_ref=bank_ref,
@@ -200,6 +268,8 @@ class Loan(Aggregate):
                 occurred_at=occurred_at,
             )
         else:
+            # ...and the command's required agency with every collection
+            assert agency is not None
             self._collected(
                 amount=amount,
                 agency=agency,
@@ -259,7 +329,7 @@ class Loan(Aggregate):
         score: Decimal,
         model_version: str,
         decision: str,
-        terms: dict,
+        terms: dict[str, Any],
         idempotency_key: str,
         occurred_at: datetime,
     ) -> None:

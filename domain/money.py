@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from decimal import ROUND_HALF_UP, Decimal
 
-from domain.errors import InvalidAmount
+from domain.errors import InvalidAmount as InvalidAmount  # re-exported: parse_amount raises it to callers
 
 FEN = Decimal("0.01")
 ZERO = Decimal("0.00")

@@ -7,6 +7,7 @@ against the ledger, for which dates, and what was found.
 from __future__ import annotations
 
 from datetime import date
+from typing import TYPE_CHECKING
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
@@ -15,6 +16,19 @@ _NAMESPACE = uuid5(NAMESPACE_URL, "urn:loan-ledger:reconciliation")
 
 
 class BankReconciliations(Aggregate):
+    if TYPE_CHECKING:
+        # made by @event("Ran") at import; declared for readers of the stored runs (see domain/loan.py)
+        class Ran(Aggregate.Event):
+            file_name: str
+            file_sha256: str
+            date_from: date | None
+            date_to: date | None
+            rows: int
+            matched: int
+            breaks: dict[str, int]
+            malformed: int
+            net_difference: str
+
     @staticmethod
     def create_id(bank: str) -> UUID:
         return uuid5(_NAMESPACE, bank)
@@ -33,7 +47,7 @@ class BankReconciliations(Aggregate):
         date_to: date | None,
         rows: int,
         matched: int,
-        breaks: dict,
+        breaks: dict[str, int],
         malformed: int,
         net_difference: str,
     ) -> None:

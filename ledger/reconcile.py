@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
+from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
@@ -43,7 +45,7 @@ class Movement:
     amount: Decimal
     value_date: date
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, str]:
         return {"type": self.type, "amount": fmt(self.amount), "value_date": self.value_date.isoformat()}
 
 
@@ -56,8 +58,8 @@ class Report:
     date_to: date | None = None
     rows: int = 0
     matched: int = 0
-    breaks: list[dict] = field(default_factory=list)
-    malformed: list[dict] = field(default_factory=list)
+    breaks: list[dict[str, Any]] = field(default_factory=list)  # as _break() shapes them
+    malformed: list[dict[str, Any]] = field(default_factory=list)  # {line, error}
     # every type present, at 0.00, so a file without reversals (or an empty one) totals like any other
     bank_totals: dict[str, Decimal] = field(default_factory=lambda: dict.fromkeys(TYPES, ZERO))
     ledger_totals: dict[str, Decimal] = field(default_factory=lambda: dict.fromkeys(TYPES, ZERO))
@@ -106,20 +108,19 @@ class LedgerSide:
 
 def ledger_movements(app: Ledger, bank: str) -> LedgerSide:
     """Every money movement the ledger holds for the bank, by bank_ref."""
-    topics = [get_topic(cls) for cls in (Loan.Applied, Loan.Funded, Loan.Repaid, Loan.Reversed)]  # type: ignore[attr-defined]
-    loan_ids: dict = {}  # loan uuid -> loan_id (only Applied carries it)
-    funded_by: dict = {}  # loan uuid -> (loan_id, bank)
+    topics = [get_topic(cls) for cls in (Loan.Applied, Loan.Funded, Loan.Repaid, Loan.Reversed)]
+    loan_ids: dict[UUID, str] = {}  # loan uuid -> loan_id (only Applied carries it)
+    funded_by: dict[UUID, tuple[str, str]] = {}  # loan uuid -> (loan_id, bank)
     by_key: dict[str, Movement] = {}  # repayments by idempotency key, for reversals to find
     movements = LedgerSide()
     start = 1
     while notes := app.recorder.select_notifications(start, 5000, topics=topics):
         for n in notes:
             e = app.mapper.to_domain_event(n)
-            kind = type(e).__name__
-            if kind == "Applied":
+            if isinstance(e, Loan.Applied):
                 loan_ids[e.originator_id] = e.loan_id
                 continue
-            if kind == "Funded":
+            if isinstance(e, Loan.Funded):
                 loan_id = loan_ids[e.originator_id]
                 funded_by[e.originator_id] = (loan_id, e.bank)
                 if e.bank == bank:
@@ -128,11 +129,13 @@ def ledger_movements(app: Ledger, bank: str) -> LedgerSide:
             loan_id, loan_bank = funded_by[e.originator_id]
             if loan_bank != bank:
                 continue
-            if kind == "Repaid":
+            if isinstance(e, Loan.Repaid):
                 m = Movement(e.bank_ref, loan_id, "repayment", e.amount, e.value_date)
                 movements.add(m)
                 by_key[e.idempotency_key] = m
-            elif e.reverses in by_key:  # reversals of repayments; collections do not pass through the bank
+            elif (
+                isinstance(e, Loan.Reversed) and e.reverses in by_key
+            ):  # reversals of repayments; collections do not pass through the bank
                 on = e.occurred_at.astimezone(SHANGHAI).date()
                 movements.add(Movement(e.idempotency_key, loan_id, "reversal", by_key[e.reverses].amount, on))
         start = notes[-1].id + 1
@@ -229,7 +232,7 @@ def record(app: Ledger, report: Report) -> None:
     """Append the run to the bank's reconciliation stream (retrying if another run got there first)."""
     for _ in range(app.settings.max_retries):
         try:
-            stream = app.repository.get(BankReconciliations.create_id(report.bank))
+            stream: BankReconciliations = app.repository.get(BankReconciliations.create_id(report.bank))
         except AggregateNotFoundError:  # the bank's first run; anything else is a fault, not a new stream
             stream = BankReconciliations(bank=report.bank)
         stream.record_run(
@@ -251,13 +254,16 @@ def record(app: Ledger, report: Report) -> None:
     raise RuntimeError(f"could not record the reconciliation run for {report.bank}: concurrent runs")
 
 
-def history(app: Ledger, bank: str | None = None) -> list[dict]:
-    topic = get_topic(BankReconciliations.Ran)  # type: ignore[attr-defined]
-    runs, start = [], 1
+def history(app: Ledger, bank: str | None = None) -> list[dict[str, Any]]:
+    topic = get_topic(BankReconciliations.Ran)
+    runs: list[dict[str, Any]] = []
+    start = 1
     while notes := app.recorder.select_notifications(start, 5000, topics=[topic]):
         for n in notes:
             e = app.mapper.to_domain_event(n)
-            stream_bank = app.repository.get(e.originator_id, version=1).bank
+            assert isinstance(e, BankReconciliations.Ran)  # the only topic selected
+            opened: BankReconciliations = app.repository.get(e.originator_id, version=1)
+            stream_bank = opened.bank
             if bank is None or stream_bank == bank:
                 runs.append(
                     {
@@ -280,7 +286,7 @@ def history(app: Ledger, bank: str | None = None) -> list[dict]:
 
 def _break(
     kind: str, bank_ref: str, loan_id: str, mine: Movement | None, theirs: Movement | None, line: int | None
-) -> dict:
+) -> dict[str, Any]:
     return {
         "kind": kind,
         "bank_ref": bank_ref,

@@ -48,6 +48,7 @@ def book(loans: Iterable[Loan], as_of: date, by: str) -> list[BookLine]:
         if state in ("repaid", "written_off"):
             continue  # off the book: settled, or moved to write-off expense
         p = loan.position(as_of)
+        assert loan.bank is not None  # the Funded event sets bank with funded_on
         key = {"bank": loan.bank, "bucket": p.bucket, "product": loan.product, "state": state}[by]
         line = lines.setdefault(key, BookLine(key))
         line.loans += 1

@@ -18,8 +18,8 @@ from ledger.simulator import Simulator
 class SimulationReport:
     first_day: date | None = None
     last_day: date | None = None
-    commands: Counter = field(default_factory=Counter)  # (type, status) -> count
-    eod: Counter = field(default_factory=Counter)
+    commands: Counter[tuple[str, str]] = field(default_factory=Counter)  # (type, status) -> count
+    eod: Counter[tuple[str, str]] = field(default_factory=Counter)
     rejected: list[tuple[str, str, str]] = field(default_factory=list)  # (key, loan, error)
 
     @property

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from random import Random
+from typing import Any
 from uuid import UUID
 
 from domain.loan import SHANGHAI, loan_uuid
@@ -47,7 +48,7 @@ class Borrower:
 @dataclass
 class _Emit:
     at: datetime  # when the ledger receives it (Asia/Shanghai)
-    command: dict
+    command: dict[str, Any]  # one wire-format command line, as JSON would carry it
 
 
 @dataclass
@@ -93,7 +94,7 @@ class Simulator:
         self._planned = False
 
     # ---- the stream ----------------------------------------------------------------
-    def days(self) -> Iterator[tuple[date, list[dict]]]:
+    def days(self) -> Iterator[tuple[date, list[dict[str, Any]]]]:
         by_day: dict[date, list[_Emit]] = defaultdict(list)
         for loan in self.plan():
             for e in loan.emits:
@@ -154,7 +155,10 @@ class Simulator:
         self.loans[loan_id] = loan
         t0 = rng.uniform(8, 22)
         base = {"loan_id": loan_id}
-        emit = lambda at, cmd: loan.emits.append(_Emit(at, {**base, **cmd}))  # noqa: E731
+
+        def emit(at: datetime, cmd: dict[str, Any]) -> None:
+            loan.emits.append(_Emit(at, {**base, **cmd}))
+
         emit(
             self._at(day, t0),
             {
@@ -252,10 +256,13 @@ class Simulator:
         return min(wanted, (cap_rate * Decimal("0.97")).quantize(Decimal("0.00001"), rounding="ROUND_DOWN"))
 
 
+_EmitFn = Callable[[datetime, dict[str, Any]], None]
+
+
 class _Life:
     """One funded loan's money movements, planned in value-date order."""
 
-    def __init__(self, sim: Simulator, loan: PlannedLoan, terms: Terms, bank: str, emit):
+    def __init__(self, sim: Simulator, loan: PlannedLoan, terms: Terms, bank: str, emit: _EmitFn):
         self.sim, self.rng, self.loan, self.terms, self.bank, self.emit = sim, sim.rng, loan, terms, bank, emit
         self.movements: list[Movement] = []
         self.n = 0

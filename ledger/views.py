@@ -36,7 +36,7 @@ def event_record(e: Any) -> dict[str, Any]:
     }
 
 
-def loan_view(loan: Loan, events: list, as_of: date, known_at: datetime | None) -> dict[str, Any]:
+def loan_view(loan: Loan, events: list[Loan.Event], as_of: date, known_at: datetime | None) -> dict[str, Any]:
     balances = {"principal": ZERO, "interest": ZERO, "fee": ZERO, "penalty": ZERO, "overpayment": ZERO, "total": ZERO}
     dpd, bucket, due_date = 0, "current", None
     if loan.terms is not None and loan.funded_on is not None:
