@@ -1,0 +1,121 @@
+"""End-of-day throughput when every loan of the book is due, beside a raw read of the same loans.
+
+    python bench/eod.py [--loans 20000] [--stores sqlite,postgres]
+
+Fills a ledger with ``--loans`` loans funded on one day (so all fall due together), then runs
+the end-of-day job for a day on which every one of them crosses into M1: each is loaded, judged
+and marked, the marks appended in batches. Then the book doubles (as many loans again, funded a
+day later) and the next day is closed over all of them. For each size it prints loans/s and the
+peak memory of the process that ran the job, beside a raw select-and-decode of the same loans'
+events in the same run (the floor any end of day pays to read its loans).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
+
+from measure import Stores, in_child, peak_rss_mb  # noqa: E402
+
+FUNDED = date(2026, 1, 1)
+TERM_DAYS = 14
+
+
+def commands(first: int, count: int, funded: date) -> list[dict]:
+    out: list[dict] = []
+    at = f"{funded}T10:00:00+08:00"
+    for i in range(first, first + count):
+        loan = f"E{i:08d}"
+        common = {"loan_id": loan, "occurred_at": at}
+        out += [
+            {**common, "type": "applied", "idempotency_key": f"a-{loan}", "borrower_id": f"U{i}",
+             "principal": "1000.00", "term_days": TERM_DAYS, "product": "payday", "channel": "app"},
+            {**common, "type": "scored", "idempotency_key": f"s-{loan}", "score": "0.7", "model_version": "m1",
+             "decision": "approved", "principal": "1000.00", "term_days": TERM_DAYS, "daily_rate": "0.0005",
+             "fee": "5.00", "penalty_daily_rate": "0.001"},
+            {**common, "type": "funded", "idempotency_key": f"d-{loan}", "bank": "BANKA", "bank_ref": f"d-{loan}",
+             "amount": "1000.00", "value_date": funded.isoformat()},
+        ]  # fmt: skip
+    return out
+
+
+def fill(url: str, first: int, count: int, funded: date, queue) -> None:
+    from ledger.app import Ledger, chunks
+    from ledger.commands import command_from_dict
+    from ledger.config import Settings
+    from projections import runner
+
+    app = Ledger(Settings(db_url=url))
+    for batch in chunks(commands(first, count, funded), 500):
+        outcomes = app.append([command_from_dict(c) for c in batch])
+        assert {o.status for o in outcomes} == {"appended"}, [o for o in outcomes if o.error][:3]
+    runner.catch_up(app)  # the end of day reads its candidates from the book: bring it up to date first
+    queue.put(app.recorder.max_notification_id())
+
+
+def end_of_day(url: str, day: date, queue) -> None:
+    from domain.loan import loan_uuid
+    from ledger.app import Ledger
+    from ledger.config import Settings
+    from ledger.eod import run_eod
+    from projections import runner
+    from projections.balances import open_loan_ids
+
+    app = Ledger(Settings(db_url=url))
+    started = time.perf_counter()
+    runner.catch_up(app)
+    candidates = [loan_uuid(loan_id) for loan_id in open_loan_ids(runner.views(app), day)]
+    report = run_eod(app, day, candidates=candidates)
+    elapsed = time.perf_counter() - started
+    marked = report.outcomes[("overdue", "appended")]
+    queue.put((report.loans_checked, marked, elapsed, peak_rss_mb()))
+
+
+def raw_read(url: str, queue) -> None:
+    """Every loan's events, selected in batches of 500 loans and decoded: nothing judged, nothing written."""
+    from ledger.app import Ledger
+    from ledger.config import Settings
+
+    app = Ledger(Settings(db_url=url))
+    ids = []
+    start = 1
+    while notes := app.recorder.select_notifications(start, 10_000):
+        ids += [n.originator_id for n in notes if n.originator_version == 1]
+        start = notes[-1].id + 1
+    started = time.perf_counter()
+    for i in range(0, len(ids), 500):
+        for stored in app.recorder.select_events_of(ids[i : i + 500]):
+            app.mapper.to_domain_event(stored)
+    queue.put((len(ids), time.perf_counter() - started, peak_rss_mb()))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--loans", type=int, default=20_000)
+    parser.add_argument("--stores", default="sqlite,postgres")
+    args = parser.parse_args()
+    print(f"end of day with every loan due; {args.loans} loans, then {2 * args.loans}")
+    print(f"{'store':<9} {'loans':>8} {'eod loans/s':>12} {'raw loans/s':>12} {'ratio':>6} {'eod MB':>7} {'raw MB':>7}")
+    with Stores("bench-eod-") as stores:
+        for store in args.stores.split(","):
+            url = stores.url(store, "bench_eod")
+            for size, (first, funded) in enumerate([(0, FUNDED), (args.loans, FUNDED + timedelta(days=1))], start=1):
+                in_child(fill, url, first, args.loans, funded)
+                # the day every loan funded so far is 5 days past due: each crosses into M1 (or stays there)
+                close = funded + timedelta(days=TERM_DAYS + 5)
+                checked, marked, elapsed, eod_mb = in_child(end_of_day, url, close)
+                n_raw, raw_s, raw_mb = in_child(raw_read, url)
+                assert checked == size * args.loans, (checked, size)
+                eod_rate, raw_rate = checked / elapsed, n_raw / raw_s
+                print(f"{store:<9} {checked:>8} {eod_rate:>12,.0f} {raw_rate:>12,.0f} {eod_rate / raw_rate:>6.2f} "
+                      f"{eod_mb:>7.0f} {raw_mb:>7.0f}  ({marked} marked)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
