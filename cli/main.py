@@ -171,6 +171,11 @@ from cli.borrower import borrower  # noqa: E402
 
 cli.add_command(borrower)
 
+from cli.audit import checkpoint, verify  # noqa: E402
+
+cli.add_command(verify)
+cli.add_command(checkpoint)
+
 
 if __name__ == "__main__":
     cli()

@@ -25,6 +25,10 @@ from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 from psycopg.sql import SQL, Identifier
 
+# AUDIT (issue 13): the chain table, append-only triggers and verify's reads are mixed in
+# from ledger/audit_store.py; they must come first in the bases to wrap _insert_events.
+from ledger.audit_store import ChainedPostgres, ChainedSQLite
+
 SCHEMA_LOCK_KEY = 0x4C454447  # "LEDG": any constant shared by every ledger process
 
 
@@ -49,7 +53,7 @@ class DateAsISO(Transcoding):
         return date.fromisoformat(data)
 
 
-class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
+class LedgerSQLiteRecorder(ChainedSQLite, SQLiteApplicationRecorder):
     def construct_create_table_statements(self) -> list[str]:
         return [
             *super().construct_create_table_statements(),
@@ -121,7 +125,7 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
         return found
 
 
-class LedgerPostgresRecorder(PostgresApplicationRecorder):
+class LedgerPostgresRecorder(ChainedPostgres, PostgresApplicationRecorder):
     def __init__(self, datastore: Any, *, events_table_name: str = "stored_events"):
         super().__init__(datastore, events_table_name=events_table_name)
         schema = Identifier(self.datastore.schema)
