@@ -23,6 +23,7 @@ included), so existing stores gain it; every statement is idempotent.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -86,10 +87,30 @@ class ChainedSQLite:
             self._backfill_chain(c)
 
     def _insert_events(self, c: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Any:
+        if kwargs.get("borrowers"):
+            # a borrower's data replaced by an upsert must not linger in free space either
+            c.execute("PRAGMA secure_delete = ON")
         returning = super()._insert_events(c, stored_events, **kwargs)  # type: ignore[misc]
         if self.chain_enabled and stored_events:
             self._write_chain(c, stored_events)
         return returning
+
+    def erase_borrower(self, borrower_id: str, reason: str | None) -> bool:
+        """Delete the personal data so no byte of it stays in the file, and record the erasure."""
+        with self.datastore.get_connection(commit=True) as conn:
+            with conn.transaction(commit=True) as c:
+                c.execute("PRAGMA secure_delete = ON")  # freed pages are zeroed, not left readable
+                c.execute("DELETE FROM ledger_borrowers WHERE borrower_id = ?", (borrower_id,))
+                erased = c.sqlite_cursor.rowcount > 0
+                if erased:
+                    c.execute(
+                        "INSERT INTO ledger_erasures (borrower_id, erased_at, reason) VALUES (?, ?, ?)",
+                        (borrower_id, datetime.now(UTC).isoformat(), reason),
+                    )
+            if erased:
+                # the old page images sit in the write-ahead log until it is checkpointed
+                conn.cursor().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return erased
 
     def _write_chain(self, c: Any, stored_events: Sequence[StoredEvent]) -> None:
         previous: dict[UUID, str] = {}
@@ -224,6 +245,34 @@ class ChainedPostgres:
         super()._insert_events(curs, stored_events, **kwargs)  # type: ignore[misc]
         if self.chain_enabled and stored_events:
             self._write_chain(curs, stored_events)
+
+    def erase_borrower(self, borrower_id: str, reason: str | None) -> bool:
+        """Delete the personal data, record the erasure, then rewrite the table without the dead row.
+
+        A plain VACUUM leaves old row versions' bytes in pages' free space (seen here
+        for data replaced by an upsert); VACUUM FULL writes a new file. It locks the
+        borrowers table, so appends carrying personal data wait for it: one table of
+        small rows, once per erasure.
+        """
+        schema, _ = self._audit_names()
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(SQL("DELETE FROM {}.ledger_borrowers WHERE borrower_id = %s").format(schema), (borrower_id,))
+            erased = curs.rowcount > 0
+            if erased:
+                curs.execute(
+                    SQL(
+                        "INSERT INTO {}.ledger_erasures (borrower_id, erased_at, reason) VALUES (%s, now(), %s)"
+                    ).format(schema),
+                    (borrower_id, reason),
+                )
+        if erased:
+            with self.datastore.get_connection() as conn:
+                conn.autocommit = True  # VACUUM cannot run inside a transaction
+                try:
+                    conn.execute(SQL("VACUUM FULL {}.ledger_borrowers").format(schema))
+                finally:
+                    conn.autocommit = False
+        return erased
 
     def _write_chain(self, curs: Any, stored_events: Sequence[StoredEvent]) -> None:
         schema, _ = self._audit_names()

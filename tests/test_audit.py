@@ -6,9 +6,13 @@ append-only triggers off, as someone with database rights would.
 
 from __future__ import annotations
 
+import glob
 import json
+import os
 import sqlite3
 from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
 from uuid import UUID
 
 import psycopg
@@ -285,3 +289,74 @@ def test_a_checkpoint_that_is_not_one_is_a_usage_error(store_url, tmp_path):
     bad.write_text('{"head": 1}')
     result = CliRunner().invoke(cli, ["verify", "--checkpoint", str(bad), "--db", store_url])
     assert result.exit_code == 2 and "not a checkpoint" in result.output
+
+
+# ---- erasure that leaves nothing ---------------------------------------------------------
+PERSONAL = (b"13812345678", b"13900000001", b"Zhang San")
+
+
+def _store_bytes(url: str) -> bytes:
+    """Every byte the store keeps in its files (SQLite) or in its relations' files (PostgreSQL)."""
+    if kind(url) == "sqlite":
+        path = url.removeprefix("sqlite:///")
+        return b"".join(Path(p).read_bytes() for p in (path, path + "-wal") if os.path.exists(p))
+    with raw(url) as con:
+        con.execute("CHECKPOINT")  # dirty buffers to the files
+        datadir = con.execute("SELECT current_setting('data_directory')").fetchone()[0]
+        paths = con.execute(
+            "SELECT pg_relation_filepath(oid) FROM pg_class WHERE relkind IN ('r', 't', 'i', 'm') "
+            "AND pg_relation_filepath(oid) IS NOT NULL"
+        ).fetchall()
+    found = b""
+    for (rel,) in paths:
+        for part in glob.glob(os.path.join(datadir, rel) + "*"):
+            found += Path(part).read_bytes()
+    return found
+
+
+def _tables_as_text(url: str) -> str:
+    with raw(url) as con:
+        tables = [
+            r[0]
+            for r in con.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'"
+                if kind(url) == "sqlite"
+                else "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+            ).fetchall()
+        ]
+        if kind(url) == "sqlite":
+            return "".join(repr(con.execute(f"SELECT * FROM {t}").fetchall()) for t in tables)
+        return "".join(str(con.execute(f"SELECT string_agg(t::text, '') FROM {t} t").fetchone()[0]) for t in tables)
+
+
+def test_forget_leaves_no_byte_of_personal_data_and_no_digest_that_confirms_a_guess(store_url):
+    app = Ledger(Settings(db_url=store_url))
+    sent = applied("L1", borrower={"name": "Zhang San", "phone": "13812345678"})
+    commands = [sent, approved("L1"), funded("L1"), repaid("L1", ref="R1", amount="300.00")]
+    # the borrower's second loan replaces the data held (a new phone): the old one must go too
+    commands += [applied("L2", borrower={"name": "Zhang San", "phone": "13900000001"}), approved("L2")]
+    assert [o.status for o in app.append([command_from_dict(c) for c in commands])] == ["appended"] * 6
+    owed = app.get_loan("L1").position(date(2026, 3, 20)).total
+    assert any(p in _store_bytes(store_url) for p in PERSONAL)
+
+    forget = run("borrower", "forget", "B1", "--reason", "borrower request 2026-03", "--json", "--db", store_url)
+    assert forget.exit_code == 0 and json.loads(forget.output) == {"borrower_id": "B1", "erased": True}
+
+    left = _store_bytes(store_url)
+    assert [p for p in PERSONAL if p in left] == []
+    text = _tables_as_text(store_url)
+    assert "13812345678" not in text and "Zhang" not in text and "borrower request 2026-03" in text
+    # re-sending the applied line with the right or a wrong guess answers the same
+    for phone in ("13812345678", "13800000000"):
+        guess = command_from_dict(applied("L1", borrower={"name": "Zhang San", "phone": phone}))
+        assert app.append([guess])[0].status == "duplicate"
+    assert app.get_loan("L1").position(date(2026, 3, 20)).total == owed
+    app.close()
+    assert verify(store_url) == (0, {"ok": True, "events": 6, "streams": 2})
+
+
+def test_the_idempotency_fingerprint_leaves_out_personal_data():
+    bare = command_from_dict(applied("L1"))
+    with_data = command_from_dict(applied("L1", borrower={"phone": "13812345678"}))
+    assert with_data.content_hash == bare.content_hash
+    assert command_from_dict(applied("L1", principal="900.00")).content_hash != bare.content_hash
