@@ -5,6 +5,7 @@ How the chain works and what each check means: docs/audit.md.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import sys
@@ -14,7 +15,8 @@ from typing import Any
 
 import click
 
-from cli.common import EXIT_PROBLEM, echo_json, open_ledger, store_options
+from cli.common import EXIT_PROBLEM, echo_json, open_ledger, parse_moment, store_options, to_jsonable
+from ledger.export import COLUMNS, export_rows
 from ledger.verify import CHECKPOINT_FORMAT, make_checkpoint
 from ledger.verify import verify as verify_store
 
@@ -97,3 +99,53 @@ def checkpoint(out: str, db_url: str | None, as_json: bool) -> None:
         echo_json(summary)
     else:
         click.echo(f"checkpoint at notification {data['head']} ({data['events']} events) written to {out}")
+
+
+@click.group()
+def events() -> None:
+    """The stored events themselves."""
+
+
+@events.command("export")
+@click.option("--loan", "loan_id", metavar="ID", help="Only this loan's events.")
+@click.option("--from", "recorded_from", metavar="TIMESTAMP", help="Recorded at or after (ISO 8601 with offset).")
+@click.option("--to", "recorded_to", metavar="TIMESTAMP", help="Recorded before (ISO 8601 with offset).")
+@click.option("--out", required=True, metavar="FILE", help="Where to write the rows.")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True)
+@store_options
+def export(
+    loan_id: str | None,
+    recorded_from: str | None,
+    recorded_to: str | None,
+    out: str,
+    fmt: str,
+    db_url: str | None,
+    as_json: bool,
+) -> None:
+    """Write the audit trail: recorded time (UTC), occurred time, value date, amount and hashes per event."""
+    start, end = parse_moment(recorded_from, "--from"), parse_moment(recorded_to, "--to")
+    if start and end and end <= start:
+        raise click.BadParameter(f"{recorded_to} is not after --from {recorded_from}", param_hint="--to")
+    app = open_ledger(db_url)
+    target = Path(out)
+    partial = target.with_name(target.name + ".partial")
+    written = 0
+    try:
+        with partial.open("w", encoding="utf-8", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=COLUMNS) if fmt == "csv" else None
+            if writer:
+                writer.writeheader()
+            for row in export_rows(app, loan_id, start, end):
+                row = to_jsonable(row)
+                if writer:
+                    writer.writerow({**row, "data": json.dumps(row["data"], ensure_ascii=False, sort_keys=True)})
+                else:
+                    f.write(json.dumps(row, ensure_ascii=False) + "\n")
+                written += 1
+        os.replace(partial, target)
+    except OSError as e:
+        raise click.BadParameter(f"cannot write {out}: {e}", param_hint="--out") from None
+    if as_json:
+        echo_json({"out": out, "format": fmt, "events": written})
+    else:
+        click.echo(f"{written} events written to {out} ({fmt})")

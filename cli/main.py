@@ -171,10 +171,11 @@ from cli.borrower import borrower  # noqa: E402
 
 cli.add_command(borrower)
 
-from cli.audit import checkpoint, verify  # noqa: E402
+from cli.audit import checkpoint, events, verify  # noqa: E402
 
 cli.add_command(verify)
 cli.add_command(checkpoint)
+cli.add_command(events)
 
 
 if __name__ == "__main__":

@@ -38,6 +38,8 @@ BACKFILL_PAGE = 5000
 Key = tuple[UUID, int]
 # (notification id, stream, version, chain hash or None, state if version 1) in notification order
 LogRow = tuple[int, UUID, int, str | None, bytes | None]
+# (notification id, stream, version, topic, state, chain hash, previous chain hash)
+ExportRow = tuple[int, UUID, int, str, bytes, str | None, str | None]
 
 
 def _needed_previous(stored_events: Sequence[StoredEvent]) -> list[Key]:
@@ -170,6 +172,20 @@ class ChainedSQLite:
                 (after_nid, head, limit),
             )
             return [(r[0], UUID(r[1]), r[2], r[3], r[4]) for r in c.fetchall()]
+
+    def audit_export_page(self, after_nid: int, limit: int, originator_id: UUID | None) -> list[ExportRow]:
+        where, params = ("AND e.originator_id = ? ", [originator_id.hex]) if originator_id else ("", [])
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                f"SELECT e.rowid, e.originator_id, e.originator_version, e.topic, e.state, h.hash, p.hash "
+                f"FROM {self.events_table_name} e "
+                "LEFT JOIN ledger_chain h USING (originator_id, originator_version) "
+                "LEFT JOIN ledger_chain p ON p.originator_id = e.originator_id "
+                "AND p.originator_version = e.originator_version - 1 "
+                f"WHERE e.rowid > ? {where}ORDER BY e.rowid LIMIT ?",
+                [after_nid, *params, limit],
+            )
+            return [(r[0], UUID(r[1]), r[2], r[3], bytes(r[4]), r[5], r[6]) for r in c.fetchall()]
 
     def audit_loan_ids(self) -> list[str]:
         with self.datastore.transaction(commit=False) as c:
@@ -363,6 +379,34 @@ class ChainedPostgres:
                     r["originator_version"],
                     r["hash"],
                     None if r["created"] is None else bytes(r["created"]),
+                )
+                for r in curs.fetchall()
+            ]
+
+    def audit_export_page(self, after_nid: int, limit: int, originator_id: UUID | None) -> list[ExportRow]:
+        schema, events = self._audit_names()
+        where, params = (SQL("AND e.originator_id = %s "), [originator_id]) if originator_id else (SQL(""), [])
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                SQL(
+                    "SELECT e.notification_id, e.originator_id, e.originator_version, e.topic, e.state,"
+                    " h.hash, p.hash AS previous FROM {}.{} e "
+                    "LEFT JOIN {}.ledger_chain h USING (originator_id, originator_version) "
+                    "LEFT JOIN {}.ledger_chain p ON p.originator_id = e.originator_id "
+                    "AND p.originator_version = e.originator_version - 1 "
+                    "WHERE e.notification_id > %s {}ORDER BY e.notification_id LIMIT %s"
+                ).format(schema, events, schema, schema, where),
+                [after_nid, *params, limit],
+            )
+            return [
+                (
+                    r["notification_id"],
+                    r["originator_id"],
+                    r["originator_version"],
+                    r["topic"],
+                    bytes(r["state"]),
+                    r["hash"],
+                    r["previous"],
                 )
                 for r in curs.fetchall()
             ]

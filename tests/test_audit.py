@@ -6,6 +6,7 @@ append-only triggers off, as someone with database rights would.
 
 from __future__ import annotations
 
+import csv
 import glob
 import json
 import os
@@ -360,3 +361,44 @@ def test_the_idempotency_fingerprint_leaves_out_personal_data():
     with_data = command_from_dict(applied("L1", borrower={"phone": "13812345678"}))
     assert with_data.content_hash == bare.content_hash
     assert command_from_dict(applied("L1", principal="900.00")).content_hash != bare.content_hash
+
+
+# ---- audit trail export ---------------------------------------------------------------------
+def test_export_gives_recorded_time_in_utc_value_dates_and_the_chain(store_url, tmp_path):
+    book(store_url)
+    out = tmp_path / "trail.jsonl"
+    assert run("events", "export", "--out", out, "--db", store_url).exit_code == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["loan_id"], r["version"], r["type"]) for r in rows][:4] == [
+        ("L1", 1, "applied"),
+        ("L1", 2, "scored"),
+        ("L1", 3, "funded"),
+        ("L1", 4, "repaid"),
+    ]
+    assert len(rows) == 7 and all(r["recorded_at_utc"].endswith("+00:00") for r in rows)
+    repayment = rows[3]
+    assert (repayment["amount"], repayment["value_date"], repayment["occurred_at"]) == (
+        "4365.70",
+        "2026-03-08",
+        "2026-03-08T12:00:00+08:00",
+    )
+    last_hash = {}
+    for r in rows:
+        assert r["previous_hash"] == last_hash.get(r["loan_id"])
+        last_hash[r["loan_id"]] = r["hash"]
+
+    csv_out = tmp_path / "l2.csv"
+    args = ("events", "export", "--loan", "L2", "--format", "csv", "--out", csv_out, "--db", store_url)
+    assert run(*args).exit_code == 0
+    with csv_out.open(newline="") as f:
+        l2 = list(csv.DictReader(f))
+    assert [(r["loan_id"], r["type"], r["value_date"]) for r in l2] == [
+        ("L2", "applied", ""),
+        ("L2", "scored", ""),
+        ("L2", "funded", "2026-03-01"),
+    ]
+    later = tmp_path / "none.jsonl"
+    assert (
+        run("events", "export", "--from", "2999-01-01T00:00:00+08:00", "--out", later, "--db", store_url).exit_code == 0
+    )
+    assert later.read_text() == ""
