@@ -27,7 +27,7 @@ GENESIS = "00" * 32
 EDITED, REMOVED, INSERTED, REORDERED = "edited", "removed", "inserted", "reordered"
 
 
-def encode_event(originator_id: UUID, version: int, topic: str, state: bytes) -> bytes:
+def _header(originator_id: UUID, version: int, topic: str, state_length: int) -> bytes:
     topic_bytes = topic.encode("utf-8")
     return b"".join(
         (
@@ -35,14 +35,21 @@ def encode_event(originator_id: UUID, version: int, topic: str, state: bytes) ->
             version.to_bytes(8, "big"),
             len(topic_bytes).to_bytes(4, "big"),
             topic_bytes,
-            len(state).to_bytes(8, "big"),
-            bytes(state),
+            state_length.to_bytes(8, "big"),
         )
     )
 
 
+def encode_event(originator_id: UUID, version: int, topic: str, state: bytes) -> bytes:
+    return _header(originator_id, version, topic, len(state)) + bytes(state)
+
+
 def chain_hash(previous: str, originator_id: UUID, version: int, topic: str, state: bytes) -> str:
-    return hashlib.sha256(bytes.fromhex(previous) + encode_event(originator_id, version, topic, state)).hexdigest()
+    # fed in parts: the same bytes as previous || encode_event(...), without copying the state
+    sha = hashlib.sha256(bytes.fromhex(previous))
+    sha.update(_header(originator_id, version, topic, len(state)))
+    sha.update(state)
+    return sha.hexdigest()
 
 
 def chain_batch(

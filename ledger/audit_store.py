@@ -120,8 +120,9 @@ class ChainedSQLite:
         for start in range(0, len(needed), 400):
             chunk = needed[start : start + 400]
             c.execute(
-                "SELECT originator_id, hash FROM ledger_chain WHERE (originator_id, originator_version) IN "
-                f"(VALUES {','.join(['(?,?)'] * len(chunk))})",
+                # a join, not a row-value IN: SQLite plans the IN as a scan of the whole table
+                f"SELECT c.originator_id, c.hash FROM (VALUES {','.join(['(?,?)'] * len(chunk))}) AS w "
+                "JOIN ledger_chain c ON c.originator_id = w.column1 AND c.originator_version = w.column2",
                 [x for oid, v in chunk for x in (oid.hex, v)],
             )
             previous.update((UUID(r[0]), r[1]) for r in c.fetchall())
