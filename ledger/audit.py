@@ -129,11 +129,12 @@ def check_stream(originator_id: UUID, rows: Sequence[StoredRow]) -> list[tuple[i
             for j in (i - 1, i + 1):
                 other = rows[j] if 0 <= j < len(rows) else None
                 if other is not None and other.has_event:
+                    # the content that belongs here sits at a neighbour (its hash moved with it, or stayed)
                     moved = chain_hash(prev, originator_id, row.version, other.topic or "", other.state or b"")
-                    if moved == row.hash:
+                    if moved in (row.hash, other.hash):
                         kind = REORDERED
-        if kind is None and last_nid is not None and row.notification_id is not None and row.notification_id < last_nid:
-            kind = REORDERED
+        if last_nid is not None and row.notification_id is not None and row.notification_id < last_nid:
+            kind = REORDERED  # recorded before the version it follows
         if kind:
             problems.append((row.version, kind))
         if row.notification_id is not None:

@@ -1,7 +1,7 @@
 """``ledger verify`` and ``ledger checkpoint``: read the store in pages and apply ledger/audit.py.
 
-verify walks events and chain rows side by side in (stream, version) order, one
-stream at a time, so memory stays flat however long the log. With a checkpoint it
+verify walks the events in (stream, version) order, one stream at a time, so
+memory stays flat however long the log. With a checkpoint it
 also compares each stream's head then with the stream now (a removed tail shows
 there), and recomputes the log digest up to the checkpoint's head.
 """
@@ -37,43 +37,19 @@ class Report:
         return {"ok": False, "events": self.events, "streams": self.streams, "problems": self.problems}
 
 
-def _keyed_pages(fetch: Callable[[Any, int], list], page: int) -> Iterator[tuple]:
-    after = None
-    while rows := fetch(after, page):
-        yield from rows
-        after = (rows[-1][0], rows[-1][1])
-
-
 def _streams(recorder: Any, page: int) -> Iterator[tuple[UUID, list[StoredRow]]]:
-    """Each stream's rows, events and chain merged by version, streams in id order."""
-    events = _keyed_pages(recorder.audit_events_page, page)
-    chain = _keyed_pages(recorder.audit_chain_page, page)
-    e, c = next(events, None), next(chain, None)
+    """Each stream's rows in version order, streams in id order, read a page at a time."""
     current: UUID | None = None
     rows: list[StoredRow] = []
-    while e is not None or c is not None:
-        ekey = (e[0], e[1]) if e is not None else None
-        ckey = (c[0], c[1]) if c is not None else None
-        key = min(k for k in (ekey, ckey) if k is not None)
-        if key[0] != current:
-            if current is not None:
-                yield current, rows
-            current, rows = key[0], []
-        ev = e if ekey == key else None
-        ch = c if ckey == key else None
-        rows.append(
-            StoredRow(
-                version=key[1],
-                topic=ev[2] if ev else None,
-                state=ev[3] if ev else None,
-                notification_id=ev[4] if ev else None,
-                hash=ch[2] if ch else None,
-            )
-        )
-        if ev is not None:
-            e = next(events, None)
-        if ch is not None:
-            c = next(chain, None)
+    after = None
+    while events := recorder.audit_events_page(after, page):
+        for oid, version, topic, state, nid, hash_hex in events:
+            if oid != current:
+                if current is not None:
+                    yield current, rows
+                current, rows = oid, []
+            rows.append(StoredRow(version, topic, state, nid, hash_hex))
+        after = (events[-1][0], events[-1][1])
     if current is not None:
         yield current, rows
 
