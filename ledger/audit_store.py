@@ -51,7 +51,7 @@ def _needed_previous(stored_events: Sequence[StoredEvent]) -> list[Key]:
     first: dict[UUID, int] = {}
     for e in stored_events:
         first[e.originator_id] = min(e.originator_version, first.get(e.originator_id, e.originator_version))
-    return sorted((oid, v - 1) for oid, v in first.items() if v > 1)
+    return [(oid, v - 1) for oid, v in first.items() if v > 1]
 
 
 def _hashes_in_order(stored_events: Sequence[StoredEvent], previous: dict[UUID, str]) -> list[str]:
