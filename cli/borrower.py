@@ -20,11 +20,15 @@ def borrower():
 
 @borrower.command("forget")
 @click.argument("borrower_id")
+@click.option("--reason", metavar="TEXT", help="Why (kept in the erasure record; no personal data here).")
 @store_options
-def forget(borrower_id, db_url, as_json):
-    """Erase BORROWER_ID's personal data (exit 1 if there was none)."""
+def forget(borrower_id, reason, db_url, as_json):
+    """Erase BORROWER_ID's personal data so no byte of it stays in the store (exit 1 if there was none).
+
+    The erasure itself is recorded (borrower id, when, why) in ledger_erasures.
+    """
     app = open_ledger(db_url)
-    erased = app.recorder.forget_borrower(borrower_id)
+    erased = app.recorder.erase_borrower(borrower_id, reason)
     if as_json:
         echo_json({"borrower_id": borrower_id, "erased": erased})
     else:

@@ -244,6 +244,12 @@ from cli.token import token  # noqa: E402
 
 cli.add_command(token)
 
+from cli.audit import checkpoint, events, verify  # noqa: E402
+
+cli.add_command(verify)
+cli.add_command(checkpoint)
+cli.add_command(events)
+
 
 if __name__ == "__main__":
     cli()

@@ -40,6 +40,7 @@ from domain.terms import PRINCIPAL_MAX, PRINCIPAL_MIN, TERM_DAYS_MAX, TERM_DAYS_
 
 # ---- limits (a line over any of them is refused, naming it) -----------------------
 MAX_LINE_BYTES = 64 * 1024  # a command is a few hundred bytes; anything huge is garbage
+PERSONAL_FIELDS = ("borrower",)  # kept out of events and out of the idempotency fingerprint
 MAX_TEXT_CHARS = 256  # every string unless its field says otherwise (ids: 64)
 MAX_BORROWER_KEYS = 32
 # A sane window for every date and timestamp: it keeps arithmetic on them (due dates, UTC
@@ -172,9 +173,13 @@ class _Command(BaseModel):
         """Fingerprint of what the command says, so a retry is told from a conflict.
 
         Normalised first: "12.5" and "12.50" are one Decimal, and one instant
-        written in two offsets is one UTC time (see ``_utc_in_json``).
+        written in two offsets is one UTC time (see ``_utc_in_json``). Personal
+        data is left out (as if absent, so commands without any hash as before):
+        the fingerprint outlives an erasure and must not confirm a guessed phone
+        number; a re-sent ``applied`` differing only in ``borrower`` is a duplicate.
         """
-        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()
+        personal = {name: None for name in PERSONAL_FIELDS if name in type(self).model_fields}
+        return hashlib.sha256(self.model_copy(update=personal).model_dump_json().encode()).hexdigest()
 
     @field_serializer("occurred_at", when_used="json")
     def _utc_in_json(self, moment: datetime) -> str:

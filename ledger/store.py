@@ -27,6 +27,11 @@ from psycopg.sql import SQL, Identifier
 
 from ledger import tokens
 
+# AUDIT (issue 13): the hash chain, append-only triggers and verify's reads are mixed in
+# from ledger/audit_store.py; they must come first in the bases to wrap _insert_events.
+# The PostgreSQL event INSERT below carries the chain_hash column (marked AUDIT).
+from ledger.audit_store import ChainedPostgres, ChainedSQLite
+
 SCHEMA_LOCK_KEY = 0x4C454447  # "LEDG": any constant shared by every ledger process
 
 
@@ -51,7 +56,7 @@ class DateAsISO(Transcoding):
         return date.fromisoformat(data)
 
 
-class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
+class LedgerSQLiteRecorder(ChainedSQLite, SQLiteApplicationRecorder):
     def construct_create_table_statements(self) -> list[str]:
         return [
             *super().construct_create_table_statements(),
@@ -124,7 +129,7 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
         return found
 
 
-class LedgerPostgresRecorder(PostgresApplicationRecorder):
+class LedgerPostgresRecorder(ChainedPostgres, PostgresApplicationRecorder):
     def __init__(self, datastore: Any, *, events_table_name: str = "stored_events"):
         super().__init__(datastore, events_table_name=events_table_name)
         schema = Identifier(self.datastore.schema)
@@ -143,8 +148,8 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         # One statement with four binary arrays: the library's composite-array insert is
         # text-encoded and costs as much again in escaping and parsing.
         self._insert_unnest = SQL(
-            "INSERT INTO {}.{} (originator_id, originator_version, topic, state) "
-            "SELECT * FROM unnest(%s::{}[], %s::bigint[], %s::text[], %s::bytea[]) "
+            "INSERT INTO {}.{} (originator_id, originator_version, topic, state, chain_hash) "  # AUDIT: chain_hash
+            "SELECT * FROM unnest(%s::{}[], %s::bigint[], %s::text[], %s::bytea[], %s::text[]) "
             "RETURNING notification_id"
         ).format(schema, Identifier(self.events_table_name), SQL(self.datastore.originator_id_type))
         self._insert_keys = SQL(
@@ -174,6 +179,7 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
                 [e.originator_version for e in stored_events],
                 [e.topic for e in stored_events],
                 [e.state for e in stored_events],
+                self.chain_for(stored_events),  # AUDIT: computed in ChainedPostgres._insert_events
             ),
             binary=True,
         )

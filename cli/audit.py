@@ -1,0 +1,151 @@
+"""`ledger verify`, `ledger checkpoint`: an auditor's proof that the history was not edited.
+
+How the chain works and what each check means: docs/audit.md.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import click
+
+from cli.common import EXIT_PROBLEM, echo_json, open_ledger, parse_moment, store_options, to_jsonable
+from ledger.export import COLUMNS, export_rows
+from ledger.verify import CHECKPOINT_FORMAT, make_checkpoint
+from ledger.verify import verify as verify_store
+
+PROGRESS_FROM = 50_000  # events: below this a run takes a second or two and needs no bar
+
+
+def _progress(total: int, label: str, quiet: bool):
+    if quiet or total < PROGRESS_FROM:
+        return nullcontext(None)
+    return click.progressbar(length=total, label=label, file=sys.stderr)
+
+
+def _read_checkpoint(path: str) -> dict[str, Any]:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise click.BadParameter(f"cannot read {path}: {e}", param_hint="--checkpoint") from None
+    if (
+        not isinstance(data, dict)
+        or data.get("format") != CHECKPOINT_FORMAT
+        or not isinstance(data.get("head"), int)
+        or not isinstance(data.get("digest"), str)
+        or not isinstance(data.get("heads"), list)
+    ):
+        raise click.BadParameter(
+            f"{path} is not a checkpoint written by `ledger checkpoint`", param_hint="--checkpoint"
+        )
+    return data
+
+
+@click.command()
+@click.option(
+    "--checkpoint",
+    "checkpoint_file",
+    metavar="FILE",
+    help="Also check that nothing the checkpoint covered was removed or changed.",
+)
+@store_options
+def verify(checkpoint_file: str | None, db_url: str | None, as_json: bool) -> None:
+    """Recompute every loan's hash chain; exit 1 naming each edited, removed, inserted or reordered event."""
+    checkpoint = _read_checkpoint(checkpoint_file) if checkpoint_file else None
+    app = open_ledger(db_url)
+    total = app.recorder.max_notification_id() or 0
+    with _progress(total, "verifying", as_json) as bar:
+        report = verify_store(app.recorder, checkpoint, progress=bar.update if bar else None)
+    if as_json:
+        echo_json(report.as_json())
+    elif report.ok:
+        click.echo(
+            f"ok: {report.events} events in {report.streams} loans verified"
+            + (f", checkpoint at {checkpoint['head']} matches" if checkpoint else "")
+        )
+    else:
+        for p in report.problems:
+            where = f"loan {p['loan_id'] or p.get('stream', '?')} version {p['version']}" if p["version"] else "log"
+            click.echo(f"{where}: {p['problem']}")
+        click.echo(f"{len(report.problems)} problem(s) in {report.events} events of {report.streams} loans")
+    if not report.ok:
+        sys.exit(EXIT_PROBLEM)
+
+
+@click.command()
+@click.option("--out", required=True, metavar="FILE", help="Where to write it; keep it outside the database.")
+@store_options
+def checkpoint(out: str, db_url: str | None, as_json: bool) -> None:
+    """Write the log's head and a digest over everything up to it, for `verify --checkpoint`."""
+    app = open_ledger(db_url)
+    total = app.recorder.max_notification_id() or 0
+    with _progress(total, "checkpoint", as_json) as bar:
+        data = make_checkpoint(app.recorder, progress=bar.update if bar else None)
+    target = Path(out)
+    partial = target.with_name(target.name + ".partial")
+    try:
+        partial.write_text(json.dumps(data) + "\n", encoding="utf-8")
+        os.replace(partial, target)  # never a half-written checkpoint under the real name
+    except OSError as e:
+        raise click.BadParameter(f"cannot write {out}: {e}", param_hint="--out") from None
+    summary = {k: data[k] for k in ("head", "digest", "at", "events", "streams")}
+    if as_json:
+        echo_json(summary)
+    else:
+        click.echo(f"checkpoint at notification {data['head']} ({data['events']} events) written to {out}")
+
+
+@click.group()
+def events() -> None:
+    """The stored events themselves."""
+
+
+@events.command("export")
+@click.option("--loan", "loan_id", metavar="ID", help="Only this loan's events.")
+@click.option("--from", "recorded_from", metavar="TIMESTAMP", help="Recorded at or after (ISO 8601 with offset).")
+@click.option("--to", "recorded_to", metavar="TIMESTAMP", help="Recorded before (ISO 8601 with offset).")
+@click.option("--out", required=True, metavar="FILE", help="Where to write the rows.")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True)
+@store_options
+def export(
+    loan_id: str | None,
+    recorded_from: str | None,
+    recorded_to: str | None,
+    out: str,
+    fmt: str,
+    db_url: str | None,
+    as_json: bool,
+) -> None:
+    """Write the audit trail: recorded time (UTC), occurred time, value date, amount and hashes per event."""
+    start, end = parse_moment(recorded_from, "--from"), parse_moment(recorded_to, "--to")
+    if start and end and end <= start:
+        raise click.BadParameter(f"{recorded_to} is not after --from {recorded_from}", param_hint="--to")
+    app = open_ledger(db_url)
+    target = Path(out)
+    partial = target.with_name(target.name + ".partial")
+    written = 0
+    try:
+        with partial.open("w", encoding="utf-8", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=COLUMNS) if fmt == "csv" else None
+            if writer:
+                writer.writeheader()
+            for row in export_rows(app, loan_id, start, end):
+                row = to_jsonable(row)
+                if writer:
+                    writer.writerow({**row, "data": json.dumps(row["data"], ensure_ascii=False, sort_keys=True)})
+                else:
+                    f.write(json.dumps(row, ensure_ascii=False) + "\n")
+                written += 1
+        os.replace(partial, target)
+    except OSError as e:
+        raise click.BadParameter(f"cannot write {out}: {e}", param_hint="--out") from None
+    if as_json:
+        echo_json({"out": out, "format": fmt, "events": written})
+    else:
+        click.echo(f"{written} events written to {out} ({fmt})")
