@@ -71,20 +71,10 @@ class Ledger(Application):
                 first_in_batch[cmd.idempotency_key] = i
                 by_loan[cmd.loan_id].append(i)
 
-        loans = self.get_loans(list(by_loan))
-        staged = {
-            loan_id: self._stage(loan_id, [commands[i] for i in idx], loans[loan_id])
-            for loan_id, idx in by_loan.items()
-        }
-        try:
-            self._save([s for s in staged.values() if s.loan is not None])
-            for loan_id, idx in by_loan.items():
-                for i, outcome in zip(idx, staged[loan_id].outcomes, strict=True):
-                    outcomes[i] = outcome
-        except IntegrityError:
-            for loan_id, idx in by_loan.items():
-                for i, outcome in zip(idx, self._append_one_loan(loan_id, [commands[i] for i in idx]), strict=True):
-                    outcomes[i] = outcome
+        for loan_id, loan_outcomes in self._apply(commands, by_loan).items():
+            for i, outcome in zip(by_loan[loan_id], loan_outcomes, strict=True):
+                outcomes[i] = outcome
+        self._recheck_rejections(commands, outcomes)
         for i, first_i in repeats:
             # a repeat is a duplicate only of something that was stored
             first, first_outcome = commands[first_i], outcomes[first_i]
@@ -100,6 +90,52 @@ class Ledger(Application):
                 outcomes[i] = _repeat(commands[i], first.content_hash, first.loan_id)
         assert all(o is not None for o in outcomes)
         return outcomes  # type: ignore[return-value]
+
+    def _apply(self, commands: Sequence[_Command], by_loan: dict[str, list[int]]) -> dict[str, list[Outcome]]:
+        """Every loan's commands in one transaction; when it loses a race, only the loans that
+        another writer changed (or whose keys it stored) fall back to one loan at a time."""
+        answers: dict[str, list[Outcome]] = {}
+        pending = {loan_id: [commands[i] for i in idx] for loan_id, idx in by_loan.items()}
+        loans = self.get_loans(list(pending))
+        conflicted: list[str] = []
+        for _ in range(self.settings.max_retries):
+            if not pending:
+                break
+            read_at = {loan_id: _version(loans[loan_id]) for loan_id in pending}  # staging moves it on
+            staged = {loan_id: self._stage(loan_id, cmds, loans[loan_id]) for loan_id, cmds in pending.items()}
+            try:
+                self._save([s for s in staged.values() if s.loan is not None])
+            except IntegrityError:
+                fresh = self.get_loans(list(pending))
+                taken = self.recorder.find_keys(sorted({c.idempotency_key for cmds in pending.values() for c in cmds}))
+                changed = [
+                    loan_id
+                    for loan_id, cmds in pending.items()
+                    if _version(fresh[loan_id]) != read_at[loan_id] or any(c.idempotency_key in taken for c in cmds)
+                ]
+                for loan_id in changed or list(pending):  # none seen changed: take no chances
+                    conflicted.append(loan_id)
+                    del pending[loan_id]
+                loans = fresh
+                continue
+            answers.update({loan_id: s.outcomes for loan_id, s in staged.items()})
+            pending = {}
+        for loan_id in [*conflicted, *pending]:
+            answers[loan_id] = self._append_one_loan(loan_id, [commands[i] for i in by_loan[loan_id]])
+        return answers
+
+    def _recheck_rejections(self, commands: Sequence[_Command], outcomes: list[Outcome | None]) -> None:
+        """A rule rejection may be a race: another writer stored the same line between our key
+        lookup and our read of the loan, so the loan already holds it. Such a line is a
+        duplicate (or, with other content, a key conflict), never "cannot apply"."""
+        suspects = [i for i, o in enumerate(outcomes) if o is not None and o.status == REJECTED]
+        if not suspects:
+            return
+        stored = self.recorder.find_keys(sorted({commands[i].idempotency_key for i in suspects}))
+        for i in suspects:
+            record = stored.get(commands[i].idempotency_key)
+            if record is not None:
+                outcomes[i] = _repeat(commands[i], record.content_hash, record.loan_id)
 
     def _append_one_loan(self, loan_id: str, cmds: list[_Command]) -> list[Outcome]:
         """The fallback: this loan alone, against its freshest state.
@@ -198,6 +234,10 @@ class _Staged:
     outcomes: list[Outcome]
     keys: list[KeyRecord]
     borrowers: dict[str, dict]
+
+
+def _version(loan: Loan | None) -> int | None:
+    return None if loan is None else loan.version
 
 
 def _repeat(cmd: _Command, stored_hash: str, stored_loan_id: str) -> Outcome:
