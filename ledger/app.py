@@ -22,6 +22,7 @@ from datetime import datetime
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError, Transcoder
+from eventsourcing.utils import Environment, EnvType
 
 from domain.errors import IdempotencyConflict, LedgerError
 from domain.loan import Loan, loan_uuid
@@ -48,6 +49,12 @@ class Ledger(Application):
     def __init__(self, settings: Settings):
         self.settings = settings
         super().__init__(env=store_env(settings.db_url))
+
+    def construct_env(self, name: str, env: EnvType | None = None) -> Environment:
+        """Only the settings the ledger passed: the library would merge os.environ, where a stray
+        ``LEDGER_SQLITE_DBNAME`` or ``POSTGRES_DBNAME`` overrides ``--db`` and sends every write
+        elsewhere (or to memory), and ``POSTGRES_ENABLE_DB_FUNCTIONS`` skips our own tables."""
+        return Environment(name, dict(env or {}))
 
     def register_transcodings(self, transcoder: Transcoder) -> None:
         super().register_transcodings(transcoder)
