@@ -19,6 +19,7 @@ import click
 from domain.errors import LedgerError
 from ledger.app import Ledger
 from ledger.config import ConfigError, settings_from_env
+from ledger.retry import StoreUnavailable, retrying
 
 EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
 
@@ -45,6 +46,9 @@ def store_options(fn: Callable) -> Callable:
         except LedgerError as e:
             click.echo(f"error: {e}", err=True)
             sys.exit(EXIT_PROBLEM)
+        except StoreUnavailable as e:
+            click.echo(f"error: {e}; what was committed before stays, and running the command again is safe", err=True)
+            sys.exit(EXIT_USAGE)
 
     return wrapper
 
@@ -52,7 +56,9 @@ def store_options(fn: Callable) -> Callable:
 def open_ledger(db_url: str | None) -> Ledger:
     settings = settings_from_env(db_url)
     try:
-        return Ledger(settings)
+        return retrying(settings.retry_seconds, "opening the store", lambda: Ledger(settings))
+    except StoreUnavailable:
+        raise
     except Exception as e:  # the library raises several kinds for an unreachable store
         raise click.UsageError(f"cannot open the store {settings.db_url}: {e}") from None
 

@@ -14,6 +14,7 @@ Appending a batch:
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -29,6 +30,7 @@ from domain.loan import Loan, loan_uuid
 from ledger.commands import Applied, _Command
 from ledger.config import Settings, store_env
 from ledger.handlers import handle
+from ledger.retry import retrying
 from ledger.store import DateAsISO, KeyRecord
 
 APPENDED, DUPLICATE, REJECTED = "appended", "duplicate", "rejected"
@@ -48,6 +50,7 @@ class Ledger(Application):
 
     def __init__(self, settings: Settings):
         self.settings = settings
+        self._calls = threading.local()
         super().__init__(env=store_env(settings.db_url))
 
     def construct_env(self, name: str, env: EnvType | None = None) -> Environment:
@@ -62,7 +65,22 @@ class Ledger(Application):
 
     # ---- writing ----------------------------------------------------------------
     def append(self, commands: Sequence[_Command]) -> list[Outcome]:
-        """Append a batch; one Outcome per command, in order."""
+        """Append a batch; one Outcome per command, in order.
+
+        A lost connection is retried for up to ``settings.retry_seconds`` (then StoreUnavailable).
+        Keys make the retry safe; a line this call committed before the loss is still answered
+        appended, because the call remembers the keys of every transaction it saw commit.
+        """
+        self._calls.committed = committed = set()  # per thread: one Ledger may serve several
+        outcomes = retrying(self.settings.retry_seconds, "append", lambda: self._append(commands))
+        for i, (cmd, outcome) in enumerate(zip(commands, outcomes, strict=True)):
+            if outcome.status == DUPLICATE and cmd.idempotency_key in committed:
+                outcomes[i] = Outcome(APPENDED, cmd.loan_id)
+            if outcomes[i].status == APPENDED:
+                committed.discard(cmd.idempotency_key)  # a repeat later in the batch stays a duplicate
+        return outcomes
+
+    def _append(self, commands: Sequence[_Command]) -> list[Outcome]:
         outcomes: list[Outcome | None] = [None] * len(commands)
         stored = self.recorder.find_keys(sorted({cmd.idempotency_key for cmd in commands}))
         by_loan: dict[str, list[int]] = defaultdict(list)
@@ -194,11 +212,13 @@ class Ledger(Application):
     def _save(self, staged: list[_Staged]) -> None:
         if not staged:
             return
+        keys = [k for s in staged for k in s.keys]
         self.save(
             *(s.loan for s in staged),
-            idempotency=[k for s in staged for k in s.keys],
+            idempotency=keys,
             borrowers={b: d for s in staged for b, d in s.borrowers.items()},
         )
+        getattr(self._calls, "committed", set()).update(k.key for k in keys)
 
     # ---- reading ----------------------------------------------------------------
     def get_loan(self, loan_id: str, known_at: datetime | None = None) -> Loan | None:

@@ -30,6 +30,7 @@ class Settings:
     allocation_orders: dict[str, tuple[str, ...]] = field(default_factory=dict)
     batch_size: int = 500  # commands per transaction: throughput without huge rollbacks
     max_retries: int = 5  # per loan, when another writer got there first
+    retry_seconds: float = 30.0  # how long a lost connection is retried (a restart, a failover)
 
     def allocation_order(self, product: str) -> tuple[str, ...]:
         return self.allocation_orders.get(product, DEFAULT_ALLOCATION_ORDER)
@@ -104,8 +105,15 @@ def settings_from_env(db_url: str | None = None, env: dict[str, str] | None = No
         write_off_dpd = int(env.get("LEDGER_WRITE_OFF_DPD", DEFAULT_WRITE_OFF_DPD))
     except ValueError:
         raise ConfigError("LEDGER_WRITE_OFF_DPD must be an integer") from None
+    try:
+        retry_seconds = float(env.get("LEDGER_RETRY_SECONDS", "30"))
+    except ValueError:
+        retry_seconds = -1.0
+    if not 0 <= retry_seconds <= 86_400:
+        raise ConfigError(f"LEDGER_RETRY_SECONDS={env['LEDGER_RETRY_SECONDS']!r} must be seconds from 0 to 86400")
     return Settings(
         db_url=url,
+        retry_seconds=retry_seconds,
         cost_cap=cap,
         write_off_dpd=write_off_dpd,
         allocation_orders=_parse_orders(env.get("LEDGER_ALLOCATION_ORDERS", "")),
@@ -153,6 +161,8 @@ def store_env(url: str) -> dict[str, str]:
             "POSTGRES_PASSWORD": unquote(parts.password or ""),
             "POSTGRES_POOL_SIZE": "4",
             "POSTGRES_LOCK_TIMEOUT": "30",
+            # one wait for a connection, not the whole retry budget (ledger.retry bounds the total)
+            "POSTGRES_CONNECT_TIMEOUT": "5",
             "APPLICATION_RECORDER_TOPIC": "ledger.store:LedgerPostgresRecorder",
         }
     raise ConfigError(

@@ -34,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ledger.retry import retrying
 from projections import book
 from projections.db import ViewDb
 
@@ -92,10 +93,21 @@ def catch_up(
     ``progress`` is told how far each page moved the position, in notification ids.
     """
     assert page_size > 0
+    done = [0]
+
+    def resume() -> int:
+        # After a lost connection: start again from the committed position, with no cached state
+        # (a page whose commit was lost with the connection may or may not have been written).
+        cache(app, name).clear()
+        return _catch_up(app, name, page_size, progress, done)
+
+    return retrying(app.settings.retry_seconds, f"projection {name}", resume)
+
+
+def _catch_up(app: Any, name: str, page_size: int, progress: Callable[[int], None] | None, done: list[int]) -> int:
     db = views(app)
     projection = PROJECTIONS[name]
     loans = cache(app, name)
-    done = 0
     at = position(db, name)
     while notes := app.recorder.select_notifications(at + 1, page_size):
         new_at = notes[-1].id
@@ -112,20 +124,24 @@ def catch_up(
             at = position(db, name)  # another runner applied it: carry on from where it got to
             continue
         loans.put(page.states)
-        done += len(notes)
+        done[0] += len(notes)
         if progress:
             progress(new_at - at)
         at = new_at
-    return done
+    return done[0]
 
 
 def reset(app: Any, name: str = book.NAME) -> None:
     """Empty the views and the position in one transaction, ready to replay from the first event."""
-    db = views(app)
-    with db.transaction() as c:
-        for table in PROJECTIONS[name].VIEWS:
-            c.execute(f"DELETE FROM {table}")
-        c.execute("UPDATE proj_tracking SET position = 0 WHERE name = ?", (name,))
+
+    def empty() -> None:
+        db = views(app)
+        with db.transaction() as c:
+            for table in PROJECTIONS[name].VIEWS:
+                c.execute(f"DELETE FROM {table}")
+            c.execute("UPDATE proj_tracking SET position = 0 WHERE name = ?", (name,))
+
+    retrying(app.settings.retry_seconds, f"resetting projection {name}", empty)
     cache(app, name).clear()
 
 
