@@ -17,15 +17,17 @@ import random
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
 from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import OriginatorVersionError
 from eventsourcing.persistence import IntegrityError, Transcoder
 from eventsourcing.utils import Environment, EnvType
 
-from domain.errors import IdempotencyConflict, LedgerError
+from domain.errors import DamagedStream, IdempotencyConflict, LedgerError
 from domain.loan import Loan, loan_uuid
 from ledger.commands import Applied, _Command
 from ledger.config import Settings, store_env
@@ -223,15 +225,16 @@ class Ledger(Application):
     # ---- reading ----------------------------------------------------------------
     def get_loan(self, loan_id: str, known_at: datetime | None = None) -> Loan | None:
         """The loan as the ledger knew it at ``known_at`` (now when None)."""
-        if known_at is None:
-            try:
-                return self.repository.get(loan_uuid(loan_id))
-            except AggregateNotFoundError:
-                return None
-        loan = None
-        for e in self.loan_events(loan_id, known_at):
-            loan = e.mutate(loan)
-        return loan
+        with damage_named(loan_id):
+            if known_at is None:
+                try:
+                    return self.repository.get(loan_uuid(loan_id))
+                except AggregateNotFoundError:
+                    return None
+            loan = None
+            for e in self.loan_events(loan_id, known_at):
+                loan = e.mutate(loan)
+            return loan
 
     def get_loans(self, loan_ids: list[str]) -> dict[str, Loan | None]:
         """Current state of several loans from one query: a batch's worth of round trips saved."""
@@ -239,7 +242,8 @@ class Ledger(Application):
         loans: dict[str, Loan | None] = dict.fromkeys(loan_ids)
         for stored in self.recorder.select_events_of(list(by_uuid)):
             loan_id = by_uuid[stored.originator_id]
-            loans[loan_id] = self.mapper.to_domain_event(stored).mutate(loans[loan_id])
+            with damage_named(loan_id):
+                loans[loan_id] = self.mapper.to_domain_event(stored).mutate(loans[loan_id])
         return loans
 
     def loan_events(self, loan_id: str, known_at: datetime | None = None) -> list:
@@ -261,6 +265,15 @@ class _Staged:
     outcomes: list[Outcome]
     keys: list[KeyRecord]
     borrowers: dict[str, dict]
+
+
+@contextmanager
+def damage_named(loan: str) -> Iterator[None]:
+    """The library's version error says which version, never which loan: an operator needs both."""
+    try:
+        yield
+    except OriginatorVersionError as e:
+        raise DamagedStream(loan, *e.args) from None
 
 
 def _version(loan: Loan | None) -> int | None:
