@@ -129,8 +129,8 @@ def _load(app: Any, db: ViewDb, first_versions: dict[UUID, int]) -> dict[UUID, L
     assert loans.keys() == first_versions.keys(), "a page's events continue loans the store does not have"
     loan_ids = [loan.loan_id for loan in loans.values()]
     with db.transaction(commit=False) as c:
+        facts = loans_view.read_facts(c, loan_ids)  # proj_loans before proj_journal, as every reader locks them
         lines = journal_view.read_open_lines(c, loan_ids)
-        facts = loans_view.read_facts(c, loan_ids)
     states = {}
     for uuid, loan in loans.items():
         assert loan.loan_id in facts, f"loan {loan.loan_id} has events before this page but no row in proj_loans"
