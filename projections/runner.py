@@ -29,6 +29,7 @@ checks that the projection still counts everything around the gap.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import weakref
 from collections.abc import Callable, Iterator
@@ -36,6 +37,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import psycopg
 
 from ledger.retry import retrying
 from projections import book, schema
@@ -242,7 +245,9 @@ def _one_rebuild_at_a_time(db: ViewDb) -> Iterator[None]:
             try:
                 yield
             finally:
-                conn.execute("SELECT pg_advisory_unlock(%s)", (_REBUILD_LOCK,))
+                # a session lock goes with its session: after a restart there is nothing to unlock
+                with contextlib.suppress(psycopg.Error):
+                    conn.execute("SELECT pg_advisory_unlock(%s)", (_REBUILD_LOCK,))
         return
     path = Path(f"{db.datastore.pool.db_name}.rebuild-lock")  # beside the database file
     with path.open("a") as f:

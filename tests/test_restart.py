@@ -89,3 +89,31 @@ def test_an_outage_past_the_deadline_exits_2_naming_what_was_committed_and_a_rer
     assert book(app, loan_ids) == book(clean, loan_ids)
     app.close()
     clean.close()
+
+
+def test_a_rebuild_rides_through_a_server_restart(own_server):
+    """Reproduction: during `projections rebuild`, 3 runs in 5 died with a traceback."""
+    from support.simulation import simulated_ledger
+    from test_rebuild_readers import reading, rebuilding
+
+    from projections import runner
+
+    url = own_server.create_database("rebuild_restart")
+    app = Ledger(Settings(db_url=url))
+    simulated_ledger(app, seed=8, loans=300, days=30)
+    runner.catch_up(app)
+    whole = reading(app)
+    app.close()
+    run = cli("projections", "rebuild", "--page-size", "20", "--db", url)
+    deadline = time.time() + 60
+    probe = Ledger(Settings(db_url=url))
+    while not rebuilding(probe) and time.time() < deadline:
+        time.sleep(0.01)
+    probe.close()
+    own_server.restart()
+    out, err = run.communicate(timeout=300)
+    assert run.returncode == 0, err
+    assert "lost the store" in err and "Traceback" not in err
+    app = Ledger(Settings(db_url=url))
+    assert not rebuilding(app) and reading(app) == whole
+    app.close()
