@@ -18,7 +18,7 @@ def test_a_signal_stops_append_at_a_batch_boundary_with_a_summary_of_what_was_ap
     store_url, tmp_path, signum, code
 ):
     """Reproduction: Ctrl-C printed "Aborted!" with no summary of what was appended."""
-    path, loan_ids = simulated_file(tmp_path, loans=1500)
+    path, loan_ids = simulated_file(tmp_path, loans=800)
     clean, counts = clean_run(tmp_path, path)
     run = cli("append", "--json", "--db", store_url, str(path))
     first = run.stdout.readline()  # a batch is in
