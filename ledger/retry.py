@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import random
+import sqlite3
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -36,6 +37,19 @@ _FIRST_WAIT, _MAX_WAIT = 0.05, 2.0
 log = logging.getLogger("ledger")
 
 
+def transient(error: BaseException) -> bool:
+    """Worth waiting for: any PostgreSQL connection or operational error (a restart, a lock
+    timeout, a pool with no connection), but of SQLite's only a busy or locked database: its
+    other OperationalErrors ("no such table") are mistakes that waiting would only hide."""
+    cause = error.__cause__ or error
+    if isinstance(cause, sqlite3.OperationalError) or (
+        isinstance(error, OperationalError) and not isinstance(cause, psycopg.Error)
+    ):
+        text = str(cause).lower()
+        return "locked" in text or "busy" in text
+    return True
+
+
 class StoreUnavailable(Exception):
     """The store did not answer within the retry deadline: the CLI exits 2."""
 
@@ -48,6 +62,8 @@ def retrying(seconds: float, what: str, step: Callable[[], T]) -> T:
         try:
             return step()
         except CONNECTION_ERRORS as e:
+            if not transient(e):
+                raise
             left = deadline - time.monotonic()
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             if wait == _FIRST_WAIT:

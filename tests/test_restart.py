@@ -117,3 +117,31 @@ def test_a_rebuild_rides_through_a_server_restart(own_server):
     app = Ledger(Settings(db_url=url))
     assert not rebuilding(app) and reading(app) == whole
     app.close()
+
+
+def test_only_what_waiting_can_cure_is_retried(tmp_path):
+    import sqlite3
+
+    from eventsourcing.persistence import OperationalError
+
+    from ledger.retry import StoreUnavailable, retrying
+
+    calls = []
+
+    def fails(message):
+        def step():
+            calls.append(message)
+            try:
+                raise sqlite3.OperationalError(message)
+            except sqlite3.OperationalError as e:
+                raise OperationalError(str(e)) from e  # as the library wraps it
+
+        return step
+
+    with pytest.raises(StoreUnavailable, match="did not answer for 0.3 s"):
+        retrying(0.3, "append", fails("database is locked"))
+    assert len(calls) > 1
+    calls.clear()
+    with pytest.raises(OperationalError, match="no such table"):
+        retrying(30, "append", fails("no such table: proj_journal_next"))
+    assert len(calls) == 1  # a mistake, not an outage: at once
