@@ -21,7 +21,8 @@ import click
 
 from domain.errors import LedgerError
 from ledger.app import Ledger
-from ledger.config import ConfigError, redact, settings_from_env, sqlite_path
+from ledger.config import ConfigError, Settings, redact, settings_from_env, sqlite_path
+from ledger.retry import CONNECTION_ERRORS, StoreUnavailable, retrying
 
 EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
 DB_HELP = (
@@ -34,6 +35,12 @@ class Problem(click.ClickException):
     """The command ran and found a problem the user must hear about: exit 1."""
 
     exit_code = EXIT_PROBLEM
+
+
+class Unavailable(click.ClickException):
+    """The store stopped answering for longer than LEDGER_RETRY_SECONDS: exit 2, as for configuration."""
+
+    exit_code = EXIT_USAGE
 
 
 class LedgerGroup(click.Group):
@@ -78,6 +85,8 @@ def store_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise click.UsageError(str(e)) from None
         except LedgerError as e:
             raise Problem(str(e)) from None
+        except StoreUnavailable as e:
+            raise Unavailable(f"{e}; what was committed before stays, and running the command again is safe") from None
 
     return wrapper
 
@@ -96,7 +105,7 @@ def open_ledger(db_url: str | None, *, create: bool = False) -> Ledger:
             f"create it with `ledger init --db {settings.db_url}`, or check --db / LEDGER_DB"
         )
     try:
-        return Ledger(settings)
+        return retrying(settings.retry_seconds, "opening the store", lambda: _open(settings))
     except Exception as e:  # the library and psycopg raise several kinds for an unreachable store
         reason = _unreachable_reason(settings.db_url) or str(e)
         raise click.UsageError(
@@ -135,6 +144,23 @@ def _scrub(message: str, url: str) -> str:
         for secret in {password, unquote(password)}:
             message = message.replace(secret, "***")
     return message
+
+
+class _RefusedForGood(Exception):
+    """The server answered and said no (password, role, database): waiting will not change that."""
+
+
+def _open(settings: Settings) -> Ledger:
+    try:
+        return Ledger(settings)
+    except CONNECTION_ERRORS as e:
+        reason = _unreachable_reason(settings.db_url)
+        if reason and any(word in reason for word in _REFUSALS):
+            raise _RefusedForGood(reason) from e  # not a connection error: retrying() lets it through
+        raise
+
+
+_REFUSALS = ("authentication failed", "does not exist", "no pg_hba.conf entry", "permission denied")
 
 
 def parse_day(value: str | None, name: str) -> date | None:

@@ -22,12 +22,14 @@ from cli.common import (
     store_options,
 )
 from cli.render import event_line, loan_lines
+from cli.stopping import Interrupted, report_stop, stop_at_batch_boundary
 from domain.delinquency import BUCKETS
 from domain.loan import loan_uuid
 from domain.money import fmt
 from ledger.config import redact
 from ledger.eod import run_eod
 from ledger.ingest import append_lines, read_lines
+from ledger.retry import StoreUnavailable
 from ledger.views import loan_view, today_in_shanghai
 from projections.balances import STATES, open_loan_ids
 from projections.balances import loan_lines as book_loan_lines
@@ -71,16 +73,22 @@ def append(source: BinaryIO, db_url: str | None, as_json: bool) -> None:
     """
     app = open_ledger(db_url)
     totals: Counter = Counter()
-    for item in append_lines(app, read_lines(source)):
-        o = item.outcome
-        totals[o.status] += 1
-        if as_json:
-            row = {"line": item.line, "status": o.status, "loan_id": o.loan_id}
-            if o.error:
-                row["error"] = o.error
-            echo_json(row)
-        elif o.error:
-            click.echo(f"line {item.line}: rejected: {printable(o.error)}")
+    last_line = 0
+    with stop_at_batch_boundary(app) as guarded:  # SIGINT/SIGTERM: finish the batch in flight, then stop
+        try:
+            for item in append_lines(guarded, read_lines(source)):
+                o = item.outcome
+                totals[o.status] += 1
+                last_line = item.line
+                if as_json:
+                    row = {"line": item.line, "status": o.status, "loan_id": o.loan_id}
+                    if o.error:
+                        row["error"] = o.error
+                    echo_json(row)
+                elif o.error:
+                    click.echo(f"line {item.line}: rejected: {printable(o.error)}")
+        except (Interrupted, StoreUnavailable) as stop:
+            report_stop(stop, totals, last_line, as_json)
     if not as_json:
         click.echo(f"appended {totals['appended']}, duplicate {totals['duplicate']}, rejected {totals['rejected']}")
     if totals["rejected"]:

@@ -111,10 +111,9 @@ def projections_rebuild(name: str | None, page_size: int, db_url: str | None, as
     """Rebuild from empty (all projections, or NAME): the same rows as built incrementally."""
     app = open_ledger(db_url)
     for projection in [name] if name else sorted(runner.PROJECTIONS):
-        runner.reset(app, projection)
         head = app.recorder.max_notification_id() or 0
         with click.progressbar(length=head, label=f"rebuilding {projection}", file=sys.stderr, hidden=as_json) as bar:
-            n = runner.catch_up(app, projection, page_size=page_size, progress=bar.update)
+            n = runner.rebuild(app, projection, page_size=page_size, progress=bar.update)
         echo_json({"name": projection, "events": n}) if as_json else click.echo(
             f"{projection}: rebuilt from {n} events"
         )

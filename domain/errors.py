@@ -58,3 +58,14 @@ class IdempotencyConflict(LedgerError):
         self.key = key
         self.loan_id = loan_id
         super().__init__(f"idempotency_key {key!r} was already used (loan {loan_id}) with different content")
+
+
+class DamagedStream(LedgerError):
+    """A loan's stored events skip a version: one was removed or lost. Nothing is guessed around it."""
+
+    def __init__(self, loan: str, found: int, expected: int):
+        self.loan, self.found, self.expected = loan, found, expected
+        super().__init__(
+            f"loan {loan}: its stored events are damaged (version {found} follows version {expected - 1}; "
+            f"version {expected} is missing): run `ledger verify`, and restore the loan's events from a backup"
+        )

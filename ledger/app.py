@@ -14,20 +14,25 @@ Appending a batch:
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import OriginatorVersionError
 from eventsourcing.persistence import IntegrityError, Transcoder
+from eventsourcing.utils import Environment, EnvType
 
-from domain.errors import IdempotencyConflict, LedgerError
+from domain.errors import DamagedStream, IdempotencyConflict, LedgerError
 from domain.loan import Loan, loan_uuid
 from ledger.commands import Applied, _Command
 from ledger.config import Settings, store_env
 from ledger.handlers import handle
+from ledger.retry import retrying
 from ledger.store import DateAsISO, KeyRecord
 
 APPENDED, DUPLICATE, REJECTED = "appended", "duplicate", "rejected"
@@ -47,7 +52,14 @@ class Ledger(Application):
 
     def __init__(self, settings: Settings):
         self.settings = settings
+        self._calls = threading.local()
         super().__init__(env=store_env(settings.db_url))
+
+    def construct_env(self, name: str, env: EnvType | None = None) -> Environment:
+        """Only the settings the ledger passed: the library would merge os.environ, where a stray
+        ``LEDGER_SQLITE_DBNAME`` or ``POSTGRES_DBNAME`` overrides ``--db`` and sends every write
+        elsewhere (or to memory), and ``POSTGRES_ENABLE_DB_FUNCTIONS`` skips our own tables."""
+        return Environment(name, dict(env or {}))
 
     def register_transcodings(self, transcoder: Transcoder) -> None:
         super().register_transcodings(transcoder)
@@ -55,7 +67,22 @@ class Ledger(Application):
 
     # ---- writing ----------------------------------------------------------------
     def append(self, commands: Sequence[_Command]) -> list[Outcome]:
-        """Append a batch; one Outcome per command, in order."""
+        """Append a batch; one Outcome per command, in order.
+
+        A lost connection is retried for up to ``settings.retry_seconds`` (then StoreUnavailable).
+        Keys make the retry safe; a line this call committed before the loss is still answered
+        appended, because the call remembers the keys of every transaction it saw commit.
+        """
+        self._calls.committed = committed = set()  # per thread: one Ledger may serve several
+        outcomes = retrying(self.settings.retry_seconds, "append", lambda: self._append(commands))
+        for i, (cmd, outcome) in enumerate(zip(commands, outcomes, strict=True)):
+            if outcome.status == DUPLICATE and cmd.idempotency_key in committed:
+                outcomes[i] = Outcome(APPENDED, cmd.loan_id)
+            if outcomes[i].status == APPENDED:
+                committed.discard(cmd.idempotency_key)  # a repeat later in the batch stays a duplicate
+        return outcomes
+
+    def _append(self, commands: Sequence[_Command]) -> list[Outcome]:
         outcomes: list[Outcome | None] = [None] * len(commands)
         stored = self.recorder.find_keys(sorted({cmd.idempotency_key for cmd in commands}))
         by_loan: dict[str, list[int]] = defaultdict(list)
@@ -71,20 +98,10 @@ class Ledger(Application):
                 first_in_batch[cmd.idempotency_key] = i
                 by_loan[cmd.loan_id].append(i)
 
-        loans = self.get_loans(list(by_loan))
-        staged = {
-            loan_id: self._stage(loan_id, [commands[i] for i in idx], loans[loan_id])
-            for loan_id, idx in by_loan.items()
-        }
-        try:
-            self._save([s for s in staged.values() if s.loan is not None])
-            for loan_id, idx in by_loan.items():
-                for i, outcome in zip(idx, staged[loan_id].outcomes, strict=True):
-                    outcomes[i] = outcome
-        except IntegrityError:
-            for loan_id, idx in by_loan.items():
-                for i, outcome in zip(idx, self._append_one_loan(loan_id, [commands[i] for i in idx]), strict=True):
-                    outcomes[i] = outcome
+        for loan_id, loan_outcomes in self._apply(commands, by_loan).items():
+            for i, outcome in zip(by_loan[loan_id], loan_outcomes, strict=True):
+                outcomes[i] = outcome
+        self._recheck_rejections(commands, outcomes)
         for i, first_i in repeats:
             # a repeat is a duplicate only of something that was stored
             first, first_outcome = commands[first_i], outcomes[first_i]
@@ -100,6 +117,52 @@ class Ledger(Application):
                 outcomes[i] = _repeat(commands[i], first.content_hash, first.loan_id)
         assert all(o is not None for o in outcomes)
         return outcomes  # type: ignore[return-value]
+
+    def _apply(self, commands: Sequence[_Command], by_loan: dict[str, list[int]]) -> dict[str, list[Outcome]]:
+        """Every loan's commands in one transaction; when it loses a race, only the loans that
+        another writer changed (or whose keys it stored) fall back to one loan at a time."""
+        answers: dict[str, list[Outcome]] = {}
+        pending = {loan_id: [commands[i] for i in idx] for loan_id, idx in by_loan.items()}
+        loans = self.get_loans(list(pending))
+        conflicted: list[str] = []
+        for _ in range(self.settings.max_retries):
+            if not pending:
+                break
+            read_at = {loan_id: _version(loans[loan_id]) for loan_id in pending}  # staging moves it on
+            staged = {loan_id: self._stage(loan_id, cmds, loans[loan_id]) for loan_id, cmds in pending.items()}
+            try:
+                self._save([s for s in staged.values() if s.loan is not None])
+            except IntegrityError:
+                fresh = self.get_loans(list(pending))
+                taken = self.recorder.find_keys(sorted({c.idempotency_key for cmds in pending.values() for c in cmds}))
+                changed = [
+                    loan_id
+                    for loan_id, cmds in pending.items()
+                    if _version(fresh[loan_id]) != read_at[loan_id] or any(c.idempotency_key in taken for c in cmds)
+                ]
+                for loan_id in changed or list(pending):  # none seen changed: take no chances
+                    conflicted.append(loan_id)
+                    del pending[loan_id]
+                loans = fresh
+                continue
+            answers.update({loan_id: s.outcomes for loan_id, s in staged.items()})
+            pending = {}
+        for loan_id in [*conflicted, *pending]:
+            answers[loan_id] = self._append_one_loan(loan_id, [commands[i] for i in by_loan[loan_id]])
+        return answers
+
+    def _recheck_rejections(self, commands: Sequence[_Command], outcomes: list[Outcome | None]) -> None:
+        """A rule rejection may be a race: another writer stored the same line between our key
+        lookup and our read of the loan, so the loan already holds it. Such a line is a
+        duplicate (or, with other content, a key conflict), never "cannot apply"."""
+        suspects = [i for i, o in enumerate(outcomes) if o is not None and o.status == REJECTED]
+        if not suspects:
+            return
+        stored = self.recorder.find_keys(sorted({commands[i].idempotency_key for i in suspects}))
+        for i in suspects:
+            record = stored.get(commands[i].idempotency_key)
+            if record is not None:
+                outcomes[i] = _repeat(commands[i], record.content_hash, record.loan_id)
 
     def _append_one_loan(self, loan_id: str, cmds: list[_Command]) -> list[Outcome]:
         """The fallback: this loan alone, against its freshest state.
@@ -133,6 +196,7 @@ class Ledger(Application):
         return [Outcome(REJECTED, loan_id, error) for _ in cmds]
 
     def _stage(self, loan_id: str, cmds: list[_Command], loan: Loan | None) -> _Staged:
+        last_recorded = loan.modified_on if loan is not None else None
         outcomes: list[Outcome] = []
         keys: list[KeyRecord] = []
         borrowers: dict[str, dict] = {}
@@ -146,29 +210,34 @@ class Ledger(Application):
             keys.append(KeyRecord(cmd.idempotency_key, loan_id, cmd.content_hash, cmd.type))
             if isinstance(cmd, Applied) and cmd.borrower:
                 borrowers[cmd.borrower_id] = cmd.borrower
+        if loan is not None and keys:
+            _never_back_in_time(loan, last_recorded)
         return _Staged(loan if keys else None, outcomes, keys, borrowers)
 
     def _save(self, staged: list[_Staged]) -> None:
         if not staged:
             return
+        keys = [k for s in staged for k in s.keys]
         self.save(
             *(s.loan for s in staged),
-            idempotency=[k for s in staged for k in s.keys],
+            idempotency=keys,
             borrowers={b: d for s in staged for b, d in s.borrowers.items()},
         )
+        getattr(self._calls, "committed", set()).update(k.key for k in keys)
 
     # ---- reading ----------------------------------------------------------------
     def get_loan(self, loan_id: str, known_at: datetime | None = None) -> Loan | None:
         """The loan as the ledger knew it at ``known_at`` (now when None)."""
-        if known_at is None:
-            try:
-                return self.repository.get(loan_uuid(loan_id))
-            except AggregateNotFoundError:
-                return None
-        loan = None
-        for e in self.loan_events(loan_id, known_at):
-            loan = e.mutate(loan)
-        return loan
+        with damage_named(loan_id):
+            if known_at is None:
+                try:
+                    return self.repository.get(loan_uuid(loan_id))
+                except AggregateNotFoundError:
+                    return None
+            loan = None
+            for e in self.loan_events(loan_id, known_at):
+                loan = e.mutate(loan)
+            return loan
 
     def get_loans(self, loan_ids: list[str]) -> dict[str, Loan | None]:
         """Current state of several loans from one query: a batch's worth of round trips saved."""
@@ -176,7 +245,8 @@ class Ledger(Application):
         loans: dict[str, Loan | None] = dict.fromkeys(loan_ids)
         for stored in self.recorder.select_events_of(list(by_uuid)):
             loan_id = by_uuid[stored.originator_id]
-            loans[loan_id] = self.mapper.to_domain_event(stored).mutate(loans[loan_id])
+            with damage_named(loan_id):
+                loans[loan_id] = self.mapper.to_domain_event(stored).mutate(loans[loan_id])
         return loans
 
     def loan_events(self, loan_id: str, known_at: datetime | None = None) -> list:
@@ -198,6 +268,31 @@ class _Staged:
     outcomes: list[Outcome]
     keys: list[KeyRecord]
     borrowers: dict[str, dict]
+
+
+def _never_back_in_time(loan: Loan, last: datetime | None) -> None:
+    """Recorded times increase within a loan, whatever the clock of the host that writes next:
+    an event is recorded 1 µs after the loan's previous one at the earliest. (Across loans, and at
+    commit rather than staging time, they are not yet: see docs/decisions.md, "Recorded time".)"""
+    for e in loan.pending_events:
+        if last is not None and e.timestamp <= last:
+            object.__setattr__(e, "timestamp", last + timedelta(microseconds=1))  # events are frozen
+        last = e.timestamp
+    if last is not None:
+        loan.modified_on = last
+
+
+@contextmanager
+def damage_named(loan: str) -> Iterator[None]:
+    """The library's version error says which version, never which loan: an operator needs both."""
+    try:
+        yield
+    except OriginatorVersionError as e:
+        raise DamagedStream(loan, *e.args) from None
+
+
+def _version(loan: Loan | None) -> int | None:
+    return None if loan is None else loan.version
 
 
 def _repeat(cmd: _Command, stored_hash: str, stored_loan_id: str) -> Outcome:

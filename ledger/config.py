@@ -35,13 +35,69 @@ class Settings:
     allocation_orders: dict[str, tuple[str, ...]] = field(default_factory=dict)
     batch_size: int = 500  # commands per transaction: throughput without huge rollbacks
     max_retries: int = 5  # per loan, when another writer got there first
+    retry_seconds: float = 30.0  # how long a lost connection is retried (a restart, a failover)
 
     def allocation_order(self, product: str) -> tuple[str, ...]:
         return self.allocation_orders.get(product, DEFAULT_ALLOCATION_ORDER)
 
 
+# Every setting the eventsourcing library (9.5.6) reads, bare or prefixed with the application's name.
+LIBRARY_SETTINGS = frozenset(
+    [
+        "AGGREGATE_CACHE_FASTFORWARD",
+        "AGGREGATE_CACHE_FASTFORWARD_SKIPPING",
+        "AGGREGATE_CACHE_MAXSIZE",
+        "APPLICATION_RECORDER_TOPIC",
+        "CIPHER_KEY",
+        "CIPHER_TOPIC",
+        "COMPRESSOR_TOPIC",
+        "CREATE_TABLE",
+        "DEEPCOPY_FROM_AGGREGATE_CACHE",
+        "IS_SNAPSHOTTING_ENABLED",
+        "MAPPER_TOPIC",
+        "ORIGINATOR_ID_TYPE",
+        "PERSISTENCE_MODULE",
+        "POSTGRES_CONNECT_TIMEOUT",
+        "POSTGRES_CONN_MAX_AGE",
+        "POSTGRES_DBNAME",
+        "POSTGRES_ENABLE_DB_FUNCTIONS",
+        "POSTGRES_GET_PASSWORD_TOPIC",
+        "POSTGRES_HOST",
+        "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT",
+        "POSTGRES_LOCK_TIMEOUT",
+        "POSTGRES_MAX_OVERFLOW",
+        "POSTGRES_MAX_WAITING",
+        "POSTGRES_PASSWORD",
+        "POSTGRES_POOL_SIZE",
+        "POSTGRES_PORT",
+        "POSTGRES_PRE_PING",
+        "POSTGRES_SCHEMA",
+        "POSTGRES_USER",
+        "PROCESS_RECORDER_TOPIC",
+        "SINGLE_ROW_TRACKING",
+        "SQLITE_DBNAME",
+        "SQLITE_LOCK_TIMEOUT",
+        "TRACKING_RECORDER_TOPIC",
+        "TRANSCODER_TOPIC",
+    ]
+)
+
+
+def check_no_library_settings(env: dict[str, str]) -> None:
+    """Refuse ``LEDGER_``-prefixed library settings: they are in the ledger's own namespace, so whoever
+    set one meant it to do something, and the ledger never passes them on (Ledger.construct_env).
+    Bare names (``POSTGRES_PASSWORD``...) are ignored: other programs on the host use them too."""
+    stray = sorted(k for k in env if k.startswith("LEDGER_") and k.removeprefix("LEDGER_") in LIBRARY_SETTINGS)
+    if stray:
+        raise ConfigError(
+            f"{', '.join(stray)}: the ledger does not read the eventsourcing library's settings; "
+            "choose the store with --db or LEDGER_DB, and unset " + ("it" if len(stray) == 1 else "them")
+        )
+
+
 def settings_from_env(db_url: str | None = None, env: dict[str, str] | None = None) -> Settings:
     env = dict(os.environ if env is None else env)
+    check_no_library_settings(env)
     url = db_url or env.get("LEDGER_DB") or DEFAULT_DB_URL
     store_env(url)  # fail early on a bad URL
     cost_caps = _parse_cost_caps(env)
@@ -55,10 +111,17 @@ def settings_from_env(db_url: str | None = None, env: dict[str, str] | None = No
         write_off_dpd = int(env.get("LEDGER_WRITE_OFF_DPD", DEFAULT_WRITE_OFF_DPD))
     except ValueError:
         raise ConfigError("LEDGER_WRITE_OFF_DPD must be an integer") from None
+    try:
+        retry_seconds = float(env.get("LEDGER_RETRY_SECONDS", "30"))
+    except ValueError:
+        retry_seconds = -1.0
+    if not 0 <= retry_seconds <= 86_400:
+        raise ConfigError(f"LEDGER_RETRY_SECONDS={env['LEDGER_RETRY_SECONDS']!r} must be seconds from 0 to 86400")
     return Settings(
         db_url=url,
         cost_caps=cost_caps,
         max_amount=max_amount,
+        retry_seconds=retry_seconds,
         write_off_dpd=write_off_dpd,
         allocation_orders=_parse_orders(env.get("LEDGER_ALLOCATION_ORDERS", "")),
     )

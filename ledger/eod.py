@@ -16,8 +16,9 @@ from uuid import UUID
 from eventsourcing.utils import get_topic
 
 from domain.loan import SHANGHAI, Loan
-from ledger.app import Ledger, chunks
+from ledger.app import Ledger, Outcome, chunks
 from ledger.commands import _Command, command_from_dict
+from ledger.retry import retrying
 
 
 @dataclass
@@ -101,14 +102,23 @@ def run_eod(
     report = EodReport(day)
     ids = funded_loan_ids(app) if candidates is None else candidates
     for batch in chunks(ids, app.settings.batch_size):
-        cmds: list[_Command] = []
-        for loan_uuid in batch:
-            loan = app.repository.get(loan_uuid)
-            closed = closed_through(loan)
-            report.already_closed += closed is not None and day < closed
-            cmds.extend(eod_commands(loan, day, app.settings.write_off_dpd))
+
+        def close_batch(batch: list[UUID] = batch) -> tuple[list[_Command], list[Outcome], int]:
+            # Keys derive from (day, loan, action): after a lost connection the whole batch is
+            # worked out and appended again, and what had been committed comes back duplicate.
+            cmds: list[_Command] = []
+            closed_later = 0
+            for loan_uuid in batch:
+                loan = app.repository.get(loan_uuid)
+                closed = closed_through(loan)
+                closed_later += closed is not None and day < closed
+                cmds.extend(eod_commands(loan, day, app.settings.write_off_dpd))
+            return cmds, app.append(cmds), closed_later
+
+        cmds, outcomes, closed_later = retrying(app.settings.retry_seconds, f"eod {day}", close_batch)
+        report.already_closed += closed_later
         report.loans_checked += len(batch)
-        for cmd, outcome in zip(cmds, app.append(cmds), strict=True):
+        for cmd, outcome in zip(cmds, outcomes, strict=True):
             report.outcomes[(cmd.type, outcome.status)] += 1
             if outcome.error:
                 report.rejected.append((cmd.loan_id, outcome.error))

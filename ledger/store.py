@@ -168,6 +168,27 @@ class LedgerPostgresRecorder(ChainedPostgres, PostgresApplicationRecorder):
         curs.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
         super()._create_table(curs)
 
+    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        """The library's insert (pipelined, one transaction) without two habits that crash a lost race.
+
+        The library keeps the statement's error aside and lets the transaction try to commit, so
+        a unique violation (another writer stored one of our keys or loan versions first) comes
+        out as "pipeline aborted", an OperationalError it then retries ten times over 2 s. Here
+        the violation leaves the transaction as it happened, and the pool turns it into the
+        IntegrityError that Ledger.append's fallback handles. Connection loss is retried by the
+        ledger (ledger.retry), with a deadline, not here.
+        """
+        assert not self.datastore.enable_db_functions, "the database-function path skips _insert_events"
+        with self.datastore.get_connection() as conn, conn.pipeline() as pipeline, conn.transaction():
+            with conn.cursor() as curs:
+                self._insert_events(curs, stored_events, **kwargs)
+            if not stored_events:
+                return None
+            with conn.cursor() as curs:
+                self._insert_stored_events(curs, stored_events, **kwargs)
+                pipeline.sync()  # the violation, if any, is raised here
+                return self._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+
     def _insert_stored_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
         # As the library does: the table lock hands out notification ids in commit order.
         self._lock_table(curs)

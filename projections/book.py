@@ -18,6 +18,7 @@ from uuid import UUID
 
 from domain.journal import FAR_FUTURE, journal_lines
 from domain.loan import Loan
+from ledger.app import damage_named
 from projections import journal_view, loans_view
 from projections.db import Cursor, ViewDb
 from projections.journal_view import JournalChanges, micros
@@ -96,7 +97,8 @@ def plan_page(app: Any, db: ViewDb, notifications: Sequence[Any], cache: LoanCac
         state = states[uuid]
         loan = state.loan
         for notification_id, e in events:
-            loan = e.mutate(loan)
+            with damage_named(loan.loan_id if loan else _loan_id(db, uuid)):
+                loan = e.mutate(loan)
             kind = type(e).__name__
             if kind not in _MONEY_EVENTS:
                 continue
@@ -121,15 +123,23 @@ def _load(app: Any, db: ViewDb, first_versions: dict[UUID, int]) -> dict[UUID, L
     loans: dict[UUID, Loan] = {}
     for stored in app.recorder.select_events_of(list(first_versions)):
         if stored.originator_version < first_versions[stored.originator_id]:
-            loans[stored.originator_id] = app.mapper.to_domain_event(stored).mutate(loans.get(stored.originator_id))
+            before = loans.get(stored.originator_id)
+            with damage_named(before.loan_id if before else _loan_id(db, stored.originator_id)):
+                loans[stored.originator_id] = app.mapper.to_domain_event(stored).mutate(before)
     assert loans.keys() == first_versions.keys(), "a page's events continue loans the store does not have"
     loan_ids = [loan.loan_id for loan in loans.values()]
     with db.transaction(commit=False) as c:
+        facts = loans_view.read_facts(c, loan_ids)  # proj_loans before proj_journal, as every reader locks them
         lines = journal_view.read_open_lines(c, loan_ids)
-        facts = loans_view.read_facts(c, loan_ids)
     states = {}
     for uuid, loan in loans.items():
         assert loan.loan_id in facts, f"loan {loan.loan_id} has events before this page but no row in proj_loans"
         settled_day, funded_at_us, written_off_at_us = facts[loan.loan_id]
         states[uuid] = LoanState(loan, lines[loan.loan_id], settled_day, funded_at_us, written_off_at_us)
     return states
+
+
+def _loan_id(db: ViewDb, uuid: UUID) -> str:
+    """A loan's id from its stream id, for an error about a stream whose first event is gone."""
+    rows = db.query("SELECT loan_id FROM proj_loans WHERE loan_uuid = ?", (str(uuid),))
+    return rows[0][0] if rows else f"with stream id {uuid}"

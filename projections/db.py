@@ -26,11 +26,17 @@ STREAM_ROWS = 5000  # rows per fetch when a query streams (memory stays flat on 
 
 
 class ViewDb:
-    def __init__(self, datastore: Any):
+    def __init__(self, datastore: Any, suffix: str = ""):
         self.datastore = datastore
         self.postgres = isinstance(datastore, PostgresDatastore)
+        self.suffix = suffix  # REBUILD_SUFFIX: the same queries on the tables a rebuild fills
+
+    def names(self, statement: str) -> str:
+        """The statement on this ViewDb's tables (for SQL sent to the driver directly)."""
+        return schema.renamed(statement, self.suffix)
 
     def sql(self, statement: str) -> str:
+        statement = self.names(statement)
         # psycopg's placeholders are %s, so a literal % (as in LIKE) must be doubled first
         return statement.replace("%", "%%").replace("?", "%s") if self.postgres else statement
 
@@ -61,7 +67,7 @@ class ViewDb:
         else:
             with self.datastore.transaction(commit=False) as curs:
                 sqlite_cursor = _plain(curs.sqlite_cursor)
-                sqlite_cursor.execute(statement, params)
+                sqlite_cursor.execute(self.sql(statement), params)
                 while rows := sqlite_cursor.fetchmany(STREAM_ROWS):
                     yield from rows
 

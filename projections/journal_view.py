@@ -92,13 +92,15 @@ class JournalChanges:
         rows = list(self.opened.values())
         if c.postgres:
             if rows:  # COPY: a quarter of the cost of an INSERT of unnested arrays, measured
-                with c.curs.copy(f"COPY proj_journal ({', '.join(_COLUMNS)}) FROM STDIN") as copy:
+                with c.curs.copy(c.db.names(f"COPY proj_journal ({', '.join(_COLUMNS)}) FROM STDIN")) as copy:
                     for row in rows:
                         copy.write_row(row)
             if self.closed:
                 c.curs.execute(
-                    "UPDATE proj_journal j SET known_to_us = v.known_to FROM unnest(%s::bigint[], %s::bigint[]) "
-                    "AS v(known_to, line_id) WHERE j.line_id = v.line_id AND j.known_to_us IS NULL",
+                    c.db.names(
+                        "UPDATE proj_journal j SET known_to_us = v.known_to FROM unnest(%s::bigint[], %s::bigint[]) "
+                        "AS v(known_to, line_id) WHERE j.line_id = v.line_id AND j.known_to_us IS NULL"
+                    ),
                     [[t for t, _ in self.closed], [i for _, i in self.closed]],
                 )
                 closed = c.curs.rowcount

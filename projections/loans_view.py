@@ -79,11 +79,12 @@ def write(c: Cursor, rows: Sequence[tuple]) -> None:
         return
     if c.postgres:
         # COPY into a scratch table, then one upsert from it: a fifth of the cost of unnested arrays
-        c.curs.execute("CREATE TEMP TABLE IF NOT EXISTS proj_loans_page (LIKE proj_loans) ON COMMIT DELETE ROWS")
+        names = c.db.names
+        c.curs.execute(names("CREATE TEMP TABLE IF NOT EXISTS proj_loans_page (LIKE proj_loans) ON COMMIT DELETE ROWS"))
         with c.curs.copy(f"COPY proj_loans_page ({', '.join(_COLUMNS)}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
-        c.curs.execute(_UPSERT.format(values=f"SELECT {', '.join(_COLUMNS)} FROM proj_loans_page"))
+        c.curs.execute(names(_UPSERT.format(values=f"SELECT {', '.join(_COLUMNS)} FROM proj_loans_page")))
     else:
         c.executemany(_UPSERT.format(values=f"VALUES ({','.join('?' * len(_COLUMNS))})"), rows)
 

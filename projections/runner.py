@@ -29,22 +29,26 @@ checks that the projection still counts everything around the gap.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from eventsourcing.persistence import InterfaceError, OperationalError
+import psycopg
 
 from domain.errors import LedgerError
-from projections import book
-from projections.db import ViewDb
+from ledger.retry import CONNECTION_ERRORS, retrying
+from projections import book, schema
+from projections.db import _SCHEMA_LOCK, ViewDb
 
 PROJECTIONS = {book.NAME: book}
+_REBUILD_LOCK = 0x52454255  # "REBU": PostgreSQL advisory lock held by the one rebuild under way
 PAGE_SIZE = 1000  # events per transaction: long enough to amortise a commit, short enough not to block writers
 
-# Losing the database is not a fault of an event: it propagates to the caller's retry.
-_CONNECTION_ERRORS = (OperationalError, InterfaceError)
 
 _views: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # app -> ViewDb (its schema checked once)
 _caches: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # app -> {name: LoanCache}
@@ -127,11 +131,33 @@ def catch_up(
     ``progress`` is told how far each page moved the position, in notification ids.
     """
     assert page_size > 0
-    db = views(app)
+    done = [0]
+
+    def resume() -> int:
+        # After a lost connection: start again from the committed position, with no cached state
+        # (a page whose commit was lost with the connection may or may not have been written).
+        cache(app, name).clear()
+        return _catch_up(app, name, page_size, progress, done)
+
+    return retrying(app.settings.retry_seconds, f"projection {name}", resume)
+
+
+def _catch_up(
+    app: Any,
+    name: str,
+    page_size: int,
+    progress: Callable[[int], None] | None,
+    done: list[int],
+    db: ViewDb | None = None,
+    track: str | None = None,
+    loans: book.LoanCache | None = None,
+) -> int:
+    """The live views by default; a rebuild passes its own tables (db), tracking row and cache."""
+    db = db or views(app)
     projection = PROJECTIONS[name]
-    loans = cache(app, name)
-    done = 0
-    at = position(db, name)
+    loans = cache(app, name) if loans is None else loans
+    track = track or name
+    at = position(db, track)
     failed_before = _failure(db, name) is not None
     size = page_size
     while notes := app.recorder.select_notifications(at + 1, size):
@@ -140,15 +166,15 @@ def catch_up(
             page = projection.plan_page(app, db, notes, loans)
             with db.transaction() as c:
                 if not c.execute(
-                    "UPDATE proj_tracking SET position = ? WHERE name = ? AND position = ?", (new_at, name, at)
+                    "UPDATE proj_tracking SET position = ? WHERE name = ? AND position = ?", (new_at, track, at)
                 ):
-                    raise Overtaken(f"projection {name} moved from {at}; this page was not written")
+                    raise Overtaken(f"projection {track} moved from {at}; this page was not written")
                 page.write(c)
         except Overtaken:
             loans.clear()
-            at = position(db, name)  # another runner applied it: carry on from where it got to
+            at = position(db, track)  # another runner applied it: carry on from where it got to
             continue
-        except _CONNECTION_ERRORS:
+        except CONNECTION_ERRORS:  # losing the store is no fault of an event: catch_up's retry handles it
             raise
         except Exception as e:  # an event this projection cannot apply (a bug, or data it does not expect)
             loans.clear()  # states may be half-applied
@@ -160,13 +186,13 @@ def catch_up(
             raise failure from e
         loans.put(page.states)
         size = page_size
-        done += len(notes)
+        done[0] += len(notes)
         if progress:
             progress(new_at - at)
         at = new_at
     if failed_before:
         _set_failure(db, name, None)  # it got past the event that stopped it (fixed code, or a rebuild)
-    return done
+    return done[0]
 
 
 def _one_line(error: Exception) -> str:
@@ -187,17 +213,108 @@ def _loan_of(app: Any, db: ViewDb, notification: Any) -> str:
 
 def reset(app: Any, name: str = book.NAME) -> None:
     """Empty the views and the position in one transaction, ready to replay from the first event."""
-    db = views(app)
-    with db.transaction() as c:
-        for table in PROJECTIONS[name].VIEWS:
-            c.execute(f"DELETE FROM {table}")
-        c.execute("UPDATE proj_tracking SET position = 0 WHERE name = ?", (name,))
+
+    def empty() -> None:
+        db = views(app)
+        with db.transaction() as c:
+            for table in PROJECTIONS[name].VIEWS:
+                c.execute(f"DELETE FROM {table}")
+            c.execute("UPDATE proj_tracking SET position = 0 WHERE name = ?", (name,))
+
+    retrying(app.settings.retry_seconds, f"resetting projection {name}", empty)
     cache(app, name).clear()
 
 
 def rebuild(
     app: Any, name: str = book.NAME, page_size: int = PAGE_SIZE, progress: Callable[[int], None] | None = None
 ) -> int:
-    """From empty: the same rows as built incrementally (ids and times come from the events)."""
-    reset(app, name)
-    return catch_up(app, name, page_size, progress)
+    """From empty: the same rows as built incrementally (ids and times come from the events).
+
+    Readers never see a partial book: the new views are filled beside the live ones (tables
+    named with schema.REBUILD_SUFFIX, their own tracking row and cache) and swapped in by one
+    transaction. Until then readers, and runners keeping the live views up to date, carry on
+    with the old book. One rebuild at a time per store (a second waits for the first).
+    """
+    live = views(app)
+    shadow = ViewDb(app.recorder.datastore, schema.REBUILD_SUFFIX)
+    track = name + schema.REBUILD_SUFFIX
+    seconds = app.settings.retry_seconds
+    with _one_rebuild_at_a_time(live):
+        retrying(seconds, f"preparing to rebuild {name}", lambda: _prepare(shadow, track))
+        loans, done = book.LoanCache(), [0]
+
+        def resume() -> int:
+            loans.clear()
+            return _catch_up(app, name, page_size, progress, done, db=shadow, track=track, loans=loans)
+
+        retrying(seconds, f"rebuilding projection {name}", resume)
+        retrying(seconds, f"swapping in the rebuilt {name}", lambda: _swap(live, name, track))
+    cache(app, name).clear()
+    return done[0] + catch_up(app, name, page_size)  # what was appended while it was being built
+
+
+def _prepare(shadow: ViewDb, track: str) -> None:
+    """Empty new view tables and a tracking row at 0, in one transaction."""
+    with shadow.transaction() as c:
+        if shadow.postgres:  # the same lock as view setup: DDL one process at a time
+            c.execute("SELECT pg_advisory_xact_lock(?)", (_SCHEMA_LOCK,))
+        for table in schema.VIEW_TABLES:
+            c.execute(f"DROP TABLE IF EXISTS {table}")  # the cursor names them with the suffix
+        for statement in schema.view_statements(shadow.postgres):
+            c.execute(statement)
+        c.execute(
+            "INSERT INTO proj_tracking (name, position) VALUES (?, 0) ON CONFLICT (name) DO UPDATE SET position = 0",
+            (track,),
+        )
+
+
+def _swap(live: ViewDb, name: str, track: str) -> None:
+    """The rebuilt tables become the live ones, with the rebuild's position, in one transaction."""
+    suffix = schema.REBUILD_SUFFIX
+    with live.transaction() as c:
+        if live.postgres:
+            # Wait for no reader longer than the deadlock check (1 s) would: a reader holding one view
+            # while it asks for the other must win, and this swap is retried (ledger.retry).
+            c.execute("SET LOCAL lock_timeout = '500ms'")
+            c.execute("SELECT pg_advisory_xact_lock(?)", (_SCHEMA_LOCK,))
+            # Tracking rows before tables, in the order runners take them.
+            c.query("SELECT position FROM proj_tracking WHERE name IN (?, ?) FOR UPDATE", (name, track))
+            c.execute("LOCK TABLE proj_loans, proj_journal IN ACCESS EXCLUSIVE MODE")  # readers join in this order
+        [(built_to,)] = c.query("SELECT position FROM proj_tracking WHERE name = ?", (track,))
+        for table in schema.VIEW_TABLES:
+            c.execute(f"DROP TABLE {table}")
+            c.execute(f"ALTER TABLE {table}{suffix} RENAME TO {table}")
+        if live.postgres:
+            for index in (*schema.VIEW_INDEXES, *(f"{t}_pkey" for t in schema.VIEW_TABLES)):
+                base = index.removesuffix("_pkey")
+                renamed_from = f"{base}{suffix}_pkey" if index.endswith("_pkey") else f"{index}{suffix}"
+                c.execute(f"ALTER INDEX {renamed_from} RENAME TO {index}")
+        else:  # SQLite cannot rename an index: build the live-named ones (readers are not blocked)
+            for index in schema.VIEW_INDEXES:
+                c.execute(f"DROP INDEX {index}{suffix}")
+            for statement in schema.view_statements(postgres=False):
+                if statement.startswith("CREATE INDEX"):
+                    c.execute(statement)
+        c.execute("UPDATE proj_tracking SET position = ? WHERE name = ?", (built_to, name))
+        c.execute("DELETE FROM proj_tracking WHERE name = ?", (track,))
+
+
+@contextmanager
+def _one_rebuild_at_a_time(db: ViewDb) -> Iterator[None]:
+    if db.postgres:
+        with db.datastore.get_connection() as conn:
+            conn.execute("SELECT pg_advisory_lock(%s)", (_REBUILD_LOCK,))
+            try:
+                yield
+            finally:
+                # a session lock goes with its session: after a restart there is nothing to unlock
+                with contextlib.suppress(psycopg.Error):
+                    conn.execute("SELECT pg_advisory_unlock(%s)", (_REBUILD_LOCK,))
+        return
+    path = Path(f"{db.datastore.pool.db_name}.rebuild-lock")  # beside the database file
+    with path.open("a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

@@ -12,6 +12,8 @@ there is nothing to migrate.
 
 from __future__ import annotations
 
+import re
+
 SCHEMA_VERSION = "3"
 TABLES = ("proj_journal", "proj_loans", "proj_tracking", "proj_meta")
 
@@ -51,3 +53,25 @@ def create_statements(postgres: bool) -> list[str]:
 
 def drop_statements() -> list[str]:
     return [f"DROP TABLE IF EXISTS {table}" for table in TABLES]
+
+
+# A rebuild fills a second set of view tables beside the live ones, under these names plus
+# REBUILD_SUFFIX, then swaps them in (runner.rebuild). Indexes are renamed with their tables.
+VIEW_TABLES = ("proj_journal", "proj_loans")
+VIEW_INDEXES = ("proj_journal_loan", "proj_loans_open", "proj_loans_borrower")
+REBUILD_SUFFIX = "_next"
+_VIEW_NAME = re.compile(r"\b(" + "|".join(VIEW_TABLES + VIEW_INDEXES) + r")\b")
+
+
+def renamed(statement: str, suffix: str) -> str:
+    """``statement`` about the view tables with ``suffix`` (words only: proj_loans_page stays)."""
+    return _VIEW_NAME.sub(lambda m: m.group(1) + suffix, statement) if suffix else statement
+
+
+def view_statements(postgres: bool, suffix: str = "") -> list[str]:
+    """The view tables and their indexes alone, under ``suffix``."""
+    return [
+        renamed(s, suffix)
+        for s in create_statements(postgres)
+        if any(f" {table} " in s or f" {table} (" in s for table in VIEW_TABLES)
+    ]

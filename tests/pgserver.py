@@ -68,6 +68,11 @@ class ThrowawayPostgres:
         if self.as_root:
             shutil.chown(self.dir, "postgres")
         self._run(find_pg_bin("initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
+        self.start()
+        return self
+
+    def _pg_ctl(self, action: str, *extra: str) -> None:
+        # -l always: without a log file the server would hold our captured stdout open forever
         self._run(
             find_pg_bin("pg_ctl"),
             "-D",
@@ -79,9 +84,19 @@ class ThrowawayPostgres:
             "60",
             "-o",
             f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 {_FAST}",
-            "start",
+            *extra,
+            action,
         )
-        return self
+
+    def start(self) -> None:
+        self._pg_ctl("start")
+
+    def stop(self) -> None:
+        """As an operator's fast shutdown does: every session is cut off at once."""
+        self._pg_ctl("stop", "-m", "fast")
+
+    def restart(self) -> None:
+        self._pg_ctl("restart", "-m", "fast")
 
     def __exit__(self, *exc: object) -> None:
         try:

@@ -1,0 +1,59 @@
+"""Issue 11: a loan's stream with a missing middle event gives one line naming the loan, not a traceback."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+from support.commands import domain_example, repaid
+
+from cli.main import cli
+from domain.loan import loan_uuid
+from ledger.commands import command_from_dict
+
+
+def remove_event(url: str, loan_id: str, version: int) -> None:
+    """What a bad manual fix or a partial restore does to a stream."""
+    if url.startswith("sqlite"):
+        with sqlite3.connect(url.removeprefix("sqlite:///")) as con:
+            con.execute(
+                "DELETE FROM stored_events WHERE originator_id = ? AND originator_version = ?",
+                (loan_uuid(loan_id).hex, version),
+            )
+    else:
+        with psycopg.connect(url) as con:
+            con.execute(
+                "DELETE FROM ledger_events WHERE originator_id = %s AND originator_version = %s",
+                (loan_uuid(loan_id), version),
+            )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["loan", "show", "L1"], ["balances", "--as-of", "2026-03-10"], ["projections", "rebuild"]],
+    ids=["loan show", "balances", "rebuild"],
+)
+def test_a_missing_middle_event_names_the_loan_and_points_to_verify(ledger, args):
+    """Reproduction: loan show, balances and rebuild crashed with OriginatorVersionError."""
+    ledger.append([command_from_dict(c) for c in [*domain_example(), repaid(), domain_example("L2")[0]]])
+    remove_event(ledger.settings.db_url, "L1", 2)
+    result = CliRunner().invoke(cli, [*args, "--db", ledger.settings.db_url])
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    [line] = [x for x in result.output.splitlines() if x.startswith("error:")]
+    assert "loan L1:" in line and "version 3 follows version 1" in line and "`ledger verify`" in line
+
+
+def test_appending_to_a_damaged_loan_names_it(ledger):
+    ledger.append([command_from_dict(c) for c in domain_example()])
+    remove_event(ledger.settings.db_url, "L1", 2)
+    result = CliRunner().invoke(cli, ["append", "-", "--db", ledger.settings.db_url], input=repaid_line())
+    assert result.exit_code == 1 and "loan L1:" in result.output and "ledger verify" in result.output
+
+
+def repaid_line() -> str:
+    import json
+
+    return json.dumps(repaid()) + "\n"

@@ -1,0 +1,154 @@
+"""Issue 11: several writers, one file, both stores. Every answer true, the book whole."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+from support.commands import domain_example, funded
+from support.simulation import START
+
+from ledger.app import Ledger
+from ledger.commands import command_from_dict
+from ledger.config import Settings
+from ledger.simulator import Simulator
+
+ROOT = Path(__file__).resolve().parent.parent
+WRITERS = 3
+
+
+def cli(*args: str, env: dict | None = None, **popen) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "cli.main", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        **popen,
+    )
+
+
+def book(app: Ledger, loan_ids: list[str]) -> dict[str, list]:
+    """Every loan's events as facts (recorded times differ between runs, and should)."""
+    return {
+        loan_id: [
+            (type(e).__name__, e.originator_version, {k: v for k, v in vars(e).items() if k != "timestamp"})
+            for e in app.loan_events(loan_id)
+        ]
+        for loan_id in loan_ids
+    }
+
+
+def simulated_file(tmp_path: Path, loans: int = 900) -> tuple[Path, list[str]]:
+    sim = Simulator(11, loans, START, days=40)
+    path = tmp_path / "book.jsonl"
+    path.write_text("\n".join(sim.lines()) + "\n")
+    return path, sorted(plan.loan_id for plan in sim.loans.values())
+
+
+def clean_run(tmp_path: Path, path: Path) -> tuple[Ledger, Counter]:
+    app = Ledger(Settings(db_url=f"sqlite:///{tmp_path}/clean.db"))
+    from ledger.ingest import append_lines
+
+    with path.open() as f:
+        counts = Counter(o.outcome.status for o in append_lines(app, f))
+    return app, counts
+
+
+def test_writers_of_one_file_all_exit_0_with_true_answers_and_one_book(store_url, tmp_path):
+    """Reproduction: the loser crashed with "pipeline aborted" (PostgreSQL), or reported lines
+    stored with identical content as rejected, e.g. "loan L1 is funded; cannot apply 'applied'"."""
+    path, loan_ids = simulated_file(tmp_path)
+    clean, clean_counts = clean_run(tmp_path, path)
+    assert clean_counts["rejected"] == 0 and clean_counts["appended"] > 3000  # batches of 500 race
+
+    runs = [cli("append", "--json", "--db", store_url, str(path)) for _ in range(WRITERS)]
+    outputs = [p.communicate(timeout=300) for p in runs]
+    results = [(p.returncode, out, err) for p, (out, err) in zip(runs, outputs, strict=True)]
+    appended = 0
+    for code, out, err in results:
+        rows = [json.loads(line) for line in out.splitlines()]
+        statuses = Counter(r["status"] for r in rows)
+        assert (code, err) == (0, ""), (statuses, err[-2000:])
+        assert set(statuses) <= {"appended", "duplicate"}, [r for r in rows if r["status"] == "rejected"][:5]
+        assert len(rows) == sum(clean_counts.values())
+        appended += statuses["appended"]
+    assert appended == clean_counts["appended"]  # every line stored once, by one of them
+
+    app = Ledger(Settings(db_url=store_url))
+    assert book(app, loan_ids) == book(clean, loan_ids)
+    app.close()
+    clean.close()
+
+
+def test_a_rule_rejection_of_a_line_another_writer_stored_meanwhile_is_a_duplicate(ledger, monkeypatch):
+    """The race window between the key lookup and the loan read, made to happen every time."""
+    other = Ledger(Settings(db_url=ledger.settings.db_url))
+    lines = [command_from_dict(c) for c in domain_example()[:3]]
+    real_get_loans = Ledger.get_loans
+
+    def other_writer_first(self, loan_ids):
+        if self is ledger:
+            other.append(lines)  # commits after our key lookup, before our read
+        return real_get_loans(self, loan_ids)
+
+    monkeypatch.setattr(Ledger, "get_loans", other_writer_first)
+    outcomes = ledger.append(lines)
+    monkeypatch.undo()
+    assert [o.status for o in outcomes] == ["duplicate"] * 3, outcomes
+    assert len(ledger.loan_events("L1")) == 3
+    other.close()
+
+
+def test_a_batch_that_loses_a_race_retries_only_the_loans_that_changed(ledger, monkeypatch):
+    ledger.append([command_from_dict(c) for c in domain_example()[:2]])  # L1 applied, scored
+    other = Ledger(Settings(db_url=ledger.settings.db_url))
+    racing = command_from_dict(funded(idempotency_key="RACE-FUND", bank_ref="RACE"))
+    mine = [
+        command_from_dict({**domain_example()[0], "loan_id": f"M{i}", "idempotency_key": f"m{i}"}) for i in range(5)
+    ]
+    batch = [command_from_dict(domain_example()[2]), *mine]  # L1's funding, and five new loans
+    real_stage, alone = Ledger._stage, []
+    real_one = Ledger._append_one_loan
+
+    def stage_then_race(self, loan_id, cmds, loan):
+        staged = real_stage(self, loan_id, cmds, loan)
+        if self is ledger and loan_id == "L1" and not alone:
+            other.append([racing])  # another writer funds L1 before our transaction
+        return staged
+
+    def record(self, loan_id, cmds):
+        alone.append(loan_id)
+        return real_one(self, loan_id, cmds)
+
+    monkeypatch.setattr(Ledger, "_stage", stage_then_race)
+    monkeypatch.setattr(Ledger, "_append_one_loan", record)
+    outcomes = ledger.append(batch)
+    monkeypatch.undo()
+    assert alone == ["L1"]  # the five untouched loans still went in one transaction
+    assert [o.status for o in outcomes[1:]] == ["appended"] * 5
+    assert outcomes[0].status == "rejected" and "funded" in outcomes[0].error  # true: L1 was funded by RACE
+    other.close()
+
+
+def test_recorded_times_never_go_back_within_a_loan_whatever_the_writers_clock(ledger, monkeypatch):
+    """A host whose clock runs an hour fast records L1's funding; a correct host then records a
+    repayment: the repayment is recorded after the funding, so "as known at T" keeps the order."""
+    from datetime import timedelta
+
+    import eventsourcing.domain as es_domain
+    from support.commands import repaid
+
+    real_now = es_domain.datetime_now_with_tzinfo
+    monkeypatch.setattr(es_domain, "datetime_now_with_tzinfo", lambda: real_now() + timedelta(hours=1))
+    ledger.append([command_from_dict(c) for c in domain_example()])
+    monkeypatch.undo()
+    ledger.append([command_from_dict(repaid())])
+    times = [e.timestamp for e in Ledger(Settings(db_url=ledger.settings.db_url)).loan_events("L1")]
+    assert times == sorted(times) and len(set(times)) == 4
+    funded_at = times[2]
+    assert [type(e).__name__ for e in ledger.loan_events("L1", known_at=funded_at)][-1] == "Funded"
