@@ -22,7 +22,7 @@ from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent, Transcoding
 from eventsourcing.postgres import PostgresApplicationRecorder
-from eventsourcing.sqlite import SQLiteApplicationRecorder
+from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteTransaction
 from psycopg.sql import SQL, Identifier
 
 from ledger import tokens
@@ -56,7 +56,26 @@ class DateAsISO(Transcoding):
         return date.fromisoformat(data)
 
 
+class _WriteTransaction(SQLiteTransaction):
+    """``BEGIN IMMEDIATE``: the write lock first, then the reads.
+
+    An insert reads before it writes (the chain's previous hashes). In a deferred
+    transaction that read pins a snapshot, and if another process commits meanwhile
+    SQLite cannot upgrade it: it answers "database is locked" at once, without waiting
+    for the lock timeout. Taking the write lock up front makes writers queue instead.
+    """
+
+    def __enter__(self) -> Any:
+        cursor = self.connection.cursor()
+        cursor.execute("BEGIN IMMEDIATE")
+        return cursor
+
+
 class LedgerSQLiteRecorder(ChainedSQLite, SQLiteApplicationRecorder):
+    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        with self.datastore.get_connection(commit=True) as conn, _WriteTransaction(conn, commit=True) as c, c:
+            return self._insert_events(c, stored_events, **kwargs)
+
     def construct_create_table_statements(self) -> list[str]:
         return [
             *super().construct_create_table_statements(),

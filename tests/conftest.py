@@ -36,8 +36,12 @@ def pg_server():
 
 @pytest.fixture(params=STORES)
 def store_url(request, tmp_path):
+    """An empty store, its tables created as `ledger init` creates them (commands other than init,
+    demo and simulate refuse a SQLite file that does not exist)."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/ledger.db"
+        url = f"sqlite:///{tmp_path}/ledger.db"
+        Ledger(Settings(db_url=url)).close()
+        return url
     server = request.getfixturevalue("pg_server")
     return server.create_database(f"t{os.getpid()}_{next(_db_numbers)}")
 

@@ -11,7 +11,6 @@ import glob
 import json
 import os
 import sqlite3
-from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from uuid import UUID
@@ -20,6 +19,7 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 from support.commands import applied, approved, funded, repaid
+from support.tamper import EVENTS, kind, raw, triggers_off
 
 from cli.main import cli
 from domain.loan import loan_uuid
@@ -28,29 +28,9 @@ from ledger.audit import GENESIS, chain_hash, encode_event
 from ledger.commands import command_from_dict
 from ledger.config import Settings
 
-EVENTS = {"sqlite": "stored_events", "postgres": "ledger_events"}
-
 
 def run(*args):
     return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-
-
-def kind(url: str) -> str:
-    return "sqlite" if url.startswith("sqlite") else "postgres"
-
-
-@contextmanager
-def raw(url: str):
-    """A connection with the database owner's rights, committing each statement."""
-    if kind(url) == "sqlite":
-        con = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
-        try:
-            yield con
-        finally:
-            con.close()
-    else:
-        with psycopg.connect(url, autocommit=True) as con:
-            yield con
 
 
 def q(url: str, sql: str) -> str:
@@ -59,18 +39,6 @@ def q(url: str, sql: str) -> str:
 
 def oid(url: str, loan_id: str):
     return loan_uuid(loan_id).hex if kind(url) == "sqlite" else loan_uuid(loan_id)
-
-
-@contextmanager
-def triggers_off(url: str, con, table: str):
-    if kind(url) == "sqlite":
-        con.execute(f"DROP TRIGGER IF EXISTS {table}_no_update")
-        con.execute(f"DROP TRIGGER IF EXISTS {table}_no_delete")
-        yield  # the next Ledger to open the store puts them back
-    else:
-        con.execute(f"ALTER TABLE {table} DISABLE TRIGGER ledger_append_only")
-        yield
-        con.execute(f"ALTER TABLE {table} ENABLE ALWAYS TRIGGER ledger_append_only")
 
 
 def book(url: str) -> None:
