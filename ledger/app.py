@@ -21,6 +21,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import OriginatorVersionError
@@ -242,11 +243,18 @@ class Ledger(Application):
     def get_loans(self, loan_ids: list[str]) -> dict[str, Loan | None]:
         """Current state of several loans from one query: a batch's worth of round trips saved."""
         by_uuid = {loan_uuid(loan_id): loan_id for loan_id in loan_ids}
-        loans: dict[str, Loan | None] = dict.fromkeys(loan_ids)
-        for stored in self.recorder.select_events_of(list(by_uuid)):
-            loan_id = by_uuid[stored.originator_id]
-            with damage_named(loan_id):
-                loans[loan_id] = self.mapper.to_domain_event(stored).mutate(loans[loan_id])
+        found = self.get_loans_by_uuid(list(by_uuid), names=by_uuid)
+        return {by_uuid[uuid]: loan for uuid, loan in found.items()}
+
+    def get_loans_by_uuid(self, uuids: list[UUID], names: dict[UUID, str] | None = None) -> dict[UUID, Loan | None]:
+        """As ``get_loans``, for callers that hold store ids (the end of day's candidates)."""
+        loans: dict[UUID, Loan | None] = dict.fromkeys(uuids)
+        for stored in self.recorder.select_events_of(uuids):
+            uuid = stored.originator_id
+            loan = loans[uuid]
+            name = loan.loan_id if loan is not None else (names or {}).get(uuid, str(uuid))
+            with damage_named(name):
+                loans[uuid] = self.mapper.to_domain_event(stored).mutate(loan)
         return loans
 
     def loan_events(self, loan_id: str, known_at: datetime | None = None) -> list:

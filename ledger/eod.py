@@ -26,7 +26,7 @@ class EodReport:
     day: date
     loans_checked: int = 0
     already_closed: int = 0  # loans whose marks already speak for a later day: nothing added for them
-    outcomes: Counter = field(default_factory=Counter)  # (type, status) -> count
+    outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)  # (type, status) -> count
     rejected: list[tuple[str, str]] = field(default_factory=list)
 
 
@@ -82,13 +82,14 @@ def eod_commands(loan: Loan, day: date, write_off_dpd: int) -> list[_Command]:
 
 def funded_loan_ids(app: Ledger, page: int = 10_000) -> Iterator[UUID]:
     """Every loan that was ever funded, from the store's log (no projection needed)."""
-    topic = get_topic(Loan.Funded)  # type: ignore[attr-defined]
+    topic = get_topic(Loan.Funded)
     start = 1
     while True:
         notes = app.recorder.select_notifications(start, page, topics=[topic])
         if not notes:
             return
         for n in notes:
+            assert isinstance(n.originator_id, UUID)  # the ledger's streams are UUIDs (loan_uuid)
             yield n.originator_id
         start = notes[-1].id + 1
 
@@ -108,8 +109,8 @@ def run_eod(
             # worked out and appended again, and what had been committed comes back duplicate.
             cmds: list[_Command] = []
             closed_later = 0
-            for loan_uuid in batch:
-                loan = app.repository.get(loan_uuid)
+            for loan_uuid, loan in app.get_loans_by_uuid(batch).items():  # one query for the batch
+                assert loan is not None, f"end-of-day candidate {loan_uuid} has no events"
                 closed = closed_through(loan)
                 closed_later += closed is not None and day < closed
                 cmds.extend(eod_commands(loan, day, app.settings.write_off_dpd))
