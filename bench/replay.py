@@ -51,6 +51,7 @@ def portfolio_days(loans_per_day: int, seed: int = 7):
             loan, n = f"P{n:08d}", n + 1
             principal = rng.randrange(500, 5001, 100)
             term = rng.choice((7, 14, 21, 30))
+            fee_fen = principal * term // 40  # about half the room the 36% cost cap leaves beside the interest
             common = {"loan_id": loan, "occurred_at": at}
             commands += [
                 {
@@ -73,7 +74,7 @@ def portfolio_days(loans_per_day: int, seed: int = 7):
                     "principal": f"{principal}.00",
                     "term_days": term,
                     "daily_rate": "0.0005",
-                    "fee": "5.00",
+                    "fee": f"{fee_fen // 100}.{fee_fen % 100:02d}",
                     "penalty_daily_rate": "0.001",
                 },
                 {
@@ -86,7 +87,7 @@ def portfolio_days(loans_per_day: int, seed: int = 7):
                     "value_date": day.isoformat(),
                 },
             ]
-            payoff = principal * (1 + 0.0005 * term) + 5  # near enough: any shortfall stays owed, any excess is held
+            payoff = principal * (1 + 0.0005 * term) + fee_fen / 100  # near enough: any shortfall stays owed, any excess is held
             plan = rng.random()
             if plan < 0.4:  # part now, the rest at maturity
                 parts = [
