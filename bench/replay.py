@@ -87,7 +87,9 @@ def portfolio_days(loans_per_day: int, seed: int = 7):
                     "value_date": day.isoformat(),
                 },
             ]
-            payoff = principal * (1 + 0.0005 * term) + fee_fen / 100  # near enough: any shortfall stays owed, any excess is held
+            payoff = (
+                principal * (1 + 0.0005 * term) + fee_fen / 100
+            )  # near enough: any shortfall stays owed, any excess is held
             plan = rng.random()
             if plan < 0.4:  # part now, the rest at maturity
                 parts = [
