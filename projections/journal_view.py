@@ -33,7 +33,10 @@ _COLUMNS = (
 )
 _KNOWN_TO = _COLUMNS.index("known_to_us")
 
-OpenLines = dict[JournalLine, int]  # a loan's lines that hold now -> their row's line_id
+# A loan's lines that hold now -> their row's line_id. Keys are plain tuples equal to the JournalLines
+# (same hash, same equality): the cyclic collector stops tracking a plain tuple of atoms after one
+# pass, but walks a named tuple on every pass, and a runner caches the lines of thousands of loans.
+OpenLines = dict[tuple, int]
 
 
 def micros(moment: datetime) -> int:
@@ -76,7 +79,7 @@ class JournalChanges:
             if line not in open_lines:
                 line_id = base + place
                 place += 1
-                open_lines[line] = line_id
+                open_lines[tuple(line)] = line_id
                 entry, account, value_date, amount, until = line  # unpacked: a named field is a slower lookup
                 opened[line_id] = [
                     line_id,
@@ -130,7 +133,7 @@ def read_open_lines(c: Cursor, loan_ids: Sequence[str]) -> dict[str, OpenLines]:
                 chunk,
             )
         for loan_id, entry, account, value_day, until_day, amount_fen, line_id in rows:
-            line = JournalLine(
+            line = (
                 entry,
                 account,
                 date.fromordinal(value_day),
