@@ -37,7 +37,7 @@ from typing import Any
 from eventsourcing.persistence import InterfaceError, OperationalError
 
 from domain.errors import LedgerError
-from projections import book
+from projections import book, collector
 from projections.db import ViewDb
 
 PROJECTIONS = {book.NAME: book}
@@ -119,6 +119,7 @@ def _set_failure(db: ViewDb, name: str, failure: ProjectionFailed | None) -> Non
             c.execute("INSERT INTO proj_meta (key, value) VALUES (?, ?)", (f"failed:{name}", str(failure)))
 
 
+@collector.held  # (see collector.py: a quarter of a rebuild was the GC re-walking the loan cache)
 def catch_up(
     app: Any, name: str = book.NAME, page_size: int = PAGE_SIZE, progress: Callable[[int], None] | None = None
 ) -> int:
