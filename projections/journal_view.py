@@ -36,7 +36,7 @@ _KNOWN_TO = _COLUMNS.index("known_to_us")
 # A loan's lines that hold now -> their row's line_id. Keys are plain tuples equal to the JournalLines
 # (same hash, same equality): the cyclic collector stops tracking a plain tuple of atoms after one
 # pass, but walks a named tuple on every pass, and a runner caches the lines of thousands of loans.
-OpenLines = dict[tuple, int]
+OpenLines = dict[tuple[str, str, date, Decimal, date | None], int]
 
 
 def micros(moment: datetime) -> int:
@@ -79,8 +79,8 @@ class JournalChanges:
             if line not in open_lines:
                 line_id = base + place
                 place += 1
-                open_lines[tuple(line)] = line_id
                 entry, account, value_date, amount, until = line  # unpacked: a named field is a slower lookup
+                open_lines[(entry, account, value_date, amount, until)] = line_id
                 opened[line_id] = [
                     line_id,
                     loan_id,
