@@ -95,11 +95,10 @@ def position_as_of(
             principal=terms.principal - paid["principal"],
         )
 
-    def advance(to: date) -> None:
-        nonlocal cursor, written_off
-        if stop_on is not None and written_off is None and to > stop_on:
-            advance(stop_on)
-            written_off = outstanding()
+    # Neither closure refers to itself: a self-referring closure is a reference cycle, which only the
+    # cyclic garbage collector frees (a rebuild derives a position per money event).
+    def accrue(to: date) -> None:
+        nonlocal cursor
         if to <= cursor:
             return
         principal = terms.principal - paid["principal"]
@@ -107,6 +106,13 @@ def position_as_of(
             accrued[run.component] += run.amount
             runs.append(run)
         cursor = to
+
+    def advance(to: date) -> None:
+        nonlocal written_off
+        if stop_on is not None and written_off is None and to > stop_on:
+            accrue(stop_on)
+            written_off = outstanding()
+        accrue(to)
 
     for m in sorted(movements, key=lambda m: (m.value_date, m.seq)):
         if m.value_date > as_of:

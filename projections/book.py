@@ -19,7 +19,7 @@ from uuid import UUID
 from domain.journal import FAR_FUTURE, journal_lines
 from domain.loan import Loan
 from ledger.app import damage_named
-from projections import journal_view, loans_view
+from projections import collector, journal_view, loans_view
 from projections.db import Cursor, ViewDb
 from projections.journal_view import JournalChanges, micros
 from projections.loans_view import LoanState
@@ -73,7 +73,14 @@ class Page:
         loans_view.write(c, self.loan_rows)
 
 
+@collector.held
 def plan_page(app: Any, db: ViewDb, notifications: Sequence[Any], cache: LoanCache) -> Page:
+    page = _plan_page(app, db, notifications, cache)
+    collector.worked(len(notifications))
+    return page
+
+
+def _plan_page(app: Any, db: ViewDb, notifications: Sequence[Any], cache: LoanCache) -> Page:
     streams: dict[UUID, list[tuple[int, Any]]] = {}
     decode = app.mapper.to_domain_event
     for n in notifications:

@@ -33,7 +33,10 @@ _COLUMNS = (
 )
 _KNOWN_TO = _COLUMNS.index("known_to_us")
 
-OpenLines = dict[JournalLine, int]  # a loan's lines that hold now -> their row's line_id
+# A loan's lines that hold now -> their row's line_id. Keys are plain tuples equal to the JournalLines
+# (same hash, same equality): the cyclic collector stops tracking a plain tuple of atoms after one
+# pass, but walks a named tuple on every pass, and a runner caches the lines of thousands of loans.
+OpenLines = dict[tuple[str, str, date, Decimal, date | None], int]
 
 
 def micros(moment: datetime) -> int:
@@ -44,8 +47,9 @@ def micros(moment: datetime) -> int:
 
 
 def to_fen(amount: Decimal) -> int:
-    fen = int(amount * 100)
-    assert fen == amount * 100, amount  # whole fen, or the journal would not be exact
+    hundredfold = amount * 100
+    fen = int(hundredfold)
+    assert fen == hundredfold, amount  # whole fen, or the journal would not be exact
     return fen
 
 
@@ -60,29 +64,32 @@ class JournalChanges:
         self, loan_id: str, bank: str, open_lines: OpenLines, lines: list[JournalLine], notification_id: int, at_us: int
     ) -> None:
         """The loan's journal is now ``lines``, as of the event ``notification_id`` recorded at ``at_us``."""
-        now = set(lines)
-        for line in [line for line in open_lines if line not in now]:
-            line_id = open_lines.pop(line)
-            row = self.opened.get(line_id)
-            if row is not None:
-                row[_KNOWN_TO] = at_us  # opened earlier in this page: its row is still history
-            else:
-                self.closed.append((at_us, line_id))
+        opened = self.opened
+        if open_lines:  # (a loan's first money event has none to close)
+            now = set(lines)
+            for line in [line for line in open_lines if line not in now]:
+                line_id = open_lines.pop(line)
+                row = opened.get(line_id)
+                if row is not None:
+                    row[_KNOWN_TO] = at_us  # opened earlier in this page: its row is still history
+                else:
+                    self.closed.append((at_us, line_id))
         base, place = notification_id * LINE_ID_SPAN, 0
         for line in lines:  # in the journal's own order, so ids are the same on every rebuild
             if line not in open_lines:
                 line_id = base + place
                 place += 1
-                open_lines[line] = line_id
-                self.opened[line_id] = [
+                entry, account, value_date, amount, until = line  # unpacked: a named field is a slower lookup
+                open_lines[(entry, account, value_date, amount, until)] = line_id
+                opened[line_id] = [
                     line_id,
                     loan_id,
                     bank,
-                    line.entry,
-                    line.account,
-                    line.value_date.toordinal(),
-                    None if line.until is None else line.until.toordinal(),
-                    to_fen(line.amount),
+                    entry,
+                    account,
+                    value_date.toordinal(),
+                    None if until is None else until.toordinal(),
+                    to_fen(amount),
                     at_us,
                     None,
                 ]
@@ -128,7 +135,7 @@ def read_open_lines(c: Cursor, loan_ids: Sequence[str]) -> dict[str, OpenLines]:
                 chunk,
             )
         for loan_id, entry, account, value_day, until_day, amount_fen, line_id in rows:
-            line = JournalLine(
+            line = (
                 entry,
                 account,
                 date.fromordinal(value_day),

@@ -42,7 +42,7 @@ import psycopg
 
 from domain.errors import LedgerError
 from ledger.retry import CONNECTION_ERRORS, retrying
-from projections import book, schema
+from projections import book, collector, schema
 from projections.db import _SCHEMA_LOCK, ViewDb
 
 PROJECTIONS = {book.NAME: book}
@@ -123,6 +123,7 @@ def _set_failure(db: ViewDb, name: str, failure: ProjectionFailed | None) -> Non
             c.execute("INSERT INTO proj_meta (key, value) VALUES (?, ?)", (f"failed:{name}", str(failure)))
 
 
+@collector.held  # (see collector.py: a quarter of a rebuild was the GC re-walking the loan cache)
 def catch_up(
     app: Any, name: str = book.NAME, page_size: int = PAGE_SIZE, progress: Callable[[int], None] | None = None
 ) -> int:
