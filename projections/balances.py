@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
+from typing import Any
 
 from domain.delinquency import BUCKETS, bucket, days_past_due
 from domain.journal import OVERPAYMENTS, RECEIVABLE
@@ -48,7 +49,7 @@ class Group:
         return {name: _fen_to_amount(value) for name, value in self.fen.items()}
 
 
-def _lines(as_of: date, known_at: datetime | None) -> tuple[str, list]:
+def _lines(as_of: date, known_at: datetime | None) -> tuple[str, list[Any]]:
     """The WHERE for lines valued by ``as_of`` as the views knew them at ``known_at`` (now when None)."""
     day = as_of.toordinal()
     if known_at is None:
@@ -156,12 +157,12 @@ def _portfolio_rows(
     db: ViewDb,
     day: int,
     where: str,
-    params: list,
+    params: list[Any],
     known_us: int | None,
     *,
     bank: str | None = None,
     ordered: bool = False,
-):
+) -> Iterator[tuple[Any, ...]]:
     """Per funded loan: its facts and its receivables and overpayment as of the day, in fen."""
     sums = [f"SUM(CASE WHEN account = '{RECEIVABLE}{part}' THEN {_AS_OF} ELSE 0 END) AS {part}" for part in PARTS]
     sums.append(f"-SUM(CASE WHEN account = '{OVERPAYMENTS}' THEN amount_fen ELSE 0 END) AS overpayment")
@@ -174,7 +175,7 @@ def _portfolio_rows(
         + ("" if bank is None else " AND l.bank = ?")
         + (" ORDER BY l.loan_id" if ordered else "")
     )
-    args = [day, day] * len(PARTS) + params + [day] + ([] if known_us is None else [known_us])
+    args: list[Any] = [day, day] * len(PARTS) + params + [day] + ([] if known_us is None else [known_us])
     args += [] if bank is None else [bank]
     for loan_id, bank_of, product, due_day, wo_day, wo_at, *fen in db.stream(statement, args):
         yield (loan_id, bank_of, product, due_day, wo_day, wo_at, *(int(f) for f in fen))

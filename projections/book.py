@@ -65,7 +65,7 @@ class LoanCache:
 @dataclass
 class Page:
     journal: JournalChanges = field(default_factory=JournalChanges)
-    loan_rows: list[tuple] = field(default_factory=list)
+    loan_rows: list[tuple[Any, ...]] = field(default_factory=list)
     states: dict[UUID, LoanState] = field(default_factory=dict)  # to cache once the page has committed
 
     def write(self, c: Cursor) -> None:

@@ -25,6 +25,9 @@ _SCHEMA_ATTEMPTS = 5
 STREAM_ROWS = 5000  # rows per fetch when a query streams (memory stays flat on a large book)
 
 
+Row = tuple[Any, ...]  # one result row: portable scalars (int, str, None)
+
+
 class ViewDb:
     def __init__(self, datastore: Any, suffix: str = ""):
         self.datastore = datastore
@@ -49,11 +52,11 @@ class ViewDb:
             with self.datastore.transaction(commit=commit) as curs:
                 yield Cursor(self, _plain(curs.sqlite_cursor))  # the library wraps sqlite3's cursor
 
-    def query(self, statement: str, params: Sequence[Any] = ()) -> list[tuple]:
+    def query(self, statement: str, params: Sequence[Any] = ()) -> list[Row]:
         with self.transaction(commit=False) as c:
             return c.query(statement, params)
 
-    def stream(self, statement: str, params: Sequence[Any] = ()) -> Iterator[tuple]:
+    def stream(self, statement: str, params: Sequence[Any] = ()) -> Iterator[Row]:
         """Rows a batch at a time: a server-side cursor on PostgreSQL, sqlite3's own lazy cursor."""
         if self.postgres:
             with (
@@ -125,12 +128,14 @@ class Cursor:
 
     def execute(self, statement: str, params: Sequence[Any] = ()) -> int:
         self.curs.execute(self.db.sql(statement), params)
-        return self.curs.rowcount
+        rowcount: int = self.curs.rowcount
+        return rowcount
 
     def executemany(self, statement: str, rows: Sequence[Sequence[Any]]) -> None:
         if rows:
             self.curs.executemany(self.db.sql(statement), rows)
 
-    def query(self, statement: str, params: Sequence[Any] = ()) -> list[tuple]:
+    def query(self, statement: str, params: Sequence[Any] = ()) -> list[Row]:
         self.curs.execute(self.db.sql(statement), params)
-        return self.curs.fetchall()
+        rows: list[Row] = self.curs.fetchall()
+        return rows

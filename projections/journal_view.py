@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from typing import Any
 
 from domain.journal import JournalLine
 from projections.db import Cursor
@@ -57,7 +58,7 @@ def to_fen(amount: Decimal) -> int:
 class JournalChanges:
     """What one page does to proj_journal, gathered before its transaction opens."""
 
-    opened: dict[int, list] = field(default_factory=dict)  # line_id -> new row
+    opened: dict[int, list[Any]] = field(default_factory=dict)  # line_id -> new row
     closed: list[tuple[int, int]] = field(default_factory=list)  # (known_to_us, line_id) of committed rows
 
     def record(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
 from domain.loan import Loan
@@ -46,7 +47,7 @@ class LoanState:
     written_off_at_us: int | None = None  # when the write-off was recorded
 
 
-def loan_row(uuid: UUID, state: LoanState) -> tuple:
+def loan_row(uuid: UUID, state: LoanState) -> tuple[Any, ...]:
     loan = state.loan
     assert loan is not None
     funded = due = None
@@ -74,7 +75,7 @@ def loan_row(uuid: UUID, state: LoanState) -> tuple:
     )
 
 
-def write(c: Cursor, rows: Sequence[tuple]) -> None:
+def write(c: Cursor, rows: Sequence[tuple[Any, ...]]) -> None:
     if not rows:
         return
     if c.postgres:
@@ -89,9 +90,9 @@ def write(c: Cursor, rows: Sequence[tuple]) -> None:
         c.executemany(_UPSERT.format(values=f"VALUES ({','.join('?' * len(_COLUMNS))})"), rows)
 
 
-def read_facts(c: Cursor, loan_ids: Sequence[str]) -> dict[str, tuple]:
+def read_facts(c: Cursor, loan_ids: Sequence[str]) -> dict[str, tuple[Any, ...]]:
     """(settled_day, funded_at_us, written_off_at_us) of loans this runner has not cached."""
-    found: dict[str, tuple] = {}
+    found: dict[str, tuple[Any, ...]] = {}
     for start in range(0, len(loan_ids), 500):
         chunk = list(loan_ids[start : start + 500])
         where = "loan_id = ANY(?)" if c.postgres else f"loan_id IN ({','.join('?' * len(chunk))})"

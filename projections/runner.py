@@ -50,8 +50,10 @@ _REBUILD_LOCK = 0x52454255  # "REBU": PostgreSQL advisory lock held by the one r
 PAGE_SIZE = 1000  # events per transaction: long enough to amortise a commit, short enough not to block writers
 
 
-_views: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # app -> ViewDb (its schema checked once)
-_caches: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # app -> {name: LoanCache}
+_views: weakref.WeakKeyDictionary[Any, ViewDb] = weakref.WeakKeyDictionary()  # per app (schema checked once)
+_caches: weakref.WeakKeyDictionary[Any, dict[str, book.LoanCache]] = (
+    weakref.WeakKeyDictionary()
+)  # app -> {name: LoanCache}
 
 
 class Overtaken(Exception):
@@ -102,7 +104,8 @@ def cache(app: Any, name: str = book.NAME) -> book.LoanCache:
 
 
 def position(db: ViewDb, name: str) -> int:
-    return db.query("SELECT position FROM proj_tracking WHERE name = ?", (name,))[0][0]
+    at: int = db.query("SELECT position FROM proj_tracking WHERE name = ?", (name,))[0][0]
+    return at
 
 
 def status(app: Any) -> list[Status]:
@@ -205,7 +208,8 @@ def _loan_of(app: Any, db: ViewDb, notification: Any) -> str:
     """The loan id of a stream, for the message; its store id if even that cannot be read."""
     rows = db.query("SELECT loan_id FROM proj_loans WHERE loan_uuid = ?", (str(notification.originator_id),))
     if rows:
-        return rows[0][0]
+        loan_id: str = rows[0][0]
+        return loan_id
     try:
         return str(app.mapper.to_domain_event(notification).loan_id)
     except Exception:  # the failing event may not even decode: the uuid still names the stream
