@@ -132,10 +132,10 @@ def _name_loans(recorder: Any, items: list[dict[str, Any]]) -> None:
 
 def log_digest(
     recorder: Any, head: int, *, page: int = PAGE, progress: Callable[[int], None] | None = None
-) -> tuple[LogDigest, dict[UUID, list]]:
+) -> tuple[LogDigest, dict[UUID, list[Any]]]:
     """The digest over the log up to ``head``, and each stream's head as [id, loan, version, hash]."""
     digest = LogDigest()
-    heads: dict[UUID, list] = {}
+    heads: dict[UUID, list[Any]] = {}
     after = 0
     while rows := recorder.audit_log_page(after, head, page):
         for _nid, oid, version, hash_hex, created_state in rows:
