@@ -9,9 +9,9 @@ import csv
 import json
 import os
 import sys
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -20,10 +20,13 @@ from ledger.export import COLUMNS, export_rows
 from ledger.verify import CHECKPOINT_FORMAT, make_checkpoint
 from ledger.verify import verify as verify_store
 
+if TYPE_CHECKING:
+    from click._termui_impl import ProgressBar
+
 PROGRESS_FROM = 50_000  # events: below this a run takes a second or two and needs no bar
 
 
-def _progress(total: int, label: str, quiet: bool):
+def _progress(total: int, label: str, quiet: bool) -> AbstractContextManager[ProgressBar[int] | None]:
     if quiet or total < PROGRESS_FROM:
         return nullcontext(None)
     return click.progressbar(length=total, label=label, file=sys.stderr)

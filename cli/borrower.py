@@ -14,7 +14,7 @@ from cli.common import EXIT_PROBLEM, echo_json, open_ledger, store_options
 
 
 @click.group()
-def borrower():
+def borrower() -> None:
     """A borrower's personal data."""
 
 
@@ -22,7 +22,7 @@ def borrower():
 @click.argument("borrower_id")
 @click.option("--reason", metavar="TEXT", help="Why (kept in the erasure record; no personal data here).")
 @store_options
-def forget(borrower_id, reason, db_url, as_json):
+def forget(borrower_id: str, reason: str | None, db_url: str | None, as_json: bool) -> None:
     """Erase BORROWER_ID's personal data so no byte of it stays in the store (exit 1 if there was none).
 
     The erasure itself is recorded (borrower id, when, why) in ledger_erasures.

@@ -31,7 +31,7 @@ from ledger.eod import run_eod
 from ledger.ingest import append_lines, read_lines
 from ledger.retry import StoreUnavailable
 from ledger.views import loan_view, today_in_shanghai
-from projections.balances import STATES, open_loan_ids
+from projections.balances import STATES, LoanLine, open_loan_ids
 from projections.balances import loan_lines as book_loan_lines
 from projections.runner import catch_up
 from projections.runner import views as projection_views
@@ -72,7 +72,7 @@ def append(source: BinaryIO, db_url: str | None, as_json: bool) -> None:
     re-running a file appends nothing new. Exit 1 if any line was rejected.
     """
     app = open_ledger(db_url)
-    totals: Counter = Counter()
+    totals: Counter[str] = Counter()
     last_line = 0
     with stop_at_batch_boundary(app) as guarded:  # SIGINT/SIGTERM: finish the batch in flight, then stop
         try:
@@ -131,7 +131,15 @@ def loan_show(loan_id: str, as_of: str | None, known_at: str | None, db_url: str
 @click.option("--as-of", "as_of", metavar="DATE", help="Value date (default: today in Asia/Shanghai).")
 @click.option("--limit", type=click.IntRange(1, 1_000_000), default=100, show_default=True, help="At most this many.")
 @store_options
-def loan_list(state, bucket, bank, as_of, limit, db_url, as_json):
+def loan_list(
+    state: str | None,
+    bucket: str | None,
+    bank: str | None,
+    as_of: str | None,
+    limit: int,
+    db_url: str | None,
+    as_json: bool,
+) -> None:
     """Funded loans from the book, in loan id order: state, bucket, DPD, bank, what the book holds.
 
     A written-off loan holds 0.00 on the book; `loan show` gives what its borrower still owes.
@@ -139,8 +147,10 @@ def loan_list(state, bucket, bank, as_of, limit, db_url, as_json):
     day = parse_day(as_of, "--as-of") or today_in_shanghai()
     app = open_ledger(db_url)
     catch_up(app)  # answer from everything appended so far
-    found, more = [], False
-    with closing(book_loan_lines(projection_views(app), day, bank=bank)) as lines:
+    found: list[LoanLine] = []
+    more = False
+    # a generator (closing it releases its cursor), though its signature says Iterator
+    with closing(book_loan_lines(projection_views(app), day, bank=bank)) as lines:  # type: ignore[type-var]
         for line in lines:
             if (state and line.state != state) or (bucket and line.bucket != bucket):
                 continue

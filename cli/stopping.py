@@ -59,7 +59,7 @@ def stop_at_batch_boundary(app: Any) -> Iterator[Any]:
             signal.signal(s, handler)
 
 
-def report_stop(error: Exception, totals: Counter, last_line: int, as_json: bool) -> None:
+def report_stop(error: Exception, totals: Counter[str], last_line: int, as_json: bool) -> None:
     """One line on stderr naming what was committed, then the exit code for the cause."""
     done = f"appended {totals['appended']}, duplicate {totals['duplicate']}, rejected {totals['rejected']}"
     upto = f"lines up to {last_line}" if last_line else "no line"

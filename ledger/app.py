@@ -21,20 +21,22 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.domain import OriginatorVersionError
-from eventsourcing.persistence import IntegrityError, Transcoder
+from eventsourcing.domain import DomainEventProtocol, OriginatorVersionError
+from eventsourcing.persistence import IntegrityError, JSONTranscoder
 from eventsourcing.utils import Environment, EnvType
 
 from domain.errors import DamagedStream, IdempotencyConflict, LedgerError
 from domain.loan import Loan, loan_uuid
+from ledger.audit_store import stream_id
 from ledger.commands import Applied, _Command
 from ledger.config import Settings, store_env
 from ledger.handlers import handle
 from ledger.retry import retrying
-from ledger.store import DateAsISO, KeyRecord
+from ledger.store import DateAsISO, KeyRecord, LedgerRecorder
 
 APPENDED, DUPLICATE, REJECTED = "appended", "duplicate", "rejected"
 
@@ -46,10 +48,11 @@ class Outcome:
     error: str | None = None
 
 
-class Ledger(Application):
+class Ledger(Application[UUID]):
     """One event stream per loan; table ``ledger_events`` on PostgreSQL."""
 
     name = "Ledger"
+    recorder: LedgerRecorder  # store_env names one of these as APPLICATION_RECORDER_TOPIC
 
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -62,7 +65,7 @@ class Ledger(Application):
         elsewhere (or to memory), and ``POSTGRES_ENABLE_DB_FUNCTIONS`` skips our own tables."""
         return Environment(name, dict(env or {}))
 
-    def register_transcodings(self, transcoder: Transcoder) -> None:
+    def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
         transcoder.register(DateAsISO())
 
@@ -74,7 +77,7 @@ class Ledger(Application):
         Keys make the retry safe; a line this call committed before the loss is still answered
         appended, because the call remembers the keys of every transaction it saw commit.
         """
-        self._calls.committed = committed = set()  # per thread: one Ledger may serve several
+        self._calls.committed = committed = set[str]()  # per thread: one Ledger may serve several
         outcomes = retrying(self.settings.retry_seconds, "append", lambda: self._append(commands))
         for i, (cmd, outcome) in enumerate(zip(commands, outcomes, strict=True)):
             if outcome.status == DUPLICATE and cmd.idempotency_key in committed:
@@ -200,7 +203,7 @@ class Ledger(Application):
         last_recorded = loan.modified_on if loan is not None else None
         outcomes: list[Outcome] = []
         keys: list[KeyRecord] = []
-        borrowers: dict[str, dict] = {}
+        borrowers: dict[str, dict[str, Any]] = {}
         for cmd in cmds:
             try:
                 loan = handle(loan, cmd, self.settings)
@@ -224,7 +227,7 @@ class Ledger(Application):
             idempotency=keys,
             borrowers={b: d for s in staged for b, d in s.borrowers.items()},
         )
-        getattr(self._calls, "committed", set()).update(k.key for k in keys)
+        getattr(self._calls, "committed", set[str]()).update(k.key for k in keys)
 
     # ---- reading ----------------------------------------------------------------
     def get_loan(self, loan_id: str, known_at: datetime | None = None) -> Loan | None:
@@ -235,7 +238,7 @@ class Ledger(Application):
                     return self.repository.get(loan_uuid(loan_id))
                 except AggregateNotFoundError:
                     return None
-            loan = None
+            loan: Loan | None = None
             for e in self.loan_events(loan_id, known_at):
                 loan = e.mutate(loan)
             return loan
@@ -250,19 +253,19 @@ class Ledger(Application):
         """As ``get_loans``, for callers that hold store ids (the end of day's candidates)."""
         loans: dict[UUID, Loan | None] = dict.fromkeys(uuids)
         for stored in self.recorder.select_events_of(uuids):
-            uuid = stored.originator_id
+            uuid = stream_id(stored)
             loan = loans[uuid]
             name = loan.loan_id if loan is not None else (names or {}).get(uuid, str(uuid))
             with damage_named(name):
-                loans[uuid] = self.mapper.to_domain_event(stored).mutate(loan)
+                loans[uuid] = loan_event(self.mapper.to_domain_event(stored)).mutate(loan)
         return loans
 
-    def loan_events(self, loan_id: str, known_at: datetime | None = None) -> list:
+    def loan_events(self, loan_id: str, known_at: datetime | None = None) -> list[Loan.Event]:
         """The loan's events in order; with ``known_at``, the prefix recorded by then."""
-        events = list(self.events.get(loan_uuid(loan_id)))
+        events = [loan_event(e) for e in self.events.get(loan_uuid(loan_id))]
         if known_at is None:
             return events
-        known = []
+        known: list[Loan.Event] = []
         for e in events:
             if e.timestamp > known_at:
                 break
@@ -275,7 +278,7 @@ class _Staged:
     loan: Loan | None
     outcomes: list[Outcome]
     keys: list[KeyRecord]
-    borrowers: dict[str, dict]
+    borrowers: dict[str, dict[str, Any]]
 
 
 def _never_back_in_time(loan: Loan, last: datetime | None) -> None:
@@ -309,8 +312,17 @@ def _repeat(cmd: _Command, stored_hash: str, stored_loan_id: str) -> Outcome:
     return Outcome(REJECTED, cmd.loan_id, str(IdempotencyConflict(cmd.idempotency_key, stored_loan_id)))
 
 
-def chunks(items: Iterable, size: int) -> Iterable[list]:
-    batch: list = []
+def loan_event(e: DomainEventProtocol[UUID]) -> Loan.Event:
+    """A loan's stream holds only the Loan's own events; the library's reads type them as the bare protocol."""
+    assert isinstance(e, Loan.Event), f"{type(e).__name__} in a loan's stream"
+    return e
+
+
+_T = TypeVar("_T")
+
+
+def chunks(items: Iterable[_T], size: int) -> Iterable[list[_T]]:
+    batch: list[_T] = []
     for item in items:
         batch.append(item)
         if len(batch) >= size:

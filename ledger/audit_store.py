@@ -47,20 +47,27 @@ LogRow = tuple[int, UUID, int, str | None, bytes | None]
 ExportRow = tuple[int, UUID, int, str, bytes, str | None, str | None]
 
 
+def stream_id(e: StoredEvent) -> UUID:
+    """The library allows string ids; the ledger's streams are always UUIDs (see domain.loan.loan_uuid)."""
+    assert isinstance(e.originator_id, UUID), f"stream id {e.originator_id!r} is not a UUID"
+    return e.originator_id
+
+
 def _needed_previous(stored_events: Sequence[StoredEvent]) -> list[Key]:
     first: dict[UUID, int] = {}
     for e in stored_events:
-        first[e.originator_id] = min(e.originator_version, first.get(e.originator_id, e.originator_version))
+        oid = stream_id(e)
+        first[oid] = min(e.originator_version, first.get(oid, e.originator_version))
     return [(oid, v - 1) for oid, v in first.items() if v > 1]
 
 
 def _hashes_in_order(stored_events: Sequence[StoredEvent], previous: dict[UUID, str]) -> list[str]:
-    rows = chain_batch([(e.originator_id, e.originator_version, e.topic, e.state) for e in stored_events], previous)
+    rows = chain_batch([(stream_id(e), e.originator_version, e.topic, e.state) for e in stored_events], previous)
     by_key = {(oid, v): h for oid, v, h in rows}
-    return [by_key[(e.originator_id, e.originator_version)] for e in stored_events]
+    return [by_key[(stream_id(e), e.originator_version)] for e in stored_events]
 
 
-def _sqlite_after(after: Key | None) -> tuple[str, list]:
+def _sqlite_after(after: Key | None) -> tuple[str, list[str | int]]:
     if after is None:
         return "", []
     return "WHERE (originator_id, originator_version) > (?, ?) ", [after[0].hex, after[1]]
@@ -106,7 +113,7 @@ class ChainedSQLite:
         )
         returning = []
         for e, h in zip(stored_events, hashes, strict=True):
-            c.execute(statement, (e.originator_id.hex, e.originator_version, e.topic, e.state, h))
+            c.execute(statement, (stream_id(e).hex, e.originator_version, e.topic, e.state, h))
             returning.append(c.lastrowid)
         return returning
 
@@ -143,7 +150,7 @@ class ChainedSQLite:
             with conn.transaction(commit=True) as c:
                 c.execute("PRAGMA secure_delete = ON")  # freed pages are zeroed, not left readable
                 c.execute("DELETE FROM ledger_borrowers WHERE borrower_id = ?", (borrower_id,))
-                erased = c.sqlite_cursor.rowcount > 0
+                erased: bool = c.sqlite_cursor.rowcount > 0
                 if erased:
                     c.execute(
                         "INSERT INTO ledger_erasures (borrower_id, erased_at, reason) VALUES (?, ?, ?)",
@@ -275,7 +282,8 @@ class ChainedPostgres:
 
     def chain_for(self, stored_events: Sequence[StoredEvent]) -> list[str | None]:
         """The hashes ``_insert_events`` computed for these events, for the events' INSERT."""
-        hashes, self._pending.hashes = getattr(self._pending, "hashes", None), None
+        hashes: list[str | None] | None = getattr(self._pending, "hashes", None)
+        self._pending.hashes = None
         if hashes is None or len(hashes) != len(stored_events):
             return [None] * len(stored_events)
         return hashes
@@ -321,7 +329,7 @@ class ChainedPostgres:
         schema, _ = self._audit_names()
         with self.datastore.transaction(commit=True) as curs:
             curs.execute(SQL("DELETE FROM {}.ledger_borrowers WHERE borrower_id = %s").format(schema), (borrower_id,))
-            erased = curs.rowcount > 0
+            erased: bool = curs.rowcount > 0
             if erased:
                 curs.execute(
                     SQL(

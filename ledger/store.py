@@ -86,15 +86,15 @@ class LedgerSQLiteRecorder(ChainedSQLite, SQLiteApplicationRecorder):
             tokens.SQLITE_CREATE_TABLE,
         ]
 
-    def _insert_events(self, c: Any, stored_events: Sequence[StoredEvent], **kwargs: Any):
-        returning = super()._insert_events(c, stored_events, **kwargs)
+    def _insert_events(self, c: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        returning: Sequence[int] | None = super()._insert_events(c, stored_events, **kwargs)
         keys: Sequence[KeyRecord] = kwargs.get("idempotency", ())
         if keys:
             c.executemany(
                 "INSERT INTO ledger_idempotency VALUES (?,?,?,?)",
                 [(k.key, k.loan_id, k.content_hash, k.command) for k in keys],
             )
-        borrowers: dict[str, dict] = kwargs.get("borrowers", {})
+        borrowers: dict[str, dict[str, Any]] = kwargs.get("borrowers", {})
         if borrowers:
             c.executemany(
                 "INSERT INTO ledger_borrowers VALUES (?,?) ON CONFLICT(borrower_id) DO UPDATE SET data=excluded.data",
@@ -122,7 +122,7 @@ class LedgerSQLiteRecorder(ChainedSQLite, SQLiteApplicationRecorder):
         """SQLite already lets one writer at a time into the database."""
         yield
 
-    def borrower_data(self, borrower_id: str) -> dict | None:
+    def borrower_data(self, borrower_id: str) -> dict[str, Any] | None:
         with self.datastore.transaction(commit=False) as c:
             c.execute("SELECT data FROM ledger_borrowers WHERE borrower_id = ?", (borrower_id,))
             row = c.fetchone()
@@ -131,7 +131,7 @@ class LedgerSQLiteRecorder(ChainedSQLite, SQLiteApplicationRecorder):
     def forget_borrower(self, borrower_id: str) -> bool:
         with self.datastore.transaction(commit=True) as c:
             c.execute("DELETE FROM ledger_borrowers WHERE borrower_id = ?", (borrower_id,))
-            return c.sqlite_cursor.rowcount > 0
+            return bool(c.sqlite_cursor.rowcount > 0)
 
     def find_keys(self, keys: Sequence[str]) -> dict[str, KeyRecord]:
         found: dict[str, KeyRecord] = {}
@@ -262,7 +262,7 @@ class LedgerPostgresRecorder(ChainedPostgres, PostgresApplicationRecorder):
                 for r in curs.fetchall()
             ]
 
-    def borrower_data(self, borrower_id: str) -> dict | None:
+    def borrower_data(self, borrower_id: str) -> dict[str, Any] | None:
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(
                 SQL("SELECT data FROM {}.ledger_borrowers WHERE borrower_id = %s").format(Identifier(self._schema)),
@@ -277,7 +277,7 @@ class LedgerPostgresRecorder(ChainedPostgres, PostgresApplicationRecorder):
                 SQL("DELETE FROM {}.ledger_borrowers WHERE borrower_id = %s").format(Identifier(self._schema)),
                 (borrower_id,),
             )
-            return curs.rowcount > 0
+            return bool(curs.rowcount > 0)
 
     @contextmanager
     def loan_lock(self, loan_id: str) -> Iterator[None]:
@@ -301,3 +301,9 @@ class LedgerPostgresRecorder(ChainedPostgres, PostgresApplicationRecorder):
             return {
                 r["key"]: KeyRecord(r["key"], r["loan_id"], r["content_hash"], r["command"]) for r in curs.fetchall()
             }
+
+
+# What the ledger's store is: the library's application recorder plus the ledger's own tables
+# (keys, borrowers, the audit chain). Ledger.recorder is declared as this, so its callers
+# reach find_keys, select_events_of, erase_borrower and the audit reads without casts.
+LedgerRecorder = LedgerSQLiteRecorder | LedgerPostgresRecorder

@@ -11,11 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from domain.loan import loan_uuid
 from ledger.audit import EDITED, REMOVED, LogDigest, StoredRow, check_stream, loan_id_of
+
+if TYPE_CHECKING:
+    from ledger.store import LedgerRecorder
 
 PAGE = 5000
 CHECKPOINT_FORMAT = "loan-ledger checkpoint v1"
@@ -37,7 +40,7 @@ class Report:
         return {"ok": False, "events": self.events, "streams": self.streams, "problems": self.problems}
 
 
-def _streams(recorder: Any, page: int) -> Iterator[tuple[UUID, list[StoredRow]]]:
+def _streams(recorder: LedgerRecorder, page: int) -> Iterator[tuple[UUID, list[StoredRow]]]:
     """Each stream's rows in version order, streams in id order, read a page at a time."""
     current: UUID | None = None
     rows: list[StoredRow] = []
@@ -55,7 +58,7 @@ def _streams(recorder: Any, page: int) -> Iterator[tuple[UUID, list[StoredRow]]]
 
 
 def verify(
-    recorder: Any,
+    recorder: LedgerRecorder,
     checkpoint: dict[str, Any] | None = None,
     *,
     page: int = PAGE,
@@ -118,7 +121,7 @@ def _against_head(rows: list[StoredRow], version: int, hash_hex: str, known: set
     return problems
 
 
-def _name_loans(recorder: Any, items: list[dict[str, Any]]) -> None:
+def _name_loans(recorder: LedgerRecorder, items: list[dict[str, Any]]) -> None:
     """Loan ids for streams that lost their created event, from the idempotency records."""
     wanted = {UUID(i["stream"]) for i in items}
     names: dict[UUID, str] = {}
@@ -131,11 +134,11 @@ def _name_loans(recorder: Any, items: list[dict[str, Any]]) -> None:
 
 
 def log_digest(
-    recorder: Any, head: int, *, page: int = PAGE, progress: Callable[[int], None] | None = None
-) -> tuple[LogDigest, dict[UUID, list]]:
+    recorder: LedgerRecorder, head: int, *, page: int = PAGE, progress: Callable[[int], None] | None = None
+) -> tuple[LogDigest, dict[UUID, list[Any]]]:
     """The digest over the log up to ``head``, and each stream's head as [id, loan, version, hash]."""
     digest = LogDigest()
-    heads: dict[UUID, list] = {}
+    heads: dict[UUID, list[Any]] = {}
     after = 0
     while rows := recorder.audit_log_page(after, head, page):
         for _nid, oid, version, hash_hex, created_state in rows:
@@ -150,7 +153,7 @@ def log_digest(
     return digest, heads
 
 
-def make_checkpoint(recorder: Any, *, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+def make_checkpoint(recorder: LedgerRecorder, *, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     head = recorder.max_notification_id() or 0
     digest, heads = log_digest(recorder, head, progress=progress)
     return {
