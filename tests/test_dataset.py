@@ -217,3 +217,14 @@ def test_rows_are_those_of_replaying_every_loan_through_the_aggregate(ledger):
                 as_of,
                 known_at,
             )
+
+
+def test_a_repayment_valued_after_a_later_application_leaves_the_loan_owed_at_that_application(ledger):
+    # recorded before the second application, but valued ten days after it: owed on its date
+    add(ledger, *domain_example("FIRST"), repaid("FIRST", ref="F-R", amount="1017.00", value_date="2026-03-20"))
+    add(ledger, applied("SECOND", occurred_at="2026-03-10T10:00:00+08:00"))
+    r = by_loan(ledger, date(2026, 8, 1))
+    assert r["FIRST"]["repaid_on_time"] is False  # its own label sees the repayment, late
+    assert (r["SECOND"]["prior_loans"], r["SECOND"]["prior_worst_dpd"]) == (1, 0)
+    assert r["SECOND"]["outstanding_at_application"] == D("1009.50")  # principal, fee, 9 nights of interest
+    assert list(rows(ledger, date(2026, 8, 1), LATER)) == list(dataset_replay.rows(ledger, date(2026, 8, 1), LATER))
