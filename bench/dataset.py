@@ -4,8 +4,11 @@
 
 Fills a ledger with half the loans (five per borrower, each applied after the
 previous one was repaid, so every row has history to compute), exports, then
-fills the other half and exports again: rows/s and each export's own peak
-memory, beside a raw select-and-decode scan of the same events.
+fills the other half and exports again: rows/s and events/s and each export's
+own peak memory, beside a raw select-and-decode scan of the same events in the
+same run (its rate and peak memory); "ratio" is export events/s over raw scan
+events/s, the figure to compare across runs on a shared, noisy machine. The
+export's time includes writing the Parquet file.
 """
 
 from __future__ import annotations
@@ -117,16 +120,17 @@ def main() -> None:
         url = stores.url(args.store, "bench_dataset")
         half = args.loans // 2
         print(
-            f"{'loans':>8} {'events':>8} {'raw scan ev/s':>14} {'export rows/s':>14} {'export ev/s':>12} "
-            f"{'export peak MB':>15} ({args.store})"
+            f"{'loans':>8} {'rows':>8} {'events':>8} {'raw scan ev/s':>14} {'raw peak MB':>12} "
+            f"{'export rows/s':>14} {'export ev/s':>12} {'ratio':>6} {'export peak MB':>15} ({args.store})"
         )
         for first in (0, half):
             in_child(fill, url, first, half)
-            events, t_scan, _ = in_child(raw_scan, url)
+            events, t_scan, scan_rss = in_child(raw_scan, url)
             n, t_export, rss = in_child(export, url, str(stores.dir / f"rows{first}.parquet"))
+            scan_rate, export_rate = events / t_scan, events / t_export
             print(
-                f"{n:>8} {events:>8} {events / t_scan:>14,.0f} {n / t_export:>14,.0f} {events / t_export:>12,.0f} "
-                f"{rss:>15.0f}"
+                f"{first + half:>8} {n:>8} {events:>8} {scan_rate:>14,.0f} {scan_rss:>12.0f} "
+                f"{n / t_export:>14,.0f} {export_rate:>12,.0f} {export_rate / scan_rate:>5.2f}x {rss:>15.0f}"
             )
 
 

@@ -122,18 +122,18 @@ def rows(app: Ledger, as_of: date, known_at: datetime) -> Iterator[dict[str, Any
             return
         first, last = chunk[0][0], chunk[-1][0]
         loans_of: dict[str, list[str]] = {}
-        uuids: dict[str, str] = {}
+        uuids: dict[UUID, str] = {}
         for borrower_id, loan_id, uuid in db.query(
             "SELECT borrower_id, loan_id, loan_uuid FROM proj_loans WHERE borrower_id >= ? AND borrower_id <= ? "
             "ORDER BY borrower_id, loan_id",
             (first, last),
         ):
             loans_of.setdefault(borrower_id, []).append(loan_id)
-            uuids[uuid] = loan_id
+            uuids[UUID(uuid)] = loan_id
         after = last
         events: dict[str, list[StoredEvent]] = {loan_id: [] for loan_id in uuids.values()}
-        for stored in app.recorder.select_events_of([UUID(u) for u in uuids]):
-            events[uuids[str(stored.originator_id)]].append(stored)
+        for stored in app.recorder.select_events_of(list(uuids)):
+            events[uuids[stored.originator_id]].append(stored)
         for loan_ids in loans_of.values():
             history = [_LoanHistory.decode(events[loan_id]) for loan_id in loan_ids if events[loan_id]]
             yield from borrower_rows(history, as_of, known_at)
@@ -180,7 +180,7 @@ class _LoanHistory:
         later: list[tuple[int, str, dict]] = []
         applied: dict[str, Any] = {}
         for s in stored:
-            state = json.loads(s.state)
+            state = json.loads(s.state.decode())  # str: json need not guess the encoding
             recorded.append(_value(state["timestamp"]))
             name = s.topic.rpartition(".")[2]
             if name == "Applied":
