@@ -1,17 +1,21 @@
 """Risk-model training rows: one per application, features as known before the decision, matured labels.
 
 Leakage is ruled out by construction, not by care:
-- a row's features replay the borrower's earlier loans only up to the moment
-  the application was recorded (events recorded later are never looked at), at
-  the application's own business date;
-- its labels replay the loan only up to ``known_at`` and only value dates up to
-  ``as_of``, and are given only once the longest outcome window has closed by
-  ``as_of`` (``label_matured``);
+- a row's features take the borrower's earlier loans only from the events
+  recorded before the application was (events recorded later are never looked
+  at), valued at the application's own business date;
+- its labels take the loan only from the events recorded by ``known_at`` and
+  only value dates up to ``as_of``, and are given only once the longest outcome
+  window has closed by ``as_of`` (``label_matured``);
 - applications recorded after ``known_at`` are not rows.
 So the same (as_of, known_at) gives identical rows whatever is appended later.
 
 Borrowers are read a chunk at a time (their loans' events in one query), so
-memory follows the chunk, not the book.
+memory follows the chunk, not the book. Events are decoded once, straight from
+their stored JSON, into the few facts the rows use (no Loan aggregate), and
+balances come from the domain's ``position_as_of``: the same rules as every
+other figure, applied as few times as the rows need. tests/test_dataset.py
+checks the rows against replaying each loan through the aggregate.
 """
 
 from __future__ import annotations
