@@ -30,6 +30,7 @@ from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 
+from domain.errors import LedgerError
 from domain.loan import SHANGHAI
 from domain.money import ZERO
 from domain.outcomes import EVER_DPD, loss
@@ -170,7 +171,7 @@ class _LoanHistory:
 
     __slots__ = ("loan_id", "applied", "recorded", "later", "_facts", "_settled")
 
-    def __init__(self, applied: dict[str, Any], recorded: list[datetime], later: list[tuple[int, str, dict]]):
+    def __init__(self, applied: dict[str, Any], recorded: list[datetime], later: list[tuple[int, str, dict[str, Any]]]):
         self.loan_id: str = applied["loan_id"]
         self.applied = applied
         self.recorded = recorded  # each event's recorded time, in version order (the Applied event first)
@@ -181,7 +182,7 @@ class _LoanHistory:
     @classmethod
     def decode(cls, stored: list[StoredEvent]) -> _LoanHistory:
         recorded: list[datetime] = []
-        later: list[tuple[int, str, dict]] = []
+        later: list[tuple[int, str, dict[str, Any]]] = []
         applied: dict[str, Any] = {}
         for s in stored:
             state = json.loads(s.state.decode())  # str: json need not guess the encoding
@@ -192,7 +193,7 @@ class _LoanHistory:
             elif name in _EVENTS:
                 later.append((s.originator_version, name, state))
             else:
-                raise ValueError(f"loan {applied.get('loan_id')!r}: event {s.topic!r} is unknown to the dataset export")
+                raise UnknownEvent(f"loan {applied.get('loan_id')!r}: event {s.topic!r} is unknown to the export")
         return cls(applied, recorded, later)
 
     @property
@@ -224,6 +225,10 @@ class _LoanHistory:
             self._settled[known] = position.settled_on
 
 
+class UnknownEvent(LedgerError):
+    """The log holds what this export cannot read: an event type or value added since it was written."""
+
+
 _EVENTS = {"Scored", "Funded", "Repaid", "Collected", "Overdue", "WrittenOff", "Reversed"}
 
 
@@ -238,10 +243,10 @@ def _value(encoded: Any) -> Any:
         return date.fromisoformat(data)
     if kind == "datetime_iso":
         return datetime.fromisoformat(data)
-    raise ValueError(f"unexpected transcoding {kind!r} in a loan event")
+    raise UnknownEvent(f"unexpected transcoding {kind!r} in a loan event")
 
 
-def _facts_after(events: list[tuple[int, str, dict]]) -> _Facts:
+def _facts_after(events: list[tuple[int, str, dict[str, Any]]]) -> _Facts:
     """The Loan aggregate's rules for each event (domain/loan.py), on the fields the rows use."""
     score = model_version = decision = None
     terms: Terms | None = None
