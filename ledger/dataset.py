@@ -1,29 +1,41 @@
 """Risk-model training rows: one per application, features as known before the decision, matured labels.
 
 Leakage is ruled out by construction, not by care:
-- a row's features replay the borrower's earlier loans only up to the moment
-  the application was recorded (events recorded later are never looked at), at
-  the application's own business date;
-- its labels replay the loan only up to ``known_at`` and only value dates up to
-  ``as_of``, and are given only once the longest outcome window has closed by
-  ``as_of`` (``label_matured``);
+- a row's features take the borrower's earlier loans only from the events
+  recorded before the application was (events recorded later are never looked
+  at), valued at the application's own business date;
+- its labels take the loan only from the events recorded by ``known_at`` and
+  only value dates up to ``as_of``, and are given only once the longest outcome
+  window has closed by ``as_of`` (``label_matured``);
 - applications recorded after ``known_at`` are not rows.
 So the same (as_of, known_at) gives identical rows whatever is appended later.
 
 Borrowers are read a chunk at a time (their loans' events in one query), so
-memory follows the chunk, not the book.
+memory follows the chunk, not the book. Events are decoded once, straight from
+their stored JSON, into the few facts the rows use (no Loan aggregate), and
+balances come from the domain's ``position_as_of``: the same rules as every
+other figure, applied as few times as the rows need. tests/test_dataset.py
+checks the rows against replaying each loan through the aggregate.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
-from domain.loan import SHANGHAI, Loan, loan_uuid
+from eventsourcing.persistence import StoredEvent
+
+from domain.errors import LedgerError
+from domain.loan import SHANGHAI
 from domain.money import ZERO
-from domain.outcomes import EVER_DPD, loss, reached_dpd
+from domain.outcomes import EVER_DPD, loss
+from domain.position import Movement, Position, position_as_of
+from domain.terms import Terms
 from ledger.app import Ledger
 from projections import runner
 
@@ -113,94 +125,236 @@ def rows(app: Ledger, as_of: date, known_at: datetime) -> Iterator[dict[str, Any
         )
         if not chunk:
             return
-        borrowers = [r[0] for r in chunk]
-        after = borrowers[-1]
-        marks = ",".join("?" * len(borrowers))
+        first, last = chunk[0][0], chunk[-1][0]
         loans_of: dict[str, list[str]] = {}
-        for borrower_id, loan_id in db.query(
-            f"SELECT borrower_id, loan_id FROM proj_loans WHERE borrower_id IN ({marks}) ORDER BY borrower_id, loan_id",
-            borrowers,
+        uuids: dict[UUID, str] = {}
+        for borrower_id, loan_id, uuid in db.query(
+            "SELECT borrower_id, loan_id, loan_uuid FROM proj_loans WHERE borrower_id >= ? AND borrower_id <= ? "
+            "ORDER BY borrower_id, loan_id",
+            (first, last),
         ):
             loans_of.setdefault(borrower_id, []).append(loan_id)
-        by_uuid = {loan_uuid(loan_id): loan_id for ids in loans_of.values() for loan_id in ids}
-        events: dict[str, list] = {loan_id: [] for loan_id in by_uuid.values()}
-        for stored in app.recorder.select_events_of(list(by_uuid)):
-            events[by_uuid[stored.originator_id]].append(app.mapper.to_domain_event(stored))
-        for borrower_id in borrowers:
-            yield from borrower_rows({loan_id: events[loan_id] for loan_id in loans_of[borrower_id]}, as_of, known_at)
+            uuids[UUID(uuid)] = loan_id
+        after = last
+        events: dict[str, list[StoredEvent]] = {loan_id: [] for loan_id in uuids.values()}
+        for stored in app.recorder.select_events_of(list(uuids)):
+            events[uuids[stored.originator_id]].append(stored)
+        for loan_ids in loans_of.values():
+            history = [_LoanHistory.decode(events[loan_id]) for loan_id in loan_ids if events[loan_id]]
+            yield from borrower_rows(history, as_of, known_at)
 
 
-def borrower_rows(loans: dict[str, list], as_of: date, known_at: datetime) -> Iterator[dict[str, Any]]:
-    """One borrower's rows; ``loans`` maps each of their loan ids to its events in version order."""
-    applications = sorted(
-        (events[0].timestamp, loan_id)
-        for loan_id, events in loans.items()
-        if events and events[0].timestamp <= known_at
+@dataclass(frozen=True)
+class _Facts:
+    """What a Loan aggregate would hold after a prefix of its events: only what the rows use."""
+
+    score: Decimal | None = None
+    model_version: str | None = None
+    decision: str | None = None
+    terms: Terms | None = None
+    funded_on: date | None = None
+    movements: tuple[Movement, ...] = ()
+    written_off_on: date | None = None
+
+    def position(self, on: date) -> Position:
+        assert self.terms is not None and self.funded_on is not None
+        return position_as_of(self.terms, self.funded_on, self.movements, on, self.written_off_on)
+
+
+class _LoanHistory:
+    """One loan's events, decoded once, with the facts after any prefix of them (cached).
+
+    The same rules as the aggregate's ``@event`` methods, minus the aggregate: the
+    event payloads are read straight from the stored JSON (the library's
+    transcodings: decimals as strings, dates and times in ISO form).
+    """
+
+    __slots__ = ("loan_id", "applied", "recorded", "later", "_facts", "_settled")
+
+    def __init__(self, applied: dict[str, Any], recorded: list[datetime], later: list[tuple[int, str, dict[str, Any]]]):
+        self.loan_id: str = applied["loan_id"]
+        self.applied = applied
+        self.recorded = recorded  # each event's recorded time, in version order (the Applied event first)
+        self.later = later  # (version, event name, payload) after Applied
+        self._facts: dict[int, _Facts] = {}
+        self._settled: dict[int, date] = {}  # known events -> the day the loan was settled, once seen
+
+    @classmethod
+    def decode(cls, stored: list[StoredEvent]) -> _LoanHistory:
+        recorded: list[datetime] = []
+        later: list[tuple[int, str, dict[str, Any]]] = []
+        applied: dict[str, Any] = {}
+        for s in stored:
+            state = json.loads(s.state.decode())  # str: json need not guess the encoding
+            recorded.append(_value(state["timestamp"]))
+            name = s.topic.rpartition(".")[2]
+            if name == "Applied":
+                applied = state
+            elif name in _EVENTS:
+                later.append((s.originator_version, name, state))
+            else:
+                raise UnknownEvent(f"loan {applied.get('loan_id')!r}: event {s.topic!r} is unknown to the export")
+        return cls(applied, recorded, later)
+
+    @property
+    def recorded_at(self) -> datetime:
+        return self.recorded[0]
+
+    def known(self, moment: datetime, strictly_before: bool = False) -> int:
+        """How many events had been recorded by ``moment`` (the first ones: recording follows version order)."""
+        n = 0
+        for t in self.recorded:
+            if t > moment or (strictly_before and t >= moment):
+                break
+            n += 1
+        return n
+
+    def facts(self, known: int) -> _Facts:
+        facts = self._facts.get(known)
+        if facts is None:
+            facts = self._facts[known] = _facts_after(self.later[: known - 1])
+        return facts
+
+    def settled_by(self, known: int, on: date) -> date | None:
+        """The settlement day, if a position already showed the loan settled on or before ``on``."""
+        day = self._settled.get(known)
+        return day if day is not None and day <= on else None
+
+    def saw(self, known: int, position: Position) -> None:
+        if position.settled_on is not None:
+            self._settled[known] = position.settled_on
+
+
+class UnknownEvent(LedgerError):
+    """The log holds what this export cannot read: an event type or value added since it was written."""
+
+
+_EVENTS = {"Scored", "Funded", "Repaid", "Collected", "Overdue", "WrittenOff", "Reversed"}
+
+
+def _value(encoded: Any) -> Any:
+    """One transcoded value as the library's JSON transcoder would return it."""
+    if not isinstance(encoded, dict):
+        return encoded
+    kind, data = encoded["_type_"], encoded["_data_"]
+    if kind == "decimal_str":
+        return Decimal(data)
+    if kind == "date_iso":
+        return date.fromisoformat(data)
+    if kind == "datetime_iso":
+        return datetime.fromisoformat(data)
+    raise UnknownEvent(f"unexpected transcoding {kind!r} in a loan event")
+
+
+def _facts_after(events: list[tuple[int, str, dict[str, Any]]]) -> _Facts:
+    """The Loan aggregate's rules for each event (domain/loan.py), on the fields the rows use."""
+    score = model_version = decision = None
+    terms: Terms | None = None
+    funded_on = written_off_on = None
+    money_in: list[Movement] = []
+    reversed_keys: set[str] = set()
+    for version, name, e in events:
+        if name in ("Repaid", "Collected"):
+            money_in.append(
+                Movement(
+                    key=e["idempotency_key"],
+                    value_date=_value(e["value_date"]),
+                    amount=_value(e["amount"]),
+                    kind="repayment" if name == "Repaid" else "collection",
+                    seq=version - 1,  # the aggregate's version before the event, as Loan records it
+                )
+            )
+        elif name == "Reversed":
+            reversed_keys.add(e["reverses"])
+        elif name == "Scored":
+            score, model_version, decision = _value(e["score"]), e["model_version"], e["decision"]
+            if e["terms"]:
+                fields = {k: _value(v) for k, v in e["terms"].items()}
+                terms = Terms(**{**fields, "allocation_order": tuple(fields["allocation_order"])})
+        elif name == "Funded":
+            funded_on = _value(e["value_date"])
+        elif name == "WrittenOff":
+            written_off_on = _value(e["value_date"])
+    return _Facts(
+        score=score,
+        model_version=model_version,
+        decision=decision,
+        terms=terms,
+        funded_on=funded_on,
+        movements=tuple(m for m in money_in if m.key not in reversed_keys),
+        written_off_on=written_off_on,
     )
-    for recorded_at, loan_id in applications:
-        applied = loans[loan_id][0]
-        application_date = applied.occurred_at.astimezone(SHANGHAI).date()
+
+
+def borrower_rows(loans: list[_LoanHistory], as_of: date, known_at: datetime) -> Iterator[dict[str, Any]]:
+    """One borrower's rows, in the order their applications were recorded."""
+    applications = sorted(
+        ((loan.recorded_at, loan.loan_id, loan) for loan in loans if loan.recorded_at <= known_at),
+        key=lambda a: (a[0], a[1]),
+    )
+    for i, (recorded_at, loan_id, loan) in enumerate(applications):
+        applied = loan.applied
+        applied_at = _value(applied["occurred_at"])
+        application_date = applied_at.astimezone(SHANGHAI).date()
         if application_date > as_of:
             continue
-        earlier = [(t, other) for t, other in applications if t < recorded_at]
+        earlier = [other for t, _, other in applications[:i] if t < recorded_at]
         row: dict[str, Any] = {
             "loan_id": loan_id,
-            "borrower_id": applied.borrower_id,
-            "applied_at": applied.occurred_at,
+            "borrower_id": applied["borrower_id"],
+            "applied_at": applied_at,
             "application_date": application_date,
-            "requested_principal": applied.principal,
-            "term_days": applied.term_days,
-            "product": applied.product,
-            "channel": applied.channel,
-            **_history(
-                [_replay(loans[other], recorded_at, strictly_before=True) for _, other in earlier], application_date
-            ),
+            "requested_principal": _value(applied["principal"]),
+            "term_days": applied["term_days"],
+            "product": applied["product"],
+            "channel": applied["channel"],
+            **_history(earlier, recorded_at, application_date),
             "days_since_last_loan": None,
         }
         if earlier:
-            previous = loans[earlier[-1][1]][0].occurred_at.astimezone(SHANGHAI).date()
+            previous = _value(earlier[-1].applied["occurred_at"]).astimezone(SHANGHAI).date()
             row["days_since_last_loan"] = (application_date - previous).days
-        loan = _replay(loans[loan_id], known_at)
+        known = loan.known(known_at)
+        facts = loan.facts(known)
         row.update(
             {
-                "score": None if loan.score is None else float(loan.score),
-                "model_version": loan.model_version,
-                "decision": loan.decision or "pending",
-                "funded": loan.funded_on is not None and loan.funded_on <= as_of,
+                "score": None if facts.score is None else float(facts.score),
+                "model_version": facts.model_version,
+                "decision": facts.decision or "pending",
+                "funded": facts.funded_on is not None and facts.funded_on <= as_of,
                 "due_date": None,
-                **_labels(loan, as_of),
+                **_labels(loan, known, as_of),
             }
         )
-        if loan.terms is not None and loan.funded_on is not None:
-            row["due_date"] = loan.terms.due_date(loan.funded_on)
+        if facts.terms is not None and facts.funded_on is not None:
+            row["due_date"] = facts.terms.due_date(facts.funded_on)
         yield row
 
 
-def _replay(events: list, moment: datetime, strictly_before: bool = False) -> Loan:
-    loan = None
-    for e in events:
-        if e.timestamp > moment or (strictly_before and e.timestamp >= moment):
-            break
-        loan = e.mutate(loan)
-    assert loan is not None
-    return loan
-
-
-def _history(earlier: list[Loan], on: date) -> dict[str, Any]:
+def _history(earlier: list[_LoanHistory], recorded_at: datetime, on: date) -> dict[str, Any]:
+    """The earlier loans as known strictly before ``recorded_at``, valued at the end of ``on``."""
     prior = repaid_on_time = worst_dpd = 0
     outstanding = ZERO
-    for loan in earlier:
+    for other in earlier:
+        known = other.known(recorded_at, strictly_before=True)
+        loan = other.facts(known)
         if loan.terms is None or loan.funded_on is None or loan.funded_on > on:
             continue
         prior += 1
-        p = loan.position(on)
-        due = p.due_date
-        if p.settled_on is not None and p.settled_on <= due:
+        due = loan.terms.due_date(loan.funded_on)
+        # Settled stays settled (nothing accrues on nothing), so a settlement already seen for the
+        # same known events answers every later date without valuing the loan again.
+        settled_on = other.settled_by(known, on)
+        if settled_on is None:
+            p = loan.position(on)
+            other.saw(known, p)
+            settled_on = p.settled_on
+            if loan.written_off_on is None or loan.written_off_on > on:
+                outstanding += p.total
+        if settled_on is not None and settled_on <= due:
             repaid_on_time += 1
-        last_unpaid = on if p.settled_on is None else min(on, p.settled_on - timedelta(days=1))
+        last_unpaid = on if settled_on is None else min(on, settled_on - timedelta(days=1))
         worst_dpd = max(worst_dpd, (last_unpaid - due).days)
-        if loan.written_off_on is None or loan.written_off_on > on:
-            outstanding += p.total
     return {
         "prior_loans": prior,
         "prior_repaid_on_time": repaid_on_time,
@@ -209,7 +363,7 @@ def _history(earlier: list[Loan], on: date) -> dict[str, Any]:
     }
 
 
-def _labels(loan: Loan, as_of: date) -> dict[str, Any]:
+def _labels(loan: _LoanHistory, known: int, as_of: date) -> dict[str, Any]:
     empty = {
         "label_matured": False,
         "first_payment_default": None,
@@ -217,17 +371,31 @@ def _labels(loan: Loan, as_of: date) -> dict[str, Any]:
         "repaid_on_time": None,
         "loss_amount": None,
     }
-    if loan.terms is None or loan.funded_on is None or loan.funded_on > as_of:
+    facts = loan.facts(known)
+    if facts.terms is None or facts.funded_on is None or facts.funded_on > as_of:
         return empty
-    due = loan.terms.due_date(loan.funded_on)
+    due = facts.terms.due_date(facts.funded_on)
     if as_of < due + timedelta(days=MATURE_AFTER_DAYS):
         return empty
+    now = facts.position(as_of)
+    loan.saw(known, now)  # the borrower's later applications value this loan again, often as known now
+    # A position re-derives every earlier day the same way (movements in the same order, the
+    # same nights accrued), so the settlement day seen as of ``as_of`` is the one seen as of any
+    # earlier day; from it on nothing is owed and nothing accrues, so no day after it is past due.
+    settled_on = now.settled_on
+
+    def reached(threshold: int) -> bool:
+        day = due + timedelta(days=threshold)
+        if settled_on is not None and settled_on <= day:
+            return False
+        return facts.position(day).dpd >= threshold
+
     return {
         "label_matured": True,
-        "first_payment_default": reached_dpd(loan, due + timedelta(days=FPD_DAYS), FPD_DAYS) is not None,
-        "ever_30dpd_60d": reached_dpd(loan, due + timedelta(days=EVER_WINDOW_DAYS), EVER_DPD) is not None,
-        "repaid_on_time": loan.position(due).settled_on is not None,
-        "loss_amount": loss(loan.position(as_of)).net,
+        "first_payment_default": reached(FPD_DAYS),
+        "ever_30dpd_60d": reached(EVER_DPD),
+        "repaid_on_time": settled_on is not None and settled_on <= due,
+        "loss_amount": loss(now).net,
     }
 
 

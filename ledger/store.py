@@ -251,10 +251,12 @@ class LedgerPostgresRecorder(ChainedPostgres, PostgresApplicationRecorder):
         if not originator_ids:
             return []
         with self.datastore.transaction(commit=False) as curs:
+            # A join with the ids, not "= ANY(ids)": for a few thousand ids the planner scans the
+            # whole table for the latter, so reading a book chunk by chunk grew with the book squared.
             curs.execute(
-                f'SELECT originator_id, originator_version, topic, state FROM "{self._schema}".'
-                f'"{self.events_table_name}" WHERE originator_id = ANY(%s) '
-                "ORDER BY originator_id, originator_version",
+                f"SELECT e.originator_id, e.originator_version, e.topic, e.state FROM unnest(%s::uuid[]) AS i(id) "
+                f'JOIN "{self._schema}"."{self.events_table_name}" e ON e.originator_id = i.id '
+                "ORDER BY e.originator_id, e.originator_version",
                 (list(originator_ids),),
             )
             return [
