@@ -37,6 +37,7 @@ from domain.outcomes import EVER_DPD, loss
 from domain.position import Movement, Position, position_as_of
 from domain.terms import Terms
 from ledger.app import Ledger
+from ledger.audit_store import stream_id
 from projections import runner
 
 FPD_DAYS = 7  # first payment default: still unpaid a week after the due date
@@ -138,7 +139,7 @@ def rows(app: Ledger, as_of: date, known_at: datetime) -> Iterator[dict[str, Any
         after = last
         events: dict[str, list[StoredEvent]] = {loan_id: [] for loan_id in uuids.values()}
         for stored in app.recorder.select_events_of(list(uuids)):
-            events[uuids[stored.originator_id]].append(stored)
+            events[uuids[stream_id(stored)]].append(stored)
         for loan_ids in loans_of.values():
             history = [_LoanHistory.decode(events[loan_id]) for loan_id in loan_ids if events[loan_id]]
             yield from borrower_rows(history, as_of, known_at)
@@ -459,7 +460,8 @@ def _text(value: Any, kind: str) -> str:
     if kind == "money":
         return f"{value:.2f}"
     if kind in ("date", "timestamp"):
-        return value.isoformat()
+        text: str = value.isoformat()
+        return text
     if kind == "bool":
         return "true" if value else "false"
     return str(value)
