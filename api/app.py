@@ -41,9 +41,9 @@ from ledger.commands import MAX_LINE_BYTES, _Command, command_from_dict, decode_
 from ledger.config import Settings, settings_from_env
 from ledger.store import LedgerPostgresRecorder, LedgerSQLiteRecorder
 from ledger.tokens import Token, authenticate
-from ledger.views import loan_view, today_in_shanghai
 from projections import runner
 from projections.balances import GROUPINGS, portfolio, trial_balance
+from projections.loan_view import loan_view, today_in_shanghai
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
 MAX_BATCH = 10_000

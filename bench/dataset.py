@@ -111,8 +111,8 @@ def fill(url: str, first: int, count: int, queue) -> None:
 def export(url: str, out: str, replay: bool, queue) -> None:
     from ledger.app import Ledger
     from ledger.config import Settings
-    from ledger.dataset import rows, write
     from projections import runner
+    from projections.dataset import rows, write
 
     if replay:
         from support.dataset_replay import rows  # type: ignore[no-redef]

@@ -102,7 +102,7 @@ def fill(url: str, loans: int, csv_path: str, queue) -> None:
 def run_reconcile(url: str, csv_path: str, queue) -> None:
     from ledger.app import Ledger
     from ledger.config import Settings
-    from ledger.reconcile import reconcile
+    from projections.reconciliation import reconcile
 
     app = Ledger(Settings(db_url=url))
     started = time.perf_counter()

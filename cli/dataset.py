@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import click
 
 from cli.common import echo_json, open_ledger, parse_day, parse_moment, store_options
-from ledger.dataset import rows, write
+from projections.dataset import rows, write
 
 
 @click.group()

@@ -30,9 +30,9 @@ from ledger.config import redact
 from ledger.eod import run_eod
 from ledger.ingest import append_lines, read_lines
 from ledger.retry import StoreUnavailable
-from ledger.views import loan_view, today_in_shanghai
 from projections.balances import STATES, LoanLine, open_loan_ids
 from projections.balances import loan_lines as book_loan_lines
+from projections.loan_view import loan_view, today_in_shanghai
 from projections.runner import catch_up
 from projections.runner import views as projection_views
 

@@ -8,9 +8,9 @@ import click
 
 from cli.common import EXIT_PROBLEM, echo_json, open_ledger, parse_day, parse_moment, store_options
 from domain.money import fmt
-from ledger.views import today_in_shanghai
 from projections import runner
 from projections.balances import AMOUNTS, GROUPINGS, account_balances, portfolio, trial_balance
+from projections.loan_view import today_in_shanghai
 
 _page_size = click.option(
     "--page-size",

@@ -13,8 +13,8 @@ import click
 
 from cli.common import EXIT_PROBLEM, echo_json, open_ledger, parse_day, store_options, to_jsonable
 from domain.money import fmt
-from ledger.reconcile import TYPES, Report, history, record
-from ledger.reconcile import reconcile as run_reconcile
+from projections.reconciliation import TYPES, Report, history, record
+from projections.reconciliation import reconcile as run_reconcile
 
 
 @click.command()

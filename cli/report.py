@@ -7,7 +7,8 @@ import click
 from cli.common import echo_json, open_ledger, parse_day, store_options
 from domain.loan import Loan
 from ledger.eod import funded_loan_ids
-from ledger.reports import (
+from projections.loan_view import today_in_shanghai
+from projections.reports import (
     ROLL_COLUMNS,
     ever30_curves,
     last_data_day,
@@ -16,7 +17,6 @@ from ledger.reports import (
     roll_rates,
     vintages,
 )
-from ledger.views import today_in_shanghai
 
 
 @click.group()

@@ -15,9 +15,10 @@ from domain.loan import Loan
 from ledger.app import Ledger
 from ledger.config import redact
 from ledger.eod import funded_loan_ids
-from ledger.reports import PARTS, BookLine, book, vintages
-from ledger.simulation import SimulationReport, run_simulation
-from ledger.simulator import Simulator
+from projections.balances import PARTS
+from projections.reports import BookLine, book, vintages
+from simulator.platform import Simulator
+from simulator.run import SimulationReport, run_simulation
 
 DEMO_START = date(2026, 1, 1)
 

@@ -15,7 +15,7 @@ from eventsourcing.persistence import StoredEvent
 
 from domain.loan import loan_uuid
 from ledger.audit import loan_id_of
-from ledger.views import EVENT_TYPES
+from projections.loan_view import EVENT_TYPES
 
 PAGE = 2000
 COLUMNS = (

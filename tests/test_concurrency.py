@@ -67,7 +67,7 @@ def test_two_eod_processes_at_once_mark_each_loan_once(pg_server):
     from support.simulation import START
 
     from ledger.ingest import append_lines
-    from ledger.simulator import Simulator
+    from simulator.platform import Simulator
 
     url = pg_server.create_database("eod_race")
     app = Ledger(Settings(db_url=url))

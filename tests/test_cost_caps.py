@@ -15,7 +15,7 @@ from domain.terms import CostCap, CostCaps
 from ledger.app import Ledger
 from ledger.commands import command_from_dict
 from ledger.config import ConfigError, settings_from_env
-from ledger.views import loan_view
+from projections.loan_view import loan_view
 
 SCHEDULE = "0.36;2025-10-01=0.24"
 

@@ -19,9 +19,9 @@ from cli.main import cli
 from ledger.app import Ledger
 from ledger.commands import command_from_dict
 from ledger.config import Settings
-from ledger.dataset import COLUMNS, rows
-from ledger.simulation import run_simulation
-from ledger.simulator import Simulator
+from projections.dataset import COLUMNS, rows
+from simulator.platform import Simulator
+from simulator.run import run_simulation
 
 FEATURES = (
     "requested_principal",

@@ -20,9 +20,9 @@ from ledger.app import Ledger
 from ledger.commands import _Command, parse_command
 from ledger.config import Settings
 from ledger.ingest import append_lines
-from ledger.views import loan_view
 from projections import runner
 from projections.balances import portfolio, trial_balance
+from projections.loan_view import loan_view
 
 _scalars = (
     st.none()

@@ -26,10 +26,10 @@ from domain.delinquency import bucket, days_past_due
 from ledger.app import Ledger
 from ledger.commands import command_from_dict
 from ledger.config import Settings
-from ledger.simulation import run_simulation
-from ledger.simulator import Simulator
 from projections import runner
 from projections.balances import GROUPINGS, PARTS, open_loan_ids, portfolio, trial_balance
+from simulator.platform import Simulator
+from simulator.run import run_simulation
 
 ROOT = Path(__file__).resolve().parent.parent
 DATES = [START + timedelta(days=d) for d in (0, 9, 20, 33, 47, 70, 100, 130, 180)]

@@ -14,7 +14,7 @@ from support.simulation import START
 from ledger.app import Ledger
 from ledger.commands import command_from_dict
 from ledger.config import Settings
-from ledger.simulator import Simulator
+from simulator.platform import Simulator
 
 ROOT = Path(__file__).resolve().parent.parent
 WRITERS = 3

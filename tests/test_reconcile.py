@@ -18,7 +18,7 @@ from cli.main import cli
 from ledger.app import Ledger
 from ledger.commands import command_from_dict
 from ledger.config import Settings
-from ledger.reconcile import COLUMNS, ledger_movements
+from projections.reconciliation import COLUMNS, ledger_movements
 
 BANK = "CMB-X"
 
@@ -249,7 +249,7 @@ def test_a_run_that_fails_is_not_recorded(store_url, tmp_path):
 
 
 def test_a_fault_reading_the_run_stream_is_not_taken_for_a_first_run(store_url, tmp_path, monkeypatch):
-    from ledger.reconcile import reconcile, record
+    from projections.reconciliation import reconcile, record
 
     hand_built(store_url, LEDGERS["disbursement"])
     app = Ledger(Settings(db_url=store_url))

@@ -15,8 +15,8 @@ from cli.main import cli
 from ledger.app import Ledger
 from ledger.commands import command_from_dict
 from ledger.config import Settings
-from ledger.dataset import rows
-from ledger.reports import ever30_curves, vintages
+from projections.dataset import rows
+from projections.reports import ever30_curves, vintages
 
 LATER = datetime(2100, 1, 1, tzinfo=UTC)
 
@@ -45,7 +45,7 @@ def test_vintage_report_draws_curves_and_roll_rates(tmp_path):
 def test_the_data_dictionary_describes_every_column():
     from pathlib import Path
 
-    from ledger.dataset import COLUMNS
+    from projections.dataset import COLUMNS
 
     doc = (Path(__file__).parent.parent / "docs" / "datasets.md").read_text()
     for c in COLUMNS:

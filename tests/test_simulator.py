@@ -11,7 +11,7 @@ from support.simulation import START, simulated_ledger
 from ledger.app import Ledger
 from ledger.config import Settings
 from ledger.ingest import append_lines
-from ledger.simulator import Simulator
+from simulator.platform import Simulator
 
 CONTRACT_STATES = {"applied", "approved", "declined", "funded", "overdue", "repaid", "written_off"}
 

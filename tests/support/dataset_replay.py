@@ -1,6 +1,6 @@
 """The dataset as the ledger first computed it: every loan replayed through the Loan aggregate.
 
-Kept only as the reference the production path (ledger/dataset.py) is checked
+Kept only as the reference the production path (projections/dataset.py) is checked
 against, row for row: slow (each earlier loan is replayed and valued again for
 every later application) but plainly the definition in docs/datasets.md.
 """
@@ -15,8 +15,8 @@ from domain.loan import SHANGHAI, Loan, loan_uuid
 from domain.money import ZERO
 from domain.outcomes import EVER_DPD, loss, reached_dpd
 from ledger.app import Ledger
-from ledger.dataset import EVER_WINDOW_DAYS, FPD_DAYS, MATURE_AFTER_DAYS
 from projections import runner
+from projections.dataset import EVER_WINDOW_DAYS, FPD_DAYS, MATURE_AFTER_DAYS
 
 BORROWERS_PER_CHUNK = 500
 

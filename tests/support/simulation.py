@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import date
 
 from ledger.app import Ledger
-from ledger.simulation import SimulationReport, run_simulation
-from ledger.simulator import Simulator
+from simulator.platform import Simulator
+from simulator.run import SimulationReport, run_simulation
 
 START = date(2026, 1, 1)
 

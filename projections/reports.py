@@ -12,8 +12,7 @@ from domain.delinquency import BUCKETS
 from domain.loan import Loan
 from domain.money import ZERO
 from domain.outcomes import EVER_DPD, loss, reached_dpd
-
-PARTS = ("principal", "interest", "fee", "penalty")
+from projections.balances import PARTS
 
 
 @dataclass

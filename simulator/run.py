@@ -11,7 +11,7 @@ from datetime import date
 from ledger.app import Ledger
 from ledger.eod import run_eod
 from ledger.ingest import append_lines
-from ledger.simulator import Simulator
+from simulator.platform import Simulator
 
 
 @dataclass

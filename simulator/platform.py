@@ -26,6 +26,7 @@ from random import Random
 from typing import Any
 from uuid import UUID
 
+from domain.delinquency import DEFAULT_WRITE_OFF_DPD
 from domain.loan import SHANGHAI, loan_uuid
 from domain.money import FEN, fmt
 from domain.position import Movement, position_as_of
@@ -35,7 +36,6 @@ BANKS = ("ICBC-X", "CMB-X", "WEBANK-X", "PAB-X")
 AGENCIES = ("AGENCY-NORTH", "AGENCY-SOUTH")
 TERMS_DAYS = (7, 14, 21, 30)
 APPROVE_SCORE_MIN = 0.60
-WRITE_OFF_DPD = 90
 
 
 @dataclass
@@ -300,7 +300,7 @@ class _Life:
         if rng.random() < 0.5:
             on = due + timedelta(days=rng.randint(20, 80))
             self.collect(on, (self.owed(on) * Decimal(rng.uniform(0.1, 0.4))).quantize(FEN), stage="M2")
-        loan.written_off_from = due + timedelta(days=WRITE_OFF_DPD + 1)
+        loan.written_off_from = due + timedelta(days=DEFAULT_WRITE_OFF_DPD + 1)
         if rng.random() < 0.25:  # recovery after write-off
             on = loan.written_off_from + timedelta(days=rng.randint(5, 60))
             self.collect(on, (self.owed(on) * Decimal(rng.uniform(0.05, 0.5))).quantize(FEN), stage="recovery")
