@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from eventsourcing.utils import get_topic
 
 from cli.common import EXIT_PROBLEM, echo_json, open_ledger, parse_day, store_options
 from domain.loan import Loan
@@ -132,15 +131,11 @@ def demo(loans: int, seed: int, db_url: str | None, as_json: bool) -> None:
 
 def _other_loan(app: Ledger, demo_loans: set[str]) -> str | None:
     """A loan id in the store that the demo would not have written, if any."""
-    topic = get_topic(Loan.Applied)
-    start = 1
-    while notes := app.recorder.select_notifications(start, 1000, topics=[topic]):
-        for n in notes:
-            e = app.mapper.to_domain_event(n)
-            assert isinstance(e, Loan.Applied)  # the only topic selected
-            if e.loan_id not in demo_loans:
-                return e.loan_id
-        start = notes[-1].id + 1
+    for n in app.notifications(Loan.Applied):
+        e = app.mapper.to_domain_event(n)
+        assert isinstance(e, Loan.Applied)  # the only topic selected
+        if e.loan_id not in demo_loans:
+            return e.loan_id
     return None
 
 

@@ -26,8 +26,8 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import DomainEventProtocol, OriginatorVersionError
-from eventsourcing.persistence import IntegrityError, JSONTranscoder
-from eventsourcing.utils import Environment, EnvType
+from eventsourcing.persistence import IntegrityError, JSONTranscoder, Notification
+from eventsourcing.utils import Environment, EnvType, get_topic
 
 from domain.errors import DamagedStream, IdempotencyConflict, LedgerError
 from domain.loan import Loan, loan_uuid
@@ -259,6 +259,15 @@ class Ledger(Application[UUID]):
             with damage_named(name):
                 loans[uuid] = loan_event(self.mapper.to_domain_event(stored)).mutate(loan)
         return loans
+
+    def notifications(self, *event_classes: type, page: int = 5000) -> Iterator[Notification]:
+        """The store's log in order, only events of these classes (every event when none given):
+        the one paging loop every reader of the whole log uses."""
+        topics = [get_topic(cls) for cls in event_classes]
+        start = 1
+        while notes := self.recorder.select_notifications(start, page, topics=topics):
+            yield from notes
+            start = notes[-1].id + 1
 
     def loan_events(self, loan_id: str, known_at: datetime | None = None) -> list[Loan.Event]:
         """The loan's events in order; with ``known_at``, the prefix recorded by then."""

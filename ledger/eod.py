@@ -13,8 +13,6 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from uuid import UUID
 
-from eventsourcing.utils import get_topic
-
 from domain.loan import SHANGHAI, Loan
 from ledger.app import Ledger, Outcome, chunks
 from ledger.commands import _Command, command_from_dict
@@ -80,18 +78,11 @@ def eod_commands(loan: Loan, day: date, write_off_dpd: int) -> list[_Command]:
     return [command_from_dict(c) for c in wanted]
 
 
-def funded_loan_ids(app: Ledger, page: int = 10_000) -> Iterator[UUID]:
+def funded_loan_ids(app: Ledger) -> Iterator[UUID]:
     """Every loan that was ever funded, from the store's log (no projection needed)."""
-    topic = get_topic(Loan.Funded)
-    start = 1
-    while True:
-        notes = app.recorder.select_notifications(start, page, topics=[topic])
-        if not notes:
-            return
-        for n in notes:
-            assert isinstance(n.originator_id, UUID)  # the ledger's streams are UUIDs (loan_uuid)
-            yield n.originator_id
-        start = notes[-1].id + 1
+    for n in app.notifications(Loan.Funded, page=10_000):
+        assert isinstance(n.originator_id, UUID)  # the ledger's streams are UUIDs (loan_uuid)
+        yield n.originator_id
 
 
 def run_eod(

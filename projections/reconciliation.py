@@ -24,7 +24,6 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
-from eventsourcing.utils import get_topic
 
 from domain.errors import InvalidAmount
 from domain.loan import SHANGHAI, Loan
@@ -108,37 +107,33 @@ class LedgerSide:
 
 def ledger_movements(app: Ledger, bank: str) -> LedgerSide:
     """Every money movement the ledger holds for the bank, by bank_ref."""
-    topics = [get_topic(cls) for cls in (Loan.Applied, Loan.Funded, Loan.Repaid, Loan.Reversed)]
     loan_ids: dict[UUID, str] = {}  # loan uuid -> loan_id (only Applied carries it)
     funded_by: dict[UUID, tuple[str, str]] = {}  # loan uuid -> (loan_id, bank)
     by_key: dict[str, Movement] = {}  # repayments by idempotency key, for reversals to find
     movements = LedgerSide()
-    start = 1
-    while notes := app.recorder.select_notifications(start, 5000, topics=topics):
-        for n in notes:
-            e = app.mapper.to_domain_event(n)
-            if isinstance(e, Loan.Applied):
-                loan_ids[e.originator_id] = e.loan_id
-                continue
-            if isinstance(e, Loan.Funded):
-                loan_id = loan_ids[e.originator_id]
-                funded_by[e.originator_id] = (loan_id, e.bank)
-                if e.bank == bank:
-                    movements.add(Movement(e.bank_ref, loan_id, "disbursement", e.amount, e.value_date))
-                continue
-            loan_id, loan_bank = funded_by[e.originator_id]
-            if loan_bank != bank:
-                continue
-            if isinstance(e, Loan.Repaid):
-                m = Movement(e.bank_ref, loan_id, "repayment", e.amount, e.value_date)
-                movements.add(m)
-                by_key[e.idempotency_key] = m
-            elif (
-                isinstance(e, Loan.Reversed) and e.reverses in by_key
-            ):  # reversals of repayments; collections do not pass through the bank
-                on = e.occurred_at.astimezone(SHANGHAI).date()
-                movements.add(Movement(e.idempotency_key, loan_id, "reversal", by_key[e.reverses].amount, on))
-        start = notes[-1].id + 1
+    for n in app.notifications(Loan.Applied, Loan.Funded, Loan.Repaid, Loan.Reversed):
+        e = app.mapper.to_domain_event(n)
+        if isinstance(e, Loan.Applied):
+            loan_ids[e.originator_id] = e.loan_id
+            continue
+        if isinstance(e, Loan.Funded):
+            loan_id = loan_ids[e.originator_id]
+            funded_by[e.originator_id] = (loan_id, e.bank)
+            if e.bank == bank:
+                movements.add(Movement(e.bank_ref, loan_id, "disbursement", e.amount, e.value_date))
+            continue
+        loan_id, loan_bank = funded_by[e.originator_id]
+        if loan_bank != bank:
+            continue
+        if isinstance(e, Loan.Repaid):
+            m = Movement(e.bank_ref, loan_id, "repayment", e.amount, e.value_date)
+            movements.add(m)
+            by_key[e.idempotency_key] = m
+        elif (
+            isinstance(e, Loan.Reversed) and e.reverses in by_key
+        ):  # reversals of repayments; collections do not pass through the bank
+            on = e.occurred_at.astimezone(SHANGHAI).date()
+            movements.add(Movement(e.idempotency_key, loan_id, "reversal", by_key[e.reverses].amount, on))
     return movements
 
 
@@ -255,32 +250,28 @@ def record(app: Ledger, report: Report) -> None:
 
 
 def history(app: Ledger, bank: str | None = None) -> list[dict[str, Any]]:
-    topic = get_topic(BankReconciliations.Ran)
     runs: list[dict[str, Any]] = []
-    start = 1
-    while notes := app.recorder.select_notifications(start, 5000, topics=[topic]):
-        for n in notes:
-            e = app.mapper.to_domain_event(n)
-            assert isinstance(e, BankReconciliations.Ran)  # the only topic selected
-            opened: BankReconciliations = app.repository.get(e.originator_id, version=1)
-            stream_bank = opened.bank
-            if bank is None or stream_bank == bank:
-                runs.append(
-                    {
-                        "bank": stream_bank,
-                        "recorded_at": e.timestamp,
-                        "file_name": e.file_name,
-                        "file_sha256": e.file_sha256,
-                        "date_from": e.date_from,
-                        "date_to": e.date_to,
-                        "rows": e.rows,
-                        "matched": e.matched,
-                        "breaks": e.breaks,
-                        "malformed": e.malformed,
-                        "net_difference": e.net_difference,
-                    }
-                )
-        start = notes[-1].id + 1
+    for n in app.notifications(BankReconciliations.Ran):
+        e = app.mapper.to_domain_event(n)
+        assert isinstance(e, BankReconciliations.Ran)  # the only topic selected
+        opened: BankReconciliations = app.repository.get(e.originator_id, version=1)
+        stream_bank = opened.bank
+        if bank is None or stream_bank == bank:
+            runs.append(
+                {
+                    "bank": stream_bank,
+                    "recorded_at": e.timestamp,
+                    "file_name": e.file_name,
+                    "file_sha256": e.file_sha256,
+                    "date_from": e.date_from,
+                    "date_to": e.date_to,
+                    "rows": e.rows,
+                    "matched": e.matched,
+                    "breaks": e.breaks,
+                    "malformed": e.malformed,
+                    "net_difference": e.net_difference,
+                }
+            )
     return runs
 
 
