@@ -24,12 +24,15 @@ import statistics
 import sys
 import time
 import uuid
+from datetime import date
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 
-from measure import Stores, in_child, peak_rss_mb  # noqa: E402
+from measure import Stores, in_child, new_loan, peak_rss_mb  # noqa: E402
+
+DAY = date(2026, 3, 1)
 
 BATCH = int(os.environ.get("BENCH_BATCH", "500"))
 
@@ -40,48 +43,8 @@ def command_lines(n: int) -> list[str]:
     at = "2026-03-01T10:00:00+08:00"
     for i in range(n // 5 + 1):
         loan = f"B{i:07d}"
+        lines += [json.dumps(c) for c in new_loan(loan, f"U{i % 7919}", DAY)]
         lines += [
-            json.dumps(
-                {
-                    "type": "applied",
-                    "loan_id": loan,
-                    "idempotency_key": f"a-{loan}",
-                    "occurred_at": at,
-                    "borrower_id": f"U{i % 7919}",
-                    "principal": "1000.00",
-                    "term_days": 14,
-                    "product": "payday",
-                    "channel": "app",
-                }
-            ),
-            json.dumps(
-                {
-                    "type": "scored",
-                    "loan_id": loan,
-                    "idempotency_key": f"s-{loan}",
-                    "occurred_at": at,
-                    "score": "0.71",
-                    "model_version": "m1",
-                    "decision": "approved",
-                    "principal": "1000.00",
-                    "term_days": 14,
-                    "daily_rate": "0.0005",
-                    "fee": "5.00",
-                    "penalty_daily_rate": "0.001",
-                }
-            ),
-            json.dumps(
-                {
-                    "type": "funded",
-                    "loan_id": loan,
-                    "idempotency_key": f"d-{loan}",
-                    "occurred_at": at,
-                    "bank": "BANKA",
-                    "bank_ref": f"d-{loan}",
-                    "amount": "1000.00",
-                    "value_date": "2026-03-01",
-                }
-            ),
             json.dumps(
                 {
                     "type": "repaid",

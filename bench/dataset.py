@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 
-from measure import Stores, in_child, peak_rss_mb  # noqa: E402
+from measure import Stores, in_child, new_loan, peak_rss_mb  # noqa: E402
 from replay import raw_scan  # noqa: E402
 
 LOANS_PER_BORROWER = 5
@@ -35,47 +35,7 @@ def lines(first: int, count: int):
         loan, borrower, nth = f"X{i:08d}", f"U{i // LOANS_PER_BORROWER:07d}", i % LOANS_PER_BORROWER
         day = date(2026, 1, 1) + timedelta(days=20 * nth)
         at = f"{day}T10:00:00+08:00"
-        yield json.dumps(
-            {
-                "type": "applied",
-                "loan_id": loan,
-                "idempotency_key": f"a-{loan}",
-                "occurred_at": at,
-                "borrower_id": borrower,
-                "principal": "1000.00",
-                "term_days": 14,
-                "product": "payday",
-                "channel": "app",
-            }
-        )
-        yield json.dumps(
-            {
-                "type": "scored",
-                "loan_id": loan,
-                "idempotency_key": f"s-{loan}",
-                "occurred_at": at,
-                "score": "0.7",
-                "model_version": "m1",
-                "decision": "approved",
-                "principal": "1000.00",
-                "term_days": 14,
-                "daily_rate": "0.0005",
-                "fee": "5.00",
-                "penalty_daily_rate": "0.001",
-            }
-        )
-        yield json.dumps(
-            {
-                "type": "funded",
-                "loan_id": loan,
-                "idempotency_key": f"d-{loan}",
-                "occurred_at": at,
-                "bank": "BANKA",
-                "bank_ref": f"d-{loan}",
-                "amount": "1000.00",
-                "value_date": str(day),
-            }
-        )
+        yield from (json.dumps(c) for c in new_loan(loan, borrower, day))
         yield json.dumps(
             {
                 "type": "repaid",

@@ -21,28 +21,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 
-from measure import Stores, in_child, peak_rss_mb  # noqa: E402
+from measure import Stores, in_child, new_loan, peak_rss_mb  # noqa: E402
 
 FUNDED = date(2026, 1, 1)
 TERM_DAYS = 14
 
 
 def commands(first: int, count: int, funded: date) -> list[dict]:
-    out: list[dict] = []
-    at = f"{funded}T10:00:00+08:00"
-    for i in range(first, first + count):
-        loan = f"E{i:08d}"
-        common = {"loan_id": loan, "occurred_at": at}
-        out += [
-            {**common, "type": "applied", "idempotency_key": f"a-{loan}", "borrower_id": f"U{i}",
-             "principal": "1000.00", "term_days": TERM_DAYS, "product": "payday", "channel": "app"},
-            {**common, "type": "scored", "idempotency_key": f"s-{loan}", "score": "0.7", "model_version": "m1",
-             "decision": "approved", "principal": "1000.00", "term_days": TERM_DAYS, "daily_rate": "0.0005",
-             "fee": "5.00", "penalty_daily_rate": "0.001"},
-            {**common, "type": "funded", "idempotency_key": f"d-{loan}", "bank": "BANKA", "bank_ref": f"d-{loan}",
-             "amount": "1000.00", "value_date": funded.isoformat()},
-        ]  # fmt: skip
-    return out
+    return [c for i in range(first, first + count) for c in new_loan(f"E{i:08d}", f"U{i}", funded)]
 
 
 def fill(url: str, first: int, count: int, funded: date, queue) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+from datetime import date
 
 
 def peak_rss_mb() -> float:
@@ -58,3 +59,20 @@ class Stores:
     def __exit__(self, *exc: object) -> None:
         if self.server is not None:
             self.server.__exit__(None, None, None)
+
+
+def new_loan(loan: str, borrower: str, day: date, *, bank: str = "BANKA", funding_ref: str | None = None) -> list[dict]:
+    """One loan applied, approved and funded on ``day`` (1,000.00 for 14 days at 0.0005 a day, fee
+    5.00: 1,012.00 repays it on the due date): the opening three commands of every bench's book."""
+    at = f"{day}T10:00:00+08:00"
+    common = {"loan_id": loan, "occurred_at": at}
+    terms = {"principal": "1000.00", "term_days": 14}
+    ref = funding_ref or f"d-{loan}"
+    return [
+        {**common, "type": "applied", "idempotency_key": f"a-{loan}", "borrower_id": borrower, **terms,
+         "product": "payday", "channel": "app"},
+        {**common, "type": "scored", "idempotency_key": f"s-{loan}", "score": "0.71", "model_version": "m1",
+         "decision": "approved", **terms, "daily_rate": "0.0005", "fee": "5.00", "penalty_daily_rate": "0.001"},
+        {**common, "type": "funded", "idempotency_key": ref, "bank": bank, "bank_ref": ref, "amount": "1000.00",
+         "value_date": day.isoformat()},
+    ]  # fmt: skip

@@ -15,12 +15,15 @@ import csv
 import json
 import sys
 import time
+from datetime import date
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 
-from measure import Stores, in_child, peak_rss_mb  # noqa: E402
+from measure import Stores, in_child, new_loan, peak_rss_mb  # noqa: E402
+
+DAY = date(2026, 3, 1)
 
 BANK = "BANKA"
 
@@ -35,47 +38,7 @@ def fill(url: str, loans: int, csv_path: str, queue) -> None:
     def lines():
         for i in range(loans):
             loan = f"C{i:08d}"
-            yield json.dumps(
-                {
-                    "type": "applied",
-                    "loan_id": loan,
-                    "idempotency_key": f"a-{loan}",
-                    "occurred_at": at,
-                    "borrower_id": f"U{i}",
-                    "principal": "1000.00",
-                    "term_days": 14,
-                    "product": "payday",
-                    "channel": "app",
-                }
-            )
-            yield json.dumps(
-                {
-                    "type": "scored",
-                    "loan_id": loan,
-                    "idempotency_key": f"s-{loan}",
-                    "occurred_at": at,
-                    "score": "0.7",
-                    "model_version": "m1",
-                    "decision": "approved",
-                    "principal": "1000.00",
-                    "term_days": 14,
-                    "daily_rate": "0.0005",
-                    "fee": "5.00",
-                    "penalty_daily_rate": "0.001",
-                }
-            )
-            yield json.dumps(
-                {
-                    "type": "funded",
-                    "loan_id": loan,
-                    "idempotency_key": f"D-{loan}",
-                    "occurred_at": at,
-                    "bank": BANK,
-                    "bank_ref": f"D-{loan}",
-                    "amount": "1000.00",
-                    "value_date": "2026-03-01",
-                }
-            )
+            yield from (json.dumps(c) for c in new_loan(loan, f"U{i}", DAY, bank=BANK, funding_ref=f"D-{loan}"))
             yield json.dumps(
                 {
                     "type": "repaid",
