@@ -14,8 +14,9 @@ from domain.loan import Loan
 from ledger.app import Ledger
 from ledger.config import redact
 from ledger.eod import funded_loan_ids
-from projections.balances import PARTS
-from projections.reports import BookLine, book, vintages
+from projections import runner
+from projections.balances import PARTS, Group, portfolio
+from projections.reports import vintages
 from simulator.platform import Simulator
 from simulator.run import SimulationReport, run_simulation
 
@@ -89,11 +90,11 @@ def demo(loans: int, seed: int, db_url: str | None, as_json: bool) -> None:
     as_of = DEMO_START + timedelta(days=149)  # five months: the first vintages have run to write-off
     report = _run(app, sim, as_of, show_progress=not as_json)
     loans_now: list[Loan] = [app.repository.get(i) for i in funded_loan_ids(app)]
-    by_bank, by_bucket, vintage = (
-        book(loans_now, as_of, "bank"),
-        book(loans_now, as_of, "bucket"),
-        vintages(loans_now, as_of),
-    )
+    runner.catch_up(app)  # the book is the balances' own computation, from the journal
+    db = runner.views(app)
+    # the loans on the book: owing something (repaid and written-off loans are off it)
+    by_bank, by_bucket = ([g for g in portfolio(db, as_of, by) if g.loans] for by in ("bank", "bucket"))
+    vintage = vintages(loans_now, as_of)
     if as_json:
         echo_json(
             {
@@ -172,5 +173,5 @@ def _summary(report: SimulationReport, as_json: bool) -> None:
         click.echo(f"    {loan_id} {key}: {error}")
 
 
-def _book_row(line: BookLine) -> dict[str, Any]:
-    return {"key": line.key, "loans": line.loans, **line.amounts}
+def _book_row(group: Group) -> dict[str, Any]:
+    return {"key": group.key, "loans": group.loans, **group.amounts}

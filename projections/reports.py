@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 
@@ -12,14 +12,6 @@ from domain.delinquency import BUCKETS
 from domain.loan import Loan
 from domain.money import ZERO
 from domain.outcomes import EVER_DPD, loss, reached_dpd
-from projections.balances import PARTS
-
-
-@dataclass
-class BookLine:
-    key: str
-    loans: int = 0
-    amounts: dict[str, Decimal] = field(default_factory=lambda: dict.fromkeys((*PARTS, "total"), ZERO))
 
 
 @dataclass
@@ -35,27 +27,6 @@ class VintageLine:
     @property
     def net_loss_rate(self) -> Decimal:
         return (self.written_off - self.recovered) / self.funded if self.funded else ZERO
-
-
-def book(loans: Iterable[Loan], as_of: date, by: str) -> list[BookLine]:
-    """Outstanding receivables of funded loans as of a date, grouped by bank | bucket | product | state."""
-    lines: dict[str, BookLine] = {}
-    for loan in loans:
-        if loan.funded_on is None or loan.funded_on > as_of:
-            continue
-        state = loan.state_as_of(as_of)
-        if state in ("repaid", "written_off"):
-            continue  # off the book: settled, or moved to write-off expense
-        p = loan.position(as_of)
-        assert loan.bank is not None  # the Funded event sets bank with funded_on
-        key = {"bank": loan.bank, "bucket": p.bucket, "product": loan.product, "state": state}[by]
-        line = lines.setdefault(key, BookLine(key))
-        line.loans += 1
-        for part in PARTS:
-            line.amounts[part] += p.outstanding.get(part)
-        line.amounts["total"] += p.total
-    order = {b: i for i, b in enumerate(BUCKETS)}
-    return [lines[k] for k in sorted(lines, key=lambda k: (order.get(k, len(order)), k))]
 
 
 def vintages(loans: Iterable[Loan], as_of: date) -> list[VintageLine]:
