@@ -18,11 +18,13 @@ from uuid import UUID
 
 from domain.journal import FAR_FUTURE, journal_lines
 from domain.loan import Loan
-from ledger.app import damage_named
+from ledger.app import damage_named, loan_event
+from ledger.audit_store import stream_id
 from projections import collector, journal_view, loans_view
 from projections.db import Cursor, ViewDb
 from projections.journal_view import JournalChanges, micros
 from projections.loans_view import LoanState
+from projections.source import EventLog
 
 NAME = "book"
 VIEWS = ("proj_journal", "proj_loans")  # what this projection writes, and a rebuild empties
@@ -74,13 +76,13 @@ class Page:
 
 
 @collector.held
-def plan_page(app: Any, db: ViewDb, notifications: Sequence[Any], cache: LoanCache) -> Page:
+def plan_page(app: EventLog, db: ViewDb, notifications: Sequence[Any], cache: LoanCache) -> Page:
     page = _plan_page(app, db, notifications, cache)
     collector.worked(len(notifications))
     return page
 
 
-def _plan_page(app: Any, db: ViewDb, notifications: Sequence[Any], cache: LoanCache) -> Page:
+def _plan_page(app: EventLog, db: ViewDb, notifications: Sequence[Any], cache: LoanCache) -> Page:
     streams: dict[UUID, list[tuple[int, Any]]] = {}
     decode = app.mapper.to_domain_event
     for n in notifications:
@@ -125,14 +127,17 @@ def _plan_page(app: Any, db: ViewDb, notifications: Sequence[Any], cache: LoanCa
     return page
 
 
-def _load(app: Any, db: ViewDb, first_versions: dict[UUID, int]) -> dict[UUID, LoanState]:
+def _load(app: EventLog, db: ViewDb, first_versions: dict[UUID, int]) -> dict[UUID, LoanState]:
     """Loans as they stood just before this page: their earlier events, their open lines and facts."""
     loans: dict[UUID, Loan] = {}
     for stored in app.recorder.select_events_of(list(first_versions)):
-        if stored.originator_version < first_versions[stored.originator_id]:
-            before = loans.get(stored.originator_id)
-            with damage_named(before.loan_id if before else _loan_id(db, stored.originator_id)):
-                loans[stored.originator_id] = app.mapper.to_domain_event(stored).mutate(before)
+        uuid = stream_id(stored)
+        if stored.originator_version < first_versions[uuid]:
+            before = loans.get(uuid)
+            with damage_named(before.loan_id if before else _loan_id(db, uuid)):
+                after = loan_event(app.mapper.to_domain_event(stored)).mutate(before)
+            assert after is not None  # a loan's events never discard it
+            loans[uuid] = after
     assert loans.keys() == first_versions.keys(), "a page's events continue loans the store does not have"
     loan_ids = [loan.loan_id for loan in loans.values()]
     with db.transaction(commit=False) as c:

@@ -41,9 +41,11 @@ from typing import Any
 import psycopg
 
 from domain.errors import LedgerError
+from domain.loan import Loan
 from ledger.retry import CONNECTION_ERRORS, retrying
 from projections import book, collector, schema
 from projections.db import _SCHEMA_LOCK, ViewDb
+from projections.source import EventLog
 
 PROJECTIONS = {book.NAME: book}
 _REBUILD_LOCK = 0x52454255  # "REBU": PostgreSQL advisory lock held by the one rebuild under way
@@ -89,7 +91,7 @@ class Status:
         return self.head - self.position
 
 
-def views(app: Any) -> ViewDb:
+def views(app: EventLog) -> ViewDb:
     """The views of this store, created on first use (or recreated for a new schema version)."""
     db = _views.get(app)
     if db is None:
@@ -99,7 +101,7 @@ def views(app: Any) -> ViewDb:
     return db
 
 
-def cache(app: Any, name: str = book.NAME) -> book.LoanCache:
+def cache(app: EventLog, name: str = book.NAME) -> book.LoanCache:
     return _caches.setdefault(app, {}).setdefault(name, book.LoanCache())
 
 
@@ -108,7 +110,7 @@ def position(db: ViewDb, name: str) -> int:
     return at
 
 
-def status(app: Any) -> list[Status]:
+def status(app: EventLog) -> list[Status]:
     db = views(app)
     head = app.recorder.max_notification_id() or 0
     return [Status(name, position(db, name), head, _failure(db, name)) for name in PROJECTIONS]
@@ -128,7 +130,7 @@ def _set_failure(db: ViewDb, name: str, failure: ProjectionFailed | None) -> Non
 
 @collector.held  # (see collector.py: a quarter of a rebuild was the GC re-walking the loan cache)
 def catch_up(
-    app: Any, name: str = book.NAME, page_size: int = PAGE_SIZE, progress: Callable[[int], None] | None = None
+    app: EventLog, name: str = book.NAME, page_size: int = PAGE_SIZE, progress: Callable[[int], None] | None = None
 ) -> int:
     """Apply every notification after the projection's position; return how many this call applied.
 
@@ -147,7 +149,7 @@ def catch_up(
 
 
 def _catch_up(
-    app: Any,
+    app: EventLog,
     name: str,
     page_size: int,
     progress: Callable[[int], None] | None,
@@ -204,19 +206,20 @@ def _one_line(error: Exception) -> str:
     return f"{type(error).__name__}: {first}"
 
 
-def _loan_of(app: Any, db: ViewDb, notification: Any) -> str:
+def _loan_of(app: EventLog, db: ViewDb, notification: Any) -> str:
     """The loan id of a stream, for the message; its store id if even that cannot be read."""
     rows = db.query("SELECT loan_id FROM proj_loans WHERE loan_uuid = ?", (str(notification.originator_id),))
     if rows:
         loan_id: str = rows[0][0]
         return loan_id
     try:
-        return str(app.mapper.to_domain_event(notification).loan_id)
+        created = app.mapper.to_domain_event(notification)
     except Exception:  # the failing event may not even decode: the uuid still names the stream
         return str(notification.originator_id)
+    return created.loan_id if isinstance(created, Loan.Applied) else str(notification.originator_id)
 
 
-def reset(app: Any, name: str = book.NAME) -> None:
+def reset(app: EventLog, name: str = book.NAME) -> None:
     """Empty the views and the position in one transaction, ready to replay from the first event."""
 
     def empty() -> None:
@@ -231,7 +234,7 @@ def reset(app: Any, name: str = book.NAME) -> None:
 
 
 def rebuild(
-    app: Any, name: str = book.NAME, page_size: int = PAGE_SIZE, progress: Callable[[int], None] | None = None
+    app: EventLog, name: str = book.NAME, page_size: int = PAGE_SIZE, progress: Callable[[int], None] | None = None
 ) -> int:
     """From empty: the same rows as built incrementally (ids and times come from the events).
 
