@@ -295,8 +295,9 @@ class ChainedPostgres:
         schema, events = self._audit_names()
         curs.execute(
             SQL(
-                "SELECT originator_id, chain_hash FROM {}.{} WHERE (originator_id, originator_version) "
-                "IN (SELECT * FROM unnest(%s::uuid[], %s::bigint[]))"
+                "SELECT e.originator_id, e.chain_hash FROM unnest(%s::uuid[], %s::bigint[]) AS w(id, v), "
+                "LATERAL (SELECT originator_id, chain_hash FROM {}.{} "
+                "WHERE originator_id = w.id AND originator_version = w.v OFFSET 0) e"
             ).format(schema, events),
             ([oid for oid, _ in needed], [v for _, v in needed]),
         )
