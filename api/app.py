@@ -33,7 +33,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Message, Receive, Scope, Send
 
 from api import schemas
-from cli.common import to_jsonable
 from domain.errors import InvalidCommand
 from domain.money import fmt
 from ledger.app import APPENDED, DUPLICATE, REJECTED, Ledger, Outcome
@@ -43,6 +42,7 @@ from ledger.store import LedgerPostgresRecorder, LedgerSQLiteRecorder
 from ledger.tokens import Token, authenticate
 from projections import runner
 from projections.balances import GROUPINGS, portfolio, trial_balance
+from projections.jsonable import to_jsonable
 from projections.loan_view import loan_view, today_in_shanghai
 
 MAX_BODY_BYTES = 10 * 1024 * 1024

@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from cli.common import EXIT_PROBLEM, echo_json, open_ledger, parse_moment, store_options, to_jsonable
-from ledger.export import COLUMNS, export_rows
+from cli.common import EXIT_PROBLEM, echo_json, open_ledger, parse_moment, store_options
 from ledger.verify import CHECKPOINT_FORMAT, make_checkpoint
 from ledger.verify import verify as verify_store
+from projections.audit_trail import COLUMNS, export_rows
+from projections.jsonable import to_jsonable
 
 if TYPE_CHECKING:
     from click._termui_impl import ProgressBar

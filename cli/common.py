@@ -12,7 +12,6 @@ import os
 import sys
 from collections.abc import Callable
 from datetime import date, datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -23,6 +22,7 @@ from domain.errors import LedgerError
 from ledger.app import Ledger
 from ledger.config import ConfigError, Settings, redact, settings_from_env, sqlite_path
 from ledger.retry import CONNECTION_ERRORS, StoreUnavailable, retrying
+from projections.jsonable import to_jsonable
 
 EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
 DB_HELP = (
@@ -182,18 +182,6 @@ def parse_moment(value: str | None, name: str) -> datetime | None:
     if moment is None or moment.tzinfo is None:
         raise click.BadParameter(f"{value!r} is not an ISO 8601 timestamp with offset", param_hint=name)
     return moment
-
-
-def to_jsonable(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return f"{value:f}"
-    if isinstance(value, (date, datetime)):
-        return value.isoformat()
-    if isinstance(value, dict):
-        return {k: to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_jsonable(v) for v in value]
-    return value
 
 
 def printable(text: str) -> str:

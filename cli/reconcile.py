@@ -11,8 +11,9 @@ from typing import Any
 
 import click
 
-from cli.common import EXIT_PROBLEM, echo_json, open_ledger, parse_day, store_options, to_jsonable
+from cli.common import EXIT_PROBLEM, echo_json, open_ledger, parse_day, store_options
 from domain.money import fmt
+from projections.jsonable import to_jsonable
 from projections.reconciliation import TYPES, Report, history, record
 from projections.reconciliation import reconcile as run_reconcile
 
