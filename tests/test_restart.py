@@ -100,11 +100,12 @@ def test_a_rebuild_rides_through_a_server_restart(own_server):
 
     url = own_server.create_database("rebuild_restart")
     app = Ledger(Settings(db_url=url))
-    simulated_ledger(app, seed=8, loans=300, days=30)
+    simulated_ledger(app, seed=8, loans=600, days=30)
     runner.catch_up(app)
     whole = reading(app)
     app.close()
-    run = cli("projections", "rebuild", "--page-size", "20", "--db", url)
+    # small pages: the rebuild must still be running when the server restarts under it
+    run = cli("projections", "rebuild", "--page-size", "1", "--db", url)
     deadline = time.time() + 60
     probe = Ledger(Settings(db_url=url))
     while not rebuilding(probe) and time.time() < deadline:
