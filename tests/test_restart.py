@@ -112,9 +112,12 @@ def test_a_rebuild_rides_through_a_server_restart(own_server):
         time.sleep(0.01)
     probe.close()
     own_server.restart()
+    assert run.poll() is None, "the rebuild finished before the restart: the test proved nothing"
     out, err = run.communicate(timeout=300)
+    # Whether it says "lost the store" depends on where the restart caught it (the pool may
+    # replace a dropped idle connection unseen); what matters is the outcome.
     assert run.returncode == 0, err
-    assert "lost the store" in err and "Traceback" not in err
+    assert "Traceback" not in err
     app = Ledger(Settings(db_url=url))
     assert not rebuilding(app) and reading(app) == whole
     app.close()
