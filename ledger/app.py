@@ -17,7 +17,7 @@ import random
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -303,12 +303,16 @@ def _never_back_in_time(loan: Loan, last: datetime | None) -> None:
 
 
 @contextmanager
-def damage_named(loan: str) -> Iterator[None]:
-    """The library's version error says which version, never which loan: an operator needs both."""
+def damage_named(loan: str | Callable[[], str]) -> Iterator[None]:
+    """The library's version error says which version, never which loan: an operator needs both.
+
+    ``loan`` may be a function, called only when a stream is damaged: finding a name can cost a
+    query, which must not be paid for every healthy loan (a rebuild of 1M loans paid it 1M times).
+    """
     try:
         yield
     except OriginatorVersionError as e:
-        raise DamagedStream(loan, *e.args) from None
+        raise DamagedStream(loan if isinstance(loan, str) else loan(), *e.args) from None
 
 
 def _version(loan: Loan | None) -> int | None:

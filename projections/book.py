@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 from uuid import UUID
 
@@ -106,7 +107,7 @@ def _plan_page(app: EventLog, db: ViewDb, notifications: Sequence[Any], cache: L
         state = states[uuid]
         loan = state.loan
         for notification_id, e in events:
-            with damage_named(loan.loan_id if loan else _loan_id(db, uuid)):
+            with damage_named(loan.loan_id if loan else partial(_loan_id, db, uuid)):
                 loan = e.mutate(loan)
             kind = type(e).__name__
             if kind not in _MONEY_EVENTS:
@@ -134,7 +135,7 @@ def _load(app: EventLog, db: ViewDb, first_versions: dict[UUID, int]) -> dict[UU
         uuid = stream_id(stored)
         if stored.originator_version < first_versions[uuid]:
             before = loans.get(uuid)
-            with damage_named(before.loan_id if before else _loan_id(db, uuid)):
+            with damage_named(before.loan_id if before else partial(_loan_id, db, uuid)):
                 after = loan_event(app.mapper.to_domain_event(stored)).mutate(before)
             assert after is not None  # a loan's events never discard it
             loans[uuid] = after
