@@ -250,7 +250,7 @@ def test_a_projection_killed_mid_run_counts_every_event_exactly_once(pg_server):
     runner.reset(app)
     proc = subprocess.Popen(
         # catch-up, not rebuild: a rebuild fills tables of its own and leaves the live ones alone
-        [sys.executable, "-m", "cli.main", "projections", "catch-up", "--page-size", "3", "--db", url],
+        [sys.executable, "-m", "cli.main", "projections", "catch-up", "--page-size", "1", "--db", url],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
