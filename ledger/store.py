@@ -131,11 +131,6 @@ class LedgerSQLiteRecorder(ChainedSQLite, SQLiteApplicationRecorder):
             row = c.fetchone()
         return None if row is None else json.loads(row[0])
 
-    def forget_borrower(self, borrower_id: str) -> bool:
-        with self.datastore.transaction(commit=True) as c:
-            c.execute("DELETE FROM ledger_borrowers WHERE borrower_id = ?", (borrower_id,))
-            return bool(c.sqlite_cursor.rowcount > 0)
-
     def find_keys(self, keys: Sequence[str]) -> dict[str, KeyRecord]:
         found: dict[str, KeyRecord] = {}
         with self.datastore.transaction(commit=False) as c:
@@ -276,14 +271,6 @@ class LedgerPostgresRecorder(ChainedPostgres, PostgresApplicationRecorder):
             )
             row = curs.fetchone()
         return None if row is None else row["data"]
-
-    def forget_borrower(self, borrower_id: str) -> bool:
-        with self.datastore.transaction(commit=True) as curs:
-            curs.execute(
-                SQL("DELETE FROM {}.ledger_borrowers WHERE borrower_id = %s").format(Identifier(self._schema)),
-                (borrower_id,),
-            )
-            return bool(curs.rowcount > 0)
 
     @contextmanager
     def loan_lock(self, loan_id: str) -> Iterator[None]:
