@@ -12,7 +12,9 @@ own transaction (it is how its process recorders write tracking rows).
 
 from __future__ import annotations
 
+import fcntl
 import json
+import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,6 +37,7 @@ from ledger.audit_store import ChainedPostgres, ChainedSQLite
 # "OFFSET 0" keeps a LATERAL subquery from being flattened into a join, so PostgreSQL probes the
 # primary key once per id (a nested loop) whatever its statistics say about the table's size.
 BY_INDEX = "OFFSET 0"
+LOAN_LOCK_SLOTS = 65_536  # distinct loans rarely share a slot; when they do, one waits briefly
 SCHEMA_LOCK_KEY = 0x4C454447  # "LEDG": any constant shared by every ledger process
 
 
@@ -122,8 +125,24 @@ class LedgerSQLiteRecorder(ChainedSQLite, SQLiteApplicationRecorder):
 
     @contextmanager
     def loan_lock(self, loan_id: str) -> Iterator[None]:
-        """SQLite already lets one writer at a time into the database."""
-        yield
+        """Writers retrying one loan take turns instead of racing, as on PostgreSQL.
+
+        SQLite admits one writer at a time, but each optimistic retry reads before it writes,
+        so writers that lost a race on one loan could keep losing it to each other and run out
+        of attempts. A byte-range lock on a file beside the database, one byte per slot of the
+        loan id's hash, queues them across processes (the equivalent of pg_advisory_lock).
+        """
+        db_name = self.datastore.pool.db_name
+        if self.datastore.pool.is_sqlite_memory_mode:
+            yield  # one process, one connection: nothing to queue
+            return
+        slot = zlib.crc32(loan_id.encode()) % LOAN_LOCK_SLOTS
+        with open(f"{db_name}.loan-locks", "a") as f:
+            fcntl.lockf(f, fcntl.LOCK_EX, 1, slot)
+            try:
+                yield
+            finally:
+                fcntl.lockf(f, fcntl.LOCK_UN, 1, slot)
 
     def borrower_data(self, borrower_id: str) -> dict[str, Any] | None:
         with self.datastore.transaction(commit=False) as c:
