@@ -20,7 +20,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -200,7 +200,6 @@ class Ledger(Application[UUID]):
         return [Outcome(REJECTED, loan_id, error) for _ in cmds]
 
     def _stage(self, loan_id: str, cmds: list[_Command], loan: Loan | None) -> _Staged:
-        last_recorded = loan.modified_on if loan is not None else None
         outcomes: list[Outcome] = []
         keys: list[KeyRecord] = []
         borrowers: dict[str, dict[str, Any]] = {}
@@ -214,8 +213,6 @@ class Ledger(Application[UUID]):
             keys.append(KeyRecord(cmd.idempotency_key, loan_id, cmd.content_hash, cmd.type))
             if isinstance(cmd, Applied) and cmd.borrower:
                 borrowers[cmd.borrower_id] = cmd.borrower
-        if loan is not None and keys:
-            _never_back_in_time(loan, last_recorded)
         return _Staged(loan if keys else None, outcomes, keys, borrowers)
 
     def _save(self, staged: list[_Staged]) -> None:
@@ -288,18 +285,6 @@ class _Staged:
     outcomes: list[Outcome]
     keys: list[KeyRecord]
     borrowers: dict[str, dict[str, Any]]
-
-
-def _never_back_in_time(loan: Loan, last: datetime | None) -> None:
-    """Recorded times increase within a loan, whatever the clock of the host that writes next:
-    an event is recorded 1 µs after the loan's previous one at the earliest. (Across loans, and at
-    commit rather than staging time, they are not yet: see docs/decisions.md, "Recorded time".)"""
-    for e in loan.pending_events:
-        if last is not None and e.timestamp <= last:
-            object.__setattr__(e, "timestamp", last + timedelta(microseconds=1))  # events are frozen
-        last = e.timestamp
-    if last is not None:
-        loan.modified_on = last
 
 
 @contextmanager

@@ -34,6 +34,7 @@ from eventsourcing.persistence import StoredEvent
 from psycopg.sql import SQL, Identifier, Literal
 
 from ledger.audit import chain_batch
+from ledger.commit_time import ClockPostgres, ClockSQLite
 
 APPEND_ONLY = ("ledger_idempotency", "ledger_erasures")
 BACKFILL_PAGE = 5000
@@ -73,7 +74,7 @@ def _sqlite_after(after: Key | None) -> tuple[str, list[str | int]]:
     return "WHERE (originator_id, originator_version) > (?, ?) ", [after[0].hex, after[1]]
 
 
-class ChainedSQLite:
+class ChainedSQLite(ClockSQLite):
     """For LedgerSQLiteRecorder. ``chain_enabled`` is for the benchmark's no-chain baseline only."""
 
     chain_enabled = True
@@ -88,6 +89,7 @@ class ChainedSQLite:
             c.execute(f"ALTER TABLE {events} ADD COLUMN chain_hash TEXT")
             c.execute(f"DROP TRIGGER IF EXISTS {events}_no_update")  # the backfill's one UPDATE; made again below
             self._backfill_chain(c)
+        self._create_clock(c)
         c.execute(
             "CREATE TABLE IF NOT EXISTS ledger_erasures (erasure_id INTEGER PRIMARY KEY,"
             " borrower_id TEXT NOT NULL, erased_at TEXT NOT NULL, reason TEXT)"
@@ -103,6 +105,8 @@ class ChainedSQLite:
         if kwargs.get("borrowers"):
             # a borrower's data replaced by an upsert must not linger in free space either
             c.execute("PRAGMA secure_delete = ON")
+        if stored_events:
+            stored_events = self._stamp(c, stored_events)  # recorded time, under the write lock
         # the library's insert (its statement names no columns, so it cannot be reused), plus the hash
         hashes: Sequence[str | None] = [None] * len(stored_events)
         if self.chain_enabled and stored_events:
@@ -204,13 +208,14 @@ class ChainedSQLite:
             return [r[0] for r in c.fetchall()]
 
 
-class ChainedPostgres:
+class ChainedPostgres(ClockPostgres):
     """For LedgerPostgresRecorder. ``chain_enabled`` is for the benchmark's no-chain baseline only.
 
-    The hashes are computed in ``_insert_events`` (before the library takes its
-    table lock, so the read of previous hashes is not inside that lock) and handed
-    to the recorder's own event INSERT through ``chain_for``: both run in one
-    thread within one ``insert_events`` call.
+    The previous hashes are read in ``_insert_events``, before the library takes its
+    table lock, so that read is not inside the lock. The hashes themselves are
+    computed by ``chain_for`` for the recorder's own event INSERT, under the lock,
+    because they cover the recorded time stamped there: both run in one thread
+    within one ``insert_events`` call.
     """
 
     chain_enabled = True
@@ -234,6 +239,7 @@ class ChainedPostgres:
             # the backfill is the one UPDATE ever allowed; the trigger is made again below
             curs.execute(SQL("DROP TRIGGER IF EXISTS ledger_append_only ON {}.{}").format(schema, events))
             self._backfill_chain(curs)
+        self._create_clock(curs)
         curs.execute(
             SQL(
                 "CREATE TABLE IF NOT EXISTS {}.ledger_erasures (erasure_id bigserial PRIMARY KEY,"
@@ -276,17 +282,17 @@ class ChainedPostgres:
 
     def _insert_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
         super()._insert_events(curs, stored_events, **kwargs)  # type: ignore[misc]
-        self._pending.hashes = None
+        self._pending.previous = None
         if self.chain_enabled and stored_events:
-            self._pending.hashes = _hashes_in_order(stored_events, self._previous_hashes(curs, stored_events))
+            self._pending.previous = self._previous_hashes(curs, stored_events)
 
     def chain_for(self, stored_events: Sequence[StoredEvent]) -> list[str | None]:
-        """The hashes ``_insert_events`` computed for these events, for the events' INSERT."""
-        hashes: list[str | None] | None = getattr(self._pending, "hashes", None)
-        self._pending.hashes = None
-        if hashes is None or len(hashes) != len(stored_events):
+        """The hashes of these (stamped) events, from the previous hashes ``_insert_events`` read."""
+        previous: dict[UUID, str] | None = getattr(self._pending, "previous", None)
+        self._pending.previous = None
+        if previous is None:
             return [None] * len(stored_events)
-        return hashes
+        return list(_hashes_in_order(stored_events, previous))
 
     def _previous_hashes(self, curs: Any, stored_events: Sequence[StoredEvent]) -> dict[UUID, str]:
         needed = _needed_previous(stored_events)

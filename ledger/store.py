@@ -226,9 +226,11 @@ class LedgerPostgresRecorder(ChainedPostgres, PostgresApplicationRecorder):
                 return self._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
 
     def _insert_stored_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
-        # As the library does: the table lock hands out notification ids in commit order.
+        # As the library does: the table lock hands out notification ids in commit order;
+        # recorded times are stamped under it, so they follow the same order.
         self._lock_table(curs)
         self._notify_channel(curs)
+        stored_events = self._stamp(curs, stored_events)
         curs.execute(
             self._insert_unnest,
             (
@@ -236,7 +238,7 @@ class LedgerPostgresRecorder(ChainedPostgres, PostgresApplicationRecorder):
                 [e.originator_version for e in stored_events],
                 [e.topic for e in stored_events],
                 [e.state for e in stored_events],
-                self.chain_for(stored_events),  # AUDIT: computed in ChainedPostgres._insert_events
+                self.chain_for(stored_events),  # AUDIT: from the previous hashes read in ChainedPostgres._insert_events
             ),
             binary=True,
         )

@@ -133,22 +133,3 @@ def test_a_batch_that_loses_a_race_retries_only_the_loans_that_changed(ledger, m
     assert [o.status for o in outcomes[1:]] == ["appended"] * 5
     assert outcomes[0].status == "rejected" and "funded" in outcomes[0].error  # true: L1 was funded by RACE
     other.close()
-
-
-def test_recorded_times_never_go_back_within_a_loan_whatever_the_writers_clock(ledger, monkeypatch):
-    """A host whose clock runs an hour fast records L1's funding; a correct host then records a
-    repayment: the repayment is recorded after the funding, so "as known at T" keeps the order."""
-    from datetime import timedelta
-
-    import eventsourcing.domain as es_domain
-    from support.commands import repaid
-
-    real_now = es_domain.datetime_now_with_tzinfo
-    monkeypatch.setattr(es_domain, "datetime_now_with_tzinfo", lambda: real_now() + timedelta(hours=1))
-    ledger.append([command_from_dict(c) for c in domain_example()])
-    monkeypatch.undo()
-    ledger.append([command_from_dict(repaid())])
-    times = [e.timestamp for e in Ledger(Settings(db_url=ledger.settings.db_url)).loan_events("L1")]
-    assert times == sorted(times) and len(set(times)) == 4
-    funded_at = times[2]
-    assert [type(e).__name__ for e in ledger.loan_events("L1", known_at=funded_at)][-1] == "Funded"
