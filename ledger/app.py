@@ -57,7 +57,10 @@ class Ledger(Application[UUID]):
     def __init__(self, settings: Settings):
         self.settings = settings
         self._calls = threading.local()
-        super().__init__(env=store_env(settings.db_url))
+        env = store_env(settings.db_url)
+        if not settings.setup_store:
+            env["CREATE_TABLE"] = "no"  # the library's switch; only the ledger's own setting sets it
+        super().__init__(env=env)
 
     def construct_env(self, name: str, env: EnvType | None = None) -> Environment:
         """Only the settings the ledger passed: the library would merge os.environ, where a stray

@@ -36,6 +36,9 @@ class Settings:
     batch_size: int = 500  # commands per transaction: throughput without huge rollbacks
     max_retries: int = 5  # per loan, when another writer got there first
     retry_seconds: float = 30.0  # how long a lost connection is retried (a restart, a failover)
+    # False for a role that may only read and insert history: the owner's `ledger init` set the store
+    # up, and opening it must not try to create or upgrade anything (docs/audit.md, the GRANTs)
+    setup_store: bool = True
 
     def allocation_order(self, product: str) -> tuple[str, ...]:
         return self.allocation_orders.get(product, DEFAULT_ALLOCATION_ORDER)
@@ -117,8 +120,12 @@ def settings_from_env(db_url: str | None = None, env: dict[str, str] | None = No
         retry_seconds = -1.0
     if not 0 <= retry_seconds <= 86_400:
         raise ConfigError(f"LEDGER_RETRY_SECONDS={env['LEDGER_RETRY_SECONDS']!r} must be seconds from 0 to 86400")
+    setup = env.get("LEDGER_SETUP_STORE", "yes")
+    if setup not in ("yes", "no"):
+        raise ConfigError(f"LEDGER_SETUP_STORE={setup!r} must be yes or no")
     return Settings(
         db_url=url,
+        setup_store=setup == "yes",
         cost_caps=cost_caps,
         max_amount=max_amount,
         retry_seconds=retry_seconds,
