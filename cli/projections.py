@@ -63,7 +63,7 @@ def balances(
             click.echo(f"  {account:<40}{balance:>18,.2f}")
         click.echo(f"  trial balance {fmt(trial)}")
     if trial != 0:
-        click.echo("error: the trial balance is not zero", err=True)
+        click.echo("Error: the trial balance is not zero", err=True)
         sys.exit(EXIT_PROBLEM)
 
 

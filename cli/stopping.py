@@ -70,14 +70,14 @@ def report_stop(error: Exception, totals: Counter[str], last_line: int, as_json:
             "the batch in flight was written whole or not at all" if error.in_flight else "nothing after it was written"
         )
         click.echo(
-            f"error: interrupted by {error}: {upto} answered ({done}); {tail}; "
+            f"Error: interrupted by {error}: {upto} answered ({done}); {tail}; "
             "re-run the file to continue (stored lines are answered duplicate)",
             err=True,
         )
         sys.exit(EXIT_SIGNAL[signal.Signals(error.signum)])
     assert isinstance(error, StoreUnavailable)
     click.echo(
-        f"error: {error}; {upto} answered ({done}); later lines may be partly written: "
+        f"Error: {error}; {upto} answered ({done}); later lines may be partly written: "
         "re-run the file when the store is back (stored lines are answered duplicate)",
         err=True,
     )

@@ -32,7 +32,7 @@ def token_create(name: str, scopes: tuple[str, ...], db_url: str | None, as_json
     try:
         secret = create_token(app, name, scopes)
     except TokenError as e:
-        click.echo(f"error: {e}", err=True)
+        click.echo(f"Error: {e}", err=True)
         sys.exit(EXIT_PROBLEM)
     ordered = [s for s in SCOPES if s in scopes]
     if as_json:
@@ -68,7 +68,7 @@ def token_revoke(name: str, db_url: str | None, as_json: bool) -> None:
     try:
         t = revoke_token(open_ledger(db_url), name)
     except TokenError as e:
-        click.echo(f"error: {e}", err=True)
+        click.echo(f"Error: {e}", err=True)
         sys.exit(EXIT_PROBLEM)
     if as_json:
         echo_json({"name": t.name, "revoked_at": t.revoked_at})

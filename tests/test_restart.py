@@ -71,7 +71,7 @@ def test_an_outage_past_the_deadline_exits_2_naming_what_was_committed_and_a_rer
     started = time.monotonic()
     out, err = rest(run)
     own_server.start()
-    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    errors = [line for line in err.splitlines() if line.startswith("Error:")]
     assert run.returncode == 2, (out, err)
     assert "Traceback" not in err and len(errors) == 1, err
     answers = statuses(first + out)

@@ -32,7 +32,7 @@ def test_a_signal_stops_append_at_a_batch_boundary_with_a_summary_of_what_was_ap
     assert 0 < len(rows) < counts.total() and len(rows) % 500 == 0  # whole batches, and not all of them
     [message] = err.splitlines()
     assert message == (
-        f"error: interrupted by {signum.name}: lines up to {rows[-1]['line']} answered "
+        f"Error: interrupted by {signum.name}: lines up to {rows[-1]['line']} answered "
         f"(appended {answered['appended']}, duplicate {answered['duplicate']}, rejected 0); "
         "nothing after it was written; re-run the file to continue (stored lines are answered duplicate)"
     )
