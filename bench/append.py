@@ -23,7 +23,6 @@ import sqlite3
 import statistics
 import sys
 import time
-import uuid
 from datetime import date
 from pathlib import Path
 
@@ -108,82 +107,125 @@ def server_cpu(url: str) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def run_raw(url: str, n: int, queue) -> None:
-    """The floor: the same number of rows, same batch size, no ledger at all."""
-    payload = json.dumps(
-        {
-            "amount": "500.00",
-            "value_date": "2026-03-08",
-            "bank_ref": "r1-B0000001",
-            "idempotency_key": "r1-B0000001",
-            "occurred_at": "2026-03-01T10:00:00+08:00",
-        }
-    ).encode()
-    rows = [(uuid.uuid4(), 1, "bench:Event", payload) for _ in range(n)]
+def stored_rows(url: str) -> list[tuple]:
+    """The event rows the ledger run stored, in notification order: what the raw baselines write."""
+    if url.startswith("sqlite"):
+        con = sqlite3.connect(url.removeprefix("sqlite:///"))
+        rows = con.execute(
+            "SELECT originator_id, originator_version, topic, state, chain_hash FROM stored_events ORDER BY rowid"
+        ).fetchall()
+        con.close()
+        return rows
+    import psycopg
+
+    with psycopg.connect(url) as con:
+        return con.execute(
+            "SELECT originator_id, originator_version, topic, state, chain_hash FROM ledger_events "
+            "ORDER BY notification_id"
+        ).fetchall()
+
+
+# Shaped like the ledger's event table on PostgreSQL: the library's columns, keys and
+# notification index, plus the chain column; no triggers and no idempotency rows.
+PG_EVENT_TABLE = (
+    "CREATE TABLE raw (originator_id uuid NOT NULL, originator_version bigint NOT NULL, topic text, "
+    "state bytea, notification_id bigserial, chain_hash text, PRIMARY KEY (originator_id, originator_version))",
+    "CREATE UNIQUE INDEX raw_notification_id ON raw (notification_id)",
+)
+
+
+def run_raw(url: str, source_url: str, method: str, queue) -> None:
+    """The floor: the ledger run's own event rows, same batch size per transaction, no ledger at all.
+
+    ``method`` is ``insert`` (``executemany``, both stores) or ``copy`` (psycopg ``COPY ... FROM
+    STDIN`` in binary, PostgreSQL only).
+    """
+    rows = stored_rows(source_url)
+    n = len(rows)
     started = time.perf_counter()
     if url.startswith("sqlite"):
+        assert method == "insert", "COPY is PostgreSQL's"
         con = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
         con.execute("PRAGMA journal_mode=WAL")
-        con.execute("CREATE TABLE raw (id TEXT, version INTEGER, topic TEXT, state BLOB, PRIMARY KEY (id, version))")
+        con.execute(
+            "CREATE TABLE raw (originator_id TEXT, originator_version INTEGER, topic TEXT, state BLOB, "
+            "chain_hash TEXT, PRIMARY KEY (originator_id, originator_version))"
+        )
         for i in range(0, n, BATCH):
             con.execute("BEGIN")
-            con.executemany("INSERT INTO raw VALUES (?,?,?,?)", [(r[0].hex, *r[1:]) for r in rows[i : i + BATCH]])
+            con.executemany("INSERT INTO raw VALUES (?,?,?,?,?)", rows[i : i + BATCH])
             con.execute("COMMIT")
     else:
         import psycopg
 
+        columns = "originator_id, originator_version, topic, state, chain_hash"
         with psycopg.connect(url, autocommit=True) as con:
-            con.execute(
-                "CREATE TABLE raw (id uuid, version bigint, topic text, state bytea, "
-                "id_seq bigserial, PRIMARY KEY (id, version))"
-            )
+            for statement in PG_EVENT_TABLE:
+                con.execute(statement)
             for i in range(0, n, BATCH):
-                with con.transaction():
-                    con.cursor().executemany(
-                        "INSERT INTO raw (id, version, topic, state) VALUES (%s,%s,%s,%s)", rows[i : i + BATCH]
-                    )
+                with con.transaction(), con.cursor() as cur:
+                    if method == "copy":
+                        with cur.copy(f"COPY raw ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
+                            copy.set_types(["uuid", "int8", "text", "bytea", "text"])
+                            for row in rows[i : i + BATCH]:
+                                copy.write_row(row)
+                    else:
+                        cur.executemany(f"INSERT INTO raw ({columns}) VALUES (%s,%s,%s,%s,%s)", rows[i : i + BATCH])
     elapsed = time.perf_counter() - started
     queue.put((n, elapsed, peak_rss_mb()))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--commands", type=int, default=100_000)
+    parser.add_argument("--commands", default="20000,100000", help="sizes, comma-separated (peak memory per size)")
     parser.add_argument("--stores", default="sqlite,postgres")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each side; the best is shown")
     args = parser.parse_args()
 
     with Stores("bench-append-") as stores:
-        path = stores.dir / "commands.jsonl"
-        path.write_text("\n".join(command_lines(args.commands)) + "\n")
-        print(f"{args.commands} commands, {BATCH} per transaction, file {path.stat().st_size / 1e6:.1f} MB")
+        print(f"{BATCH} commands per transaction; raw = the ledger run's own event rows, same batch size")
         print(
-            f"{'store':<9} {'ledger cmd/s':>13} {'no chain':>9} {'chain cost':>11} "
-            f"{'CPU us/cmd':>11} {'no chain':>9} {'chain CPU':>10} {'raw rows/s':>11} {'ratio':>6} "
-            f"{'ledger peak MB':>15} {'raw peak MB':>12}"
+            f"{'commands':>9} {'store':<9} {'ledger cmd/s':>13} {'no chain':>9} {'chain cost':>11} "
+            f"{'CPU us/cmd':>11} {'no chain':>9} {'chain CPU':>10} {'INSERT/s':>9} {'ratio':>6} "
+            f"{'COPY/s':>9} {'ratio':>6} {'peak MB ledger':>15} {'INSERT':>7} {'COPY':>7}"
         )
         runs = iter(range(10**6))
-        for store in args.stores.split(","):
-            best: dict[str, tuple] = {}
-            cpu: dict[str, list[float]] = {"plain": [], "chain": []}
-            for _ in range(args.repeat):
-                # alternate the two sides so drift on a shared machine hits both alike
-                for side in ("plain", "chain"):
-                    url = stores.url(store, f"bench_{side}_{next(runs)}")
-                    n, t, rss, used = in_child(run_ledger, url, str(path), side == "chain")
-                    cpu[side].append(used / n * 1e6)
-                    if side not in best or t < best[side][1]:
-                        best[side] = (n, t, rss)
-            n, t_ledger, rss_ledger = best["chain"]
-            t_plain = best["plain"][1]
-            cpu_chain, cpu_plain = statistics.median(cpu["chain"]), statistics.median(cpu["plain"])
-            _, t_raw, rss_raw = in_child(run_raw, stores.url(store, "bench_raw"), n)
-            ledger_rate, plain_rate, raw_rate = n / t_ledger, n / t_plain, n / t_raw
-            print(
-                f"{store:<9} {ledger_rate:>13,.0f} {plain_rate:>9,.0f} {1 - ledger_rate / plain_rate:>11.1%} "
-                f"{cpu_chain:>11,.0f} {cpu_plain:>9,.0f} {cpu_chain / cpu_plain - 1:>10.1%} "
-                f"{raw_rate:>11,.0f} {ledger_rate / raw_rate:>6.0%} {rss_ledger:>15.0f} {rss_raw:>12.0f}"
-            )
+        for size in (int(s) for s in args.commands.split(",")):
+            path = stores.dir / f"commands-{size}.jsonl"
+            path.write_text("\n".join(command_lines(size)) + "\n")
+            for store in args.stores.split(","):
+                best: dict[str, tuple] = {}
+                cpu: dict[str, list[float]] = {"plain": [], "chain": []}
+                for _ in range(args.repeat):
+                    # alternate the two sides so drift on a shared machine hits both alike
+                    for side in ("plain", "chain"):
+                        url = stores.url(store, f"bench_{side}_{next(runs)}")
+                        n, t, rss, used = in_child(run_ledger, url, str(path), side == "chain")
+                        cpu[side].append(used / n * 1e6)
+                        if side not in best or t < best[side][1]:
+                            best[side] = (n, t, rss, url)
+                n, t_ledger, rss_ledger, chained_url = best["chain"]
+                t_plain = best["plain"][1]
+                cpu_chain, cpu_plain = statistics.median(cpu["chain"]), statistics.median(cpu["plain"])
+                rows, t_insert, rss_insert = in_child(
+                    run_raw, stores.url(store, f"raw_{next(runs)}"), chained_url, "insert"
+                )
+                ledger_rate, plain_rate, insert_rate = n / t_ledger, n / t_plain, rows / t_insert
+                copy = "-", "-", "-"
+                if store == "postgres":
+                    rows, t_copy, rss_copy = in_child(
+                        run_raw, stores.url(store, f"raw_{next(runs)}"), chained_url, "copy"
+                    )
+                    copy_rate = rows / t_copy
+                    copy = f"{copy_rate:,.0f}", f"{ledger_rate / copy_rate:.3f}", f"{rss_copy:.0f}"
+                print(
+                    f"{n:>9} {store:<9} {ledger_rate:>13,.0f} {plain_rate:>9,.0f} "
+                    f"{1 - ledger_rate / plain_rate:>11.1%} "
+                    f"{cpu_chain:>11,.0f} {cpu_plain:>9,.0f} {cpu_chain / cpu_plain - 1:>10.1%} "
+                    f"{insert_rate:>9,.0f} {ledger_rate / insert_rate:>6.3f} {copy[0]:>9} {copy[1]:>6} "
+                    f"{rss_ledger:>15.0f} {rss_insert:>7.0f} {copy[2]:>7}",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":
