@@ -179,11 +179,7 @@ class _Command(BaseModel):
         number; a re-sent ``applied`` differing only in ``borrower`` is a duplicate.
         """
         # Only a field that holds something needs the copy: blanking an absent one changes no byte.
-        personal = {
-            name: None
-            for name in PERSONAL_FIELDS
-            if name in type(self).model_fields and getattr(self, name) is not None
-        }
+        personal = {name: None for name in PERSONAL_FIELDS if self.__dict__.get(name) is not None}  # fields live there
         fingerprinted = self.model_copy(update=personal) if personal else self
         return hashlib.sha256(fingerprinted.model_dump_json().encode()).hexdigest()
 
