@@ -142,7 +142,7 @@ def run_raw(url: str, source_url: str, method: str, queue) -> None:
     """
     rows = stored_rows(source_url)
     n = len(rows)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time() + server_cpu(url)
     if url.startswith("sqlite"):
         assert method == "insert", "COPY is PostgreSQL's"
         con = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
@@ -171,8 +171,8 @@ def run_raw(url: str, source_url: str, method: str, queue) -> None:
                                 copy.write_row(row)
                     else:
                         cur.executemany(f"INSERT INTO raw ({columns}) VALUES (%s,%s,%s,%s,%s)", rows[i : i + BATCH])
-    elapsed = time.perf_counter() - started
-    queue.put((n, elapsed, peak_rss_mb()))
+    elapsed, cpu = time.perf_counter() - started, time.process_time() + server_cpu(url) - cpu_started
+    queue.put((n, elapsed, peak_rss_mb(), cpu))
 
 
 def main() -> None:
@@ -186,8 +186,8 @@ def main() -> None:
         print(f"{BATCH} commands per transaction; raw = the ledger run's own event rows, same batch size")
         print(
             f"{'commands':>9} {'store':<9} {'ledger cmd/s':>13} {'no chain':>9} {'chain cost':>11} "
-            f"{'CPU us/cmd':>11} {'no chain':>9} {'chain CPU':>10} {'INSERT/s':>9} {'ratio':>6} "
-            f"{'COPY/s':>9} {'ratio':>6} {'peak MB ledger':>15} {'INSERT':>7} {'COPY':>7}"
+            f"{'CPU us/cmd':>11} {'no chain':>9} {'chain CPU':>10} {'peak MB':>8} "
+            f"{'INSERT/s':>9} {'ratio':>6} {'CPU':>6} {'MB':>7} {'COPY/s':>9} {'ratio':>6} {'CPU':>6} {'MB':>7}"
         )
         runs = iter(range(10**6))
         for size in (int(s) for s in args.commands.split(",")):
@@ -207,25 +207,31 @@ def main() -> None:
                 n, t_ledger, rss_ledger, chained_url = best["chain"]
                 t_plain = best["plain"][1]
                 cpu_chain, cpu_plain = statistics.median(cpu["chain"]), statistics.median(cpu["plain"])
-                rows, t_insert, rss_insert = in_child(
-                    run_raw, stores.url(store, f"raw_{next(runs)}"), chained_url, "insert"
-                )
-                ledger_rate, plain_rate, insert_rate = n / t_ledger, n / t_plain, rows / t_insert
-                copy = "-", "-", "-"
-                if store == "postgres":
-                    rows, t_copy, rss_copy = in_child(
-                        run_raw, stores.url(store, f"raw_{next(runs)}"), chained_url, "copy"
-                    )
-                    copy_rate = rows / t_copy
-                    copy = f"{copy_rate:,.0f}", f"{ledger_rate / copy_rate:.3f}", f"{rss_copy:.0f}"
+                ledger_rate, plain_rate = n / t_ledger, n / t_plain
+                cells = []
+                for method in ("insert", "copy"):
+                    if method == "copy" and store != "postgres":
+                        cells.append(f"{'-':>9} {'-':>6} {'-':>6} {'-':>7}")
+                        continue
+                    rate, cpu_row, rss = raw_side(stores, store, chained_url, method, args.repeat, runs)
+                    cells.append(f"{rate:>9,.0f} {ledger_rate / rate:>6.3f} {cpu_row / cpu_chain:>6.3f} {rss:>7.0f}")
                 print(
                     f"{n:>9} {store:<9} {ledger_rate:>13,.0f} {plain_rate:>9,.0f} "
                     f"{1 - ledger_rate / plain_rate:>11.1%} "
                     f"{cpu_chain:>11,.0f} {cpu_plain:>9,.0f} {cpu_chain / cpu_plain - 1:>10.1%} "
-                    f"{insert_rate:>9,.0f} {ledger_rate / insert_rate:>6.3f} {copy[0]:>9} {copy[1]:>6} "
-                    f"{rss_ledger:>15.0f} {rss_insert:>7.0f} {copy[2]:>7}",
+                    f"{rss_ledger:>8.0f} {cells[0]} {cells[1]}",
                     flush=True,
                 )
+
+
+def raw_side(stores: Stores, store: str, source_url: str, method: str, repeat: int, runs) -> tuple[float, float, float]:
+    """A raw baseline run ``repeat`` times: best rows/s, median CPU us per row, peak MB."""
+    best, cpus, rss = 0.0, [], 0.0
+    for _ in range(repeat):
+        rows, t, rss, used = in_child(run_raw, stores.url(store, f"raw_{next(runs)}"), source_url, method)
+        best = max(best, rows / t)
+        cpus.append(used / rows * 1e6)
+    return best, statistics.median(cpus), rss
 
 
 if __name__ == "__main__":
