@@ -178,8 +178,10 @@ class _Command(BaseModel):
         the fingerprint outlives an erasure and must not confirm a guessed phone
         number; a re-sent ``applied`` differing only in ``borrower`` is a duplicate.
         """
-        personal = {name: None for name in PERSONAL_FIELDS if name in type(self).model_fields}
-        return hashlib.sha256(self.model_copy(update=personal).model_dump_json().encode()).hexdigest()
+        # Only a field that holds something needs the copy: blanking an absent one changes no byte.
+        personal = {name: None for name in PERSONAL_FIELDS if self.__dict__.get(name) is not None}  # fields live there
+        fingerprinted = self.model_copy(update=personal) if personal else self
+        return hashlib.sha256(fingerprinted.model_dump_json().encode()).hexdigest()
 
     @field_serializer("occurred_at", when_used="json")
     def _utc_in_json(self, moment: datetime) -> str:
@@ -277,12 +279,15 @@ def _refuse_constant(name: str) -> None:
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in obj:
+    obj = dict(pairs)
+    if len(obj) == len(pairs):
+        return obj
+    seen: set[str] = set()  # a repeat: name the first key seen twice, in line order
+    for key, _ in pairs:
+        if key in seen:
             raise ValueError(f"key {key!r} appears twice in one object")
-        obj[key] = value
-    return obj
+        seen.add(key)
+    raise AssertionError("unreachable: fewer keys than pairs means a repeat")  # pragma: no cover
 
 
 def decode_json(text: str) -> Any:
@@ -305,13 +310,16 @@ def parse_command(line: str | bytes, *, max_amount: Decimal = DEFAULT_MAX_AMOUNT
         raise InvalidCommand("not valid JSON: nested too deeply") from None
     except ValueError as e:  # JSONDecodeError, and what the hooks above raise
         raise InvalidCommand(f"not valid JSON: {e}") from None
-    return command_from_dict(data, max_amount=max_amount)
+    # Without a backslash every decoded string is a slice of the line as written, so one search
+    # of the whole line answers for all of them (a hit, even between tokens, checks each string).
+    clean = "\\" not in line and not _UNSAFE_CHARS.search(line.rstrip("\r\n"))
+    return command_from_dict(data, max_amount=max_amount, _text_is_safe=clean)
 
 
-def command_from_dict(data: Any, *, max_amount: Decimal = DEFAULT_MAX_AMOUNT) -> _Command:
+def command_from_dict(data: Any, *, max_amount: Decimal = DEFAULT_MAX_AMOUNT, _text_is_safe: bool = False) -> _Command:
     if not isinstance(data, dict):
         raise InvalidCommand(f"expected a JSON object, got {_json_kind(data)}")
-    _check_shape(data)
+    _check_shape(data, _text_is_safe)
     kind = data.get("type")
     if kind not in COMMAND_TYPES:
         raise InvalidCommand(f"type: {_echo(kind)} is not one of {', '.join(COMMAND_TYPES)}")
@@ -321,14 +329,17 @@ def command_from_dict(data: Any, *, max_amount: Decimal = DEFAULT_MAX_AMOUNT) ->
         raise InvalidCommand(_describe(e, data)) from None
 
 
-def _check_shape(data: dict[str, Any]) -> None:
+def _check_shape(data: dict[str, Any], text_is_safe: bool = False) -> None:
     """Flat objects of scalars (only ``borrower`` holds an object, itself of strings), safe text.
 
     Checked before the models see the data, so the error names the field however
     deep or strange the value is, and nothing unencodable reaches the store.
+    ``text_is_safe``: the caller already found no unsafe character in any string,
+    so only lengths are left to check here.
     """
     for key, value in data.items():
-        _check_text(key, "a field name")
+        if len(key) > MAX_TEXT_CHARS or not text_is_safe:
+            _check_text(key, "a field name")
         if key == "borrower" and isinstance(value, dict):
             if len(value) > MAX_BORROWER_KEYS:
                 raise InvalidCommand(f"borrower: {len(value)} keys is over the limit of {MAX_BORROWER_KEYS}")
@@ -341,8 +352,8 @@ def _check_shape(data: dict[str, Any]) -> None:
                 _check_text(item, f"borrower.{name}")
         elif isinstance(value, (dict, list)):
             raise InvalidCommand(f"{_field(key)}: nested values are not accepted here, got {_json_kind(value)}")
-        elif isinstance(value, str):
-            _check_text(value, _field(key))
+        elif isinstance(value, str) and (len(value) > MAX_TEXT_CHARS or not text_is_safe):
+            _check_text(value, _field(key))  # the field's name is worked out only when it may be needed
 
 
 def _check_text(text: str, where: str) -> None:
