@@ -181,16 +181,17 @@ class LedgerPostgresRecorder(ChainedPostgres, PostgresApplicationRecorder):
             ).format(schema),
             tokens.postgres_create_table(self._schema),
         ]
-        # One statement with four binary arrays: the library's composite-array insert is
-        # text-encoded and costs as much again in escaping and parsing.
+        # One statement with five arrays: the library's composite-array insert is text-encoded and
+        # costs as much again in escaping and parsing. %b sends them binary: as text, psycopg quotes
+        # every bytea element in Python (client CPU per command measured 69.7 -> 63.5 µs).
         self._insert_unnest = SQL(
             "INSERT INTO {}.{} (originator_id, originator_version, topic, state, chain_hash) "  # AUDIT: chain_hash
-            "SELECT * FROM unnest(%s::{}[], %s::bigint[], %s::text[], %s::bytea[], %s::text[]) "
+            "SELECT * FROM unnest(%b::{}[], %b::bigint[], %b::text[], %b::bytea[], %b::text[]) "
             "RETURNING notification_id"
         ).format(schema, Identifier(self.events_table_name), SQL(self.datastore.originator_id_type))
         self._insert_keys = SQL(
             "INSERT INTO {}.ledger_idempotency (key, loan_id, content_hash, command) "
-            "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[])"
+            "SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[])"
         ).format(schema)
         self._upsert_borrowers = SQL(
             "INSERT INTO {}.ledger_borrowers (borrower_id, data) "
