@@ -46,18 +46,16 @@ def fill(url: str, first: int, count: int, funded: date, queue) -> None:
 
 
 def end_of_day(url: str, day: date, queue) -> None:
-    from domain.loan import loan_uuid
     from ledger.app import Ledger
     from ledger.config import Settings
     from ledger.eod import run_eod
     from projections import runner
-    from projections.balances import open_loan_ids
+    from projections.balances import open_loan_uuids
 
     app = Ledger(Settings(db_url=url))
     started = time.perf_counter()
     runner.catch_up(app)
-    candidates = [loan_uuid(loan_id) for loan_id in open_loan_ids(runner.views(app), day)]
-    report = run_eod(app, day, candidates=candidates)
+    report = run_eod(app, day, candidates=open_loan_uuids(runner.views(app), day))
     elapsed = time.perf_counter() - started
     marked = report.outcomes[("overdue", "appended")]
     queue.put((report.loans_checked, marked, elapsed, peak_rss_mb()))

@@ -107,3 +107,19 @@ def test_a_loan_changed_between_the_read_and_the_append_gets_a_true_answer(new_s
     assert l2.overdue_marks == [(day, 5, "M1")] and "R2-late" in {m.key for m in l2.money_in}
     assert not run_eod(app, day).outcomes  # both marked for the day: nothing left to decide
     app.close()
+
+
+def test_the_compact_candidates_are_the_open_loans_in_order(store_url):
+    from domain.loan import loan_uuid
+    from projections import runner
+    from projections.balances import open_loan_ids, open_loan_uuids
+
+    app = book_of(store_url)
+    runner.catch_up(app)
+    db = runner.views(app)
+    for day in [date(2026, 3, 15), *DAYS]:
+        assert list(open_loan_uuids(db, day)) == [loan_uuid(loan_id) for loan_id in open_loan_ids(db, day)]
+    assert [str(u) for u in open_loan_uuids(db, DAYS[0])] == [
+        str(loan_uuid(x)) for x in ["L1", "L2"]
+    ]  # L3 repaid, L4 not due yet
+    app.close()
