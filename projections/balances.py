@@ -182,13 +182,17 @@ def _portfolio_rows(
         yield (loan_id, bank_of, product, due_day, wo_day, wo_at, *(int(f) for f in fen))
 
 
-_OPEN = "phase = 'funded' AND due_day < ? AND (settled_day IS NULL OR settled_day > ?)"
-
-
 def open_loan_ids(db: ViewDb, day: date) -> list[str]:
     """Loans the end of ``day`` may concern: funded, not written off, past due and not settled by then."""
     d = day.toordinal()
-    return [r[0] for r in db.query(f"SELECT loan_id FROM proj_loans WHERE {_OPEN} ORDER BY loan_id", (d, d))]
+    return [
+        r[0]
+        for r in db.query(
+            "SELECT loan_id FROM proj_loans WHERE phase = 'funded' AND due_day < ? "
+            "AND (settled_day IS NULL OR settled_day > ?) ORDER BY loan_id",
+            (d, d),
+        )
+    ]
 
 
 def open_loan_uuids(db: ViewDb, day: date) -> Iterator[UUID]:
@@ -199,6 +203,10 @@ def open_loan_uuids(db: ViewDb, day: date) -> Iterator[UUID]:
     16 MB, where a list of ids and their UUIDs took ~15 times that.
     """
     d, ids = day.toordinal(), bytearray()
-    for (loan_uuid,) in db.stream(f"SELECT loan_uuid FROM proj_loans WHERE {_OPEN} ORDER BY loan_id", (d, d)):
+    for (loan_uuid,) in db.stream(
+        "SELECT loan_uuid FROM proj_loans WHERE phase = 'funded' AND due_day < ? "
+        "AND (settled_day IS NULL OR settled_day > ?) ORDER BY loan_id",
+        (d, d),
+    ):
         ids += UUID(loan_uuid).bytes
     return (UUID(bytes=bytes(ids[i : i + 16])) for i in range(0, len(ids), 16))
