@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import date
 from uuid import UUID
 
+import pytest
+from eventsourcing.persistence import OperationalError
 from support.commands import domain_example, repaid
 
 from ledger.app import Ledger
@@ -122,4 +124,36 @@ def test_the_compact_candidates_are_the_open_loans_in_order(store_url):
     assert [str(u) for u in open_loan_uuids(db, DAYS[0])] == [
         str(loan_uuid(x)) for x in ["L1", "L2"]
     ]  # L3 repaid, L4 not due yet
+    app.close()
+
+
+class LosingLedger(Ledger):
+    """Loses the store once, at its first save of a batch: before the commit, or just after it."""
+
+    name = "Ledger"
+
+    def __init__(self, settings: Settings, after_commit: bool):
+        super().__init__(settings)
+        self.after_commit, self.lost = after_commit, False
+
+    def _save(self, staged: list) -> None:
+        if not self.lost and staged:
+            self.lost = True
+            if self.after_commit:
+                super()._save(staged)
+            raise OperationalError("database is locked")  # what a busy store or a cut connection raises
+        super()._save(staged)
+
+
+@pytest.mark.parametrize("after_commit", [False, True], ids=["before-commit", "after-commit"])
+def test_a_store_lost_during_the_append_is_retried_on_a_fresh_read(new_store, after_commit):
+    """Staging moved the handed-over loans on: the retry must read them again, not stage twice."""
+    url = new_store()
+    book_of(url).close()
+    app = LosingLedger(Settings(db_url=url, retry_seconds=5), after_commit)
+    report = run_eod(app, DAYS[0])
+    assert app.lost and not report.rejected
+    assert counted(report) == [("overdue", "appended"), ("overdue", "appended")]
+    for loan_id in ["L1", "L2"]:
+        assert app.get_loan(loan_id).overdue_marks == [(DAYS[0], 5, "M1")]
     app.close()
