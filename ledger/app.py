@@ -141,11 +141,10 @@ class Ledger(Application[UUID]):
         another writer changed (or whose keys it stored) fall back to one loan at a time."""
         answers: dict[str, list[Outcome]] = {}
         pending = {loan_id: [commands[i] for i in idx] for loan_id, idx in by_loan.items()}
-        unread = [loan_id for loan_id in pending if loan_id not in preloaded]
-        loans = {
-            **{loan_id: preloaded[loan_id] for loan_id in pending if loan_id in preloaded},
-            **self.get_loans(unread),
-        }
+        loans = {loan_id: preloaded[loan_id] for loan_id in pending if loan_id in preloaded}
+        assert all(loan is None or loan.loan_id == loan_id for loan_id, loan in loans.items()), "loans= by loan id"
+        if unread := [loan_id for loan_id in pending if loan_id not in loans]:
+            loans.update(self.get_loans(unread))
         conflicted: list[str] = []
         for _ in range(self.settings.max_retries):
             if not pending:
