@@ -24,13 +24,12 @@ from cli.common import (
 from cli.render import event_line, loan_lines
 from cli.stopping import Interrupted, report_stop, stop_at_batch_boundary
 from domain.delinquency import BUCKETS
-from domain.loan import loan_uuid
 from domain.money import fmt
 from ledger.config import redact
 from ledger.eod import run_eod
 from ledger.ingest import append_lines, read_lines
 from ledger.retry import StoreUnavailable
-from projections.balances import STATES, LoanLine, open_loan_ids
+from projections.balances import STATES, LoanLine, open_loan_uuids
 from projections.balances import loan_lines as book_loan_lines
 from projections.loan_view import loan_view, today_in_shanghai
 from projections.runner import catch_up
@@ -203,8 +202,7 @@ def eod(day: str | None, db_url: str | None, as_json: bool) -> None:
         raise click.BadParameter(str(e), param_hint="--date") from None
     app = open_ledger(db_url)
     catch_up(app)  # the projection knows which loans are open and past due
-    candidates = [loan_uuid(loan_id) for loan_id in open_loan_ids(projection_views(app), close)]
-    report = run_eod(app, close, candidates=candidates)
+    report = run_eod(app, close, candidates=open_loan_uuids(projection_views(app), close))
     counts = {f"{kind}:{status}": n for (kind, status), n in sorted(report.outcomes.items())}
     if as_json:
         echo_json(

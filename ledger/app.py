@@ -73,15 +73,27 @@ class Ledger(Application[UUID]):
         transcoder.register(DateAsISO())
 
     # ---- writing ----------------------------------------------------------------
-    def append(self, commands: Sequence[_Command]) -> list[Outcome]:
+    def append(self, commands: Sequence[_Command], *, loans: dict[str, Loan | None] | None = None) -> list[Outcome]:
         """Append a batch; one Outcome per command, in order.
 
         A lost connection is retried for up to ``settings.retry_seconds`` (then StoreUnavailable).
         Keys make the retry safe; a line this call committed before the loss is still answered
         appended, because the call remembers the keys of every transaction it saw commit.
+
+        ``loans``: the current state of some of the batch's loans, as ``get_loans`` returned it to
+        the caller just now (the end of day has read them to decide its commands): the first
+        attempt stages on them instead of reading them again. They are taken over (staging moves
+        them on) and used once: a lost race or a retry after a lost connection reads afresh, so a
+        state that went stale since the caller read it costs a retry, never a wrong answer.
         """
         self._calls.committed = committed = set[str]()  # per thread: one Ledger may serve several
-        outcomes = retrying(self.settings.retry_seconds, "append", lambda: self._append(commands))
+        preloaded = [dict(loans or {})]  # emptied by the first attempt that reads loans
+
+        def attempt() -> list[Outcome]:
+            given, preloaded[0] = preloaded[0], {}
+            return self._append(commands, given)
+
+        outcomes = retrying(self.settings.retry_seconds, "append", attempt)
         for i, (cmd, outcome) in enumerate(zip(commands, outcomes, strict=True)):
             if outcome.status == DUPLICATE and cmd.idempotency_key in committed:
                 outcomes[i] = Outcome(APPENDED, cmd.loan_id)
@@ -89,7 +101,7 @@ class Ledger(Application[UUID]):
                 committed.discard(cmd.idempotency_key)  # a repeat later in the batch stays a duplicate
         return outcomes
 
-    def _append(self, commands: Sequence[_Command]) -> list[Outcome]:
+    def _append(self, commands: Sequence[_Command], preloaded: dict[str, Loan | None]) -> list[Outcome]:
         outcomes: list[Outcome | None] = [None] * len(commands)
         stored = self.recorder.find_keys(sorted({cmd.idempotency_key for cmd in commands}))
         by_loan: dict[str, list[int]] = defaultdict(list)
@@ -105,7 +117,7 @@ class Ledger(Application[UUID]):
                 first_in_batch[cmd.idempotency_key] = i
                 by_loan[cmd.loan_id].append(i)
 
-        for loan_id, loan_outcomes in self._apply(commands, by_loan).items():
+        for loan_id, loan_outcomes in self._apply(commands, by_loan, preloaded).items():
             for i, outcome in zip(by_loan[loan_id], loan_outcomes, strict=True):
                 outcomes[i] = outcome
         self._recheck_rejections(commands, outcomes)
@@ -125,12 +137,17 @@ class Ledger(Application[UUID]):
         assert all(o is not None for o in outcomes)
         return outcomes  # type: ignore[return-value]
 
-    def _apply(self, commands: Sequence[_Command], by_loan: dict[str, list[int]]) -> dict[str, list[Outcome]]:
+    def _apply(
+        self, commands: Sequence[_Command], by_loan: dict[str, list[int]], preloaded: dict[str, Loan | None]
+    ) -> dict[str, list[Outcome]]:
         """Every loan's commands in one transaction; when it loses a race, only the loans that
         another writer changed (or whose keys it stored) fall back to one loan at a time."""
         answers: dict[str, list[Outcome]] = {}
         pending = {loan_id: [commands[i] for i in idx] for loan_id, idx in by_loan.items()}
-        loans = self.get_loans(list(pending))
+        loans = {loan_id: preloaded[loan_id] for loan_id in pending if loan_id in preloaded}
+        assert all(loan is None or loan.loan_id == loan_id for loan_id, loan in loans.items()), "loans= by loan id"
+        if unread := [loan_id for loan_id in pending if loan_id not in loans]:
+            loans.update(self.get_loans(unread))
         conflicted: list[str] = []
         for _ in range(self.settings.max_retries):
             if not pending:

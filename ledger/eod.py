@@ -99,13 +99,19 @@ def run_eod(
             # Keys derive from (day, loan, action): after a lost connection the whole batch is
             # worked out and appended again, and what had been committed comes back duplicate.
             cmds: list[_Command] = []
+            due: dict[str, Loan | None] = {}  # the loans that have something due, as just read
             closed_later = 0
             for loan_uuid, loan in app.get_loans_by_uuid(batch).items():  # one query for the batch
                 assert loan is not None, f"end-of-day candidate {loan_uuid} has no events"
                 closed = closed_through(loan)
                 closed_later += closed is not None and day < closed
-                cmds.extend(eod_commands(loan, day, app.settings.write_off_dpd))
-            return cmds, app.append(cmds), closed_later
+                wanted = eod_commands(loan, day, app.settings.write_off_dpd)
+                if wanted:
+                    cmds.extend(wanted)
+                    due[loan.loan_id] = loan
+            # The append stages on the loans read here rather than reading them a second time;
+            # one that changed meanwhile loses the optimistic save and is retried on a fresh read.
+            return cmds, app.append(cmds, loans=due), closed_later
 
         cmds, outcomes, closed_later = retrying(app.settings.retry_seconds, f"eod {day}", close_batch)
         report.already_closed += closed_later

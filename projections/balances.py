@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 from domain.delinquency import BUCKETS, bucket, days_past_due
 from domain.journal import OVERPAYMENTS, RECEIVABLE
@@ -192,3 +193,20 @@ def open_loan_ids(db: ViewDb, day: date) -> list[str]:
             (d, d),
         )
     ]
+
+
+def open_loan_uuids(db: ViewDb, day: date) -> Iterator[UUID]:
+    """The loans of ``open_loan_ids``, in the same order, as the store's stream ids.
+
+    One query, read to the end before the first id is handed out (no transaction stays open
+    while the end of day writes), kept as 16 bytes a loan: a 1M-loan book's candidates take
+    16 MB, where a list of ids and their UUIDs took ~15 times that.
+    """
+    d, ids = day.toordinal(), bytearray()
+    for (loan_uuid,) in db.stream(
+        "SELECT loan_uuid FROM proj_loans WHERE phase = 'funded' AND due_day < ? "
+        "AND (settled_day IS NULL OR settled_day > ?) ORDER BY loan_id",
+        (d, d),
+    ):
+        ids += UUID(loan_uuid).bytes
+    return (UUID(bytes=bytes(ids[i : i + 16])) for i in range(0, len(ids), 16))
