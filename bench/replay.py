@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import gc
 import random
+import resource
 import sys
 import time
 from datetime import date, timedelta
@@ -151,17 +152,21 @@ def raw_scan(url: str, queue) -> None:
     queue.put((n, time.perf_counter() - started, peak_rss_mb()))
 
 
-def rebuild(url: str, queue) -> None:
+def rebuild(url: str, workers: int, queue) -> None:
+    """What ``ledger projections rebuild --workers N`` does: new tables filled, then swapped in."""
     from ledger.app import Ledger
     from ledger.config import Settings
     from projections import runner
 
     app = Ledger(Settings(db_url=url))
-    runner.reset(app)
+    runner.views(app)
     started = time.perf_counter()
-    n = runner.catch_up(app, page_size=PAGE)
+    n = runner.rebuild(app, page_size=PAGE, workers=workers)
     elapsed = time.perf_counter() - started
-    queue.put((n, elapsed, peak_rss_mb(), len(runner.cache(app))))
+    # the largest part's peak (ru_maxrss of waited-for children: an upper bound, it can carry
+    # this process's size at the fork before the spawn's exec)
+    parts = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 if workers > 1 else 0.0
+    queue.put((n, elapsed, peak_rss_mb(), parts))
 
 
 def rebuild_phases(url: str, queue) -> None:
@@ -219,10 +224,11 @@ def main() -> None:
     parser.add_argument("--loans-per-day", type=int, default=800)
     parser.add_argument("--stores", default="sqlite,postgres")
     parser.add_argument("--phases", action="store_true")
+    parser.add_argument("--workers", default="1,2", help="rebuilds to time, by processes (--workers N)")
     args = parser.parse_args()
     print(
-        f"{'store':<9} {'events':>8} {'raw scan ev/s':>14} {'rebuild ev/s':>13} {'ratio':>6} "
-        f"{'scan peak MB':>13} {'rebuild peak MB':>16} {'loans cached':>13}"
+        f"{'store':<9} {'events':>8} {'raw scan ev/s':>14} {'workers':>7} {'rebuild ev/s':>13} {'ratio':>6} "
+        f"{'scan peak MB':>13} {'rebuild peak MB':>16} {'part peak MB':>13}"
     )
     with Stores("bench-replay-") as stores:
         for store in args.stores.split(","):
@@ -230,14 +236,16 @@ def main() -> None:
             for size in (args.events, 2 * args.events):
                 head = in_child(fill, url, args.loans_per_day, size)
                 n, t_scan, rss_scan = in_child(raw_scan, url)
-                m, t_rebuild, rss_rebuild, cached = in_child(rebuild, url)
-                assert n == m, (n, m, head)
-                scan_rate, rebuild_rate = n / t_scan, m / t_rebuild
-                print(
-                    f"{store:<9} {n:>8} {scan_rate:>14,.0f} {rebuild_rate:>13,.0f} {rebuild_rate / scan_rate:>6.0%} "
-                    f"{rss_scan:>13.0f} {rss_rebuild:>16.0f} {cached:>13,}",
-                    flush=True,
-                )
+                for workers in map(int, args.workers.split(",")):
+                    m, t_rebuild, rss_rebuild, rss_part = in_child(rebuild, url, workers)
+                    assert n == m, (n, m, head)
+                    scan_rate, rebuild_rate = n / t_scan, m / t_rebuild
+                    print(
+                        f"{store:<9} {n:>8} {scan_rate:>14,.0f} {workers:>7} {rebuild_rate:>13,.0f} "
+                        f"{rebuild_rate / scan_rate:>6.0%} {rss_scan:>13.0f} {rss_rebuild:>16.0f} "
+                        f"{rss_part or float('nan'):>13.0f}",
+                        flush=True,
+                    )
             if args.phases:
                 n, elapsed, spent = in_child(rebuild_phases, url)
                 print(f"  {store}: rebuild of {n} events with timers, {n / elapsed:,.0f} ev/s; microseconds per event:")
