@@ -5,7 +5,9 @@ notification ids (line ids are built from them). So the loans can be shared out 
 hash of their stream id, and each process applies the events of its share, in log order, up
 to the head found at the start, exactly as one process would: the rows are the same. Each part
 writes its pages and its own tracking row (``<rebuild's row>:<i>/<n>``) in one transaction, as
-any runner does, so a part that loses its connection carries on from its last page.
+any runner does, so a part that loses its connection carries on from its last page. A part reads
+``page_size`` times the number of parts notifications a page, so that each of its transactions
+still carries about ``page_size`` events.
 
 When every part has reached the head, the rebuild's own tracking row moves to it and the
 rebuild goes on as in one process (catch up past the head, swap in). If a part cannot apply an
@@ -126,7 +128,9 @@ def _part(settings: Any, name: str, page_size: int, part: Partition) -> tuple[in
 
         def resume() -> int:
             loans.clear()
-            return runner._catch_up(app, name, page_size, None, done, db=shadow, track=track, loans=loans, part=part)
+            return runner._catch_up(
+                app, name, page_size * part.count, None, done, db=shadow, track=track, loans=loans, part=part
+            )
 
         try:
             retrying(app.settings.retry_seconds, f"rebuilding projection {name} (part {part.index})", resume)
