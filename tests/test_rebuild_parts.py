@@ -14,6 +14,7 @@ from test_projections import snapshot
 from test_races import cli
 from test_rebuild_readers import reading, rebuilding
 
+from domain.errors import LedgerError
 from ledger.app import Ledger
 from ledger.commands import command_from_dict
 from ledger.config import Settings
@@ -112,4 +113,16 @@ def test_a_rebuild_in_parts_killed_half_way_leaves_the_live_book_and_its_parts_s
     assert again.returncode == 0, err
     assert not rebuilding(app) and snapshot(app) == before
     assert tracking(app) == {"book": app.recorder.max_notification_id()}
+    app.close()
+
+
+def test_an_in_memory_store_is_not_rebuilt_in_parts_but_told_why(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # (the rebuild's lock file sits beside the database)
+    app = Ledger(Settings(db_url="sqlite:///:memory:"))
+    app.append([command_from_dict(c) for c in domain_example()])
+    runner.catch_up(app)
+    before = snapshot(app)
+    with pytest.raises(LedgerError, match="other processes can open"):
+        runner.rebuild(app, workers=2)
+    assert snapshot(app) == before and runner.rebuild(app) == app.recorder.max_notification_id()
     app.close()
