@@ -106,14 +106,21 @@ def projections_catch_up(name: str | None, page_size: int, db_url: str | None, a
 @projections.command("rebuild")
 @click.argument("name", required=False, type=click.Choice(sorted(runner.PROJECTIONS)))
 @_page_size
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Processes filling the new views, a share of the loans each (the rows are the same).",
+)
 @store_options
-def projections_rebuild(name: str | None, page_size: int, db_url: str | None, as_json: bool) -> None:
+def projections_rebuild(name: str | None, page_size: int, workers: int, db_url: str | None, as_json: bool) -> None:
     """Rebuild from empty (all projections, or NAME): the same rows as built incrementally."""
     app = open_ledger(db_url)
     for projection in [name] if name else sorted(runner.PROJECTIONS):
         head = app.recorder.max_notification_id() or 0
         with click.progressbar(length=head, label=f"rebuilding {projection}", file=sys.stderr, hidden=as_json) as bar:
-            n = runner.rebuild(app, projection, page_size=page_size, progress=bar.update)
+            n = runner.rebuild(app, projection, page_size=page_size, progress=bar.update, workers=workers)
         echo_json({"name": projection, "events": n}) if as_json else click.echo(
             f"{projection}: rebuilt from {n} events"
         )

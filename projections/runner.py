@@ -32,11 +32,11 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
 
@@ -49,6 +49,7 @@ from projections.source import EventLog
 
 PROJECTIONS = {book.NAME: book}
 _REBUILD_LOCK = 0x52454255  # "REBU": PostgreSQL advisory lock held by the one rebuild under way
+PART_MARK = ":"  # a part's tracking row is "<rebuild's row>:<i>/<n>"
 PAGE_SIZE = 1000  # events per transaction: long enough to amortise a commit, short enough not to block writers
 
 
@@ -56,6 +57,17 @@ _views: weakref.WeakKeyDictionary[Any, ViewDb] = weakref.WeakKeyDictionary()  # 
 _caches: weakref.WeakKeyDictionary[Any, dict[str, book.LoanCache]] = (
     weakref.WeakKeyDictionary()
 )  # app -> {name: LoanCache}
+
+
+class Part(Protocol):
+    """The share of the log one process of a rebuild in parts applies (partitions.Partition)."""
+
+    @property
+    def head(self) -> int: ...  # the last notification id it applies
+
+    def still_wanted(self) -> None: ...
+
+    def mine(self, notifications: Sequence[Any]) -> Sequence[Any]: ...
 
 
 class Overtaken(Exception):
@@ -157,19 +169,24 @@ def _catch_up(
     db: ViewDb | None = None,
     track: str | None = None,
     loans: book.LoanCache | None = None,
+    part: Part | None = None,
 ) -> int:
-    """The live views by default; a rebuild passes its own tables (db), tracking row and cache."""
+    """The live views by default; a rebuild passes its own tables (db), tracking row and cache,
+    and a rebuild in parts the part of the log this process applies (see partitions.py)."""
     db = db or views(app)
     projection = PROJECTIONS[name]
     loans = cache(app, name) if loans is None else loans
     track = track or name
     at = position(db, track)
-    failed_before = _failure(db, name) is not None
+    failed_before = part is None and _failure(db, name) is not None
     size = page_size
-    while notes := app.recorder.select_notifications(at + 1, size):
+    while notes := app.recorder.select_notifications(at + 1, size, stop=None if part is None else part.head):
+        if part is not None:
+            part.still_wanted()  # a part whose rebuild was killed stops here, before it writes again
         new_at = notes[-1].id
         try:
-            page = projection.plan_page(app, db, notes, loans)
+            mine = notes if part is None else part.mine(notes)
+            page = projection.plan_page(app, db, mine, loans)
             with db.transaction() as c:
                 if not c.execute(
                     "UPDATE proj_tracking SET position = ? WHERE name = ? AND position = ?", (new_at, track, at)
@@ -188,11 +205,12 @@ def _catch_up(
                 size = 1  # find the one event: apply the page's events before it one at a time
                 continue
             failure = ProjectionFailed(name, notes[0].id, _loan_of(app, db, notes[0]), _one_line(e))
-            _set_failure(db, name, failure)
+            if part is None:  # a part's failure is recorded by the rebuild that started it: the first one wins
+                _set_failure(db, name, failure)
             raise failure from e
         loans.put(page.states)
         size = page_size
-        done[0] += len(notes)
+        done[0] += len(mine)
         if progress:
             progress(new_at - at)
         at = new_at
@@ -234,7 +252,11 @@ def reset(app: EventLog, name: str = book.NAME) -> None:
 
 
 def rebuild(
-    app: EventLog, name: str = book.NAME, page_size: int = PAGE_SIZE, progress: Callable[[int], None] | None = None
+    app: EventLog,
+    name: str = book.NAME,
+    page_size: int = PAGE_SIZE,
+    progress: Callable[[int], None] | None = None,
+    workers: int = 1,
 ) -> int:
     """From empty: the same rows as built incrementally (ids and times come from the events).
 
@@ -242,7 +264,13 @@ def rebuild(
     named with schema.REBUILD_SUFFIX, their own tracking row and cache) and swapped in by one
     transaction. Until then readers, and runners keeping the live views up to date, carry on
     with the old book. One rebuild at a time per store (a second waits for the first).
+
+    ``workers`` > 1 first fills the new tables in that many processes, each applying the loans
+    of its share up to the head found at the start (partitions.py); this process then catches
+    them up from there as usual. The rows are the same: a loan's rows depend on its own events
+    and their notification ids only.
     """
+    assert workers >= 1
     live = views(app)
     shadow = ViewDb(app.recorder.datastore, schema.REBUILD_SUFFIX)
     track = name + schema.REBUILD_SUFFIX
@@ -250,6 +278,10 @@ def rebuild(
     with _one_rebuild_at_a_time(live):
         retrying(seconds, f"preparing to rebuild {name}", lambda: _prepare(shadow, track))
         loans, done = book.LoanCache(), [0]
+        if workers > 1:
+            from projections import partitions  # (it runs this module's catch-up in each part)
+
+            done[0] = partitions.fill(app, name, page_size, progress, workers, shadow, track)
 
         def resume() -> int:
             loans.clear()
@@ -274,6 +306,8 @@ def _prepare(shadow: ViewDb, track: str) -> None:
             "INSERT INTO proj_tracking (name, position) VALUES (?, 0) ON CONFLICT (name) DO UPDATE SET position = 0",
             (track,),
         )
+        # the parts of a rebuild in parts that was killed: one still running finds its row gone and stops
+        c.execute("DELETE FROM proj_tracking WHERE substr(name, 1, ?) = ?", (len(track) + 1, track + PART_MARK))
 
 
 def _swap(live: ViewDb, name: str, track: str) -> None:

@@ -1,0 +1,141 @@
+"""A rebuild in parts: the new view tables filled by several processes at once, a share of the loans each.
+
+Every row of the book belongs to one loan, and depends only on that loan's events and their
+notification ids (line ids are built from them). So the loans can be shared out by a stable
+hash of their stream id, and each process applies the events of its share, in log order, up
+to the head found at the start, exactly as one process would: the rows are the same. Each part
+writes its pages and its own tracking row (``<rebuild's row>:<i>/<n>``) in one transaction, as
+any runner does, so a part that loses its connection carries on from its last page. A part reads
+``page_size`` times the number of parts notifications a page, so that each of its transactions
+still carries about ``page_size`` events.
+
+When every part has reached the head, the rebuild's own tracking row moves to it and the
+rebuild goes on as in one process (catch up past the head, swap in). If a part cannot apply an
+event, the parts stop, the earliest such event is recorded as the projection's failure (the one
+a single process would have met first) and nothing is swapped in. If the rebuild itself is
+killed, its parts stop before their next page: they only ever wrote to the new tables, which
+the next rebuild drops.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any
+
+from domain.errors import LedgerError
+from projections import book, runner, schema
+from projections.db import ViewDb
+from projections.source import EventLog
+
+PROGRESS_SECONDS = 0.5  # how often the parts' positions are read for the progress bar
+
+
+class RebuildAbandoned(Exception):
+    """The rebuild that started this part is gone (killed): the part writes nothing more."""
+
+
+@dataclass(frozen=True)
+class Partition:
+    index: int
+    count: int
+    head: int
+    parent: int  # the rebuild's process id: a part outliving it is reparented and stops
+
+    def mine(self, notifications: Sequence[Any]) -> Sequence[Any]:
+        index, count = self.index, self.count
+        return [n for n in notifications if n.originator_id.int % count == index]
+
+    def still_wanted(self) -> None:
+        if os.getppid() != self.parent:
+            raise RebuildAbandoned(f"the rebuild (process {self.parent}) that started part {self.index} is gone")
+
+
+def part_track(track: str, index: int, count: int) -> str:
+    return f"{track}{runner.PART_MARK}{index}/{count}"
+
+
+def fill(
+    app: EventLog,
+    name: str,
+    page_size: int,
+    progress: Callable[[int], None] | None,
+    workers: int,
+    shadow: ViewDb,
+    track: str,
+) -> int:
+    """Fill the new tables up to today's head in ``workers`` processes; move ``track`` there.
+
+    Returns the events applied. Raises the projection's failure if a part met an event it
+    cannot apply (recorded, as one process would).
+    """
+    datastore = shadow.datastore
+    if not shadow.postgres and ":memory:" in str(datastore.pool.db_name):
+        raise LedgerError("a rebuild in parts needs a database file that other processes can open")
+    head = app.recorder.max_notification_id() or 0
+    tracks = [part_track(track, i, workers) for i in range(workers)]
+    with shadow.transaction() as c:
+        c.executemany("INSERT INTO proj_tracking (name, position) VALUES (?, 0)", [(t,) for t in tracks])
+    # spawn, not fork: a fork would share this process's open connections with the parts
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        futures = [
+            pool.submit(_part, app.settings, name, page_size, Partition(i, workers, head, os.getpid()))
+            for i in range(workers)
+        ]
+        reported = 0
+        while True:
+            finished, running = wait(futures, timeout=PROGRESS_SECONDS, return_when=FIRST_EXCEPTION)
+            if progress:
+                at = min(_positions(shadow, tracks))
+                if at > reported:
+                    progress(at - reported)
+                    reported = at
+            if not running or any(f.exception() for f in finished):
+                break
+        results = [f.result() for f in futures]  # a part that crashed raises its error here
+    failures = sorted(failure for _, failure in results if failure is not None)
+    if failures:
+        failure = runner.ProjectionFailed(name, *failures[0])
+        runner._set_failure(shadow, name, failure)
+        raise failure
+    with shadow.transaction() as c:
+        c.execute("UPDATE proj_tracking SET position = ? WHERE name = ?", (head, track))
+        c.executemany("DELETE FROM proj_tracking WHERE name = ?", [(t,) for t in tracks])
+    if progress and head > reported:
+        progress(head - reported)
+    return sum(done for done, _ in results)
+
+
+def _positions(db: ViewDb, tracks: list[str]) -> list[int]:
+    rows = db.query(f"SELECT position FROM proj_tracking WHERE name IN ({', '.join('?' * len(tracks))})", tracks)
+    return [position for (position,) in rows] or [0]
+
+
+def _part(settings: Any, name: str, page_size: int, part: Partition) -> tuple[int, tuple[int, str, str] | None]:
+    """One part, in its own process: (events applied, (notification id, loan, error) if it stopped on one)."""
+    from ledger.app import Ledger
+    from ledger.retry import retrying
+
+    app = Ledger(settings)
+    try:
+        shadow = ViewDb(app.recorder.datastore, schema.REBUILD_SUFFIX)
+        track = part_track(name + schema.REBUILD_SUFFIX, part.index, part.count)
+        loans, done = book.LoanCache(), [0]
+
+        def resume() -> int:
+            loans.clear()
+            return runner._catch_up(
+                app, name, page_size * part.count, None, done, db=shadow, track=track, loans=loans, part=part
+            )
+
+        try:
+            retrying(app.settings.retry_seconds, f"rebuilding projection {name} (part {part.index})", resume)
+        except runner.ProjectionFailed as failed:  # (its own arguments do not survive pickling)
+            return done[0], (failed.notification_id, failed.loan_id, failed.error)
+        return done[0], None
+    finally:
+        app.close()
