@@ -20,7 +20,7 @@ from typing import Any
 
 from psycopg.sql import SQL, Composed, Identifier
 
-from projections.db import ViewDb
+from ledger.sql import StoreSql
 
 SCOPES = ("append", "read")
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -56,8 +56,8 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def _db(app: Any) -> ViewDb:
-    return ViewDb(app.recorder.datastore)
+def _db(app: Any) -> StoreSql:
+    return StoreSql(app.recorder.datastore)
 
 
 def create_token(app: Any, name: str, scopes: tuple[str, ...] | list[str]) -> str:

@@ -3,58 +3,38 @@
 Views live beside the events, reached through the store's own datastore (its
 pool, its settings), so that a page's view rows and its tracking position
 commit in one transaction of the same database: that is the whole of
-exactly-once. SQL is written once with ``?`` placeholders; on PostgreSQL they
-become ``%s``. Rows come back as plain tuples on both engines.
+exactly-once. The SQL itself is the store's (ledger/sql.py): ``?`` placeholders,
+tuples back, on both engines; a ViewDb adds the views' names (a rebuild's
+``_next`` tables), streaming and the schema.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from typing import Any
 
 from eventsourcing.persistence import OperationalError
-from eventsourcing.postgres import PostgresDatastore
 from psycopg.rows import tuple_row
 
+from ledger.sql import Cursor, Row, StoreSql, plain
 from projections import schema
+
+__all__ = ["STREAM_ROWS", "Cursor", "Row", "ViewDb"]
 
 _SCHEMA_LOCK = 0x50524F4A  # "PROJ": PostgreSQL advisory lock held while creating the views
 _SCHEMA_ATTEMPTS = 5
 STREAM_ROWS = 5000  # rows per fetch when a query streams (memory stays flat on a large book)
 
 
-Row = tuple[Any, ...]  # one result row: portable scalars (int, str, None)
-
-
-class ViewDb:
+class ViewDb(StoreSql):
     def __init__(self, datastore: Any, suffix: str = ""):
-        self.datastore = datastore
-        self.postgres = isinstance(datastore, PostgresDatastore)
+        super().__init__(datastore)
         self.suffix = suffix  # REBUILD_SUFFIX: the same queries on the tables a rebuild fills
 
     def names(self, statement: str) -> str:
         """The statement on this ViewDb's tables (for SQL sent to the driver directly)."""
         return schema.renamed(statement, self.suffix)
-
-    def sql(self, statement: str) -> str:
-        statement = self.names(statement)
-        # psycopg's placeholders are %s, so a literal % (as in LIKE) must be doubled first
-        return statement.replace("%", "%%").replace("?", "%s") if self.postgres else statement
-
-    @contextmanager
-    def transaction(self, commit: bool = True) -> Iterator[Cursor]:
-        if self.postgres:
-            with self.datastore.get_connection() as conn, conn.transaction(force_rollback=not commit):
-                yield Cursor(self, conn.cursor(row_factory=tuple_row))
-        else:
-            with self.datastore.transaction(commit=commit) as curs:
-                yield Cursor(self, _plain(curs.sqlite_cursor))  # the library wraps sqlite3's cursor
-
-    def query(self, statement: str, params: Sequence[Any] = ()) -> list[Row]:
-        with self.transaction(commit=False) as c:
-            return c.query(statement, params)
 
     def stream(self, statement: str, params: Sequence[Any] = ()) -> Iterator[Row]:
         """Rows a batch at a time: a server-side cursor on PostgreSQL, sqlite3's own lazy cursor."""
@@ -69,7 +49,7 @@ class ViewDb:
                     yield from rows
         else:
             with self.datastore.transaction(commit=False) as curs:
-                sqlite_cursor = _plain(curs.sqlite_cursor)
+                sqlite_cursor = plain(curs.sqlite_cursor)
                 sqlite_cursor.execute(self.sql(statement), params)
                 while rows := sqlite_cursor.fetchmany(STREAM_ROWS):
                     yield from rows
@@ -114,28 +94,3 @@ class ViewDb:
             return None
         rows = c.query("SELECT value FROM proj_meta WHERE key = 'schema_version'")
         return rows[0][0] if rows else None
-
-
-def _plain(sqlite_cursor: Any) -> Any:
-    sqlite_cursor.row_factory = None  # tuples, as on PostgreSQL (the library's connections make sqlite3.Row)
-    return sqlite_cursor
-
-
-class Cursor:
-    def __init__(self, db: ViewDb, curs: Any):
-        self.db, self.curs = db, curs
-        self.postgres = db.postgres
-
-    def execute(self, statement: str, params: Sequence[Any] = ()) -> int:
-        self.curs.execute(self.db.sql(statement), params)
-        rowcount: int = self.curs.rowcount
-        return rowcount
-
-    def executemany(self, statement: str, rows: Sequence[Sequence[Any]]) -> None:
-        if rows:
-            self.curs.executemany(self.db.sql(statement), rows)
-
-    def query(self, statement: str, params: Sequence[Any] = ()) -> list[Row]:
-        self.curs.execute(self.db.sql(statement), params)
-        rows: list[Row] = self.curs.fetchall()
-        return rows
