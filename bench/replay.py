@@ -283,7 +283,7 @@ def main() -> None:
                     print(
                         f"{store:<9} {n:>8} {scan_rate:>14,.0f} {workers:>7} {rebuild_rate:>13,.0f} "
                         f"{rebuild_rate / scan_rate:>6.0%} {rss_scan:>13.0f} {rss_rebuild:>16.0f} "
-                        f"{rss_part or float('nan'):>13.0f}",
+                        f"{f'{rss_part:.0f}' if rss_part else '-':>13}",  # one process has no parts
                         flush=True,
                     )
             if args.phases:
