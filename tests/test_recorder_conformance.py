@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import threading
 
 import pytest
 from eventsourcing.persistence import InfrastructureFactory
@@ -30,7 +31,12 @@ class _LedgerRecorder:
     @pytest.fixture(autouse=True)
     def _stores(self, request, tmp_path):
         self._request, self._tmp, self._factories = request, tmp_path, []
+        before = set(threading.enumerate())
         yield
+        # The library's concurrency test signals its reader threads to stop but does not join them;
+        # closing a SQLite connection one of them is still reading through crashes the interpreter.
+        for thread in set(threading.enumerate()) - before:
+            thread.join(timeout=10)
         for factory in self._factories:
             factory.close()
 
