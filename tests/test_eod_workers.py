@@ -1,0 +1,117 @@
+"""Issue 15: `ledger eod --workers N` stores the same events and prints the same report as one process."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from datetime import date, timedelta
+from uuid import UUID
+
+import pytest
+from click.testing import CliRunner
+from support.simulation import START
+
+from cli.main import cli
+from domain.loan import loan_uuid
+from ledger import eod_parts
+from ledger.app import Ledger
+from ledger.config import Settings
+from ledger.eod import EodReport
+from projections import runner
+from simulator.platform import Simulator
+from simulator.run import run_simulation
+
+STOP = START + timedelta(days=70)  # the simulation's days closed so far: loans still open, some already marked
+CLOSE = STOP + timedelta(days=42)  # the early loans pass the write-off point, the later ones change bucket
+
+
+def run(*args) -> str:
+    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def stored(app: Ledger) -> dict[UUID, list]:
+    """Every loan's stored events, timestamps aside (each store records its own times)."""
+    events: dict[UUID, list] = {}
+    start = 1
+    while notes := app.recorder.select_notifications(start, 5_000):
+        for n in notes:
+            event = app.mapper.to_domain_event(n)
+            facts = {k: v for k, v in vars(event).items() if k != "timestamp"}
+            events.setdefault(n.originator_id, []).append((n.originator_version, n.topic, facts))
+        start = notes[-1].id + 1
+    return events
+
+
+def test_two_and_three_workers_store_the_same_events_and_print_the_same_report_as_one(new_store):
+    urls = {}
+    for workers in (1, 2, 3):
+        urls[workers] = new_store()
+        app = Ledger(Settings(db_url=urls[workers]))
+        run_simulation(app, Simulator(21, 300, START, days=90), until=STOP)
+        runner.catch_up(app)
+        app.close()
+    reports = {
+        w: json.loads(run("eod", "--date", CLOSE, "--workers", w, "--json", "--db", url)) for w, url in urls.items()
+    }
+    one = reports[1]
+    assert one["outcomes"]["overdue:appended"] > 10 and one["outcomes"]["written_off:appended"] >= 3, one
+    assert reports[2] == one and reports[3] == one
+    books = {}
+    for workers, url in urls.items():
+        app = Ledger(Settings(db_url=url))
+        books[workers] = stored(app)
+        app.close()
+    assert books[2] == books[1] and books[3] == books[1]
+    assert len(books[1]) > 150
+
+    # a rerun, in parts or not, appends nothing: what it would add is stored (duplicates only, if any)
+    again = {w: run("eod", "--date", CLOSE, "--workers", w, "--db", url) for w, url in urls.items()}
+    assert again[2] == again[1] and again[3] == again[1]
+    assert again[1].startswith(f"eod {CLOSE}: {one['loans_checked'] - one['outcomes']['written_off:appended']} loans")
+    rerun = {
+        w: json.loads(run("eod", "--date", CLOSE, "--workers", w, "--json", "--db", url)) for w, url in urls.items()
+    }
+    assert rerun[2] == rerun[1] and rerun[3] == rerun[1]
+    assert all(outcome.endswith(":duplicate") for outcome in rerun[1]["outcomes"]), rerun[1]
+    for workers, url in urls.items():
+        app = Ledger(Settings(db_url=url))
+        assert stored(app) == books[1], workers
+        app.close()
+
+
+def test_workers_is_bounded():
+    result = CliRunner().invoke(cli, ["eod", "--workers", "0", "--db", "sqlite:///:memory:"])
+    assert result.exit_code == 2 and "--workers" in result.output
+
+
+def test_an_in_memory_store_is_not_closed_in_parts_but_told_why():
+    result = CliRunner().invoke(cli, ["eod", "--date", "2026-03-20", "--workers", "2", "--db", "sqlite:///:memory:"])
+    assert result.exit_code == 1, result.output
+    assert "needs a database file that other processes can open" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_the_parts_rejections_come_back_in_the_candidates_order():
+    ids = [f"L{n}" for n in range(10)]
+    order = [loan_uuid(i) for i in ids]
+    whole, shares = eod_parts.shares(order, 3)
+    assert whole == b"".join(u.bytes for u in order)
+    assert sorted(shares, key=len) and sum(len(s) for s in shares) == len(whole)
+    for i, share in enumerate(shares):  # each loan in the part its hash names, in the given order
+        mine = [UUID(bytes=share[j : j + 16]) for j in range(0, len(share), 16)]
+        assert mine == [u for u in order if u.int % 3 == i]
+    a = EodReport(date(2026, 3, 20), 4, 1, Counter({("overdue", "appended"): 3}), [("L7", "x"), ("L7", "y")])
+    b = EodReport(date(2026, 3, 20), 6, 0, Counter({("overdue", "rejected"): 2}), [("L2", "z"), ("L9", "w")])
+    total = eod_parts.merged(date(2026, 3, 20), [a, b], order)
+    assert (total.loans_checked, total.already_closed) == (10, 1)
+    assert total.outcomes == Counter({("overdue", "appended"): 3, ("overdue", "rejected"): 2})
+    assert total.rejected == [("L2", "z"), ("L7", "x"), ("L7", "y"), ("L9", "w")]
+
+
+def test_a_part_whose_end_of_day_is_gone_appends_nothing_more():
+    with pytest.raises(eod_parts.EodAbandoned):
+        eod_parts.Part(0, 2, parent=os.getpid()).still_wanted()  # our parent is not ourselves
+    eod_parts.Part(0, 2, parent=os.getppid()).still_wanted()
