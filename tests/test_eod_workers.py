@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import time
 from collections import Counter
 from datetime import date, timedelta
+from pathlib import Path
 from uuid import UUID
 
 import pytest
 from click.testing import CliRunner
+from support.commands import domain_example
 from support.simulation import START
+from test_races import cli as ledger_process
 
 from cli.main import cli
-from domain.loan import loan_uuid
+from domain.loan import Loan, loan_uuid
 from ledger import eod_parts
 from ledger.app import Ledger
+from ledger.commands import command_from_dict
 from ledger.config import Settings
 from ledger.eod import EodReport
 from projections import runner
@@ -115,3 +121,43 @@ def test_a_part_whose_end_of_day_is_gone_appends_nothing_more():
     with pytest.raises(eod_parts.EodAbandoned):
         eod_parts.Part(0, 2, parent=os.getpid()).still_wanted()  # our parent is not ourselves
     eod_parts.Part(0, 2, parent=os.getppid()).still_wanted()
+
+
+def parts_of(pid: int) -> list[int]:
+    """The pool processes `ledger eod --workers N` spawned (not multiprocessing's resource tracker)."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except FileNotFoundError:
+        return []
+    found = []
+    for child in map(int, children):
+        try:
+            command = Path(f"/proc/{child}/cmdline").read_text()
+        except FileNotFoundError:
+            continue
+        if "spawn_main" in command and "resource_tracker" not in command:
+            found.append(child)
+    return found
+
+
+def test_a_part_killed_mid_run_is_one_line_and_exit_2_and_a_rerun_finishes_the_day(store_url):
+    app = Ledger(Settings(db_url=store_url))
+    lines = [c for n in range(3000) for c in domain_example(f"K{n:05d}")]  # all due 2026-03-15
+    assert {o.status for o in app.append([command_from_dict(c) for c in lines])} == {"appended"}
+    runner.catch_up(app)
+    head = app.recorder.max_notification_id()
+    closing = ledger_process("eod", "--date", "2026-03-20", "--workers", "2", "--db", store_url)
+    deadline = time.time() + 120
+    while time.time() < deadline and (app.recorder.max_notification_id() or 0) == head:
+        time.sleep(0.01)  # until the parts have committed a batch: they are under way
+    parts = parts_of(closing.pid)
+    assert closing.poll() is None and len(parts) == 2, "the end of day finished before a part could be killed"
+    os.kill(parts[0], signal.SIGKILL)
+    out, err = closing.communicate(timeout=120)
+    assert closing.returncode == 2, (out, err)
+    [line] = err.strip().splitlines()
+    assert "stopped without an answer" in line and "running the command again is safe" in line, line
+    again = json.loads(run("eod", "--date", "2026-03-20", "--workers", "2", "--json", "--db", store_url))
+    assert again["outcomes"].get("overdue:appended", 0) > 0  # what the killed part had not stored
+    assert sum(1 for _ in app.notifications(Loan.Overdue, page=10_000)) == 3000  # each loan marked once
+    app.close()
