@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import time
 from collections import Counter
@@ -161,3 +162,42 @@ def test_a_part_killed_mid_run_is_one_line_and_exit_2_and_a_rerun_finishes_the_d
     assert again["outcomes"].get("overdue:appended", 0) > 0  # what the killed part had not stored
     assert sum(1 for _ in app.notifications(Loan.Overdue, page=10_000)) == 3000  # each loan marked once
     app.close()
+
+
+@pytest.fixture
+def own_server():
+    from pgserver import ThrowawayPostgres
+
+    with ThrowawayPostgres() as server:
+        yield server
+
+
+def test_a_store_lost_under_the_parts_is_the_same_one_line_exit_2_as_one_process(own_server):
+    errors = {}
+    for workers in (1, 2):
+        url = own_server.create_database(f"outage{workers}")
+        app = Ledger(Settings(db_url=url))
+        lines = [c for n in range(3000) for c in domain_example(f"K{n:05d}")]
+        app.append([command_from_dict(c) for c in lines])
+        runner.catch_up(app)
+        head = app.recorder.max_notification_id()
+        env = {**os.environ, "LEDGER_RETRY_SECONDS": "2"}
+        closing = ledger_process("eod", "--date", "2026-03-20", "--workers", str(workers), "--db", url, env=env)
+        deadline = time.time() + 120
+        while time.time() < deadline and app.recorder.max_notification_id() == head:
+            time.sleep(0.01)
+        app.close()
+        own_server.stop()
+        out, err = closing.communicate(timeout=120)
+        own_server.start()
+        assert closing.returncode == 2, (workers, out, err)
+        assert "Traceback" not in err, err
+        [line] = [line for line in err.splitlines() if line.startswith("Error:")]
+        errors[workers] = re.sub(r"\(.*\)", "(...)", line)  # the driver's words for the lost connection vary
+        assert "running the command again is safe" in line
+        assert json.loads(run("eod", "--date", "2026-03-20", "--workers", workers, "--json", "--db", url))
+        app = Ledger(Settings(db_url=url))
+        assert sum(1 for _ in app.notifications(Loan.Overdue, page=10_000)) == 3000  # each loan marked once
+        app.close()
+    assert errors[2] == errors[1]
+    assert errors[1].startswith("Error: eod 2026-03-20: the store did not answer for 2 s"), errors[1]
