@@ -70,7 +70,9 @@ def run_eod_in_parts(settings: Settings, day: date, candidates: Iterable[UUID], 
     whole, parts = shares(candidates, workers)
     # spawn, not fork: a fork would share this process's open connections with the parts
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+    # one task a process: a part whose parent is gone then exits once its task ends, rather than
+    # waiting forever for a next task on a queue no one feeds
+    with ProcessPoolExecutor(workers, mp_context=context, max_tasks_per_child=1) as pool:
         futures = [
             pool.submit(_part, settings, day, share, Part(i, workers, os.getpid())) for i, share in enumerate(parts)
         ]

@@ -201,3 +201,28 @@ def test_a_store_lost_under_the_parts_is_the_same_one_line_exit_2_as_one_process
         app.close()
     assert errors[2] == errors[1]
     assert errors[1].startswith("Error: eod 2026-03-20: the store did not answer for 2 s"), errors[1]
+
+
+def test_the_parts_of_a_killed_end_of_day_stop_after_their_batch_in_flight(store_url):
+    app = Ledger(Settings(db_url=store_url))
+    lines = [c for n in range(6000) for c in domain_example(f"K{n:05d}")]
+    app.append([command_from_dict(c) for c in lines])
+    runner.catch_up(app)
+    head = app.recorder.max_notification_id()
+    closing = ledger_process("eod", "--date", "2026-03-20", "--workers", "2", "--db", store_url)
+    deadline = time.time() + 120
+    while time.time() < deadline and app.recorder.max_notification_id() == head:
+        time.sleep(0.01)
+    parts = parts_of(closing.pid)
+    assert closing.poll() is None and len(parts) == 2, "the end of day finished before it could be killed"
+    closing.send_signal(signal.SIGKILL)
+    closing.wait()
+    deadline = time.time() + 30
+    while time.time() < deadline and any(Path(f"/proc/{p}").exists() for p in parts):
+        time.sleep(0.05)
+    assert not any(Path(f"/proc/{p}").exists() for p in parts), "a part outlived its end of day"
+    marked = sum(1 for _ in app.notifications(Loan.Overdue, page=10_000))
+    assert 0 < marked < 6000, marked  # each part stopped after its batch in flight, not at the end of its share
+    again = json.loads(run("eod", "--date", "2026-03-20", "--workers", "2", "--json", "--db", store_url))
+    assert again["outcomes"] == {"overdue:appended": 6000 - marked}
+    app.close()
