@@ -9,8 +9,8 @@ the candidates' order, so the command prints what one process prints.
 
 A part that meets an error hands it to the parent, which raises the first part's (a lost store
 is StoreUnavailable, as in one process); the other parts finish their shares, which is harmless:
-a rerun answers what they stored as duplicates. If the parent is killed, its parts stop after
-the batch in flight.
+a rerun answers what they stored as duplicates. If the parent is killed or interrupted (Ctrl-C),
+its parts stop after the batch in flight, and exit.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 from uuid import UUID
 
 from domain.errors import LedgerError
@@ -47,6 +48,16 @@ class Part:
     def still_wanted(self) -> None:
         if os.getppid() != self.parent:
             raise EodAbandoned(f"the end of day (process {self.parent}) that started part {self.index} is gone")
+        if _stop is not None and _stop.is_set():
+            raise EodAbandoned(f"the end of day (process {self.parent}) that started part {self.index} was stopped")
+
+
+_stop: Any = None  # in a part: the event its end of day sets when interrupted
+
+
+def _remember(stop: Any) -> None:
+    global _stop
+    _stop = stop
 
 
 def shares(candidates: Iterable[UUID], count: int) -> tuple[bytes, list[bytes]]:
@@ -72,18 +83,26 @@ def run_eod_in_parts(settings: Settings, day: date, candidates: Iterable[UUID], 
     context = multiprocessing.get_context("spawn")
     # one task a process: a part whose parent is gone then exits once its task ends, rather than
     # waiting forever for a next task on a queue no one feeds
-    with ProcessPoolExecutor(workers, mp_context=context, max_tasks_per_child=1) as pool:
+    stop = context.Event()
+    with ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_remember, initargs=(stop,), max_tasks_per_child=1
+    ) as pool:
         futures = [
             pool.submit(_part, settings, day, share, Part(i, workers, os.getpid())) for i, share in enumerate(parts)
         ]
         answers: list[EodReport | BaseException] = []
-        for i, future in enumerate(futures):  # each waited for: no part is left writing behind our back
-            try:
-                answers.append(future.result())
-            except BrokenProcessPool:
-                answers.append(PartCrashed(f"eod {day}: part {i + 1} of {workers} stopped without an answer"))
-            except Exception as e:  # noqa: BLE001 (the first part's error is raised once all have stopped)
-                answers.append(e)
+        try:
+            for i, future in enumerate(futures):  # each waited for: no part is left writing behind our back
+                try:
+                    answers.append(future.result())
+                except BrokenProcessPool:
+                    answers.append(PartCrashed(f"eod {day}: part {i + 1} of {workers} stopped without an answer"))
+                except Exception as e:  # noqa: BLE001 (the first part's error is raised once all have stopped)
+                    answers.append(e)
+        except BaseException:
+            # interrupted (Ctrl-C): the parts stop after their batch in flight, which leaving the pool waits for
+            stop.set()
+            raise
     for answer in answers:
         if isinstance(answer, BaseException):
             raise answer

@@ -226,3 +226,29 @@ def test_the_parts_of_a_killed_end_of_day_stop_after_their_batch_in_flight(store
     again = json.loads(run("eod", "--date", "2026-03-20", "--workers", "2", "--json", "--db", store_url))
     assert again["outcomes"] == {"overdue:appended": 6000 - marked}
     app.close()
+
+
+def test_ctrl_c_stops_the_parts_after_their_batch_in_flight_and_exits_as_one_process_does(store_url):
+    app = Ledger(Settings(db_url=store_url))
+    lines = [c for n in range(6000) for c in domain_example(f"K{n:05d}")]
+    app.append([command_from_dict(c) for c in lines])
+    runner.catch_up(app)
+    answers = {}
+    for workers in (1, 2):
+        head = app.recorder.max_notification_id()
+        closing = ledger_process("eod", "--date", "2026-03-20", "--workers", str(workers), "--db", store_url)
+        deadline = time.time() + 120
+        while time.time() < deadline and app.recorder.max_notification_id() == head:
+            time.sleep(0.01)
+        parts = parts_of(closing.pid)
+        assert closing.poll() is None, "the end of day finished before it could be interrupted"
+        closing.send_signal(signal.SIGINT)  # to the end of day alone: its parts hear of it from it
+        out, err = closing.communicate(timeout=60)
+        answers[workers] = (closing.returncode, err.strip().splitlines()[-1:])
+        assert not any(Path(f"/proc/{p}").exists() for p in parts), "a part outlived its end of day"
+    assert answers[2] == answers[1], answers
+    marked = sum(1 for _ in app.notifications(Loan.Overdue, page=10_000))
+    assert marked < 6000, marked  # the parts stopped after their batch in flight, not at the end of their shares
+    again = json.loads(run("eod", "--date", "2026-03-20", "--workers", "2", "--json", "--db", store_url))
+    assert again["outcomes"] == {"overdue:appended": 6000 - marked}
+    app.close()
