@@ -1,0 +1,139 @@
+"""The end of day in parts: several processes close the same day, a share of the candidates each.
+
+What the end of day appends for a loan depends only on that loan's events and the day (keys
+and timestamps derive from (day, loan, action)), so the candidates can be shared out by a
+stable hash of their stream id, the rule ``projections rebuild --workers N`` uses, and each
+process runs the one-process job on its share: every loan gets the same events as in one
+process. The parts' reports add up to the one-process report; the rejections are put back in
+the candidates' order, so the command prints what one process prints.
+
+A part that meets an error hands it to the parent, which raises the first part's (a lost store
+is StoreUnavailable, as in one process); the other parts finish their shares, which is harmless:
+a rerun answers what they stored as duplicates. If the parent is killed or interrupted (Ctrl-C),
+its parts stop after the batch in flight, and exit.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+from uuid import UUID
+
+from domain.errors import LedgerError
+from domain.loan import loan_uuid
+from ledger.config import Settings, sqlite_path
+from ledger.eod import EodReport, run_eod
+
+
+class EodAbandoned(Exception):
+    """The `ledger eod` that started this part is gone (killed): the part appends nothing more."""
+
+
+class PartCrashed(Exception):
+    """A part's process died without an answer (killed, out of memory): what it committed stays."""
+
+
+@dataclass(frozen=True)
+class Part:
+    index: int
+    count: int
+    parent: int  # the end of day's process id: a part outliving it is reparented and stops
+
+    def still_wanted(self) -> None:
+        if os.getppid() != self.parent:
+            raise EodAbandoned(f"the end of day (process {self.parent}) that started part {self.index} is gone")
+        if _stop is not None and _stop.is_set():
+            raise EodAbandoned(f"the end of day (process {self.parent}) that started part {self.index} was stopped")
+
+
+_stop: Any = None  # in a part: the event its end of day sets when interrupted
+
+
+def _remember(stop: Any) -> None:
+    global _stop
+    _stop = stop
+
+
+def shares(candidates: Iterable[UUID], count: int) -> tuple[bytes, list[bytes]]:
+    """All the candidates and each part's, in their given order, as 16 bytes a loan (as open_loan_uuids
+    keeps them): the whole list is kept to put the parts' rejections back in its order."""
+    whole, out = bytearray(), [bytearray() for _ in range(count)]
+    for uuid in candidates:
+        whole += uuid.bytes
+        out[uuid.int % count] += uuid.bytes
+    return bytes(whole), [bytes(share) for share in out]
+
+
+def _uuids(share: bytes) -> Iterator[UUID]:
+    return (UUID(bytes=share[i : i + 16]) for i in range(0, len(share), 16))
+
+
+def run_eod_in_parts(settings: Settings, day: date, candidates: Iterable[UUID], workers: int) -> EodReport:
+    """``run_eod`` over ``candidates`` in ``workers`` processes: the same events and the same report."""
+    if ":memory:" in (sqlite_path(settings.db_url) or ""):  # each part would open an empty store of its own
+        raise LedgerError("an end of day in parts needs a database file that other processes can open")
+    whole, parts = shares(candidates, workers)
+    # spawn, not fork: a fork would share this process's open connections with the parts
+    context = multiprocessing.get_context("spawn")
+    # one task a process: a part whose parent is gone then exits once its task ends, rather than
+    # waiting forever for a next task on a queue no one feeds
+    stop = context.Event()
+    with ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_remember, initargs=(stop,), max_tasks_per_child=1
+    ) as pool:
+        futures = [
+            pool.submit(_part, settings, day, share, Part(i, workers, os.getpid())) for i, share in enumerate(parts)
+        ]
+        answers: list[EodReport | BaseException] = []
+        try:
+            for i, future in enumerate(futures):  # each waited for: no part is left writing behind our back
+                try:
+                    answers.append(future.result())
+                except BrokenProcessPool:
+                    answers.append(PartCrashed(f"eod {day}: part {i + 1} of {workers} stopped without an answer"))
+                except Exception as e:  # noqa: BLE001 (the first part's error is raised once all have stopped)
+                    answers.append(e)
+        except BaseException:
+            # interrupted (Ctrl-C): the parts stop after their batch in flight, which leaving the pool waits for
+            stop.set()
+            raise
+    for answer in answers:
+        if isinstance(answer, BaseException):
+            raise answer
+    return merged(day, [a for a in answers if isinstance(a, EodReport)], _uuids(whole))
+
+
+def merged(day: date, reports: list[EodReport], order: Iterable[UUID]) -> EodReport:
+    """One report from the parts', its rejections in the order of ``order`` (the candidates')."""
+    total = EodReport(day)
+    rejected = [r for report in reports for r in report.rejected]
+    for report in reports:
+        total.loans_checked += report.loans_checked
+        total.already_closed += report.already_closed
+        total.outcomes.update(report.outcomes)
+    if rejected:
+        wanted = {loan_uuid(loan_id) for loan_id, _ in rejected}
+        rank = {uuid: n for n, uuid in enumerate(order) if uuid in wanted}
+        # stable: a loan's own rejections keep the order its part gave them
+        total.rejected = sorted(rejected, key=lambda r: rank[loan_uuid(r[0])])
+    return total
+
+
+def _part(settings: Settings, day: date, share: bytes, part: Part) -> EodReport:
+    """One part, in its own process: the one-process end of day over its share."""
+    from ledger.app import Ledger
+    from ledger.retry import retrying
+
+    part.still_wanted()
+    app = retrying(settings.retry_seconds, "opening the store", lambda: Ledger(settings))
+    try:
+        # checked after each batch is committed: a part stops at a batch boundary, as one process would be killed
+        return run_eod(app, day, candidates=_uuids(share), progress=lambda _: part.still_wanted())
+    finally:
+        app.close()

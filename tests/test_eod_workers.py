@@ -1,0 +1,254 @@
+"""Issue 15: `ledger eod --workers N` stores the same events and prints the same report as one process."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import time
+from collections import Counter
+from datetime import date, timedelta
+from pathlib import Path
+from uuid import UUID
+
+import pytest
+from click.testing import CliRunner
+from support.commands import domain_example
+from support.simulation import START
+from test_races import cli as ledger_process
+
+from cli.main import cli
+from domain.loan import Loan, loan_uuid
+from ledger import eod_parts
+from ledger.app import Ledger
+from ledger.commands import command_from_dict
+from ledger.config import Settings
+from ledger.eod import EodReport
+from projections import runner
+from simulator.platform import Simulator
+from simulator.run import run_simulation
+
+STOP = START + timedelta(days=70)  # the simulation's days closed so far: loans still open, some already marked
+CLOSE = STOP + timedelta(days=42)  # the early loans pass the write-off point, the later ones change bucket
+
+
+def run(*args) -> str:
+    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def stored(app: Ledger) -> dict[UUID, list]:
+    """Every loan's stored events, timestamps aside (each store records its own times)."""
+    events: dict[UUID, list] = {}
+    start = 1
+    while notes := app.recorder.select_notifications(start, 5_000):
+        for n in notes:
+            event = app.mapper.to_domain_event(n)
+            facts = {k: v for k, v in vars(event).items() if k != "timestamp"}
+            events.setdefault(n.originator_id, []).append((n.originator_version, n.topic, facts))
+        start = notes[-1].id + 1
+    return events
+
+
+def test_two_and_three_workers_store_the_same_events_and_print_the_same_report_as_one(new_store):
+    urls = {}
+    for workers in (1, 2, 3):
+        urls[workers] = new_store()
+        app = Ledger(Settings(db_url=urls[workers]))
+        run_simulation(app, Simulator(21, 300, START, days=90), until=STOP)
+        runner.catch_up(app)
+        app.close()
+    reports = {
+        w: json.loads(run("eod", "--date", CLOSE, "--workers", w, "--json", "--db", url)) for w, url in urls.items()
+    }
+    one = reports[1]
+    assert one["outcomes"]["overdue:appended"] > 10 and one["outcomes"]["written_off:appended"] >= 3, one
+    assert reports[2] == one and reports[3] == one
+    books = {}
+    for workers, url in urls.items():
+        app = Ledger(Settings(db_url=url))
+        books[workers] = stored(app)
+        app.close()
+    assert books[2] == books[1] and books[3] == books[1]
+    assert len(books[1]) > 150
+
+    # a rerun, in parts or not, appends nothing: what it would add is stored (duplicates only, if any)
+    again = {w: run("eod", "--date", CLOSE, "--workers", w, "--db", url) for w, url in urls.items()}
+    assert again[2] == again[1] and again[3] == again[1]
+    assert again[1].startswith(f"eod {CLOSE}: {one['loans_checked'] - one['outcomes']['written_off:appended']} loans")
+    rerun = {
+        w: json.loads(run("eod", "--date", CLOSE, "--workers", w, "--json", "--db", url)) for w, url in urls.items()
+    }
+    assert rerun[2] == rerun[1] and rerun[3] == rerun[1]
+    assert all(outcome.endswith(":duplicate") for outcome in rerun[1]["outcomes"]), rerun[1]
+    for workers, url in urls.items():
+        app = Ledger(Settings(db_url=url))
+        assert stored(app) == books[1], workers
+        app.close()
+
+
+def test_workers_is_bounded():
+    result = CliRunner().invoke(cli, ["eod", "--workers", "0", "--db", "sqlite:///:memory:"])
+    assert result.exit_code == 2 and "--workers" in result.output
+
+
+def test_an_in_memory_store_is_not_closed_in_parts_but_told_why():
+    result = CliRunner().invoke(cli, ["eod", "--date", "2026-03-20", "--workers", "2", "--db", "sqlite:///:memory:"])
+    assert result.exit_code == 1, result.output
+    assert "needs a database file that other processes can open" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_the_parts_rejections_come_back_in_the_candidates_order():
+    ids = [f"L{n}" for n in range(10)]
+    order = [loan_uuid(i) for i in ids]
+    whole, shares = eod_parts.shares(order, 3)
+    assert whole == b"".join(u.bytes for u in order)
+    assert sorted(shares, key=len) and sum(len(s) for s in shares) == len(whole)
+    for i, share in enumerate(shares):  # each loan in the part its hash names, in the given order
+        mine = [UUID(bytes=share[j : j + 16]) for j in range(0, len(share), 16)]
+        assert mine == [u for u in order if u.int % 3 == i]
+    a = EodReport(date(2026, 3, 20), 4, 1, Counter({("overdue", "appended"): 3}), [("L7", "x"), ("L7", "y")])
+    b = EodReport(date(2026, 3, 20), 6, 0, Counter({("overdue", "rejected"): 2}), [("L2", "z"), ("L9", "w")])
+    total = eod_parts.merged(date(2026, 3, 20), [a, b], order)
+    assert (total.loans_checked, total.already_closed) == (10, 1)
+    assert total.outcomes == Counter({("overdue", "appended"): 3, ("overdue", "rejected"): 2})
+    assert total.rejected == [("L2", "z"), ("L7", "x"), ("L7", "y"), ("L9", "w")]
+
+
+def test_a_part_whose_end_of_day_is_gone_appends_nothing_more():
+    with pytest.raises(eod_parts.EodAbandoned):
+        eod_parts.Part(0, 2, parent=os.getpid()).still_wanted()  # our parent is not ourselves
+    eod_parts.Part(0, 2, parent=os.getppid()).still_wanted()
+
+
+def parts_of(pid: int) -> list[int]:
+    """The pool processes `ledger eod --workers N` spawned (not multiprocessing's resource tracker)."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except FileNotFoundError:
+        return []
+    found = []
+    for child in map(int, children):
+        try:
+            command = Path(f"/proc/{child}/cmdline").read_text()
+        except FileNotFoundError:
+            continue
+        if "spawn_main" in command and "resource_tracker" not in command:
+            found.append(child)
+    return found
+
+
+def test_a_part_killed_mid_run_is_one_line_and_exit_2_and_a_rerun_finishes_the_day(store_url):
+    app = Ledger(Settings(db_url=store_url))
+    lines = [c for n in range(3000) for c in domain_example(f"K{n:05d}")]  # all due 2026-03-15
+    assert {o.status for o in app.append([command_from_dict(c) for c in lines])} == {"appended"}
+    runner.catch_up(app)
+    head = app.recorder.max_notification_id()
+    closing = ledger_process("eod", "--date", "2026-03-20", "--workers", "2", "--db", store_url)
+    deadline = time.time() + 120
+    while time.time() < deadline and (app.recorder.max_notification_id() or 0) == head:
+        time.sleep(0.01)  # until the parts have committed a batch: they are under way
+    parts = parts_of(closing.pid)
+    assert closing.poll() is None and len(parts) == 2, "the end of day finished before a part could be killed"
+    os.kill(parts[0], signal.SIGKILL)
+    out, err = closing.communicate(timeout=120)
+    assert closing.returncode == 2, (out, err)
+    [line] = err.strip().splitlines()
+    assert "stopped without an answer" in line and "running the command again is safe" in line, line
+    again = json.loads(run("eod", "--date", "2026-03-20", "--workers", "2", "--json", "--db", store_url))
+    assert again["outcomes"].get("overdue:appended", 0) > 0  # what the killed part had not stored
+    assert sum(1 for _ in app.notifications(Loan.Overdue, page=10_000)) == 3000  # each loan marked once
+    app.close()
+
+
+@pytest.fixture
+def own_server():
+    from pgserver import ThrowawayPostgres
+
+    with ThrowawayPostgres() as server:
+        yield server
+
+
+def test_a_store_lost_under_the_parts_is_the_same_one_line_exit_2_as_one_process(own_server):
+    errors = {}
+    for workers in (1, 2):
+        url = own_server.create_database(f"outage{workers}")
+        app = Ledger(Settings(db_url=url))
+        lines = [c for n in range(3000) for c in domain_example(f"K{n:05d}")]
+        app.append([command_from_dict(c) for c in lines])
+        runner.catch_up(app)
+        head = app.recorder.max_notification_id()
+        env = {**os.environ, "LEDGER_RETRY_SECONDS": "2"}
+        closing = ledger_process("eod", "--date", "2026-03-20", "--workers", str(workers), "--db", url, env=env)
+        deadline = time.time() + 120
+        while time.time() < deadline and app.recorder.max_notification_id() == head:
+            time.sleep(0.01)
+        app.close()
+        own_server.stop()
+        out, err = closing.communicate(timeout=120)
+        own_server.start()
+        assert closing.returncode == 2, (workers, out, err)
+        assert "Traceback" not in err, err
+        [line] = [line for line in err.splitlines() if line.startswith("Error:")]
+        errors[workers] = re.sub(r"\(.*\)", "(...)", line)  # the driver's words for the lost connection vary
+        assert "running the command again is safe" in line
+        assert json.loads(run("eod", "--date", "2026-03-20", "--workers", workers, "--json", "--db", url))
+        app = Ledger(Settings(db_url=url))
+        assert sum(1 for _ in app.notifications(Loan.Overdue, page=10_000)) == 3000  # each loan marked once
+        app.close()
+    assert errors[2] == errors[1]
+    assert errors[1].startswith("Error: eod 2026-03-20: the store did not answer for 2 s"), errors[1]
+
+
+def test_the_parts_of_a_killed_end_of_day_stop_after_their_batch_in_flight(store_url):
+    app = Ledger(Settings(db_url=store_url))
+    lines = [c for n in range(6000) for c in domain_example(f"K{n:05d}")]
+    app.append([command_from_dict(c) for c in lines])
+    runner.catch_up(app)
+    head = app.recorder.max_notification_id()
+    closing = ledger_process("eod", "--date", "2026-03-20", "--workers", "2", "--db", store_url)
+    deadline = time.time() + 120
+    while time.time() < deadline and app.recorder.max_notification_id() == head:
+        time.sleep(0.01)
+    parts = parts_of(closing.pid)
+    assert closing.poll() is None and len(parts) == 2, "the end of day finished before it could be killed"
+    closing.send_signal(signal.SIGKILL)
+    closing.wait()
+    deadline = time.time() + 30
+    while time.time() < deadline and any(Path(f"/proc/{p}").exists() for p in parts):
+        time.sleep(0.05)
+    assert not any(Path(f"/proc/{p}").exists() for p in parts), "a part outlived its end of day"
+    marked = sum(1 for _ in app.notifications(Loan.Overdue, page=10_000))
+    assert 0 < marked < 6000, marked  # each part stopped after its batch in flight, not at the end of its share
+    again = json.loads(run("eod", "--date", "2026-03-20", "--workers", "2", "--json", "--db", store_url))
+    assert again["outcomes"] == {"overdue:appended": 6000 - marked}
+    app.close()
+
+
+def test_ctrl_c_stops_the_parts_after_their_batch_in_flight_and_exits_as_one_process_does(store_url):
+    app = Ledger(Settings(db_url=store_url))
+    lines = [c for n in range(6000) for c in domain_example(f"K{n:05d}")]
+    app.append([command_from_dict(c) for c in lines])
+    runner.catch_up(app)
+    answers = {}
+    for workers in (1, 2):
+        head = app.recorder.max_notification_id()
+        closing = ledger_process("eod", "--date", "2026-03-20", "--workers", str(workers), "--db", store_url)
+        deadline = time.time() + 120
+        while time.time() < deadline and app.recorder.max_notification_id() == head:
+            time.sleep(0.01)
+        parts = parts_of(closing.pid)
+        assert closing.poll() is None, "the end of day finished before it could be interrupted"
+        closing.send_signal(signal.SIGINT)  # to the end of day alone: its parts hear of it from it
+        out, err = closing.communicate(timeout=60)
+        answers[workers] = (closing.returncode, err.strip().splitlines()[-1:])
+        assert not any(Path(f"/proc/{p}").exists() for p in parts), "a part outlived its end of day"
+    assert answers[2] == answers[1], answers
+    marked = sum(1 for _ in app.notifications(Loan.Overdue, page=10_000))
+    assert marked < 6000, marked  # the parts stopped after their batch in flight, not at the end of their shares
+    again = json.loads(run("eod", "--date", "2026-03-20", "--workers", "2", "--json", "--db", store_url))
+    assert again["outcomes"] == {"overdue:appended": 6000 - marked}
+    app.close()
