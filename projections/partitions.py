@@ -81,7 +81,9 @@ def fill(
         c.executemany("INSERT INTO proj_tracking (name, position) VALUES (?, 0)", [(t,) for t in tracks])
     # spawn, not fork: a fork would share this process's open connections with the parts
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+    # one task a process: a part whose rebuild was killed then exits once its task ends, rather than
+    # waiting forever for a next task on a queue no one feeds
+    with ProcessPoolExecutor(workers, mp_context=context, max_tasks_per_child=1) as pool:
         futures = [
             pool.submit(_part, app.settings, name, page_size, Partition(i, workers, head, os.getpid()))
             for i in range(workers)

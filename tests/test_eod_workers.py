@@ -9,12 +9,12 @@ import signal
 import time
 from collections import Counter
 from datetime import date, timedelta
-from pathlib import Path
 from uuid import UUID
 
 import pytest
 from click.testing import CliRunner
 from support.commands import domain_example
+from support.processes import all_gone, parts_of
 from support.simulation import START
 from test_races import cli as ledger_process
 
@@ -124,23 +124,6 @@ def test_a_part_whose_end_of_day_is_gone_appends_nothing_more():
     eod_parts.Part(0, 2, parent=os.getppid()).still_wanted()
 
 
-def parts_of(pid: int) -> list[int]:
-    """The pool processes `ledger eod --workers N` spawned (not multiprocessing's resource tracker)."""
-    try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except FileNotFoundError:
-        return []
-    found = []
-    for child in map(int, children):
-        try:
-            command = Path(f"/proc/{child}/cmdline").read_text()
-        except FileNotFoundError:
-            continue
-        if "spawn_main" in command and "resource_tracker" not in command:
-            found.append(child)
-    return found
-
-
 def test_a_part_killed_mid_run_is_one_line_and_exit_2_and_a_rerun_finishes_the_day(store_url):
     app = Ledger(Settings(db_url=store_url))
     lines = [c for n in range(3000) for c in domain_example(f"K{n:05d}")]  # all due 2026-03-15
@@ -218,9 +201,9 @@ def test_the_parts_of_a_killed_end_of_day_stop_after_their_batch_in_flight(store
     closing.send_signal(signal.SIGKILL)
     closing.wait()
     deadline = time.time() + 30
-    while time.time() < deadline and any(Path(f"/proc/{p}").exists() for p in parts):
+    while time.time() < deadline and not all_gone(parts):
         time.sleep(0.05)
-    assert not any(Path(f"/proc/{p}").exists() for p in parts), "a part outlived its end of day"
+    assert all_gone(parts), "a part outlived its end of day"
     marked = sum(1 for _ in app.notifications(Loan.Overdue, page=10_000))
     assert 0 < marked < 6000, marked  # each part stopped after its batch in flight, not at the end of its share
     again = json.loads(run("eod", "--date", "2026-03-20", "--workers", "2", "--json", "--db", store_url))
@@ -245,7 +228,7 @@ def test_ctrl_c_stops_the_parts_after_their_batch_in_flight_and_exits_as_one_pro
         closing.send_signal(signal.SIGINT)  # to the end of day alone: its parts hear of it from it
         out, err = closing.communicate(timeout=60)
         answers[workers] = (closing.returncode, err.strip().splitlines()[-1:])
-        assert not any(Path(f"/proc/{p}").exists() for p in parts), "a part outlived its end of day"
+        assert all_gone(parts), "a part outlived its end of day"
     assert answers[2] == answers[1], answers
     marked = sum(1 for _ in app.notifications(Loan.Overdue, page=10_000))
     assert marked < 6000, marked  # the parts stopped after their batch in flight, not at the end of their shares

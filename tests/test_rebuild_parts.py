@@ -8,6 +8,7 @@ import time
 
 import pytest
 from support.commands import applied, approved, domain_example, funded
+from support.processes import all_gone, parts_of
 from support.simulation import simulated_ledger
 from test_projection_failure import _poison
 from test_projections import snapshot
@@ -100,7 +101,9 @@ def test_a_rebuild_in_parts_killed_half_way_leaves_the_live_book_and_its_parts_s
         position > 0 for name, position in tracking(app).items() if name.startswith("book_next:")
     ):
         time.sleep(0.01)
+    workers = parts_of(rebuild.pid)
     assert rebuild.poll() is None, "the rebuild finished before it could be killed: the test proved nothing"
+    assert len(workers) == 2
     rebuild.send_signal(signal.SIGKILL)
     rebuild.wait()
     time.sleep(1)
@@ -108,6 +111,10 @@ def test_a_rebuild_in_parts_killed_half_way_leaves_the_live_book_and_its_parts_s
     time.sleep(2)
     assert tracking(app) | parts == tracking(app), "a part kept writing after its rebuild was killed"
     assert rebuilding(app) and reading(app) == whole and snapshot(app) == before
+    deadline = time.time() + 30
+    while time.time() < deadline and not all_gone(workers):
+        time.sleep(0.05)
+    assert all_gone(workers), "a part's process outlived its rebuild"
     again = cli("projections", "rebuild", "--workers", "2", "--db", store_url)
     out, err = again.communicate(timeout=300)
     assert again.returncode == 0, err
