@@ -35,8 +35,10 @@ class _LedgerRecorder:
         yield
         # The library's concurrency test signals its reader threads to stop but does not join them;
         # closing a SQLite connection one of them is still reading through crashes the interpreter.
+        # (Only theirs: the connection pool's own threads are daemons that live until it closes.)
         for thread in set(threading.enumerate()) - before:
-            thread.join(timeout=10)
+            if not thread.daemon:
+                thread.join(timeout=10)
         for factory in self._factories:
             factory.close()
 
