@@ -192,14 +192,19 @@ class Ledger(Application[UUID]):
         """The fallback: this loan alone, against its freshest state.
 
         Writers that fell back on the same loan queue on a per-loan lock, so only a
-        writer still on the optimistic path can beat this one; the bounded retries
-        are for that case.
+        writer still on the optimistic path can beat this one; the retries, bounded in
+        time (``settings.contention_seconds``), are for that case. Sixteen API clients
+        on one loan beat five quick retries about once in a few hundred requests.
         """
+        attempt = 0
         with self.recorder.loan_lock(loan_id):
-            for attempt in range(self.settings.max_retries):
+            deadline = time.monotonic() + self.settings.contention_seconds  # from first in the queue
+            while attempt < self.settings.max_retries or time.monotonic() < deadline:
                 if attempt:
-                    # jittered backoff: writers that collided should not collide again in lockstep
-                    time.sleep(random.uniform(0, 0.005 * 2**attempt))
+                    # jittered backoff, capped: writers that collided should not collide again in
+                    # lockstep, and a long sleep only widens the window for the next optimistic writer
+                    time.sleep(random.uniform(0, min(0.005 * 2**attempt, 0.05)))
+                attempt += 1
                 stored = self.recorder.find_keys([cmd.idempotency_key for cmd in cmds])
                 fresh = [cmd for cmd in cmds if cmd.idempotency_key not in stored]
                 staged = self._stage(loan_id, fresh, self.get_loan(loan_id))
@@ -215,7 +220,7 @@ class Ledger(Application[UUID]):
                 ]
         error = (
             f"loan {loan_id} kept changing under concurrent writers "
-            f"({self.settings.max_retries} attempts); nothing appended, retry later"
+            f"({attempt} attempts in {self.settings.contention_seconds:g} s); nothing appended, retry later"
         )
         return [Outcome(REJECTED, loan_id, error) for _ in cmds]
 

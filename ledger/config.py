@@ -35,6 +35,9 @@ class Settings:
     allocation_orders: dict[str, tuple[str, ...]] = field(default_factory=dict)
     batch_size: int = 500  # commands per transaction: throughput without huge rollbacks
     max_retries: int = 5  # per loan, when another writer got there first
+    # the per-loan fallback, first in its loan's queue, retries at least max_retries times and for this long:
+    # only writers still on the optimistic path can beat it, and under a burst on one loan they can, often
+    contention_seconds: float = 5.0
     retry_seconds: float = 30.0  # how long a lost connection is retried (a restart, a failover)
     # False for a role that may only read and insert history: the owner's `ledger init` set the store
     # up, and opening it must not try to create or upgrade anything (docs/audit.md, the GRANTs)

@@ -8,7 +8,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from support.commands import domain_example, funded
+from support.commands import domain_example, funded, repaid
 from support.simulation import START
 
 from ledger.app import Ledger
@@ -133,3 +133,29 @@ def test_a_batch_that_loses_a_race_retries_only_the_loans_that_changed(ledger, m
     assert [o.status for o in outcomes[1:]] == ["appended"] * 5
     assert outcomes[0].status == "rejected" and "funded" in outcomes[0].error  # true: L1 was funded by RACE
     other.close()
+
+
+def test_a_loan_that_keeps_changing_is_retried_for_its_time_then_refused_whole(store_url, monkeypatch):
+    """The per-loan fallback keeps trying for settings.contention_seconds (at least max_retries times),
+    then answers the line rejected with a reason; nothing of it is stored."""
+    import time as clock
+    from dataclasses import replace
+
+    from eventsourcing.persistence import IntegrityError
+
+    app = Ledger(replace(Settings(db_url=store_url), contention_seconds=0.3))
+    app.append([command_from_dict(c) for c in domain_example()])
+    tries: list[float] = []
+
+    def always_beaten(self, staged):
+        tries.append(clock.monotonic())
+        raise IntegrityError("another writer got there first")
+
+    monkeypatch.setattr(Ledger, "_save", always_beaten)
+    started = clock.monotonic()
+    [outcome] = app.append([command_from_dict(repaid())])
+    monkeypatch.undo()
+    assert outcome.status == "rejected" and "kept changing under concurrent writers" in outcome.error
+    assert clock.monotonic() - started >= 0.3 and len(tries) > app.settings.max_retries * 2
+    assert len(app.loan_events("L1")) == 3
+    app.close()
