@@ -69,6 +69,18 @@ class LedgerGroup(click.Group):
         sys.exit(result if isinstance(result, int) else EXIT_OK)
 
 
+def workers_option(doing: str, same: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--workers N``: processes sharing the loans out by a stable hash (projections/partitions.py,
+    ledger/eod_parts.py); for --help, ``doing`` says what each does and ``same`` what stays as in one."""
+    return click.option(
+        "--workers",
+        type=click.IntRange(1, 64),
+        default=1,
+        show_default=True,
+        help=f"Processes {doing}, a share of the loans each ({same}).",
+    )
+
+
 def store_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Adds --db and --json to a command; configuration errors exit 2, a broken rule exits 1."""
 

@@ -21,6 +21,7 @@ from cli.common import (
     parse_moment,
     printable,
     store_options,
+    workers_option,
 )
 from cli.render import event_line, loan_lines
 from cli.stopping import Interrupted, report_stop, stop_at_batch_boundary
@@ -188,13 +189,7 @@ def loan_list(
 
 @cli.command()
 @click.option("--date", "day", metavar="DATE", help="Value date to close (default: yesterday in Asia/Shanghai).")
-@click.option(
-    "--workers",
-    type=click.IntRange(1, 64),
-    default=1,
-    show_default=True,
-    help="Processes closing the day, a share of the loans each (the same events and report).",
-)
+@workers_option("closing the day", "the same events and report")
 @store_options
 def eod(day: str | None, workers: int, db_url: str | None, as_json: bool) -> None:
     """End-of-day job: overdue marks and write-offs. Safe to run twice; a day after today is refused (exit 2)."""

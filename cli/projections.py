@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from cli.common import EXIT_PROBLEM, echo_json, open_ledger, parse_day, parse_moment, store_options
+from cli.common import EXIT_PROBLEM, echo_json, open_ledger, parse_day, parse_moment, store_options, workers_option
 from domain.money import fmt
 from projections import runner
 from projections.balances import AMOUNTS, GROUPINGS, account_balances, portfolio, trial_balance
@@ -106,13 +106,7 @@ def projections_catch_up(name: str | None, page_size: int, db_url: str | None, a
 @projections.command("rebuild")
 @click.argument("name", required=False, type=click.Choice(sorted(runner.PROJECTIONS)))
 @_page_size
-@click.option(
-    "--workers",
-    type=click.IntRange(1, 64),
-    default=1,
-    show_default=True,
-    help="Processes filling the new views, a share of the loans each (the rows are the same).",
-)
+@workers_option("filling the new views", "the rows are the same")
 @store_options
 def projections_rebuild(name: str | None, page_size: int, workers: int, db_url: str | None, as_json: bool) -> None:
     """Rebuild from empty (all projections, or NAME): the same rows as built incrementally."""
