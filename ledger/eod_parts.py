@@ -15,20 +15,18 @@ its parts stop after the batch in flight, and exit.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
 from uuid import UUID
 
-from domain.errors import LedgerError
 from domain.loan import loan_uuid
-from ledger.config import Settings, sqlite_path
+from ledger.config import Settings
 from ledger.eod import EodReport, run_eod
+from ledger.parts import SPAWN, refuse_in_memory, spawn_pool
 
 
 class EodAbandoned(Exception):
@@ -76,17 +74,10 @@ def _uuids(share: bytes) -> Iterator[UUID]:
 
 def run_eod_in_parts(settings: Settings, day: date, candidates: Iterable[UUID], workers: int) -> EodReport:
     """``run_eod`` over ``candidates`` in ``workers`` processes: the same events and the same report."""
-    if ":memory:" in (sqlite_path(settings.db_url) or ""):  # each part would open an empty store of its own
-        raise LedgerError("an end of day in parts needs a database file that other processes can open")
+    refuse_in_memory(settings.db_url, "an end of day in parts")
     whole, parts = shares(candidates, workers)
-    # spawn, not fork: a fork would share this process's open connections with the parts
-    context = multiprocessing.get_context("spawn")
-    # one task a process: a part whose parent is gone then exits once its task ends, rather than
-    # waiting forever for a next task on a queue no one feeds
-    stop = context.Event()
-    with ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_remember, initargs=(stop,), max_tasks_per_child=1
-    ) as pool:
+    stop = SPAWN.Event()
+    with spawn_pool(workers, initializer=_remember, initargs=(stop,)) as pool:
         futures = [
             pool.submit(_part, settings, day, share, Part(i, workers, os.getpid())) for i, share in enumerate(parts)
         ]

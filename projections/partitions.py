@@ -19,14 +19,13 @@ the next rebuild drops.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_EXCEPTION, wait
 from dataclasses import dataclass
 from typing import Any
 
-from domain.errors import LedgerError
+from ledger.parts import refuse_in_memory, spawn_pool
 from projections import book, runner, schema
 from projections.db import ViewDb
 from projections.source import EventLog
@@ -72,18 +71,12 @@ def fill(
     Returns the events applied. Raises the projection's failure if a part met an event it
     cannot apply (recorded, as one process would).
     """
-    datastore = shadow.datastore
-    if not shadow.postgres and ":memory:" in str(datastore.pool.db_name):
-        raise LedgerError("a rebuild in parts needs a database file that other processes can open")
+    refuse_in_memory(app.settings.db_url, "a rebuild in parts")
     head = app.recorder.max_notification_id() or 0
     tracks = [part_track(track, i, workers) for i in range(workers)]
     with shadow.transaction() as c:
         c.executemany("INSERT INTO proj_tracking (name, position) VALUES (?, 0)", [(t,) for t in tracks])
-    # spawn, not fork: a fork would share this process's open connections with the parts
-    context = multiprocessing.get_context("spawn")
-    # one task a process: a part whose rebuild was killed then exits once its task ends, rather than
-    # waiting forever for a next task on a queue no one feeds
-    with ProcessPoolExecutor(workers, mp_context=context, max_tasks_per_child=1) as pool:
+    with spawn_pool(workers) as pool:
         futures = [
             pool.submit(_part, app.settings, name, page_size, Partition(i, workers, head, os.getpid()))
             for i in range(workers)
