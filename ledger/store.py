@@ -199,11 +199,21 @@ class LedgerPostgresRecorder(ChainedPostgres, PostgresApplicationRecorder):
             "ON CONFLICT (borrower_id) DO UPDATE SET data = excluded.data"
         ).format(schema)
 
-    def _create_table(self, curs: Any) -> None:
-        # Services starting together would otherwise race on the catalog ("tuple
-        # concurrently updated" from CREATE OR REPLACE FUNCTION): one creates, the rest wait.
-        curs.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
-        super()._create_table(curs)
+    def create_table(self) -> None:
+        """Services starting together on a new database take turns: one creates, the rest wait.
+
+        Held for the whole setup, on a connection of its own, because the library creates its
+        composite types in transactions of their own before the tables: two processes racing on
+        ``CREATE TYPE`` get a unique violation on ``pg_type`` (not the DuplicateObject it expects),
+        and the loser failed to open the store (1 start in 10 of six processes at once); racing on
+        ``CREATE OR REPLACE FUNCTION`` gives "tuple concurrently updated".
+        """
+        with self.datastore.get_connection() as conn:
+            conn.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK_KEY,))
+            try:
+                super().create_table()
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK_KEY,))
 
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
         """The library's insert (pipelined, one transaction) without two habits that crash a lost race.

