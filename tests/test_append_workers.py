@@ -250,3 +250,43 @@ def test_the_parts_of_a_killed_append_stop_after_their_batch_in_flight(tmp_path)
     code, out, _ = run("append", "--db", url, str(path))
     assert code == 0 and int(out.split()[1].rstrip(",")) > 0, out  # the parts had not finished the file
     assert stored > 0
+
+
+@pytest.fixture
+def own_server():
+    from pgserver import ThrowawayPostgres
+
+    with ThrowawayPostgres() as server:
+        yield server
+
+
+def test_a_store_lost_under_the_parts_is_one_line_exit_2_and_a_rerun_finishes_the_file(own_server, tmp_path):
+    path, loan_ids = simulated_file(tmp_path, loans=1200)
+    url = own_server.create_database("outage")
+    Ledger(Settings(db_url=url)).close()
+    env = {**os.environ, "LEDGER_RETRY_SECONDS": "2"}
+    appending = cli("append", "--json", "--workers", "2", "--db", url, str(path), env=env)
+    first = appending.stdout.readline()  # the parts are under way
+    assert appending.poll() is None, "the append finished before the store could be lost"
+    own_server.stop()
+    out, err = appending.stdout.read(), appending.stderr.read()
+    appending.wait(timeout=120)
+    own_server.start()
+    assert appending.returncode == 2, (out[-500:], err)
+    assert "Traceback" not in err, err
+    [line] = [line for line in err.splitlines() if line.startswith("Error:")]
+    rows = [json.loads(row) for row in (first + out).splitlines()]
+    assert [r["line"] for r in rows] == sorted(r["line"] for r in rows)
+    assert re.fullmatch(
+        rf"Error: append: the store did not answer for 2 s \(.*\); {len(rows)} lines answered above \(.*\), "
+        r"not only the first lines of the file; lines not answered may be partly written: "
+        r"re-run the file when the store is back \(stored lines are answered duplicate\)",
+        line,
+    ), line
+    clean_url = sqlite_store(tmp_path, "clean")
+    assert run("append", "--db", clean_url, str(path))[0] == 0
+    assert run("append", "--workers", "2", "--db", url, str(path))[0] == 0
+    app, clean = Ledger(Settings(db_url=url)), Ledger(Settings(db_url=clean_url))
+    assert book(app, loan_ids) == book(clean, loan_ids)
+    app.close()
+    clean.close()
