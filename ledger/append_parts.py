@@ -32,6 +32,7 @@ import os
 import queue
 import re
 import signal
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -101,7 +102,7 @@ class Part:
 Answer = tuple[int, str, str | None, str | None]  # line, status, loan_id, error
 
 
-def _work(settings: Settings, part: Part, batches: Any, answers: Connection, stop: Any) -> None:
+def _work(settings: Settings, part: Part, batches: Connection, answers: Connection, stop: Any) -> None:
     """One part, in its own process: its share of each batch, in order, answered batch by batch."""
     for s in _SIGNALS:  # started ignoring them (see _start): the parent stops us
         signal.signal(s, signal.SIG_IGN)
@@ -114,10 +115,9 @@ def _work(settings: Settings, part: Part, batches: Any, answers: Connection, sto
         app = retrying(settings.retry_seconds, "opening the store", lambda: Ledger(settings))
         while True:
             part.still_wanted(stop)
-            try:
-                batch = batches.get(timeout=POLL_SECONDS)
-            except queue.Empty:
+            if not batches.poll(POLL_SECONDS):
                 continue
+            batch = batches.recv()  # EOFError if the parent died, even halfway through sending it
             if batch is None:
                 answers.send(("done", part.index))
                 return
@@ -127,8 +127,8 @@ def _work(settings: Settings, part: Part, batches: Any, answers: Connection, sto
             answers.send(("answers", part.index, done))
     except AppendAbandoned:
         _tell(answers, ("stopped", part.index))  # if anyone is still listening
-    except BrokenPipeError:
-        return  # no one is listening: nothing more to say
+    except (BrokenPipeError, EOFError):
+        return  # the parent is gone: no one is listening
     except StoreUnavailable as e:
         _tell(answers, ("unavailable", part.index, str(e)))
     except LedgerError as e:  # a damaged stream: one process stops on it too
@@ -146,8 +146,30 @@ def _tell(answers: Connection, message: tuple[Any, ...]) -> None:
 
 
 # ---- the parent ---------------------------------------------------------------
+class _Feeder:
+    """Sends a part its batches from a thread of the parent's, so the parent never blocks on a full
+    pipe while the part waits for the parent to read its answers. (Not a multiprocessing.Queue: the
+    part would hold the queue's writing end too, and then never see the end of a parent killed
+    halfway through sending a batch.)"""
+
+    def __init__(self, to_part: Connection):
+        self._to_part, self._items = to_part, queue.SimpleQueue[Any]()
+        threading.Thread(target=self._run, daemon=True, name="append part feeder").start()
+
+    def put(self, item: Any) -> None:
+        self._items.put(item)
+
+    def _run(self) -> None:
+        with contextlib.suppress(OSError):  # the part has ended: what it never took is dropped
+            while True:
+                item = self._items.get()
+                self._to_part.send(item)
+                if item is None:
+                    return
+
+
 class _Running:
-    def __init__(self, index: int, process: Any, batches: Any, answers: Connection):
+    def __init__(self, index: int, process: Any, batches: _Feeder, answers: Connection):
         self.index, self.process, self.batches, self.answers = index, process, batches, answers
         self.in_flight = 0
         self.finished = False  # said "done" or why it stopped
@@ -216,9 +238,7 @@ def append_in_parts(
         emit_head()
     except BaseException as e:
         stop.set()  # the parts stop after their batch in flight
-        for p in parts:
-            p.batches.cancel_join_thread()  # batches never taken are dropped, not waited on at exit
-        if getattr(e, "in_flight", False) or isinstance(e, GeneratorExit):
+        if getattr(e, "in_flight", False):
             for p in parts:  # asked twice: leave now; a part still sending finds no one listening
                 p.answers.close()
             _emit_received(received, emit)
@@ -232,18 +252,15 @@ def append_in_parts(
             raise
         _emit_received(received, emit)
         raise
-    finally:
-        for p in parts:
-            p.batches.close()
     for p in parts:
         p.process.join()
 
 
 def _start(settings: Settings, part: Part, stop: Any) -> _Running:
-    batches = SPAWN.Queue()
+    their_batches, batches = SPAWN.Pipe(duplex=False)
     mine, theirs = SPAWN.Pipe(duplex=False)
     process = SPAWN.Process(
-        target=_work, args=(settings, part, batches, theirs, stop), name=f"append part {part.index + 1}"
+        target=_work, args=(settings, part, their_batches, theirs, stop), name=f"append part {part.index + 1}"
     )
     # born ignoring SIGINT and SIGTERM (a Ctrl-C reaches the whole group: only the parent acts on
     # it); blocked meanwhile here, so a signal in between reaches the parent's handler afterwards
@@ -256,7 +273,8 @@ def _start(settings: Settings, part: Part, stop: Any) -> _Running:
             signal.signal(s, handler)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
     theirs.close()  # the part holds the only writing end: its death reads as the end of the pipe
-    return _Running(part.index, process, batches, mine)
+    their_batches.close()  # and the only reading end of its batches
+    return _Running(part.index, process, _Feeder(batches), mine)
 
 
 def _hear(p: _Running, received: dict[int, Outcome], failure: list[BaseException], count: int) -> None:
