@@ -24,6 +24,11 @@ With ``--workers N``, a row under each: the same file through ``ledger append --
 (``ledger.append_parts``, the parent and its N parts, process start-up included), commands/s, its
 ratio to the one-process row and to the raw baselines of the same run, CPU per command (parent,
 parts and PostgreSQL backends) and peak memory (the parent's, and the largest part's ``ru_maxrss``).
+Measured once, 20k commands, 2 cores shared with other jobs (one process at ~250-290 us CPU per
+command, 3x a quiet machine's): ``--workers 2`` 4,875 cmd/s on SQLite (1.28x one process) and 4,054
+on PostgreSQL (1.19x; 0.072x COPY, COPY itself 56k rows/s in that run), 377-384 us CPU per command
+(one process 248-289: each part's start-up, about 1 s of imports, is ~100 us a command at this
+size), 50-51 MB + 52-53 MB a part.
 
 Measured (issue 15 asks >= 0.15x COPY), PostgreSQL 15, 500 per transaction, 2 cores shared with
 other jobs, so wall figures swing by 2x between runs; compare ratios within one run, and CPU:

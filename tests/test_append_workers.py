@@ -22,7 +22,8 @@ from ledger.config import Settings
 from ledger.ingest import OverlongLine, append_lines, read_lines
 
 INTERRUPTED = re.compile(
-    r"Error: interrupted by SIGINT: (\d+) lines answered above \(appended (\d+), duplicate (\d+), rejected 0\), "
+    r"Error: interrupted by SIG(?:INT|TERM): (\d+) lines answered above "
+    r"\(appended (\d+), duplicate (\d+), rejected 0\), "
     r"not only the first lines of the file; lines not answered were not written; "
     r"re-run the file to continue \(stored lines are answered duplicate\)"
 )
@@ -203,6 +204,25 @@ def test_ctrl_c_stops_the_parts_after_their_batch_in_flight_and_says_what_was_an
     assert book(app, loan_ids) == book(clean, loan_ids)
     app.close()
     clean.close()
+
+
+def test_sigterm_stops_the_parts_as_ctrl_c_does_with_exit_143(tmp_path):
+    path, _ = simulated_file(tmp_path, loans=1200)
+    appending = cli("append", "--json", "--workers", "2", "--db", sqlite_store(tmp_path, "term"), str(path))
+    first = appending.stdout.readline()  # the parts are under way
+    parts = parts_of(appending.pid)
+    assert len(parts) == 2 and appending.poll() is None, "the append finished before it could be stopped"
+    appending.send_signal(signal.SIGTERM)
+    out, err = appending.stdout.read(), appending.stderr.read()
+    appending.wait(timeout=60)
+    assert appending.returncode == 143, err
+    [message] = err.splitlines()
+    assert INTERRUPTED.fullmatch(message) and message.startswith("Error: interrupted by SIGTERM: "), message
+    assert INTERRUPTED.fullmatch(message)[1] == str(len((first + out).splitlines()))
+    deadline = time.time() + 30
+    while time.time() < deadline and not all_gone(parts):
+        time.sleep(0.05)
+    assert all_gone(parts), "a part outlived its append"
 
 
 def test_a_part_killed_mid_run_is_one_line_and_exit_2_and_a_rerun_finishes_the_file(tmp_path):
