@@ -24,10 +24,12 @@ from cli.common import (
     workers_option,
 )
 from cli.render import event_line, loan_lines
-from cli.stopping import Interrupted, report_stop, stop_at_batch_boundary
+from cli.stopping import Interrupted, report_stop, stop_at_batch_boundary, stop_on_signal
 from domain.delinquency import BUCKETS
+from domain.errors import LedgerError
 from domain.money import fmt
-from ledger.config import redact
+from ledger.app import Outcome
+from ledger.config import redact, settings_from_env
 from ledger.eod import run_eod
 from ledger.ingest import append_lines, read_lines
 from ledger.retry import StoreUnavailable
@@ -64,32 +66,57 @@ def init(db_url: str | None, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("source", type=click.File("rb"), default="-")
+@workers_option(
+    "appending",
+    "the same answers in the same order, except when one idempotency key is used by two loans: "
+    "which of the two is stored then depends on which process commits first; see docs/decisions.md",
+)
 @store_options
-def append(source: BinaryIO, db_url: str | None, as_json: bool) -> None:
+def append(source: BinaryIO, workers: int, db_url: str | None, as_json: bool) -> None:
     """Append JSON Lines commands from FILE (or - for stdin).
 
     Each line is reported appended, duplicate or rejected (with its line number
     and reason). Valid lines are appended even when others are rejected;
     re-running a file appends nothing new. Exit 1 if any line was rejected.
     """
-    app = open_ledger(db_url)
     totals: Counter[str] = Counter()
     last_line = 0
-    with stop_at_batch_boundary(app) as guarded:  # SIGINT/SIGTERM: finish the batch in flight, then stop
+
+    def emit(line: int, o: Outcome) -> None:
+        nonlocal last_line
+        totals[o.status] += 1
+        last_line = line
+        if as_json:
+            row = {"line": line, "status": o.status, "loan_id": o.loan_id}
+            if o.error:
+                row["error"] = o.error
+            echo_json(row)
+        elif o.error:
+            click.echo(f"line {line}: rejected: {printable(o.error)}")
+
+    if workers == 1:
+        app = open_ledger(db_url)
+        with stop_at_batch_boundary(app) as guarded:  # SIGINT/SIGTERM: finish the batch in flight, then stop
+            try:
+                for item in append_lines(guarded, read_lines(source)):
+                    emit(item.line, item.outcome)
+            except (Interrupted, StoreUnavailable) as stop:
+                report_stop(stop, totals, last_line, as_json)
+    else:
+        from ledger.append_parts import PartCrashed, append_in_parts
+        from ledger.parts import refuse_in_memory
+
+        settings = settings_from_env(db_url)
         try:
-            for item in append_lines(guarded, read_lines(source)):
-                o = item.outcome
-                totals[o.status] += 1
-                last_line = item.line
-                if as_json:
-                    row = {"line": item.line, "status": o.status, "loan_id": o.loan_id}
-                    if o.error:
-                        row["error"] = o.error
-                    echo_json(row)
-                elif o.error:
-                    click.echo(f"line {item.line}: rejected: {printable(o.error)}")
-        except (Interrupted, StoreUnavailable) as stop:
-            report_stop(stop, totals, last_line, as_json)
+            refuse_in_memory(settings.db_url, "an append with --workers")
+        except LedgerError as e:
+            raise click.UsageError(str(e)) from None
+        open_ledger(db_url).close()  # the same refusals as one process: no such file, no store
+        with stop_on_signal() as signals:  # SIGINT/SIGTERM: the parts finish their batch in flight, then stop
+            try:
+                append_in_parts(settings, read_lines(source), workers, emit, signals.check)
+            except (Interrupted, StoreUnavailable, PartCrashed) as stop:
+                report_stop(stop, totals, last_line, as_json, in_parts=True)
     if not as_json:
         click.echo(f"appended {totals['appended']}, duplicate {totals['duplicate']}, rejected {totals['rejected']}")
     if totals["rejected"]:

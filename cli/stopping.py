@@ -3,7 +3,9 @@
 Either way the operator learns exactly what was committed: every line up to the
 last one answered, and nothing after it (a signal lets the batch in flight
 finish; a lost store may have taken part of one batch with it, which re-running
-the file answers as duplicates).
+the file answers as duplicates). With ``--workers N`` the lines answered are not
+a prefix of the file (each part stops after its own batch in flight), so the
+message says how many were answered, and that those not answered were not written.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ import sys
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
+from ledger.append_parts import PartCrashed
 from ledger.retry import StoreUnavailable
 
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + the signal's number, as shells report it
@@ -28,19 +31,19 @@ class Interrupted(Exception):
         super().__init__(signal.Signals(signum).name)
 
 
-class _StopAtBatchBoundary:
-    """The ledger as append_lines sees it, refusing to start a batch once a signal came."""
+_S = TypeVar("_S", bound="Signals")
 
-    def __init__(self, app: Any):
-        self._app, self.signum = app, 0
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._app, name)
+class Signals:
+    """Remembers a SIGINT/SIGTERM; ``check()`` raises Interrupted once one came. A second one
+    raises at once, wherever the program is."""
 
-    def append(self, commands: Sequence[Any]) -> Any:
+    def __init__(self) -> None:
+        self.signum = 0
+
+    def check(self) -> None:
         if self.signum:
             raise Interrupted(self.signum, in_flight=False)
-        return self._app.append(commands)
 
     def on_signal(self, signum: int, _frame: Any) -> None:
         if self.signum:  # asked twice: stop now; the batch in flight is rolled back or committed whole
@@ -48,37 +51,85 @@ class _StopAtBatchBoundary:
         self.signum = signum
 
 
+class _StopAtBatchBoundary(Signals):
+    """The ledger as append_lines sees it, refusing to start a batch once a signal came."""
+
+    def __init__(self, app: Any):
+        super().__init__()
+        self._app = app
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._app, name)
+
+    def append(self, commands: Sequence[Any]) -> Any:
+        self.check()
+        return self._app.append(commands)
+
+
 @contextmanager
 def stop_at_batch_boundary(app: Any) -> Iterator[Any]:
-    guarded = _StopAtBatchBoundary(app)
-    previous = {s: signal.signal(s, guarded.on_signal) for s in EXIT_SIGNAL}
-    try:
+    with _on_signals(_StopAtBatchBoundary(app)) as guarded:
         yield guarded
+
+
+@contextmanager
+def stop_on_signal() -> Iterator[Signals]:
+    """For ``append --workers``: the parent checks between batches and tells its parts to stop."""
+    with _on_signals(Signals()) as signals:
+        yield signals
+
+
+@contextmanager
+def _on_signals(signals: _S) -> Iterator[_S]:
+    previous = {s: signal.signal(s, signals.on_signal) for s in EXIT_SIGNAL}
+    try:
+        yield signals
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
 
 
-def report_stop(error: Exception, totals: Counter[str], last_line: int, as_json: bool) -> None:
-    """One line on stderr naming what was committed, then the exit code for the cause."""
+def report_stop(
+    error: Exception, totals: Counter[str], last_line: int, as_json: bool, *, in_parts: bool = False
+) -> None:
+    """One line on stderr naming what was committed, then the exit code for the cause.
+
+    ``in_parts`` (``--workers N``): the lines answered are not the first lines of the file, so
+    the message counts them and says what became of the others.
+    """
     done = f"appended {totals['appended']}, duplicate {totals['duplicate']}, rejected {totals['rejected']}"
-    upto = f"lines up to {last_line}" if last_line else "no line"
+    if in_parts:
+        n = totals.total()
+        answered = f"{n} {'line' if n == 1 else 'lines'} answered above ({done}), not only the first lines of the file"
+    else:
+        answered = (f"lines up to {last_line}" if last_line else "no line") + f" answered ({done})"
     if not as_json:
         click.echo(done)
     if isinstance(error, Interrupted):
-        tail = (
-            "the batch in flight was written whole or not at all" if error.in_flight else "nothing after it was written"
-        )
+        if in_parts:
+            tail = (
+                "lines not answered were not written, or were in the parts' batches in flight, "
+                "each written whole or not at all"
+                if error.in_flight
+                else "lines not answered were not written"
+            )
+        else:
+            tail = (
+                "the batch in flight was written whole or not at all"
+                if error.in_flight
+                else "nothing after it was written"
+            )
         click.echo(
-            f"Error: interrupted by {error}: {upto} answered ({done}); {tail}; "
+            f"Error: interrupted by {error}: {answered}; {tail}; "
             "re-run the file to continue (stored lines are answered duplicate)",
             err=True,
         )
         sys.exit(EXIT_SIGNAL[signal.Signals(error.signum)])
-    assert isinstance(error, StoreUnavailable)
+    assert isinstance(error, (StoreUnavailable, PartCrashed))
+    later = "lines not answered may be partly written" if in_parts else "later lines may be partly written"
+    when = "when the store is back " if isinstance(error, StoreUnavailable) else ""
     click.echo(
-        f"Error: {error}; {upto} answered ({done}); later lines may be partly written: "
-        "re-run the file when the store is back (stored lines are answered duplicate)",
+        f"Error: {error}; {answered}; {later}: re-run the file {when}(stored lines are answered duplicate)",
         err=True,
     )
     sys.exit(2)

@@ -1,8 +1,8 @@
 """JSON Lines in, outcomes out: the one path every writer (CLI, simulator, benchmarks) appends through.
 
 Lines are validated one by one and appended in batches of ``batch_size``
-commands per transaction; a bad line is reported in its place and never stops
-the valid lines around it. Input may be bytes (a file, stdin) or text: each
+lines per transaction (an invalid line counts, and is answered in its place
+without cutting the batch or stopping the valid lines around it). Input may be bytes (a file, stdin) or text: each
 line is decoded on its own, so one line that is not UTF-8 is refused alone, and
 a line over the length limit is skipped without ever being held whole.
 """
@@ -10,15 +10,17 @@ a line over the length limit is skipped without ever being held whole.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 from domain.errors import InvalidCommand
 from ledger.app import REJECTED, Ledger, Outcome
 from ledger.commands import MAX_LINE_BYTES, _Command, parse_command
 
 _BOM = b"\xef\xbb\xbf"
+_Line = str | bytes
+_L = TypeVar("_L", bound=str | bytes)
 
 
 @dataclass(frozen=True)
@@ -54,29 +56,49 @@ def read_lines(stream: BinaryIO, max_bytes: int = MAX_LINE_BYTES) -> Iterator[by
 
 def append_lines(app: Ledger, lines: Iterable[str | bytes]) -> Iterator[LineOutcome]:
     """Yield one LineOutcome per non-blank line, in line order."""
-    pending: list[tuple[int, _Command]] = []
-    max_amount = app.settings.max_amount
+    return append_numbered(app, numbered_batches(lines, app.settings.batch_size))
 
-    def flush() -> Iterator[LineOutcome]:
-        if pending:
-            for (line_no, _), outcome in zip(pending, app.append([cmd for _, cmd in pending]), strict=True):
-                yield LineOutcome(line_no, outcome)
-            pending.clear()
 
+def numbered_batches(lines: Iterable[_L], size: int) -> Iterator[list[tuple[int, _L]]]:
+    """The non-blank lines with their line numbers, ``size`` lines a batch.
+
+    A batch is counted in lines of the file, valid or not, so where one ends depends on the file
+    alone: ``ledger append --workers N`` cuts the same batches without parsing a line, and each
+    part appends its share of each batch as one batch, with the same answers (ledger/append_parts.py).
+    """
+    batch: list[tuple[int, _L]] = []
     for line_no, line in enumerate(lines, start=1):
         if not line.strip():
             continue
-        try:
-            if isinstance(line, OverlongLine):
-                raise InvalidCommand(f"line is longer than the limit of {MAX_LINE_BYTES} bytes")
-            pending.append((line_no, parse_command(line, max_amount=max_amount)))
-        except InvalidCommand as e:
-            yield from flush()  # keep the report in line order
-            yield LineOutcome(line_no, Outcome(REJECTED, _loan_id_of(line), str(e)))
-            continue
-        if len(pending) >= app.settings.batch_size:
-            yield from flush()
-    yield from flush()
+        batch.append((line_no, line))
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def append_numbered(app: Ledger, batches: Iterable[Sequence[tuple[int, _Line]]]) -> Iterator[LineOutcome]:
+    """Each batch of numbered lines parsed and appended in one ``app.append``; one LineOutcome per
+    line, in the given order. An invalid line is answered in its place and never cuts a batch."""
+    max_amount = app.settings.max_amount
+    for batch in batches:
+        answers: list[LineOutcome | None] = []
+        parsed: list[tuple[int, _Command]] = []  # (index in answers, command)
+        for line_no, line in batch:
+            try:
+                if isinstance(line, OverlongLine):
+                    raise InvalidCommand(f"line is longer than the limit of {MAX_LINE_BYTES} bytes")
+                parsed.append((len(answers), parse_command(line, max_amount=max_amount)))
+                answers.append(None)
+            except InvalidCommand as e:
+                answers.append(LineOutcome(line_no, Outcome(REJECTED, _loan_id_of(line), str(e))))
+        if parsed:
+            for (i, _), outcome in zip(parsed, app.append([cmd for _, cmd in parsed]), strict=True):
+                answers[i] = LineOutcome(batch[i][0], outcome)
+        for answer in answers:
+            assert answer is not None
+            yield answer
 
 
 def _loan_id_of(line: str | bytes) -> str | None:
