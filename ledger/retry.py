@@ -51,16 +51,30 @@ def transient(error: BaseException) -> bool:
 
 
 class StoreUnavailable(Exception):
-    """The store did not answer within the retry deadline: the CLI exits 2."""
+    """The store did not answer within the retry deadline: the CLI exits 2.
+
+    ``what`` names the step that gave up; ``why`` says for how long and the driver's last words.
+    """
+
+    def __init__(self, what: str, why: str = ""):
+        super().__init__(f"{what}: {why}" if why else what)
+        self.why = why
 
 
 def retrying(seconds: float, what: str, step: Callable[[], T]) -> T:
-    """``step()``, again after a connection error, with jittered backoff, for up to ``seconds``."""
+    """``step()``, again after a connection error, with jittered backoff, for up to ``seconds``.
+
+    A step may retry inner steps of its own (the end of day's batch retries its append): when an
+    inner one gives up, the message names this step, the one the operator ran, whichever inner
+    step the outage happened to land in.
+    """
     deadline = time.monotonic() + seconds
     wait = _FIRST_WAIT
     while True:
         try:
             return step()
+        except StoreUnavailable as e:
+            raise StoreUnavailable(what, e.why) from None
         except CONNECTION_ERRORS as e:
             if not transient(e):
                 raise
@@ -69,7 +83,7 @@ def retrying(seconds: float, what: str, step: Callable[[], T]) -> T:
             if wait == _FIRST_WAIT:
                 log.warning("%s: lost the store (%s); retrying for up to %g s", what, reason, seconds)
             if left <= 0:
-                raise StoreUnavailable(f"{what}: the store did not answer for {seconds:g} s ({reason})") from None
+                raise StoreUnavailable(what, f"the store did not answer for {seconds:g} s ({reason})") from None
             # full jitter: processes cut off together should not all come back at the same instant
             time.sleep(min(left, random.uniform(0, wait)))
             wait = min(_MAX_WAIT, wait * 2)
