@@ -44,7 +44,7 @@ from domain.loan import loan_uuid
 from ledger.app import Outcome
 from ledger.config import Settings
 from ledger.ingest import OverlongLine, append_numbered, numbered_batches
-from ledger.parts import SPAWN, refuse_in_memory
+from ledger.parts import SPAWN, Abandoned, Part, refuse_in_memory
 from ledger.retry import StoreUnavailable
 
 DEPTH = 3  # batches queued or in flight per part
@@ -54,10 +54,6 @@ _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 class PartCrashed(Exception):
     """A part's process died without an answer (killed, out of memory): what it committed stays."""
-
-
-class AppendAbandoned(Exception):
-    """The append that started this part is gone or stopped: the part appends nothing more."""
 
 
 # ---- routing ------------------------------------------------------------------
@@ -87,16 +83,8 @@ def part_of(line: bytes, count: int) -> int:
 
 # ---- a part -------------------------------------------------------------------
 @dataclass(frozen=True)
-class Part:
-    index: int
-    count: int
-    parent: int  # the append's process id: a part outliving it is reparented and stops
-
-    def still_wanted(self, stop: Any) -> None:
-        if os.getppid() != self.parent:
-            raise AppendAbandoned(f"the append (process {self.parent}) that started part {self.index + 1} is gone")
-        if stop.is_set():
-            raise AppendAbandoned(f"the append (process {self.parent}) that started part {self.index + 1} stopped")
+class AppendPart(Part):
+    job = "the append"
 
 
 Answer = tuple[int, str, str | None, str | None]  # line, status, loan_id, error
@@ -125,7 +113,7 @@ def _work(settings: Settings, part: Part, batches: Connection, answers: Connecti
                 (a.line, a.outcome.status, a.outcome.loan_id, a.outcome.error) for a in append_numbered(app, [batch])
             ]
             answers.send(("answers", part.index, done))
-    except AppendAbandoned:
+    except Abandoned:
         _tell(answers, ("stopped", part.index))  # if anyone is still listening
     except (BrokenPipeError, EOFError):
         return  # the parent is gone: no one is listening
@@ -190,7 +178,7 @@ def append_in_parts(
     """
     refuse_in_memory(settings.db_url, "an append in parts")
     stop = SPAWN.Event()
-    parts = [_start(settings, Part(i, workers, os.getpid()), stop) for i in range(workers)]
+    parts = [_start(settings, AppendPart(i, workers, os.getpid()), stop) for i in range(workers)]
     order: deque[int] = deque()  # the lines sent, in file order, not yet emitted
     received: dict[int, Outcome] = {}
     failure: list[BaseException] = []

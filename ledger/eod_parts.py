@@ -26,11 +26,7 @@ from uuid import UUID
 from domain.loan import loan_uuid
 from ledger.config import Settings
 from ledger.eod import EodReport, run_eod
-from ledger.parts import SPAWN, refuse_in_memory, spawn_pool
-
-
-class EodAbandoned(Exception):
-    """The `ledger eod` that started this part is gone (killed): the part appends nothing more."""
+from ledger.parts import SPAWN, Part, refuse_in_memory, spawn_pool
 
 
 class PartCrashed(Exception):
@@ -38,16 +34,8 @@ class PartCrashed(Exception):
 
 
 @dataclass(frozen=True)
-class Part:
-    index: int
-    count: int
-    parent: int  # the end of day's process id: a part outliving it is reparented and stops
-
-    def still_wanted(self) -> None:
-        if os.getppid() != self.parent:
-            raise EodAbandoned(f"the end of day (process {self.parent}) that started part {self.index} is gone")
-        if _stop is not None and _stop.is_set():
-            raise EodAbandoned(f"the end of day (process {self.parent}) that started part {self.index} was stopped")
+class EodPart(Part):
+    job = "the end of day"
 
 
 _stop: Any = None  # in a part: the event its end of day sets when interrupted
@@ -79,7 +67,7 @@ def run_eod_in_parts(settings: Settings, day: date, candidates: Iterable[UUID], 
     stop = SPAWN.Event()
     with spawn_pool(workers, initializer=_remember, initargs=(stop,)) as pool:
         futures = [
-            pool.submit(_part, settings, day, share, Part(i, workers, os.getpid())) for i, share in enumerate(parts)
+            pool.submit(_part, settings, day, share, EodPart(i, workers, os.getpid())) for i, share in enumerate(parts)
         ]
         answers: list[EodReport | BaseException] = []
         try:
@@ -116,15 +104,15 @@ def merged(day: date, reports: list[EodReport], order: Iterable[UUID]) -> EodRep
     return total
 
 
-def _part(settings: Settings, day: date, share: bytes, part: Part) -> EodReport:
+def _part(settings: Settings, day: date, share: bytes, part: EodPart) -> EodReport:
     """One part, in its own process: the one-process end of day over its share."""
     from ledger.app import Ledger
     from ledger.retry import retrying
 
-    part.still_wanted()
+    part.still_wanted(_stop)
     app = retrying(settings.retry_seconds, "opening the store", lambda: Ledger(settings))
     try:
         # checked after each batch is committed: a part stops at a batch boundary, as one process would be killed
-        return run_eod(app, day, candidates=_uuids(share), progress=lambda _: part.still_wanted())
+        return run_eod(app, day, candidates=_uuids(share), progress=lambda _: part.still_wanted(_stop))
     finally:
         app.close()

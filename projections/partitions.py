@@ -25,7 +25,7 @@ from concurrent.futures import FIRST_EXCEPTION, wait
 from dataclasses import dataclass
 from typing import Any
 
-from ledger.parts import refuse_in_memory, spawn_pool
+from ledger.parts import Part, refuse_in_memory, spawn_pool
 from projections import book, runner, schema
 from projections.db import ViewDb
 from projections.source import EventLog
@@ -33,24 +33,14 @@ from projections.source import EventLog
 PROGRESS_SECONDS = 0.5  # how often the parts' positions are read for the progress bar
 
 
-class RebuildAbandoned(Exception):
-    """The rebuild that started this part is gone (killed): the part writes nothing more."""
-
-
 @dataclass(frozen=True)
-class Partition:
-    index: int
-    count: int
-    head: int
-    parent: int  # the rebuild's process id: a part outliving it is reparented and stops
+class Partition(Part):
+    head: int = 0  # the last notification id the part applies: the log's head when the rebuild began
+    job = "the rebuild"
 
     def mine(self, notifications: Sequence[Any]) -> Sequence[Any]:
         index, count = self.index, self.count
         return [n for n in notifications if n.originator_id.int % count == index]
-
-    def still_wanted(self) -> None:
-        if os.getppid() != self.parent:
-            raise RebuildAbandoned(f"the rebuild (process {self.parent}) that started part {self.index} is gone")
 
 
 def part_track(track: str, index: int, count: int) -> str:
@@ -78,7 +68,7 @@ def fill(
         c.executemany("INSERT INTO proj_tracking (name, position) VALUES (?, 0)", [(t,) for t in tracks])
     with spawn_pool(workers) as pool:
         futures = [
-            pool.submit(_part, app.settings, name, page_size, Partition(i, workers, head, os.getpid()))
+            pool.submit(_part, app.settings, name, page_size, Partition(i, workers, os.getpid(), head))
             for i in range(workers)
         ]
         reported = 0

@@ -25,6 +25,7 @@ from ledger.app import Ledger
 from ledger.commands import command_from_dict
 from ledger.config import Settings
 from ledger.eod import EodReport
+from ledger.parts import Abandoned
 from projections import runner
 from simulator.platform import Simulator
 from simulator.run import run_simulation
@@ -119,9 +120,9 @@ def test_the_parts_rejections_come_back_in_the_candidates_order():
 
 
 def test_a_part_whose_end_of_day_is_gone_appends_nothing_more():
-    with pytest.raises(eod_parts.EodAbandoned):
-        eod_parts.Part(0, 2, parent=os.getpid()).still_wanted()  # our parent is not ourselves
-    eod_parts.Part(0, 2, parent=os.getppid()).still_wanted()
+    with pytest.raises(Abandoned):
+        eod_parts.EodPart(0, 2, parent=os.getpid()).still_wanted()  # our parent is not ourselves
+    eod_parts.EodPart(0, 2, parent=os.getppid()).still_wanted()
 
 
 def test_a_part_killed_mid_run_is_one_line_and_exit_2_and_a_rerun_finishes_the_day(store_url):

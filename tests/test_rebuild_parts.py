@@ -19,6 +19,7 @@ from domain.errors import LedgerError
 from ledger.app import Ledger
 from ledger.commands import command_from_dict
 from ledger.config import Settings
+from ledger.parts import Abandoned
 from projections import partitions, runner
 
 
@@ -85,7 +86,7 @@ def test_a_part_that_cannot_apply_an_event_stops_the_rebuild_and_records_it(stor
 
 def test_a_part_whose_rebuild_is_gone_writes_nothing_more():
     part = partitions.Partition(0, 2, head=10, parent=os.getpid())  # our parent is not ourselves
-    with pytest.raises(partitions.RebuildAbandoned):
+    with pytest.raises(Abandoned):
         part.still_wanted()
     partitions.Partition(0, 2, head=10, parent=os.getppid()).still_wanted()
 
