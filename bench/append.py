@@ -32,9 +32,9 @@ size), 50-51 MB + 52-53 MB a part. Again on 2026-12-02 with nothing else running
 ran about 3x slower that day than on 2026-11-25: COPY 59-77k rows/s, one process 273-278 us CPU
 per command), PostgreSQL:
 
-    commands  one process  --workers 2              ratio to COPY (one / two)  CPU us/cmd (one / two)  peak MB
-       20000  3,588 cmd/s  4,548 (1.27x)            0.061 / 0.077              278 / 345               55 / 51 + 52 a part
-      100000  3,651 cmd/s  5,155 (1.41x)            0.047 / 0.067              273 / 276               56 / 51 + 53 a part
+    commands  one process  --workers 2    COPY ratio (one / two)  CPU us/cmd (one / two)  peak MB
+       20000  3,588 cmd/s  4,548 (1.27x)  0.061 / 0.077           278 / 345               55 / 51 + 52 a part
+      100000  3,651 cmd/s  5,155 (1.41x)  0.047 / 0.067           273 / 276               56 / 51 + 53 a part
 
 Two parts use about 1.4 of the 2 cores; the rest is the parent's reading and routing and the
 commits, which take the events table's lock one at a time.
