@@ -7,7 +7,6 @@ import json
 import os
 import re
 import signal
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -190,10 +189,7 @@ def test_ctrl_c_stops_the_parts_after_their_batch_in_flight_and_says_what_was_an
     assert found, message
     appended = sum(r["status"] == "appended" for r in rows)
     assert found.groups() == (str(len(rows)), str(appended), str(len(rows) - appended))
-    deadline = time.time() + 30
-    while time.time() < deadline and not all_gone(parts):
-        time.sleep(0.05)
-    assert all_gone(parts), "a part outlived its append"
+    assert all_gone(parts, within=30), "a part outlived its append"
 
     app = Ledger(Settings(db_url=store_url))
     assert sum(len(app.loan_events(loan_id)) for loan_id in loan_ids) == appended  # nothing unanswered written
@@ -219,10 +215,7 @@ def test_sigterm_stops_the_parts_as_ctrl_c_does_with_exit_143(tmp_path):
     [message] = err.splitlines()
     assert INTERRUPTED.fullmatch(message) and message.startswith("Error: interrupted by SIGTERM: "), message
     assert INTERRUPTED.fullmatch(message)[1] == str(len((first + out).splitlines()))
-    deadline = time.time() + 30
-    while time.time() < deadline and not all_gone(parts):
-        time.sleep(0.05)
-    assert all_gone(parts), "a part outlived its append"
+    assert all_gone(parts, within=30), "a part outlived its append"
 
 
 def test_a_part_killed_mid_run_is_one_line_and_exit_2_and_a_rerun_finishes_the_file(tmp_path):
@@ -260,10 +253,7 @@ def test_the_parts_of_a_killed_append_stop_after_their_batch_in_flight(tmp_path)
     assert len(parts) == 2 and appending.poll() is None, "the append finished before it could be killed"
     appending.send_signal(signal.SIGKILL)
     appending.wait()
-    deadline = time.time() + 30
-    while time.time() < deadline and not all_gone(parts):
-        time.sleep(0.05)
-    assert all_gone(parts), "a part outlived its append"
+    assert all_gone(parts, within=30), "a part outlived its append"
     app = Ledger(Settings(db_url=url))
     stored = sum(len(app.loan_events(loan_id)) for loan_id in loan_ids)
     app.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 
@@ -22,5 +23,11 @@ def parts_of(pid: int) -> list[int]:
     return found
 
 
-def all_gone(pids: list[int]) -> bool:
-    return not any(Path(f"/proc/{p}").exists() for p in pids)
+def all_gone(pids: list[int], within: float = 0.0) -> bool:
+    """Whether every one of ``pids`` has exited, waiting up to ``within`` seconds for it."""
+    deadline = time.monotonic() + within
+    while any(Path(f"/proc/{p}").exists() for p in pids):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
