@@ -32,6 +32,7 @@ from ledger.app import Outcome
 from ledger.config import redact, settings_from_env
 from ledger.eod import run_eod
 from ledger.ingest import append_lines, read_lines
+from ledger.parts import PartCrashed, refuse_in_memory
 from ledger.retry import StoreUnavailable
 from projections.balances import STATES, LoanLine, open_loan_uuids
 from projections.balances import loan_lines as book_loan_lines
@@ -103,8 +104,7 @@ def append(source: BinaryIO, workers: int, db_url: str | None, as_json: bool) ->
             except (Interrupted, StoreUnavailable) as stop:
                 report_stop(stop, totals, last_line, as_json)
     else:
-        from ledger.append_parts import PartCrashed, append_in_parts
-        from ledger.parts import refuse_in_memory
+        from ledger.append_parts import append_in_parts
 
         settings = settings_from_env(db_url)
         try:
@@ -236,7 +236,7 @@ def eod(day: str | None, workers: int, db_url: str | None, as_json: bool) -> Non
     if workers == 1:
         report = run_eod(app, close, candidates=candidates)
     else:
-        from ledger.eod_parts import PartCrashed, run_eod_in_parts
+        from ledger.eod_parts import run_eod_in_parts
 
         try:
             report = run_eod_in_parts(app.settings, close, candidates, workers)

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import click
 
-from ledger.append_parts import PartCrashed
+from ledger.parts import PartCrashed
 from ledger.retry import StoreUnavailable
 
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + the signal's number, as shells report it

@@ -44,16 +44,12 @@ from domain.loan import loan_uuid
 from ledger.app import Outcome
 from ledger.config import Settings
 from ledger.ingest import OverlongLine, append_numbered, numbered_batches
-from ledger.parts import SPAWN, Abandoned, Part, refuse_in_memory
+from ledger.parts import SPAWN, Abandoned, Part, PartCrashed, refuse_in_memory
 from ledger.retry import StoreUnavailable
 
 DEPTH = 3  # batches queued or in flight per part
 POLL_SECONDS = 0.1  # how often the parent and the parts look for a stop
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-class PartCrashed(Exception):
-    """A part's process died without an answer (killed, out of memory): what it committed stays."""
 
 
 # ---- routing ------------------------------------------------------------------

@@ -26,11 +26,7 @@ from uuid import UUID
 from domain.loan import loan_uuid
 from ledger.config import Settings
 from ledger.eod import EodReport, run_eod
-from ledger.parts import SPAWN, Part, refuse_in_memory, spawn_pool
-
-
-class PartCrashed(Exception):
-    """A part's process died without an answer (killed, out of memory): what it committed stays."""
+from ledger.parts import SPAWN, Part, PartCrashed, refuse_in_memory, spawn_pool
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,10 @@ def spawn_pool(workers: int, **kwargs: Any) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(workers, mp_context=SPAWN, max_tasks_per_child=1, **kwargs)
 
 
+class PartCrashed(Exception):
+    """A part's process died without an answer (killed, out of memory): what it committed stays."""
+
+
 class Abandoned(Exception):
     """The job that started this part is gone (killed) or stopped: the part writes nothing more."""
 
