@@ -20,6 +20,7 @@ import click
 
 from domain.errors import LedgerError
 from ledger.app import Ledger
+from ledger.commands import parse_date, parse_timestamp
 from ledger.config import ConfigError, Settings, redact, settings_from_env, sqlite_path
 from ledger.retry import CONNECTION_ERRORS, StoreUnavailable, retrying
 from projections.jsonable import to_jsonable
@@ -176,24 +177,23 @@ _REFUSALS = ("authentication failed", "does not exist", "no pg_hba.conf entry", 
 
 
 def parse_day(value: str | None, name: str) -> date | None:
+    """A date option, read as every input of the ledger reads a date (``ledger.commands.parse_date``)."""
     if value is None:
         return None
     try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)", param_hint=name) from None
+        return parse_date(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint=name) from None
 
 
 def parse_moment(value: str | None, name: str) -> datetime | None:
+    """A timestamp option, read as every input of the ledger reads one (``ledger.commands.parse_timestamp``)."""
     if value is None:
         return None
     try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        moment = None
-    if moment is None or moment.tzinfo is None:
-        raise click.BadParameter(f"{value!r} is not an ISO 8601 timestamp with offset", param_hint=name)
-    return moment
+        return parse_timestamp(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint=name) from None
 
 
 def printable(text: str) -> str:

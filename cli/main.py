@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
-from contextlib import closing
 from typing import BinaryIO
 
 import click
@@ -27,16 +26,16 @@ from cli.render import event_line, loan_lines
 from cli.stopping import Interrupted, report_stop, stop_at_batch_boundary, stop_on_signal
 from domain.delinquency import BUCKETS
 from domain.errors import LedgerError
-from domain.money import fmt
 from ledger.app import Outcome
 from ledger.config import redact, settings_from_env
 from ledger.eod import run_eod
 from ledger.ingest import append_lines, read_lines
 from ledger.parts import PartCrashed, refuse_in_memory
 from ledger.retry import StoreUnavailable
-from projections.balances import STATES, LoanLine, open_loan_uuids
-from projections.balances import loan_lines as book_loan_lines
-from projections.loan_view import loan_view, today_in_shanghai
+from projections.balances import STATES, open_loan_uuids
+from projections.lists import BadCursor, loan_page
+from projections.loan_view import show_loan, today_in_shanghai
+from projections.parties import sent_by
 from projections.runner import catch_up
 from projections.runner import views as projection_views
 
@@ -137,12 +136,9 @@ def loan_show(loan_id: str, as_of: str | None, known_at: str | None, db_url: str
     """State, terms, balances, DPD and history of LOAN_ID, as of a date and as known at a time."""
     day = parse_day(as_of, "--as-of") or today_in_shanghai()
     moment = parse_moment(known_at, "--known-at")
-    app = open_ledger(db_url)
-    events = app.loan_events(loan_id, moment)
-    loan_obj = app.get_loan(loan_id, moment) if events else None
-    if loan_obj is None:
+    view = show_loan(open_ledger(db_url), loan_id, day, moment)
+    if view is None:
         raise Problem(f"no loan {loan_id}" + (f" known at {moment.isoformat()}" if moment else ""))
-    view = loan_view(loan_obj, events, day, moment)
     if as_json:
         echo_json(view)
         return
@@ -156,51 +152,47 @@ def loan_show(loan_id: str, as_of: str | None, known_at: str | None, db_url: str
 @click.option("--state", type=click.Choice(STATES), help="Only loans in this state as of the date.")
 @click.option("--bucket", type=click.Choice(BUCKETS), help="Only loans in this delinquency bucket.")
 @click.option("--bank", help="Only loans funded by this bank.")
+@click.option("--channel", help="Only loans whose application came through this channel.")
 @click.option("--as-of", "as_of", metavar="DATE", help="Value date (default: today in Asia/Shanghai).")
 @click.option("--limit", type=click.IntRange(1, 1_000_000), default=100, show_default=True, help="At most this many.")
+@click.option("--cursor", metavar="CURSOR", help="Start after the page that gave this next_cursor.")
 @store_options
 def loan_list(
     state: str | None,
     bucket: str | None,
     bank: str | None,
+    channel: str | None,
     as_of: str | None,
     limit: int,
+    cursor: str | None,
     db_url: str | None,
     as_json: bool,
 ) -> None:
     """Funded loans from the book, in loan id order: state, bucket, DPD, bank, what the book holds.
 
     A written-off loan holds 0.00 on the book; `loan show` gives what its borrower still owes.
+    With more than --limit, --json gives next_cursor: pass it as --cursor for the next page.
     """
     day = parse_day(as_of, "--as-of") or today_in_shanghai()
     app = open_ledger(db_url)
     catch_up(app)  # answer from everything appended so far
-    found: list[LoanLine] = []
-    more = False
-    # a generator (closing it releases its cursor), though its signature says Iterator
-    with closing(book_loan_lines(projection_views(app), day, bank=bank)) as lines:  # type: ignore[type-var]
-        for line in lines:
-            if (state and line.state != state) or (bucket and line.bucket != bucket):
-                continue
-            if len(found) == limit:
-                more = True
-                break
-            found.append(line)
-    rows = [
-        {
-            "loan_id": x.loan_id,
-            "state": x.state,
-            "bucket": x.bucket,
-            "dpd": x.dpd,
-            "bank": x.bank,
-            "product": x.product,
-            "due_date": x.due_date,
-            "total": fmt(x.amounts["total"]),
-        }
-        for x in found
-    ]
+    where = [] if channel is None else [sent_by(channel).condition]
+    try:
+        rows, next_cursor = loan_page(
+            projection_views(app),
+            day,
+            state=state,
+            bucket=bucket,
+            bank=bank,
+            where_loans=where,
+            cursor=cursor,
+            limit=limit,
+        )
+    except BadCursor as e:
+        raise click.BadParameter(str(e), param_hint="--cursor") from None
+    more = next_cursor is not None
     if as_json:
-        echo_json({"as_of": day, "loans": rows, "more": more})
+        echo_json({"as_of": day, "loans": rows, "more": more, "next_cursor": next_cursor})
         return
     click.echo(f"{len(rows)} loans as of {day}" + (f" (first {limit}; there are more)" if more else ""))
     if rows:
@@ -212,6 +204,8 @@ def loan_list(
             f"  {r['loan_id']:<20} {r['state']:<12} {r['bucket']:<8} {r['dpd']:>5}  {r['bank']:<12} "
             f"{r['due_date']} {r['total']:>14}"
         )
+    if next_cursor:
+        click.echo(f"  next page: --cursor {next_cursor}")
 
 
 @cli.command()

@@ -22,7 +22,11 @@ class InvalidAmount(LedgerError):
 
 
 class InvalidCommand(LedgerError):
-    """A line that is not a valid command (syntax, field, type)."""
+    """A line that is not a valid command (syntax, field, type); ``field`` names the first field at fault."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
 
 
 class IllegalTransition(LedgerError):

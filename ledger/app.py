@@ -29,7 +29,16 @@ from eventsourcing.domain import DomainEventProtocol, OriginatorVersionError
 from eventsourcing.persistence import IntegrityError, JSONTranscoder, Notification, Recording
 from eventsourcing.utils import Environment, EnvType, get_topic
 
-from domain.errors import DamagedStream, IdempotencyConflict, LedgerError
+from domain.errors import (
+    CostCapExceeded,
+    DamagedStream,
+    IdempotencyConflict,
+    IllegalTransition,
+    InvalidAmount,
+    InvalidCommand,
+    LedgerError,
+    RuleViolation,
+)
 from domain.loan import Loan, loan_uuid
 from ledger.audit_store import stream_id
 from ledger.commands import Applied, _Command
@@ -40,12 +49,40 @@ from ledger.store import DateAsISO, KeyRecord, LedgerRecorder
 
 APPENDED, DUPLICATE, REJECTED = "appended", "duplicate", "rejected"
 
+# Why a command was rejected (Outcome.code): what a caller acts on without reading the message.
+INVALID_COMMAND = "invalid_command"  # not a valid command: a field, a limit, the JSON itself
+ILLEGAL_TRANSITION = "illegal_transition"  # not in this state (an unknown loan, funding twice, ...)
+RULE_VIOLATION = "rule_violation"  # legal in this state but breaks a business rule (cost cap, amounts)
+IDEMPOTENCY_CONFLICT = "idempotency_conflict"  # the key was used before with other content
+CONTENTION = "contention"  # the loan kept changing under concurrent writers: nothing appended, retry later
+DAMAGED_STREAM = "damaged_stream"  # the loan's stored events are damaged: `ledger verify`
+REASON_CODES = (INVALID_COMMAND, ILLEGAL_TRANSITION, RULE_VIOLATION, IDEMPOTENCY_CONFLICT, CONTENTION, DAMAGED_STREAM)
+
 
 @dataclass(frozen=True)
 class Outcome:
     status: str
     loan_id: str | None
     error: str | None = None
+    code: str | None = None  # one of REASON_CODES when rejected
+    field: str | None = None  # the command's field at fault, when one is
+
+
+def reason_of(error: LedgerError) -> tuple[str, str | None]:
+    """The reason code and field of a rule's error (what ``Outcome`` carries)."""
+    if isinstance(error, InvalidCommand):
+        return INVALID_COMMAND, error.field
+    if isinstance(error, InvalidAmount):
+        return INVALID_COMMAND, error.field
+    if isinstance(error, IllegalTransition):
+        return ILLEGAL_TRANSITION, None
+    if isinstance(error, IdempotencyConflict):
+        return IDEMPOTENCY_CONFLICT, "idempotency_key"
+    if isinstance(error, DamagedStream):
+        return DAMAGED_STREAM, None
+    if isinstance(error, (RuleViolation, CostCapExceeded)):
+        return RULE_VIOLATION, None
+    return RULE_VIOLATION, None
 
 
 class Ledger(Application[UUID]):
@@ -131,6 +168,8 @@ class Ledger(Application[UUID]):
                     commands[i].loan_id,
                     f"idempotency_key {first.idempotency_key!r} was used earlier in this batch "
                     f"by a command that was rejected: {first_outcome.error}",
+                    first_outcome.code,
+                    first_outcome.field,
                 )
             else:
                 outcomes[i] = _repeat(commands[i], first.content_hash, first.loan_id)
@@ -222,7 +261,7 @@ class Ledger(Application[UUID]):
             f"loan {loan_id} kept changing under concurrent writers "
             f"({attempt} attempts in {self.settings.contention_seconds:g} s); nothing appended, retry later"
         )
-        return [Outcome(REJECTED, loan_id, error) for _ in cmds]
+        return [Outcome(REJECTED, loan_id, error, CONTENTION) for _ in cmds]
 
     def _stage(self, loan_id: str, cmds: list[_Command], loan: Loan | None) -> _Staged:
         outcomes: list[Outcome] = []
@@ -232,7 +271,7 @@ class Ledger(Application[UUID]):
             try:
                 loan = handle(loan, cmd, self.settings)
             except LedgerError as e:
-                outcomes.append(Outcome(REJECTED, loan_id, str(e)))
+                outcomes.append(Outcome(REJECTED, loan_id, str(e), *reason_of(e)))
                 continue
             outcomes.append(Outcome(APPENDED, loan_id))
             keys.append(KeyRecord(cmd.idempotency_key, loan_id, cmd.content_hash, cmd.type))
@@ -313,6 +352,19 @@ class Ledger(Application[UUID]):
             yield from notes
             start = notes[-1].id + 1
 
+    def loan_with_events(self, loan_id: str, known_at: datetime | None = None) -> tuple[Loan | None, list[Loan.Event]]:
+        """The loan and its events from ONE read of its stream (with ``known_at``, as recorded by then).
+
+        ``loan show`` and the API's loan reads take both from here: reading the events and then the
+        loan again would let a write between the two reads mix two versions in one answer.
+        """
+        events = self.loan_events(loan_id, known_at)
+        loan: Loan | None = None
+        with damage_named(loan_id):
+            for e in events:
+                loan = e.mutate(loan)
+        return loan, events
+
     def loan_events(self, loan_id: str, known_at: datetime | None = None) -> list[Loan.Event]:
         """The loan's events in order; with ``known_at``, the prefix recorded by then."""
         events = [loan_event(e) for e in self.events.get(loan_uuid(loan_id))]
@@ -354,7 +406,8 @@ def _version(loan: Loan | None) -> int | None:
 def _repeat(cmd: _Command, stored_hash: str, stored_loan_id: str) -> Outcome:
     if stored_hash == cmd.content_hash and stored_loan_id == cmd.loan_id:
         return Outcome(DUPLICATE, cmd.loan_id)
-    return Outcome(REJECTED, cmd.loan_id, str(IdempotencyConflict(cmd.idempotency_key, stored_loan_id)))
+    error = IdempotencyConflict(cmd.idempotency_key, stored_loan_id)
+    return Outcome(REJECTED, cmd.loan_id, str(error), *reason_of(error))
 
 
 def loan_event(e: DomainEventProtocol[UUID]) -> Loan.Event:

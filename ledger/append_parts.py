@@ -83,7 +83,7 @@ class AppendPart(Part):
     job = "the append"
 
 
-Answer = tuple[int, str, str | None, str | None]  # line, status, loan_id, error
+Answer = tuple[int, Outcome]  # line, outcome (its reason code and field included)
 
 
 def _work(settings: Settings, part: Part, batches: Connection, answers: Connection, stop: Any) -> None:
@@ -105,9 +105,7 @@ def _work(settings: Settings, part: Part, batches: Connection, answers: Connecti
             if batch is None:
                 answers.send(("done", part.index))
                 return
-            done: list[Answer] = [
-                (a.line, a.outcome.status, a.outcome.loan_id, a.outcome.error) for a in append_numbered(app, [batch])
-            ]
+            done: list[Answer] = [(a.line, a.outcome) for a in append_numbered(app, [batch])]
             answers.send(("answers", part.index, done))
     except Abandoned:
         _tell(answers, ("stopped", part.index))  # if anyone is still listening
@@ -269,8 +267,8 @@ def _hear(p: _Running, received: dict[int, Outcome], failure: list[BaseException
             kind = message[0]
             if kind == "answers":
                 p.in_flight -= 1
-                for line, status, loan_id, error in message[2]:
-                    received[line] = Outcome(status, loan_id, error)
+                for line, outcome in message[2]:
+                    received[line] = outcome
                 continue
             p.finished = True
             if kind == "unavailable":

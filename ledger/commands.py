@@ -47,6 +47,7 @@ MAX_BORROWER_KEYS = 32
 # conversion, day numbers) far from the calendar's edges, so nothing accepted can break a read.
 DATE_MIN, DATE_MAX = date(2000, 1, 1), date(2100, 12, 31)
 
+_LOAN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}", re.ASCII)
 _DATE_TEXT = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})", re.ASCII)
 _DECIMAL_TEXT = re.compile(r"[0-9]{1,6}(\.[0-9]{1,12})?", re.ASCII)
@@ -115,6 +116,30 @@ def _aware_datetime(value: object) -> datetime:
         raise ValueError(f"{value!r} is not a real time ({e})") from None
     _in_window(moment.date(), "timestamp")
     return moment
+
+
+def parse_date(value: str) -> date:
+    """A calendar date as every input of the ledger takes it (commands, the CLI's options, the API's
+    parameters): YYYY-MM-DD exactly, a real date, inside DATE_MIN..DATE_MAX. ValueError says why not."""
+    return _calendar_date(value)
+
+
+def parse_timestamp(value: str) -> datetime:
+    """An instant as every input of the ledger takes it: RFC 3339 with a UTC offset (``Z`` or +hh:mm),
+    inside the date window. ValueError says why not."""
+    return _aware_datetime(value)
+
+
+def loan_id_of(data: Any) -> str | None:
+    """The loan id a rejected input names, so its answer can still name the loan: a decoded object,
+    or a line of JSON (str or bytes). Only a well-formed id (as ``loan_id`` accepts it), else None."""
+    if isinstance(data, (str, bytes)):
+        try:
+            data = json.loads(data)
+        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+            return None
+    value = data.get("loan_id") if isinstance(data, dict) else None
+    return value if isinstance(value, str) and _LOAN_ID.fullmatch(value) else None
 
 
 def _strict_int(value: object) -> int:
@@ -322,11 +347,11 @@ def command_from_dict(data: Any, *, max_amount: Decimal = DEFAULT_MAX_AMOUNT, _t
     _check_shape(data, _text_is_safe)
     kind = data.get("type")
     if kind not in COMMAND_TYPES:
-        raise InvalidCommand(f"type: {_echo(kind)} is not one of {', '.join(COMMAND_TYPES)}")
+        raise InvalidCommand(f"type: {_echo(kind)} is not one of {', '.join(COMMAND_TYPES)}", "type")
     try:
         return _command.validate_python(data, context={"max_amount": max_amount})
     except ValidationError as e:
-        raise InvalidCommand(_describe(e, data)) from None
+        raise InvalidCommand(_describe(e, data), _first_field(e, data)) from None
 
 
 def _check_shape(data: dict[str, Any], text_is_safe: bool = False) -> None:
@@ -339,29 +364,33 @@ def _check_shape(data: dict[str, Any], text_is_safe: bool = False) -> None:
     """
     for key, value in data.items():
         if len(key) > MAX_TEXT_CHARS or not text_is_safe:
-            _check_text(key, "a field name")
+            _check_text(key, "a field name", _field(key))
         if key == "borrower" and isinstance(value, dict):
             if len(value) > MAX_BORROWER_KEYS:
-                raise InvalidCommand(f"borrower: {len(value)} keys is over the limit of {MAX_BORROWER_KEYS}")
+                raise InvalidCommand(
+                    f"borrower: {len(value)} keys is over the limit of {MAX_BORROWER_KEYS}", "borrower"
+                )
             for name, item in value.items():
-                _check_text(name, "borrower: a key")
+                _check_text(name, "borrower: a key", "borrower")
                 if not isinstance(item, str):
                     raise InvalidCommand(
-                        f"borrower.{name}: personal data values must be strings, got {_json_kind(item)}"
+                        f"borrower.{name}: personal data values must be strings, got {_json_kind(item)}", "borrower"
                     )
-                _check_text(item, f"borrower.{name}")
+                _check_text(item, f"borrower.{name}", "borrower")
         elif isinstance(value, (dict, list)):
-            raise InvalidCommand(f"{_field(key)}: nested values are not accepted here, got {_json_kind(value)}")
+            raise InvalidCommand(
+                f"{_field(key)}: nested values are not accepted here, got {_json_kind(value)}", _field(key)
+            )
         elif isinstance(value, str) and (len(value) > MAX_TEXT_CHARS or not text_is_safe):
-            _check_text(value, _field(key))  # the field's name is worked out only when it may be needed
+            _check_text(value, _field(key), _field(key))  # the field's name is worked out only when it may be needed
 
 
-def _check_text(text: str, where: str) -> None:
+def _check_text(text: str, where: str, field: str | None = None) -> None:
     if len(text) > MAX_TEXT_CHARS:
-        raise InvalidCommand(f"{where}: {len(text)} characters is over the limit of {MAX_TEXT_CHARS}")
+        raise InvalidCommand(f"{where}: {len(text)} characters is over the limit of {MAX_TEXT_CHARS}", field)
     bad = _UNSAFE_CHARS.search(text)
     if bad:
-        raise InvalidCommand(f"{where}: control character {_echo(bad.group())} is not accepted")
+        raise InvalidCommand(f"{where}: control character {_echo(bad.group())} is not accepted", field)
 
 
 def _json_kind(value: Any) -> str:
@@ -379,6 +408,14 @@ def _echo(value: Any) -> str:
 
 def _field(name: str) -> str:
     return name if re.fullmatch(r"[a-z_]{1,32}", name) else _echo(name)
+
+
+def _first_field(error: ValidationError, data: dict[str, Any]) -> str | None:
+    """The field of the first error, as ``_describe`` names it (None when it is the whole command)."""
+    for item in error.errors(include_url=False, include_input=False):
+        loc = [str(p) for p in item["loc"] if p != data.get("type")]
+        return ".".join(_field(p) for p in loc) or None
+    return None
 
 
 def _describe(error: ValidationError, data: dict[str, Any]) -> str:

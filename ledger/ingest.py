@@ -9,14 +9,13 @@ a line over the length limit is skipped without ever being held whole.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO, TypeVar
 
 from domain.errors import InvalidCommand
-from ledger.app import REJECTED, Ledger, Outcome
-from ledger.commands import MAX_LINE_BYTES, _Command, parse_command
+from ledger.app import INVALID_COMMAND, REJECTED, Ledger, Outcome
+from ledger.commands import MAX_LINE_BYTES, _Command, loan_id_of, parse_command
 
 _BOM = b"\xef\xbb\xbf"
 _Line = str | bytes
@@ -92,26 +91,12 @@ def append_numbered(app: Ledger, batches: Iterable[Sequence[tuple[int, _Line]]])
                 parsed.append((len(answers), parse_command(line, max_amount=max_amount)))
                 answers.append(None)
             except InvalidCommand as e:
-                answers.append(LineOutcome(line_no, Outcome(REJECTED, _loan_id_of(line), str(e))))
+                answers.append(
+                    LineOutcome(line_no, Outcome(REJECTED, loan_id_of(line), str(e), INVALID_COMMAND, e.field))
+                )
         if parsed:
             for (i, _), outcome in zip(parsed, app.append([cmd for _, cmd in parsed]), strict=True):
                 answers[i] = LineOutcome(batch[i][0], outcome)
         for answer in answers:
             assert answer is not None
             yield answer
-
-
-def _loan_id_of(line: str | bytes) -> str | None:
-    """Best effort, so the report of an invalid line can still name its loan (only a well-formed id)."""
-    try:
-        value = json.loads(line).get("loan_id")
-    except (ValueError, AttributeError, RecursionError):  # UnicodeDecodeError is a ValueError
-        return None
-    if (
-        isinstance(value, str)
-        and 0 < len(value) <= 64
-        and value.isascii()
-        and value.replace("-", "").replace("_", "").isalnum()
-    ):
-        return value
-    return None

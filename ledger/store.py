@@ -92,6 +92,10 @@ class LedgerSQLiteRecorder(ChainedSQLite, SQLiteApplicationRecorder):
             tokens.SQLITE_CREATE_TABLE,
         ]
 
+    def _create_table(self, c: Any) -> None:
+        super()._create_table(c)
+        tokens.upgrade_sqlite(c)  # an older store's token table gains the party and expiry columns
+
     def _insert_events(self, c: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
         returning: Sequence[int] | None = super()._insert_events(c, stored_events, **kwargs)
         keys: Sequence[KeyRecord] = kwargs.get("idempotency", ())
@@ -179,7 +183,7 @@ class LedgerPostgresRecorder(ChainedPostgres, PostgresApplicationRecorder):
             SQL(
                 "CREATE TABLE IF NOT EXISTS {}.ledger_borrowers ( borrower_id text PRIMARY KEY, data jsonb NOT NULL)"
             ).format(schema),
-            tokens.postgres_create_table(self._schema),
+            *tokens.postgres_create_table(self._schema),
         ]
         # One statement with five arrays: the library's composite-array insert is text-encoded and
         # costs as much again in escaping and parsing. %b sends them binary: as text, psycopg quotes

@@ -10,7 +10,7 @@ here on.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -21,6 +21,7 @@ from domain.delinquency import BUCKETS, bucket, days_past_due
 from domain.journal import OVERPAYMENTS, RECEIVABLE
 from projections.db import ViewDb
 from projections.journal_view import micros
+from projections.parties import Condition
 
 PARTS = ("principal", "interest", "fee", "penalty")
 GROUPINGS = ("bank", "product", "bucket", "state")
@@ -59,9 +60,13 @@ def _lines(as_of: date, known_at: datetime | None) -> tuple[str, list[Any]]:
     return "value_day <= ? AND known_from_us <= ? AND (known_to_us IS NULL OR known_to_us > ?)", [day, t, t]
 
 
-def trial_balance(db: ViewDb, as_of: date, known_at: datetime | None = None) -> Decimal:
-    """Sum of every signed line as of the date: zero, or the book is broken."""
+def trial_balance(
+    db: ViewDb, as_of: date, known_at: datetime | None = None, *, where_loans: Sequence[Condition] = ()
+) -> Decimal:
+    """Sum of every signed line as of the date: zero, or the book is broken. ``where_loans``: only the
+    lines of the loans these conditions on ``proj_loans l`` select (a party's own book)."""
     where, params = _lines(as_of, known_at)
+    where, params = _of_loans(where, params, where_loans)
     day = as_of.toordinal()
     [(total,)] = db.query(f"SELECT SUM({_AS_OF}) FROM proj_journal WHERE {where}", [day, day, *params])
     return _fen_to_amount(total or 0)
@@ -78,11 +83,22 @@ def account_balances(db: ViewDb, as_of: date, known_at: datetime | None = None) 
     return {account: _fen_to_amount(total) for account, total in rows}
 
 
-def portfolio(db: ViewDb, as_of: date, by: str, known_at: datetime | None = None) -> list[Group]:
-    """Loans funded by the date (as known at ``known_at``), grouped by bank | product | bucket | state."""
+def _of_loans(where: str, params: list[Any], where_loans: Sequence[Condition]) -> tuple[str, list[Any]]:
+    """``where`` on proj_journal narrowed to the lines of the loans ``where_loans`` select."""
+    for condition, args in where_loans:
+        where += f" AND EXISTS (SELECT 1 FROM proj_loans l WHERE l.loan_id = proj_journal.loan_id AND {condition})"
+        params = [*params, *args]
+    return where, params
+
+
+def portfolio(
+    db: ViewDb, as_of: date, by: str, known_at: datetime | None = None, *, where_loans: Sequence[Condition] = ()
+) -> list[Group]:
+    """Loans funded by the date (as known at ``known_at``), grouped by bank | product | bucket | state;
+    ``where_loans``: only the loans these conditions on ``proj_loans l`` select."""
     assert by in GROUPINGS, by
     groups: dict[str, Group] = {}
-    for line in _loan_lines(db, as_of, known_at):
+    for line in _loan_lines(db, as_of, known_at, where_loans=where_loans):
         key = {"bank": line.bank, "product": line.product, "bucket": bucket(line.dpd), "state": line.state}[by]
         group = groups.get(key) or groups.setdefault(key, Group(key))
         group.funded += 1
@@ -116,19 +132,31 @@ class LoanLine:
 
 
 def loan_lines(
-    db: ViewDb, as_of: date, known_at: datetime | None = None, *, bank: str | None = None
+    db: ViewDb,
+    as_of: date,
+    known_at: datetime | None = None,
+    *,
+    bank: str | None = None,
+    where_loans: Sequence[Condition] = (),
 ) -> Iterator[LoanLine]:
-    """Funded loans (of ``bank``, or all) in loan_id order, as of the date and as known at ``known_at``."""
-    return _loan_lines(db, as_of, known_at, bank=bank, ordered=True)
+    """Funded loans (of ``bank``, or all; only those ``where_loans`` select) in loan_id order, as of the
+    date and as known at ``known_at``."""
+    return _loan_lines(db, as_of, known_at, bank=bank, ordered=True, where_loans=where_loans)
 
 
 def _loan_lines(
-    db: ViewDb, as_of: date, known_at: datetime | None, *, bank: str | None = None, ordered: bool = False
+    db: ViewDb,
+    as_of: date,
+    known_at: datetime | None,
+    *,
+    bank: str | None = None,
+    ordered: bool = False,
+    where_loans: Sequence[Condition] = (),
 ) -> Iterator[LoanLine]:
     day = as_of.toordinal()
     where, params = _lines(as_of, known_at)
     known_us = None if known_at is None else micros(known_at)
-    rows = _portfolio_rows(db, day, where, params, known_us, bank=bank, ordered=ordered)
+    rows = _portfolio_rows(db, day, where, params, known_us, bank=bank, ordered=ordered, where_loans=where_loans)
     for loan_id, bank_of, product, due_day, written_off_day, written_off_at_us, *amounts in rows:
         principal, interest, fee, penalty, overpaid = amounts
         due = date.fromordinal(due_day)
@@ -163,6 +191,7 @@ def _portfolio_rows(
     *,
     bank: str | None = None,
     ordered: bool = False,
+    where_loans: Sequence[Condition] = (),
 ) -> Iterator[tuple[Any, ...]]:
     """Per funded loan: its facts and its receivables and overpayment as of the day, in fen."""
     sums = [f"SUM(CASE WHEN account = '{RECEIVABLE}{part}' THEN {_AS_OF} ELSE 0 END) AS {part}" for part in PARTS]
@@ -174,10 +203,12 @@ def _portfolio_rows(
         + f" FROM proj_loans l LEFT JOIN (SELECT loan_id, {', '.join(sums)} FROM proj_journal WHERE {where} "
         f"GROUP BY loan_id) s ON s.loan_id = l.loan_id WHERE {funded}"
         + ("" if bank is None else " AND l.bank = ?")
+        + "".join(f" AND {condition}" for condition, _ in where_loans)
         + (" ORDER BY l.loan_id" if ordered else "")
     )
     args: list[Any] = [day, day] * len(PARTS) + params + [day] + ([] if known_us is None else [known_us])
     args += [] if bank is None else [bank]
+    args += [arg for _, condition_args in where_loans for arg in condition_args]
     for loan_id, bank_of, product, due_day, wo_day, wo_at, *fen in db.stream(statement, args):
         yield (loan_id, bank_of, product, due_day, wo_day, wo_at, *(int(f) for f in fen))
 

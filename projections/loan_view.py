@@ -80,3 +80,10 @@ def loan_view(loan: Loan, events: list[Loan.Event], as_of: date, known_at: datet
         "written_off_on": loan.written_off_on,
         "events": [event_record(e) for e in events],
     }
+
+
+def show_loan(app: Any, loan_id: str, as_of: date, known_at: datetime | None) -> dict[str, Any] | None:
+    """`loan show` (the CLI and ``GET /v1/loans/{id}``): the view of one read of the loan's stream
+    (``Ledger.loan_with_events``), or None when the ledger holds no such loan (known at ``known_at``)."""
+    loan, events = app.loan_with_events(loan_id, known_at)
+    return None if loan is None else loan_view(loan, events, as_of, known_at)

@@ -125,8 +125,9 @@ def test_eod_writes_off_past_the_write_off_point(db):
     "args,message",
     [
         (["loan", "show", "L1", "--db", "mysql://x"], "unsupported store URL"),
-        (["loan", "show", "L1", "--as-of", "2026-13-01"], "is not a date"),
-        (["loan", "show", "L1", "--known-at", "2026-03-01T10:00:00"], "with offset"),
+        (["loan", "show", "L1", "--as-of", "2026-13-01"], "is not a real date"),
+        (["loan", "show", "L1", "--as-of", "20260301"], "is not a date in YYYY-MM-DD form"),
+        (["loan", "show", "L1", "--known-at", "2026-03-01T10:00:00"], "has no UTC offset"),
     ],
 )
 def test_bad_usage_exits_2_with_the_reason(args, message, tmp_path, monkeypatch):
@@ -253,7 +254,7 @@ def test_with_json_errors_are_json_on_stdout(db, tmp_path):
     unknown = CliRunner().invoke(cli, ["loan", "show", "NOPE", "--json", "--db", db])
     assert unknown.exit_code == 1 and json.loads(unknown.stdout) == {"error": "no loan NOPE"}
     bad_date = CliRunner().invoke(cli, ["loan", "show", "L1", "--as-of", "2026-13-01", "--json", "--db", db])
-    assert bad_date.exit_code == 2 and "is not a date" in json.loads(bad_date.stdout)["error"]
+    assert bad_date.exit_code == 2 and "is not a real date" in json.loads(bad_date.stdout)["error"]
     bad_option = CliRunner().invoke(cli, ["loan", "list", "--bucket", "M9", "--json", "--db", db])
     assert bad_option.exit_code == 2 and "M9" in json.loads(bad_option.stdout)["error"]
     bad_url = CliRunner().invoke(cli, ["balances", "--json", "--db", "mysql://x"])
