@@ -5,13 +5,21 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, TypeAdapter
+from pydantic import BaseModel, Field, TypeAdapter
 
 from ledger.commands import Command
 
 
+class ErrorBody(BaseModel):
+    """``code``: a stable word to act on; ``message``: for a person; ``field``: the field or parameter at fault."""
+
+    code: str
+    message: str
+    field: str | None
+
+
 class Error(BaseModel):
-    error: str
+    error: ErrorBody
 
 
 class Accepted(BaseModel):
@@ -21,15 +29,15 @@ class Accepted(BaseModel):
 
 class Rejected(BaseModel):
     status: Literal["rejected"]
-    loan_id: str | None = None
-    error: str
+    loan_id: str | None
+    error: ErrorBody
 
 
 class BatchItem(BaseModel):
     index: int
     status: Literal["appended", "duplicate", "rejected"]
     loan_id: str | None
-    error: str | None = None
+    error: ErrorBody | None = None
 
 
 class BatchResult(BaseModel):
@@ -71,9 +79,57 @@ class BalanceGroup(Balances5):
 
 class Balances(BaseModel):
     as_of: str
-    by: Literal["bank", "product", "bucket", "state"]
+    by: str
     groups: list[BalanceGroup]
     trial_balance: str
+
+
+class LoanRow(BaseModel):
+    loan_id: str
+    state: Literal["funded", "overdue", "repaid", "written_off"]
+    bucket: Literal["current", "M1", "M2", "M3", "M3+"]
+    dpd: int
+    bank: str
+    product: str
+    due_date: str
+    total: str
+
+
+class LoanList(BaseModel):
+    as_of: str
+    loans: list[LoanRow]
+    next_cursor: str | None
+
+
+class LoanEvents(BaseModel):
+    """Each event: its own fields plus ``version``, ``type``, ``recorded_at``."""
+
+    loan_id: str
+    known_at: str | None
+    events: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+class JournalLine(BaseModel):
+    """A line posted once (``nights`` null), or an accrual run cut to its nights in the range."""
+
+    line_id: int
+    loan_id: str
+    bank: str
+    entry: str
+    account: str
+    value_date: str
+    last_date: str
+    nights: int | None
+    debit: str
+    credit: str
+
+
+class Journal(BaseModel):
+    from_: str = Field(alias="from")
+    to: str
+    lines: list[JournalLine]
+    next_cursor: str | None
 
 
 class ProjectionStatus(BaseModel):
@@ -87,13 +143,18 @@ class Health(BaseModel):
     status: Literal["ok", "unavailable"]
 
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": Error, "description": "the body is not JSON"},
-    401: {"model": Error, "description": "no valid, unrevoked bearer token"},
-    403: {"model": Error, "description": "the token lacks the scope (append for POST, read for GET)"},
-    413: {"model": Error, "description": "a body over 10 MiB, or a batch over 10,000 commands"},
-    422: {"model": Error, "description": "invalid input"},
+_ERRORS: dict[int, str] = {
+    400: "the body is not UTF-8 JSON",
+    401: "no valid, unrevoked, unexpired bearer token",
+    403: "the token lacks the scope (append for POST, read for GET), or its party cannot read yet",
+    413: "a body over 10 MiB, or a batch over 10,000 commands",
+    422: "an invalid parameter, an unknown one, or one given twice",
 }
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The error answers a route may give, each in the one error shape."""
+    return {status: {"model": Error, "description": _ERRORS[status]} for status in statuses}
 
 
 def command_schemas() -> dict[str, Any]:

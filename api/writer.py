@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 
 from anyio import to_thread
 
-from ledger.app import Ledger, Outcome
+from domain.errors import DamagedStream
+from ledger.app import DAMAGED_STREAM, REJECTED, Ledger, Outcome
 from ledger.commands import _Command
 
 
@@ -49,11 +50,10 @@ class WriteLane:
         if not commands:
             return []
         loop = asyncio.get_running_loop()
-        if self._loop is not loop or self._task is None or self._task.done():
+        if self._loop is not loop or self._queue is None or self._task is None or self._task.done():
             self._loop, self._queue = loop, asyncio.Queue()
             self._task = loop.create_task(self._run(self._queue))
         job = _Job(commands, loop.create_future())
-        assert self._queue is not None
         self._queue.put_nowait(job)
         return await job.done
 
@@ -95,5 +95,30 @@ class WriteLane:
         outcomes: list[Outcome] = []
         with self.lock:
             for start in range(0, len(commands), self.batch_size):
-                outcomes += self.ledger.append(commands[start : start + self.batch_size])
+                outcomes += self._append_apart_from_damage(commands[start : start + self.batch_size])
         return outcomes
+
+    def _append_apart_from_damage(self, commands: list[_Command]) -> list[Outcome]:
+        """``Ledger.append``, with the commands of a loan whose stored events are damaged answered alone.
+
+        Reading a damaged loan raises before anything is written, and would fail every request that
+        happened to be coalesced with it: its commands are set aside (rejected, naming the loan and
+        ``ledger verify``) and the rest appended again, once per damaged loan at most.
+        """
+        damaged: dict[str, DamagedStream] = {}
+        loans = {cmd.loan_id for cmd in commands}
+        while True:
+            rest = [cmd for cmd in commands if cmd.loan_id not in damaged]
+            try:
+                answers = iter(self.ledger.append(rest))
+                break
+            except DamagedStream as e:
+                if e.loan not in loans or e.loan in damaged:
+                    raise
+                damaged[e.loan] = e
+        return [
+            Outcome(REJECTED, cmd.loan_id, str(damaged[cmd.loan_id]), DAMAGED_STREAM)
+            if cmd.loan_id in damaged
+            else next(answers)
+            for cmd in commands
+        ]

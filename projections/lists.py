@@ -45,6 +45,14 @@ def decode_cursor(kind: str, text: str) -> str:
     return raw[len(head) :]
 
 
+def decode_number_cursor(kind: str, text: str) -> int:
+    """The number a cursor of ``kind`` carries (a journal line id, an event version)."""
+    key = decode_cursor(kind, text)
+    if not key.isascii() or not key.isdigit() or len(key) > 20:
+        raise BadCursor(f"{text[:80]!r} is not a cursor of this list")
+    return int(key)
+
+
 def loan_row(line: Any) -> dict[str, Any]:
     """One line of `ledger loan list` and of ``GET /v1/loans``."""
     return {
@@ -135,7 +143,7 @@ def journal_page(
     from D to D+1 is dated D (``balances --as-of D`` counts the nights before D).
     """
     lo, hi = first.toordinal(), last.toordinal()
-    after = int(decode_cursor("line", cursor)) if cursor else -1
+    after = decode_number_cursor("line", cursor) if cursor else -1
     if known_at is None:
         known, known_args = "j.known_to_us IS NULL", []
     else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any
 
@@ -82,8 +83,17 @@ def loan_view(loan: Loan, events: list[Loan.Event], as_of: date, known_at: datet
     }
 
 
-def show_loan(app: Any, loan_id: str, as_of: date, known_at: datetime | None) -> dict[str, Any] | None:
+def show_loan(
+    app: Any,
+    loan_id: str,
+    as_of: date,
+    known_at: datetime | None,
+    visible: Callable[[Loan], bool] | None = None,
+) -> dict[str, Any] | None:
     """`loan show` (the CLI and ``GET /v1/loans/{id}``): the view of one read of the loan's stream
-    (``Ledger.loan_with_events``), or None when the ledger holds no such loan (known at ``known_at``)."""
+    (``Ledger.loan_with_events``), or None when the ledger holds no such loan (known at ``known_at``)
+    or, with ``visible``, none the caller may see (a party's token: another party's loan is unknown)."""
     loan, events = app.loan_with_events(loan_id, known_at)
-    return None if loan is None else loan_view(loan, events, as_of, known_at)
+    if loan is None or (visible is not None and not visible(loan)):
+        return None
+    return loan_view(loan, events, as_of, known_at)

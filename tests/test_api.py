@@ -60,7 +60,9 @@ def test_appended_201_then_duplicate_200_then_conflict_409(api):
     other = api.post("/v1/commands", applied("L1", principal="900.00"))
     assert other.status_code == 409
     assert other.json()["status"] == "rejected"
-    assert "app-L1" in other.json()["error"] and "different content" in other.json()["error"]
+    error = other.json()["error"]
+    assert (error["code"], error["field"]) == ("idempotency_conflict", "idempotency_key")
+    assert "app-L1" in error["message"] and "different content" in error["message"]
     assert len(api.ledger.loan_events("L1")) == 1
 
 
@@ -78,7 +80,7 @@ def test_a_broken_rule_is_422_naming_loan_and_state(api):
     response = api.post("/v1/commands", funded("L9"))
     assert response.status_code == 422
     assert response.json()["status"] == "rejected"
-    assert "L9" in response.json()["error"]
+    assert "L9" in response.json()["error"]["message"]
 
 
 @pytest.mark.parametrize(
@@ -95,7 +97,7 @@ def test_a_broken_rule_is_422_naming_loan_and_state(api):
 def test_an_invalid_command_is_422_naming_the_field(api, command, field):
     response = api.post("/v1/commands", command)
     assert response.status_code == 422, response.text
-    assert field in response.json()["error"]
+    assert field in response.json()["error"]["message"]
     assert api.ledger.loan_events("L1") == []
 
 
@@ -107,7 +109,8 @@ def test_money_as_a_json_number_is_never_a_float(api):
     fraction = json.dumps(applied("L2")).replace('"principal": "1000.00"', '"principal": 1000.1000000000000001')
     response = api.post("/v1/commands", fraction.encode())
     assert response.status_code == 422, response.text
-    assert "JSON number 1000.1000000000000001 is a float" in response.json()["error"]  # as written, not rounded
+    # as written, not rounded
+    assert "JSON number 1000.1000000000000001 is a float" in response.json()["error"]["message"]
 
 
 @pytest.mark.parametrize(
@@ -124,7 +127,7 @@ def test_a_body_that_is_not_json_is_400(api, body, message):
     for path in ("/v1/commands", "/v1/commands/batch"):
         response = api.post(path, body)
         assert response.status_code == 400, response.text
-        assert message in response.json()["error"]
+        assert message in response.json()["error"]["message"]
 
 
 def test_a_body_over_10_mib_is_413_and_nothing_is_appended(api):
@@ -133,14 +136,14 @@ def test_a_body_over_10_mib_is_413_and_nothing_is_appended(api):
     assert len(body) == MAX_BODY_BYTES + 1
     response = api.post("/v1/commands/batch", body)
     assert response.status_code == 413
-    assert "10 MiB" in response.json()["error"]
+    assert "10 MiB" in response.json()["error"]["message"]
     assert api.ledger.loan_events("L1") == []
 
 
 def test_a_single_command_over_64_kib_is_422(api):
     response = api.post("/v1/commands", applied("L1", channel="x" * 70_000))
     assert response.status_code == 422
-    assert "65536 bytes" in response.json()["error"]
+    assert "65536 bytes" in response.json()["error"]["message"]
 
 
 # ---- batches -----------------------------------------------------------------------------
@@ -169,14 +172,14 @@ def test_a_batch_answers_each_command_at_its_index_like_append(api):
     ]
     assert (out["appended"], out["duplicate"], out["rejected"]) == (3, 1, 3)
     assert all(("error" in r) == (r["status"] == "rejected") for r in out["results"])
-    assert "amount: required field is missing" in out["results"][4]["error"]
+    assert "amount: required field is missing" in out["results"][4]["error"]["message"]
 
 
 def test_a_batch_over_10000_commands_is_413_and_nothing_is_appended(api):
     batch = [applied(f"L{i}") for i in range(10_001)]
     response = api.post("/v1/commands/batch", {"commands": batch})
     assert response.status_code == 413
-    assert "10000" in response.json()["error"]
+    assert "10000" in response.json()["error"]["message"]
     assert api.ledger.loan_events("L0") == []
 
 
@@ -184,7 +187,7 @@ def test_a_batch_over_10000_commands_is_413_and_nothing_is_appended(api):
 def test_a_batch_body_of_the_wrong_shape_is_422(api, body):
     response = api.post("/v1/commands/batch", body)
     assert response.status_code == 422
-    assert '{"commands": [...]}' in response.json()["error"]
+    assert '{"commands": [...]}' in response.json()["error"]["message"]
 
 
 # ---- tokens ------------------------------------------------------------------------------
@@ -193,7 +196,7 @@ def test_no_token_or_a_wrong_token_is_401(api):
         for method, path in (("POST", "/v1/commands"), ("GET", "/v1/loans/L1"), ("GET", "/v1/balances")):
             response = api.client.request(method, path, headers=headers, content=b"{}")
             assert response.status_code == 401, (headers, path)
-            assert "error" in response.json()
+            assert response.json()["error"]["code"] in ("missing_token", "invalid_token")
     assert api.client.get("/healthz").status_code == 200  # the one open path
 
 
@@ -233,7 +236,10 @@ def test_a_loan_reads_as_loan_show_json_and_404_when_unknown(api, store_url):
     assert response.json() == cli_json("loan", "show", "L1", "--as-of", "2026-03-20", "--json", "--db", store_url)
     assert response.json()["state"] == "overdue"
     missing = api.get("/v1/loans/NOPE")
-    assert (missing.status_code, missing.json()) == (404, {"error": "no loan NOPE"})
+    assert (missing.status_code, missing.json()) == (
+        404,
+        {"error": {"code": "loan_not_found", "message": "no loan NOPE", "field": "loan_id"}},
+    )
 
 
 def test_known_at_shows_what_the_ledger_knew_then(api):
@@ -246,7 +252,7 @@ def test_known_at_shows_what_the_ledger_knew_then(api):
     assert len(then["events"]) == 3 and len(now["events"]) == 4
     assert then["balances"]["total"] != now["balances"]["total"]
     early = api.get("/v1/loans/L1", known_at="2000-01-01T00:00:00+00:00")
-    assert early.status_code == 404 and "known at" in early.json()["error"]
+    assert early.status_code == 404 and "known at" in early.json()["error"]["message"]
 
 
 @pytest.mark.parametrize(
@@ -263,7 +269,7 @@ def test_bad_read_parameters_are_422_naming_them(api, params, message):
     for path in ("/v1/loans/L1", "/v1/balances"):
         response = api.get(path, **params)
         assert response.status_code == 422, response.text
-        assert message in response.json()["error"]
+        assert message in response.json()["error"]["message"]
 
 
 def test_balances_read_as_the_cli_prints_them(api, store_url):
@@ -300,11 +306,12 @@ def test_an_unexpected_error_is_500_with_a_request_id_and_a_logged_traceback(api
     def broken(*args, **kwargs):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(api.ledger, "loan_events", broken)
+    monkeypatch.setattr(api.ledger, "loan_with_events", broken)
     response = api.get("/v1/loans/L1")
     assert response.status_code == 500
     body = response.json()
-    assert set(body) == {"error", "request_id"} and "disk on fire" not in body["error"]
+    assert set(body) == {"error", "request_id"}
+    assert body["error"] == {"code": "internal", "message": "internal error", "field": None}
     err = capsys.readouterr().err
     logged = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     assert any("disk on fire" in e.get("traceback", "") and e["request_id"] == body["request_id"] for e in logged)
@@ -355,7 +362,7 @@ def test_a_body_streamed_without_a_length_is_cut_off_at_10_mib(api):
 
     response = api.client.post("/v1/commands/batch", content=chunks(), headers=api.auth())
     assert response.status_code == 413
-    assert "10 MiB" in response.json()["error"]
+    assert "10 MiB" in response.json()["error"]["message"]
 
 
 def test_requests_appended_together_each_get_their_own_answer(api):
@@ -387,8 +394,8 @@ def test_an_amount_over_the_configured_limit_is_refused_over_http_too(store_url)
     with TestClient(app, raise_server_exceptions=False) as client:
         single = client.post("/v1/commands", content=json.dumps(over).encode(), headers=headers)
         batch = client.post("/v1/commands/batch", content=json.dumps({"commands": [over]}).encode(), headers=headers)
-    assert single.status_code == 422 and "over the limit of 100.00" in single.json()["error"]
-    assert "over the limit of 100.00" in batch.json()["results"][0]["error"]
+    assert single.status_code == 422 and "over the limit of 100.00" in single.json()["error"]["message"]
+    assert "over the limit of 100.00" in batch.json()["results"][0]["error"]["message"]
 
 
 _json_values = st.recursive(

@@ -1,0 +1,64 @@
+"""Who is calling: the bearer token, checked on every request but ``/healthz`` and ``/openapi.json``.
+
+401 without a valid, unrevoked, unexpired token; 403 when it lacks the scope the route needs
+(``read`` for GET; ``append`` or ``append:TYPE`` for POST, each command then checked on its type).
+The token's name goes into the request's log line; the token itself never does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from api.errors import INVALID_TOKEN, MISSING_SCOPE, MISSING_TOKEN, TOKEN_EXPIRED, ApiError
+from api.services import services
+from ledger.tokens import Token, authenticate
+from projections.parties import LoanScope, scope_of
+
+_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+
+@dataclass(frozen=True)
+class Caller:
+    token: Token
+
+    def scopes(self) -> list[LoanScope]:
+        """The loans this caller sees, as conditions every read applies (none: the platform sees all).
+        PartyUnsupported (403) for a party whose loans cannot be told yet."""
+        party = self.token.party
+        return [] if party is None else [scope_of(party.kind, party.name)]
+
+
+async def bearer(request: Request) -> Token:
+    kind, _, secret = request.headers.get("authorization", "").partition(" ")
+    secret = secret.strip()
+    if kind.lower() != "bearer" or not secret:
+        raise ApiError(401, MISSING_TOKEN, "missing bearer token (Authorization: Bearer TOKEN)", headers=_CHALLENGE)
+    svc = services(request)
+    token = await svc.blocking(authenticate, svc.ledger, secret)
+    if token is None:
+        raise ApiError(401, INVALID_TOKEN, "invalid or revoked token", headers=_CHALLENGE)
+    log_info = request.scope.get("ledger.log")
+    if log_info is not None:
+        log_info["token"] = token.name
+    if token.expired():
+        raise ApiError(401, TOKEN_EXPIRED, f"token {token.name!r} expired on {token.expires_on}", headers=_CHALLENGE)
+    return token
+
+
+async def reader(token: Annotated[Token, Depends(bearer)]) -> Caller:
+    if not token.can_read():
+        raise ApiError(403, MISSING_SCOPE, f"token {token.name!r} lacks the 'read' scope")
+    return Caller(token)
+
+
+async def appender(token: Annotated[Token, Depends(bearer)]) -> Caller:
+    if not token.can_append():
+        raise ApiError(403, MISSING_SCOPE, f"token {token.name!r} lacks the 'append' scope")
+    return Caller(token)
+
+
+Reader = Annotated[Caller, Depends(reader)]  # a route's caller, with the read scope
+Appender = Annotated[Caller, Depends(appender)]  # a route's caller, with an append scope

@@ -1,0 +1,76 @@
+"""Query parameters, strictly: a name the route does not take, or one given twice, is 422 (a typo like
+``asof`` must not silently answer for today); dates and times are read by the wire format's parsers."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from fastapi import Request
+
+from api.errors import INVALID_PARAMETER, UNKNOWN_PARAMETER, ApiError
+from ledger.commands import parse_date, parse_timestamp
+from projections.lists import BadCursor, decode_cursor, decode_number_cursor
+
+_allowed: dict[int, frozenset[str]] = {}
+
+
+def strict_query(request: Request) -> None:
+    """A dependency of every route: refuse query parameters the route does not declare."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    allowed = _allowed.get(id(route))
+    if allowed is None:
+        allowed = _allowed[id(route)] = frozenset(_query_names(dependant))
+    seen: set[str] = set()
+    for name, _ in request.query_params.multi_items():
+        if name not in allowed:
+            takes = f"it takes {', '.join(sorted(allowed))}" if allowed else "it takes none"
+            raise ApiError(
+                422, UNKNOWN_PARAMETER, f"unknown query parameter {name[:64]!r} ({takes})", name[:64] or None
+            )
+        if name in seen:
+            raise ApiError(422, INVALID_PARAMETER, f"{name}: given more than once", name)
+        seen.add(name)
+
+
+def _query_names(dependant: Any) -> set[str]:
+    """The query parameters a route declares, its dependencies' included."""
+    names = {p.alias for p in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
+def day(value: str | None, name: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return parse_date(value)
+    except ValueError as e:
+        raise ApiError(422, INVALID_PARAMETER, f"{name}: {e}", name) from None
+
+
+def moment(value: str | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    # an unencoded '+' in a query string arrives as a space: read "...T10:00:00 08:00" as meant
+    text = value[:19] + value[19:].replace(" ", "+")
+    try:
+        return parse_timestamp(text)
+    except ValueError as e:
+        raise ApiError(422, INVALID_PARAMETER, f"{name}: {e}", name) from None
+
+
+def cursor(kind: str, value: str | None, *, number: bool = False) -> str | None:
+    """The cursor, checked here (the list reads its key again where it cuts the page); 422 for a
+    cursor the ledger did not hand out for this list."""
+    if value is None:
+        return None
+    try:
+        decode_number_cursor(kind, value) if number else decode_cursor(kind, value)
+    except BadCursor as e:
+        raise ApiError(422, INVALID_PARAMETER, f"cursor: {e}", "cursor") from None
+    return value

@@ -1,0 +1,100 @@
+"""``POST /v1/commands`` and ``POST /v1/commands/batch``: appends, through the process's write lane."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+
+from api import schemas
+from api.auth import Appender
+from api.body import decode_batch, parse_json, read_body, rejected
+from api.errors import error, json_response, outcome_error, rejection_status
+from api.params import strict_query
+from api.parties import as_seen_by, check_writes
+from api.services import services
+from domain.errors import InvalidCommand
+from ledger.app import APPENDED, DUPLICATE, INVALID_COMMAND, REJECTED, Outcome
+from ledger.commands import MAX_LINE_BYTES, _Command, command_from_dict
+
+router = APIRouter(tags=["commands"], dependencies=[Depends(strict_query)])
+
+
+@router.post(
+    "/v1/commands",
+    summary="Append one command",
+    status_code=201,
+    responses={
+        201: {"model": schemas.Accepted, "description": "appended"},
+        200: {"model": schemas.Accepted, "description": "duplicate: this key with this content was stored before"},
+        403: {"model": schemas.Rejected, "description": "the token may not send this command (scope, party)"},
+        404: {"model": schemas.Rejected, "description": "a party's token: no such loan of its own"},
+        409: {
+            "model": schemas.Rejected,
+            "description": "the idempotency key was used with other content; the loan's stored events are damaged; "
+            "a channel's loan id is taken",
+        },
+        422: {"model": schemas.Rejected, "description": "an invalid command or a broken rule"},
+        503: {"model": schemas.Rejected, "description": "the loan kept changing under concurrent writers: retry"},
+        **schemas.errors(400, 401, 413),
+    },
+    openapi_extra={"requestBody": schemas.body("Command")},
+)
+async def post_command(request: Request, caller: Appender) -> Response:
+    svc = services(request)
+    body = await read_body(request)
+    if len(body) > MAX_LINE_BYTES:
+        message = f"command is longer than {MAX_LINE_BYTES} bytes"
+        return json_response(422, {"status": REJECTED, "loan_id": None, "error": error(INVALID_COMMAND, message)})
+    data = parse_json(body)
+    try:
+        cmd = command_from_dict(data, max_amount=svc.settings.max_amount)
+    except InvalidCommand as e:
+        return _answer(rejected(data, e), status=422)
+    [item] = await check_writes(svc, caller, [cmd])
+    if isinstance(item, Outcome):
+        return _answer(item)
+    [outcome] = await svc.lane.append([cmd])
+    return _answer(as_seen_by(caller, cmd, outcome))
+
+
+def _answer(outcome: Outcome, status: int | None = None) -> Response:
+    if outcome.status == APPENDED:
+        return json_response(201, {"status": APPENDED, "loan_id": outcome.loan_id})
+    if outcome.status == DUPLICATE:
+        return json_response(200, {"status": DUPLICATE, "loan_id": outcome.loan_id})
+    status = status or rejection_status(outcome)
+    headers = {"Retry-After": "1"} if status == 503 else None
+    return json_response(
+        status, {"status": REJECTED, "loan_id": outcome.loan_id, "error": outcome_error(outcome)}, headers
+    )
+
+
+@router.post(
+    "/v1/commands/batch",
+    summary="Append up to 10,000 commands; each is answered at its index",
+    responses={
+        200: {"model": schemas.BatchResult},
+        422: {"model": schemas.Error, "description": 'the body is not {"commands": [...]}'},
+        **schemas.errors(400, 401, 403, 413),
+    },
+    openapi_extra={"requestBody": schemas.body("Batch")},
+)
+async def post_batch(request: Request, caller: Appender) -> Response:
+    svc = services(request)
+    body = await read_body(request)
+    decoded = await svc.blocking(decode_batch, body, svc.settings.max_amount)  # off the event loop
+    checked = await check_writes(svc, caller, decoded)
+    commands = [c for c in checked if isinstance(c, _Command)]
+    appended = iter(await svc.lane.append(commands))
+    results: list[dict[str, Any]] = []
+    totals = dict.fromkeys((APPENDED, DUPLICATE, REJECTED), 0)
+    for index, item in enumerate(checked):
+        outcome = as_seen_by(caller, item, next(appended)) if isinstance(item, _Command) else item
+        totals[outcome.status] += 1
+        row: dict[str, Any] = {"index": index, "status": outcome.status, "loan_id": outcome.loan_id}
+        if outcome.status == REJECTED:
+            row["error"] = outcome_error(outcome)
+        results.append(row)
+    return json_response(200, {"results": results, **totals})

@@ -1,0 +1,52 @@
+"""What every route shares, built once per server process by ``create_app`` and found on
+``request.app.state.services``: the ledger, its write lane, and a bounded pool of threads for
+blocking store calls (reads, token checks, decoding large bodies)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import anyio
+from anyio import to_thread
+from fastapi import Request
+
+from api.writer import WriteLane
+from ledger.app import Ledger
+from ledger.config import Settings
+from projections import runner
+
+READ_THREADS = 8  # blocking store calls at once for reads and token checks: under the connection pool's size
+
+_T = TypeVar("_T")
+
+
+@dataclass
+class Services:
+    settings: Settings
+    ledger: Ledger
+    lane: WriteLane
+    limiter: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(READ_THREADS))
+    catch_up_lock: Any = None  # one projection runner per process; on SQLite the lane's lock (one writer)
+
+    def __post_init__(self) -> None:
+        if self.catch_up_lock is None:
+            sqlite = self.settings.db_url.startswith("sqlite")
+            self.catch_up_lock = self.lane.lock if sqlite else threading.Lock()
+
+    async def blocking(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """``fn(*args)`` in a worker thread: the event loop keeps serving other requests meanwhile."""
+        return await to_thread.run_sync(fn, *args, limiter=self.limiter)
+
+    def caught_up_views(self) -> Any:
+        """The views, after applying everything appended so far (as the CLI's reads do). Blocking."""
+        with self.catch_up_lock:
+            runner.catch_up(self.ledger)
+        return runner.views(self.ledger)
+
+
+def services(request: Request) -> Services:
+    found: Services = request.app.state.services
+    return found
