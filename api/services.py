@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, TypeVar
 
 import anyio
@@ -16,6 +17,7 @@ from fastapi import Request
 from api.writer import WriteLane
 from ledger.app import Ledger
 from ledger.config import Settings
+from ledger.retry import retrying
 from projections import runner
 
 READ_THREADS = 8  # blocking store calls at once for reads and token checks: under the connection pool's size
@@ -37,8 +39,15 @@ class Services:
             self.catch_up_lock = self.lane.lock if sqlite else threading.Lock()
 
     async def blocking(self, fn: Callable[..., _T], *args: Any) -> _T:
-        """``fn(*args)`` in a worker thread: the event loop keeps serving other requests meanwhile."""
-        return await to_thread.run_sync(fn, *args, limiter=self.limiter)
+        """``fn(*args)`` in a worker thread: the event loop keeps serving other requests meanwhile.
+
+        Every such call is a read (a token check, a loan, the book) or no store call at all, so a lost
+        connection is retried as the CLI retries it (``settings.retry_seconds``): a database restart
+        delays the answer, and only an outage past the deadline is answered 503 store_unavailable.
+        """
+        what = getattr(fn, "__name__", "reading the store")
+        step = partial(fn, *args)
+        return await to_thread.run_sync(retrying, self.settings.retry_seconds, what, step, limiter=self.limiter)
 
     def caught_up_views(self) -> Any:
         """The views, after applying everything appended so far (as the CLI's reads do). Blocking."""
