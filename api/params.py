@@ -6,13 +6,40 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from fastapi import Request
+from fastapi import Query, Request
 
 from api.errors import INVALID_PARAMETER, UNKNOWN_PARAMETER, ApiError
 from ledger.commands import parse_date, parse_timestamp
 from projections.lists import BadCursor, decode_cursor, decode_number_cursor
 
 _allowed: dict[int, frozenset[str]] = {}
+
+# What the OpenAPI document says of a date or a timestamp parameter (a fuzzer generates from it): the
+# form, and the years the ledger takes (2000-2100); the parsers below still judge every value.
+_YEAR = r"(20[0-9]{2}|2100)"
+DATE_PATTERN = rf"^{_YEAR}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
+_DAY = rf"{_YEAR}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+MOMENT_PATTERN = (
+    rf"^{_DAY}T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{{1,6}})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
+)
+
+
+def date_query(description: str, *, alias: str | None = None, required: bool = False) -> Any:
+    """A date query parameter, documented as one."""
+    return Query(
+        ... if required else None,
+        alias=alias,
+        description=f"{description} (YYYY-MM-DD)",
+        json_schema_extra={"format": "date", "pattern": DATE_PATTERN},
+    )
+
+
+def moment_query(description: str) -> Any:
+    return Query(
+        None,
+        description=f"{description} (RFC 3339 with an offset)",
+        json_schema_extra={"format": "date-time", "pattern": MOMENT_PATTERN},
+    )
 
 
 def strict_query(request: Request) -> None:

@@ -165,7 +165,12 @@ def command_schemas() -> dict[str, Any]:
     components["Batch"] = {
         "type": "object",
         "properties": {
-            "commands": {"type": "array", "maxItems": 10_000, "items": {"$ref": "#/components/schemas/Command"}}
+            "commands": {
+                "type": "array",
+                "maxItems": 10_000,
+                # each item should be a Command; one that is not is answered rejected at its index
+                "items": {"anyOf": [{"$ref": "#/components/schemas/Command"}, {}]},
+            }
         },
         "required": ["commands"],
         "additionalProperties": False,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from api import params, schemas
@@ -31,9 +31,11 @@ router = APIRouter(tags=["balances"], dependencies=[Depends(strict_query)])
 async def get_balances(
     request: Request,
     caller: Reader,
-    as_of: str | None = None,
-    by: str = "bank",
-    known_at: str | None = None,
+    as_of: str | None = params.date_query("Value date; default today in Asia/Shanghai"),
+    by: str = Query(
+        "bank", description=f"Group by one of {', '.join(GROUPINGS)}", json_schema_extra={"enum": list(GROUPINGS)}
+    ),
+    known_at: str | None = params.moment_query("Only what the ledger had recorded by then"),
 ) -> Response:
     svc = services(request)
     day = params.day(as_of, "as_of") or today_in_shanghai()

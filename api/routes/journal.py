@@ -25,8 +25,8 @@ router = APIRouter(tags=["journal"], dependencies=[Depends(strict_query)])
 async def get_journal(
     request: Request,
     caller: Reader,
-    date_from: str = Query(alias="from", description="First value date (YYYY-MM-DD)."),
-    date_to: str = Query(alias="to", description="Last value date (YYYY-MM-DD), included."),
+    date_from: str = params.date_query("First value date", alias="from", required=True),
+    date_to: str = params.date_query("Last value date, included", alias="to", required=True),
     limit: int = Query(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT, description=f"At most this many (default {DEFAULT_LIMIT})."),
     cursor: str | None = Query(None, max_length=256, description="The next_cursor of the page before."),
 ) -> Response:

@@ -44,7 +44,7 @@ async def list_loans(
     bank: str | None = Query(None, max_length=64),
     channel: str | None = Query(None, max_length=256),
     agency: str | None = Query(None, max_length=256),
-    as_of: str | None = None,
+    as_of: str | None = params.date_query("Value date; default today in Asia/Shanghai"),
     limit: int = Limit,
     cursor: str | None = Query(None, max_length=256, description="The next_cursor of the page before."),
 ) -> Response:
@@ -85,8 +85,8 @@ async def get_loan(
     request: Request,
     loan_id: str,
     caller: Reader,
-    as_of: str | None = None,
-    known_at: str | None = None,
+    as_of: str | None = params.date_query("Value date; default today in Asia/Shanghai"),
+    known_at: str | None = params.moment_query("Only what the ledger had recorded by then"),
 ) -> Response:
     svc = services(request)
     day = params.day(as_of, "as_of") or today_in_shanghai()
@@ -114,7 +114,7 @@ async def get_loan_events(
     request: Request,
     loan_id: str,
     caller: Reader,
-    known_at: str | None = None,
+    known_at: str | None = params.moment_query("Only what the ledger had recorded by then"),
     limit: int = Limit,
     cursor: str | None = Query(None, max_length=256, description="The next_cursor of the page before."),
 ) -> Response:
