@@ -220,24 +220,26 @@ class LedgerPostgresRecorder(ChainedPostgres, PostgresApplicationRecorder):
                 conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK_KEY,))
 
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
-        """The library's insert (pipelined, one transaction) without two habits that crash a lost race.
+        """The library's insert (one transaction), without pipeline mode and without its retries.
 
-        The library keeps the statement's error aside and lets the transaction try to commit, so
-        a unique violation (another writer stored one of our keys or loan versions first) comes
-        out as "pipeline aborted", an OperationalError it then retries ten times over 2 s. Here
-        the violation leaves the transaction as it happened, and the pool turns it into the
-        IntegrityError that Ledger.append's fallback handles. Connection loss is retried by the
+        Not pipelined: psycopg's pipeline mode hung a large batch for good under load (the server
+        waiting in ClientRead for the rest of the INSERT, the client waiting for its results; seen
+        in the suite, 23 minutes, psycopg 3.3.9), the failure its issue #685 describes. The
+        statements of one insert are few, and the clock's stamp already waits for a result mid-way,
+        so the pipeline saved little. A unique violation (another writer stored one of our keys
+        or loan versions first) is raised by its statement, and the pool turns it into the
+        IntegrityError that Ledger.append's fallback handles; the library would keep it aside,
+        commit, and retry a "pipeline aborted" ten times over 2 s. Connection loss is retried by the
         ledger (ledger.retry), with a deadline, not here.
         """
         assert not self.datastore.enable_db_functions, "the database-function path skips _insert_events"
-        with self.datastore.get_connection() as conn, conn.pipeline() as pipeline, conn.transaction():
+        with self.datastore.get_connection() as conn, conn.transaction():
             with conn.cursor() as curs:
                 self._insert_events(curs, stored_events, **kwargs)
             if not stored_events:
                 return None
             with conn.cursor() as curs:
                 self._insert_stored_events(curs, stored_events, **kwargs)
-                pipeline.sync()  # the violation, if any, is raised here
                 return self._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
 
     def _insert_stored_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
