@@ -18,12 +18,13 @@ from typing import Any
 from uuid import UUID
 
 from domain.delinquency import BUCKETS, bucket, days_past_due
-from domain.journal import OVERPAYMENTS, RECEIVABLE
+from domain.journal import OVERPAYMENTS, RECEIVABLE, RECOVERY
+from domain.loan import INHOUSE
 from projections.db import ViewDb
 from projections.journal_view import micros
 
 PARTS = ("principal", "interest", "fee", "penalty")
-GROUPINGS = ("bank", "product", "bucket", "state")
+GROUPINGS = ("bank", "product", "bucket", "state", "channel", "agency", "model")
 STATES = ("funded", "overdue", "repaid", "written_off")
 AMOUNTS = (*PARTS, "overpayment", "total")
 
@@ -79,11 +80,15 @@ def account_balances(db: ViewDb, as_of: date, known_at: datetime | None = None) 
 
 
 def portfolio(db: ViewDb, as_of: date, by: str, known_at: datetime | None = None) -> list[Group]:
-    """Loans funded by the date (as known at ``known_at``), grouped by bank | product | bucket | state."""
-    assert by in GROUPINGS, by
+    """Loans funded by the date (as known at ``known_at``), grouped by one of GROUPINGS.
+
+    ``agency``: the agency holding the loan on the date as known then, ``inhouse`` for the rest.
+    """
+    if by not in GROUPINGS:
+        raise ValueError(f"cannot group balances by {by!r}; one of {', '.join(GROUPINGS)}")
     groups: dict[str, Group] = {}
-    for line in _loan_lines(db, as_of, known_at):
-        key = {"bank": line.bank, "product": line.product, "bucket": bucket(line.dpd), "state": line.state}[by]
+    for line in _loan_lines(db, as_of, known_at, agencies=by == "agency"):
+        key = line.key(by)
         group = groups.get(key) or groups.setdefault(key, Group(key))
         group.funded += 1
         group.loans += line.fen["total"] > 0  # "loans": those with something on the book
@@ -105,10 +110,33 @@ class LoanLine:
     state: str
     dpd: int
     fen: dict[str, int]
+    channel: str = ""
+    model_version: str = ""
+    agency: str = INHOUSE  # who holds it on the date (when the lines were read with ``agencies``)
+    written_off_fen: int = 0  # principal written off by the date
+    recovered_fen: int = 0  # received after the write-off and applied to the debt (recovery income)
 
     @property
     def bucket(self) -> str:
         return bucket(self.dpd)
+
+    def key(self, by: str) -> str:
+        """The group this loan falls in, by one of GROUPINGS."""
+        if by == "bank":
+            return self.bank
+        if by == "product":
+            return self.product
+        if by == "bucket":
+            return self.bucket
+        if by == "state":
+            return self.state
+        if by == "channel":
+            return self.channel
+        if by == "agency":
+            return self.agency
+        if by == "model":
+            return self.model_version
+        raise ValueError(f"no grouping {by!r}")
 
     @property
     def amounts(self) -> dict[str, Decimal]:
@@ -123,14 +151,20 @@ def loan_lines(
 
 
 def _loan_lines(
-    db: ViewDb, as_of: date, known_at: datetime | None, *, bank: str | None = None, ordered: bool = False
+    db: ViewDb,
+    as_of: date,
+    known_at: datetime | None,
+    *,
+    bank: str | None = None,
+    ordered: bool = False,
+    agencies: bool = False,
 ) -> Iterator[LoanLine]:
     day = as_of.toordinal()
     where, params = _lines(as_of, known_at)
     known_us = None if known_at is None else micros(known_at)
-    rows = _portfolio_rows(db, day, where, params, known_us, bank=bank, ordered=ordered)
-    for loan_id, bank_of, product, due_day, written_off_day, written_off_at_us, *amounts in rows:
-        principal, interest, fee, penalty, overpaid = amounts
+    rows = _portfolio_rows(db, day, where, params, known_us, bank=bank, ordered=ordered, agencies=agencies)
+    for loan_id, bank_of, product, due_day, written_off_day, written_off_at_us, parties, *amounts in rows:
+        principal, interest, fee, penalty, overpaid, written_off_fen, recovered_fen = amounts
         due = date.fromordinal(due_day)
         owed = principal + interest + fee + penalty
         written_off = (
@@ -151,7 +185,21 @@ def _loan_lines(
             "overpayment": overpaid,
             "total": owed,
         }
-        yield LoanLine(loan_id, bank_of, product, due, state, dpd, fen)
+        channel, model_version, agency = parties
+        yield LoanLine(
+            loan_id,
+            bank_of,
+            product,
+            due,
+            state,
+            dpd,
+            fen,
+            channel,
+            model_version or "",
+            agency or INHOUSE,
+            written_off_fen,
+            recovered_fen,
+        )
 
 
 def _portfolio_rows(
@@ -163,23 +211,47 @@ def _portfolio_rows(
     *,
     bank: str | None = None,
     ordered: bool = False,
+    agencies: bool = False,
 ) -> Iterator[tuple[Any, ...]]:
-    """Per funded loan: its facts and its receivables and overpayment as of the day, in fen."""
+    """Per funded loan: its facts, its parties (channel, model version, and with ``agencies`` the agency
+    holding it on the day), its receivables and overpayment as of the day, principal written off and
+    recoveries, in fen."""
     sums = [f"SUM(CASE WHEN account = '{RECEIVABLE}{part}' THEN {_AS_OF} ELSE 0 END) AS {part}" for part in PARTS]
     sums.append(f"-SUM(CASE WHEN account = '{OVERPAYMENTS}' THEN amount_fen ELSE 0 END) AS overpayment")
+    sums.append(
+        f"-SUM(CASE WHEN entry = 'write_off' AND account = '{RECEIVABLE}principal' THEN amount_fen ELSE 0 END)"
+        " AS written_off"
+    )
+    sums.append(f"-SUM(CASE WHEN account = '{RECOVERY}' THEN amount_fen ELSE 0 END) AS recovered")
     funded = "l.funded_day <= ?" + ("" if known_us is None else " AND l.funded_at_us <= ?")
+    held, held_sql, held_args = ("NULL", "", []) if not agencies else ("a.agency", *holders(day, known_us))
     statement = (
-        "SELECT l.loan_id, l.bank, l.product, l.due_day, l.written_off_day, l.written_off_at_us, "
-        + ", ".join(f"COALESCE(s.{name}, 0)" for name in (*PARTS, "overpayment"))
+        f"SELECT l.loan_id, l.bank, l.product, l.due_day, l.written_off_day, l.written_off_at_us, "
+        f"l.channel, l.model_version, {held}, "
+        + ", ".join(f"COALESCE(s.{name}, 0)" for name in (*PARTS, "overpayment", "written_off", "recovered"))
         + f" FROM proj_loans l LEFT JOIN (SELECT loan_id, {', '.join(sums)} FROM proj_journal WHERE {where} "
-        f"GROUP BY loan_id) s ON s.loan_id = l.loan_id WHERE {funded}"
+        f"GROUP BY loan_id) s ON s.loan_id = l.loan_id"
+        + ("" if not agencies else f" LEFT JOIN ({held_sql}) a ON a.loan_id = l.loan_id")
+        + f" WHERE {funded}"
         + ("" if bank is None else " AND l.bank = ?")
         + (" ORDER BY l.loan_id" if ordered else "")
     )
-    args: list[Any] = [day, day] * len(PARTS) + params + [day] + ([] if known_us is None else [known_us])
+    args: list[Any] = [day, day] * len(PARTS) + params + held_args + [day] + ([] if known_us is None else [known_us])
     args += [] if bank is None else [bank]
-    for loan_id, bank_of, product, due_day, wo_day, wo_at, *fen in db.stream(statement, args):
-        yield (loan_id, bank_of, product, due_day, wo_day, wo_at, *(int(f) for f in fen))
+    for loan_id, bank_of, product, due_day, wo_day, wo_at, channel, model, agency, *fen in db.stream(statement, args):
+        yield (loan_id, bank_of, product, due_day, wo_day, wo_at, (channel, model, agency), *(int(f) for f in fen))
+
+
+def holders(day: int, known_us: int | None) -> tuple[str, list[Any]]:
+    """SQL for (loan_id, agency) of every loan an agency held on ``day`` (a day number), as known at
+    ``known_us`` (now when None), and its parameters. One row a loan: spells never overlap."""
+    recall_known = "" if known_us is None else " OR recalled_at_us > ?"
+    assigned_known = "" if known_us is None else " AND assigned_at_us <= ?"
+    statement = (
+        "SELECT loan_id, MAX(agency) AS agency FROM proj_assignments "
+        f"WHERE from_day <= ? AND (until_day IS NULL OR until_day > ?{recall_known}){assigned_known} GROUP BY loan_id"
+    )
+    return statement, [day, day] + ([] if known_us is None else [known_us, known_us])
 
 
 def open_loan_ids(db: ViewDb, day: date) -> list[str]:

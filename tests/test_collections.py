@@ -173,6 +173,11 @@ def test_replay_never_rejudges_an_assignment_made_unlawful_by_a_later_backdated_
     refused(ledger, assigned("AG-B", "2026-03-20", key="again"))  # a new assignment would be refused (recall first)
     loan = ledger.get_loan("L1")  # loads: the stored assignment is history, not re-judged
     assert loan.current_assignment().owed == D("1017.00")  # as the ledger found it when the agency took it
+    runner.catch_up(ledger)
+    rows = runner.views(ledger).query("SELECT agency, dpd, bucket, owed_fen FROM proj_assignments")
+    assert rows == [("AG-A", 5, "M1", 101700)]
+    runner.rebuild(ledger)
+    assert runner.views(ledger).query("SELECT agency, dpd, bucket, owed_fen FROM proj_assignments") == rows
 
 
 def test_the_end_of_day_job_marks_and_writes_off_but_never_assigns(ledger):
