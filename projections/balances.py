@@ -22,6 +22,7 @@ from domain.journal import OVERPAYMENTS, RECEIVABLE, RECOVERY
 from domain.loan import INHOUSE
 from projections.db import ViewDb
 from projections.journal_view import micros
+from projections.parties import holders
 
 PARTS = ("principal", "interest", "fee", "penalty")
 GROUPINGS = ("bank", "product", "bucket", "state", "channel", "agency", "model")
@@ -113,6 +114,7 @@ class LoanLine:
     channel: str = ""
     model_version: str = ""
     agency: str = INHOUSE  # who holds it on the date (when the lines were read with ``agencies``)
+    funded_fen: int = 0  # the principal funded
     written_off_fen: int = 0  # principal written off by the date
     recovered_fen: int = 0  # received after the write-off and applied to the debt (recovery income)
 
@@ -150,6 +152,13 @@ def loan_lines(
     return _loan_lines(db, as_of, known_at, bank=bank, ordered=True)
 
 
+def book_lines(
+    db: ViewDb, as_of: date, known_at: datetime | None = None, *, agencies: bool = False
+) -> Iterator[LoanLine]:
+    """Every funded loan as ``portfolio`` groups it (in no set order); ``agencies``: with the agency holding it."""
+    return _loan_lines(db, as_of, known_at, agencies=agencies)
+
+
 def _loan_lines(
     db: ViewDb,
     as_of: date,
@@ -185,7 +194,7 @@ def _loan_lines(
             "overpayment": overpaid,
             "total": owed,
         }
-        channel, model_version, agency = parties
+        channel, model_version, principal_fen, agency = parties
         yield LoanLine(
             loan_id,
             bank_of,
@@ -197,6 +206,7 @@ def _loan_lines(
             channel,
             model_version or "",
             agency or INHOUSE,
+            principal_fen,
             written_off_fen,
             recovered_fen,
         )
@@ -227,7 +237,7 @@ def _portfolio_rows(
     held, held_sql, held_args = ("NULL", "", []) if not agencies else ("a.agency", *holders(day, known_us))
     statement = (
         f"SELECT l.loan_id, l.bank, l.product, l.due_day, l.written_off_day, l.written_off_at_us, "
-        f"l.channel, l.model_version, {held}, "
+        f"l.channel, l.model_version, l.principal_fen, {held}, "
         + ", ".join(f"COALESCE(s.{name}, 0)" for name in (*PARTS, "overpayment", "written_off", "recovered"))
         + f" FROM proj_loans l LEFT JOIN (SELECT loan_id, {', '.join(sums)} FROM proj_journal WHERE {where} "
         f"GROUP BY loan_id) s ON s.loan_id = l.loan_id"
@@ -238,20 +248,11 @@ def _portfolio_rows(
     )
     args: list[Any] = [day, day] * len(PARTS) + params + held_args + [day] + ([] if known_us is None else [known_us])
     args += [] if bank is None else [bank]
-    for loan_id, bank_of, product, due_day, wo_day, wo_at, channel, model, agency, *fen in db.stream(statement, args):
-        yield (loan_id, bank_of, product, due_day, wo_day, wo_at, (channel, model, agency), *(int(f) for f in fen))
-
-
-def holders(day: int, known_us: int | None) -> tuple[str, list[Any]]:
-    """SQL for (loan_id, agency) of every loan an agency held on ``day`` (a day number), as known at
-    ``known_us`` (now when None), and its parameters. One row a loan: spells never overlap."""
-    recall_known = "" if known_us is None else " OR recalled_at_us > ?"
-    assigned_known = "" if known_us is None else " AND assigned_at_us <= ?"
-    statement = (
-        "SELECT loan_id, MAX(agency) AS agency FROM proj_assignments "
-        f"WHERE from_day <= ? AND (until_day IS NULL OR until_day > ?{recall_known}){assigned_known} GROUP BY loan_id"
-    )
-    return statement, [day, day] + ([] if known_us is None else [known_us, known_us])
+    for loan_id, bank_of, product, due_day, wo_day, wo_at, channel, model, funded, agency, *fen in db.stream(
+        statement, args
+    ):
+        parties = (channel, model, int(funded), agency)
+        yield (loan_id, bank_of, product, due_day, wo_day, wo_at, parties, *(int(f) for f in fen))
 
 
 def open_loan_ids(db: ViewDb, day: date) -> list[str]:

@@ -35,6 +35,7 @@ _COLLECTION_COLUMNS = (
     "loan_id",
     "agency",
     "seq",
+    "bucket",
     "value_day",
     "amount_fen",
     "known_from_us",
@@ -81,14 +82,14 @@ class CustodyChanges:
         elif kind == "Collected":
             money = loan.money_in[-1]
             held = loan.assignment_on(money.value_date)
-            seq = None
+            under: tuple[int, str] | tuple[None, None] = (None, None)
             if held is not None and held.agency == money.agency:  # (not so only in a history older than the rule)
-                seq = loan.assignments.index(held) + 1
+                under = (loan.assignments.index(held) + 1, held.bucket)
             self.collected[money.key] = [
                 money.key,
                 loan_id,
                 money.agency,
-                seq,
+                *under,
                 money.value_date.toordinal(),
                 to_fen(money.amount),
                 at_us,

@@ -62,10 +62,11 @@ def create_statements(postgres: bool) -> list[str]:
         " owed_fen BIGINT NOT NULL, assigned_at_us BIGINT NOT NULL, recalled_at_us BIGINT,"
         " PRIMARY KEY (loan_id, seq))",
         "CREATE INDEX IF NOT EXISTS proj_assignments_agency ON proj_assignments (agency, from_day)",
-        # Every collection: who collected, under which spell (seq; NULL: none, e.g. inhouse), what and
-        # when. Known from known_from_us until its reversal was recorded (known_to_us).
+        # Every collection: who collected, under which spell (seq, and that spell's bucket at assignment;
+        # NULL: none, e.g. inhouse), what and when. Known from known_from_us until its reversal was
+        # recorded (known_to_us).
         "CREATE TABLE IF NOT EXISTS proj_collections ("
-        " idempotency_key TEXT PRIMARY KEY, loan_id TEXT NOT NULL, agency TEXT NOT NULL, seq INTEGER,"
+        " idempotency_key TEXT PRIMARY KEY, loan_id TEXT NOT NULL, agency TEXT NOT NULL, seq INTEGER, bucket TEXT,"
         " value_day INTEGER NOT NULL, amount_fen BIGINT NOT NULL, known_from_us BIGINT NOT NULL,"
         " known_to_us BIGINT)",
         "CREATE INDEX IF NOT EXISTS proj_collections_agency ON proj_collections (agency, value_day)",
