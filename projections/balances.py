@@ -155,8 +155,9 @@ def loan_lines(
 def book_lines(
     db: ViewDb, as_of: date, known_at: datetime | None = None, *, agencies: bool = False
 ) -> Iterator[LoanLine]:
-    """Every funded loan as ``portfolio`` groups it (in no set order); ``agencies``: with the agency holding it."""
-    return _loan_lines(db, as_of, known_at, agencies=agencies)
+    """Every funded loan as ``portfolio`` groups it (in no set order), with its principal written off and
+    recovered; ``agencies``: with the agency holding it."""
+    return _loan_lines(db, as_of, known_at, agencies=agencies, outcomes=True)
 
 
 def _loan_lines(
@@ -167,11 +168,14 @@ def _loan_lines(
     bank: str | None = None,
     ordered: bool = False,
     agencies: bool = False,
+    outcomes: bool = False,
 ) -> Iterator[LoanLine]:
     day = as_of.toordinal()
     where, params = _lines(as_of, known_at)
     known_us = None if known_at is None else micros(known_at)
-    rows = _portfolio_rows(db, day, where, params, known_us, bank=bank, ordered=ordered, agencies=agencies)
+    rows = _portfolio_rows(
+        db, day, where, params, known_us, bank=bank, ordered=ordered, agencies=agencies, outcomes=outcomes
+    )
     for loan_id, bank_of, product, due_day, written_off_day, written_off_at_us, parties, *amounts in rows:
         principal, interest, fee, penalty, overpaid, written_off_fen, recovered_fen = amounts
         due = date.fromordinal(due_day)
@@ -222,23 +226,26 @@ def _portfolio_rows(
     bank: str | None = None,
     ordered: bool = False,
     agencies: bool = False,
+    outcomes: bool = False,
 ) -> Iterator[tuple[Any, ...]]:
     """Per funded loan: its facts, its parties (channel, model version, and with ``agencies`` the agency
-    holding it on the day), its receivables and overpayment as of the day, principal written off and
-    recoveries, in fen."""
+    holding it on the day), its receivables and overpayment as of the day, and with ``outcomes`` its
+    principal written off and recoveries (else 0), in fen."""
     sums = [f"SUM(CASE WHEN account = '{RECEIVABLE}{part}' THEN {_AS_OF} ELSE 0 END) AS {part}" for part in PARTS]
     sums.append(f"-SUM(CASE WHEN account = '{OVERPAYMENTS}' THEN amount_fen ELSE 0 END) AS overpayment")
-    sums.append(
-        f"-SUM(CASE WHEN entry = 'write_off' AND account = '{RECEIVABLE}principal' THEN amount_fen ELSE 0 END)"
-        " AS written_off"
-    )
-    sums.append(f"-SUM(CASE WHEN account = '{RECOVERY}' THEN amount_fen ELSE 0 END) AS recovered")
+    if outcomes:  # (two more sums over every line: only the partners report needs them)
+        sums.append(
+            f"-SUM(CASE WHEN entry = 'write_off' AND account = '{RECEIVABLE}principal' THEN amount_fen ELSE 0 END)"
+            " AS written_off"
+        )
+        sums.append(f"-SUM(CASE WHEN account = '{RECOVERY}' THEN amount_fen ELSE 0 END) AS recovered")
     funded = "l.funded_day <= ?" + ("" if known_us is None else " AND l.funded_at_us <= ?")
     held, held_sql, held_args = ("NULL", "", []) if not agencies else ("a.agency", *holders(day, known_us))
     statement = (
         f"SELECT l.loan_id, l.bank, l.product, l.due_day, l.written_off_day, l.written_off_at_us, "
         f"l.channel, l.model_version, l.principal_fen, {held}, "
-        + ", ".join(f"COALESCE(s.{name}, 0)" for name in (*PARTS, "overpayment", "written_off", "recovered"))
+        + ", ".join(f"COALESCE(s.{name}, 0)" for name in (*PARTS, "overpayment"))
+        + (", COALESCE(s.written_off, 0), COALESCE(s.recovered, 0)" if outcomes else ", 0, 0")
         + f" FROM proj_loans l LEFT JOIN (SELECT loan_id, {', '.join(sums)} FROM proj_journal WHERE {where} "
         f"GROUP BY loan_id) s ON s.loan_id = l.loan_id"
         + ("" if not agencies else f" LEFT JOIN ({held_sql}) a ON a.loan_id = l.loan_id")

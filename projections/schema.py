@@ -69,7 +69,6 @@ def create_statements(postgres: bool) -> list[str]:
         " idempotency_key TEXT PRIMARY KEY, loan_id TEXT NOT NULL, agency TEXT NOT NULL, seq INTEGER, bucket TEXT,"
         " value_day INTEGER NOT NULL, amount_fen BIGINT NOT NULL, known_from_us BIGINT NOT NULL,"
         " known_to_us BIGINT)",
-        "CREATE INDEX IF NOT EXISTS proj_collections_agency ON proj_collections (agency, value_day)",
     ]
 
 
@@ -85,7 +84,6 @@ VIEW_INDEXES = (
     "proj_loans_open",
     "proj_loans_borrower",
     "proj_assignments_agency",
-    "proj_collections_agency",
 )
 REBUILD_SUFFIX = "_next"
 _VIEW_NAME = re.compile(r"\b(" + "|".join(VIEW_TABLES + VIEW_INDEXES) + r")\b")
