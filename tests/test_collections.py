@@ -213,6 +213,9 @@ def test_loan_show_names_the_agency_holding_the_loan_on_the_date_and_the_history
     assert events["recalled"]["agency"] == "AG-A" and events["recalled"]["value_date"] == "2026-04-01"
     human = CliRunner().invoke(cli, ["loan", "show", "L1", "--as-of", "2026-04-01", "--db", store_url])
     assert "assigned" in human.output and "recalled" in human.output and "agency AG-A" in human.output
+    assert "collector inhouse" in human.output.splitlines()[0]
+    held = CliRunner().invoke(cli, ["loan", "show", "L1", "--as-of", "2026-03-25", "--db", store_url])
+    assert "bucket M1  collector AG-A  (as of 2026-03-25)" in held.output.splitlines()[0]
 
 
 def _accounts(ledger, day: date) -> dict:
