@@ -2,7 +2,10 @@
 
 ``python tests/support/stored_golden.py`` rewrites ``stored_golden.jsonl`` from the code on
 ``sys.path``; it was written by the append path as it was before the parsing and event-creation
-speed-ups (commit d733726), and tests/test_stored_bytes.py holds today's path to it.
+speed-ups (commit d733726), and tests/test_stored_bytes.py holds today's path to it. Issue 24
+rewrote it when the simulator's stream changed (agencies): the events of the hand-written lines
+(the examples and ``_EXTRA``) were compared with the old file first, and only the lines that issue
+changed differ.
 """
 
 from __future__ import annotations
