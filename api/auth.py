@@ -25,8 +25,7 @@ class Caller:
     token: Token
 
     def scopes(self) -> list[LoanScope]:
-        """The loans this caller sees, as conditions every read applies (none: the platform sees all).
-        PartyUnsupported (403) for a party whose loans cannot be told yet."""
+        """The loans this caller sees, as conditions every read applies (none: the platform sees all)."""
         party = self.token.party
         return [] if party is None else [scope_of(party.kind, party.name)]
 

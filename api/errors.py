@@ -28,7 +28,6 @@ from ledger.app import (
 )
 from ledger.retry import StoreUnavailable
 from projections.jsonable import to_jsonable
-from projections.parties import PartyUnsupported
 from projections.runner import ProjectionFailed
 
 log = logging.getLogger("ledger.api")
@@ -37,7 +36,6 @@ log = logging.getLogger("ledger.api")
 MISSING_TOKEN, INVALID_TOKEN, TOKEN_EXPIRED = "missing_token", "invalid_token", "token_expired"
 MISSING_SCOPE = "missing_scope"  # the token may not do this (scope, or the party's role)
 NOT_YOUR_PARTY = "not_your_party"  # the command names another party than the token's own
-PARTY_UNSUPPORTED = "party_unsupported"
 LOAN_NOT_FOUND, NOT_FOUND, METHOD_NOT_ALLOWED = "loan_not_found", "not_found", "method_not_allowed"
 LOAN_ID_TAKEN = "loan_id_taken"
 INVALID_JSON, INVALID_BODY, BODY_TOO_LARGE, BATCH_TOO_LARGE = (
@@ -60,7 +58,6 @@ STATUS_OF = {
     CONTENTION: 503,
     MISSING_SCOPE: 403,
     NOT_YOUR_PARTY: 403,
-    PARTY_UNSUPPORTED: 403,
     LOAN_NOT_FOUND: 404,
 }
 
@@ -131,7 +128,3 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StoreUnavailable)
     async def _unavailable(request: Request, e: StoreUnavailable) -> Response:
         return json_response(503, {"error": error(STORE_UNAVAILABLE, str(e))}, {"Retry-After": "5"})
-
-    @app.exception_handler(PartyUnsupported)
-    async def _party(request: Request, e: PartyUnsupported) -> Response:
-        return json_response(403, {"error": error(PARTY_UNSUPPORTED, str(e))})

@@ -18,13 +18,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from api.auth import Caller
-from api.errors import LOAN_ID_TAKEN, LOAN_NOT_FOUND, MISSING_SCOPE, NOT_YOUR_PARTY, PARTY_UNSUPPORTED
+from api.errors import LOAN_ID_TAKEN, LOAN_NOT_FOUND, MISSING_SCOPE, NOT_YOUR_PARTY
 from api.services import Services
 from domain.errors import DamagedStream
 from ledger.app import DAMAGED_STREAM, IDEMPOTENCY_CONFLICT, REJECTED, Outcome
 from ledger.commands import _Command
 from ledger.tokens import OWN_LOAN_ONLY, ROLE_WRITES
-from projections.parties import PartyUnsupported
 
 _LOAN_CHECKED = {"bank": {"funded", *OWN_LOAN_ONLY["bank"]}, "channel": {"applied"}, "agency": {"collected"}}
 
@@ -55,11 +54,7 @@ async def check_writes(svc: Services, caller: Caller, items: Sequence[_Command |
         wanted = sorted({c.loan_id for c in items if isinstance(c, _Command) and c.type in _LOAN_CHECKED[party.kind]})
         if wanted:
             loans = await svc.blocking(_read_loans, svc, wanted)
-    try:
-        scopes = caller.scopes()
-        unsupported = None
-    except PartyUnsupported as e:
-        scopes, unsupported = [], str(e)
+    scopes = caller.scopes()
     funded_here: set[str] = set()  # a bank's loans funded earlier in this batch are its own for what follows
     checked: list[_Command | Outcome] = []
     for item in items:
@@ -84,9 +79,7 @@ async def check_writes(svc: Services, caller: Caller, items: Sequence[_Command |
             checked.append(_refused(cmd, DAMAGED_STREAM, str(loan)))
             continue
         unknown = _refused(cmd, LOAN_NOT_FOUND, f"no loan {cmd.loan_id}", "loan_id")
-        if unsupported is not None and kind in OWN_LOAN_ONLY[party.kind]:
-            checked.append(_refused(cmd, PARTY_UNSUPPORTED, unsupported))
-        elif kind in OWN_LOAN_ONLY[party.kind]:
+        if kind in OWN_LOAN_ONLY[party.kind]:
             mine = cmd.loan_id in funded_here or all(s.owns(loan) for s in scopes)
             checked.append(cmd if mine else unknown)
         elif party.kind == "bank" and kind == "funded":

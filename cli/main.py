@@ -281,6 +281,10 @@ from cli.report import report  # noqa: E402
 
 cli.add_command(report)
 
+from cli.partners import partners_report  # noqa: E402
+
+report.add_command(partners_report)
+
 from cli.borrower import borrower  # noqa: E402
 
 cli.add_command(borrower)

@@ -44,7 +44,9 @@ def loan_lines(view: dict[str, Any]) -> Iterator[str]:
         asked += f", as known at {moment(view['known_at'])}"
     yield (
         f"loan {view['loan_id']}  state {view['state']}  bank {view['bank'] or '-'}  "
-        f"due {view['due_date'] or '-'}  DPD {view['dpd']}  bucket {view['bucket']}  ({asked})"
+        f"due {view['due_date'] or '-'}  DPD {view['dpd']}  bucket {view['bucket']}"
+        + (f"  collector {view['agency']}" if view.get("agency") else "")
+        + f"  ({asked})"
     )
     t = view.get("terms")
     if t:

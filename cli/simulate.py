@@ -21,6 +21,7 @@ from simulator.platform import Simulator
 from simulator.run import SimulationReport, run_simulation
 
 DEMO_START = date(2026, 1, 1)
+DEMO_BOOKS = ("bank", "bucket", "channel", "agency", "model")  # the book is shown grouped by each
 
 
 @click.command()
@@ -93,7 +94,7 @@ def demo(loans: int, seed: int, db_url: str | None, as_json: bool) -> None:
     runner.catch_up(app)  # the book is the balances' own computation, from the journal
     db = runner.views(app)
     # the loans on the book: owing something (repaid and written-off loans are off it)
-    by_bank, by_bucket = ([g for g in portfolio(db, as_of, by) if g.loans] for by in ("bank", "bucket"))
+    books = {by: [g for g in portfolio(db, as_of, by) if g.loans] for by in DEMO_BOOKS}
     vintage = vintages(loans_now, as_of)
     if as_json:
         echo_json(
@@ -101,19 +102,18 @@ def demo(loans: int, seed: int, db_url: str | None, as_json: bool) -> None:
                 "store": redact(db_url),
                 "as_of": as_of,
                 "commands": {f"{t}:{s}": n for (t, s), n in sorted(report.commands.items())},
-                "book_by_bank": [_book_row(b) for b in by_bank],
-                "book_by_bucket": [_book_row(b) for b in by_bucket],
+                **{f"book_by_{by}": [_book_row(g) for g in groups] for by, groups in books.items()},
                 "vintages": [vars(v) | {"net_loss_rate": v.net_loss_rate} for v in vintage],
             }
         )
         return
     _summary(report, False)
     click.echo(f"\nThe book as of {as_of} (store {redact(db_url)})")
-    for title, lines in (("bank", by_bank), ("bucket", by_bucket)):
-        click.echo(f"\n  by {title:<8}{'loans':>7}" + "".join(f"{p:>14}" for p in (*PARTS, "total")))
+    for title, lines in books.items():
+        click.echo(f"\n  by {title:<10}{'loans':>7}" + "".join(f"{p:>14}" for p in (*PARTS, "total")))
         for line in lines:
             click.echo(
-                f"  {line.key:<11}{line.loans:>7}" + "".join(f"{line.amounts[p]:>14,}" for p in (*PARTS, "total"))
+                f"  {line.key:<13}{line.loans:>7}" + "".join(f"{line.amounts[p]:>14,}" for p in (*PARTS, "total"))
             )
     click.echo(
         f"\n  vintage  {'loans':>6} {'funded':>14} {'repaid':>7} {'ever 30+':>9} {'written off':>13} "
@@ -128,6 +128,7 @@ def demo(loans: int, seed: int, db_url: str | None, as_json: bool) -> None:
     # the book ends on as_of: hints at today's date would show every open loan months overdue
     click.echo(f"  Explore: ledger loan show {next(iter(sim.loans))} --as-of {as_of} --db {redact(db_url)}")
     click.echo(f"           ledger balances --as-of {as_of} --by bucket --db {redact(db_url)}")
+    click.echo(f"           ledger report partners --as-of {as_of} --by agency --db {redact(db_url)}")
 
 
 def _other_loan(app: Ledger, demo_loans: set[str]) -> str | None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 from uuid import NAMESPACE_URL, UUID, uuid5
 from zoneinfo import ZoneInfo
 
@@ -33,6 +33,7 @@ from domain.terms import (
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")  # value dates are calendar dates there
 LOAN_NAMESPACE = uuid5(NAMESPACE_URL, "urn:loan-ledger:loan")
+INHOUSE = "inhouse"  # the platform's own collections: the agency a collection names while no agency holds the loan
 
 
 def loan_uuid(loan_id: str) -> UUID:
@@ -52,6 +53,28 @@ class MoneyIn:
     bank_ref: str | None = None
     agency: str | None = None
     reversed_by: str | None = None
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """A spell with a collection agency: from ``since`` (its value date) until the recall's value date.
+
+    The agency holds the loan on the days ``since <= day < until``: a recall valued on D hands the
+    loan back for D itself, and a loan recalled and reassigned on D is the new agency's on D.
+    ``dpd``, ``bucket`` and ``owed`` are the loan as the ledger found it on ``since`` when the
+    assignment arrived (the agency's book counts from them).
+    """
+
+    agency: str
+    since: date
+    dpd: int
+    bucket: str
+    owed: Decimal
+    key: str
+    until: date | None = None
+
+    def holds_on(self, day: date) -> bool:
+        return self.since <= day and (self.until is None or day < self.until)
 
 
 class Loan(Aggregate):
@@ -122,6 +145,21 @@ class Loan(Aggregate):
             idempotency_key: str
             occurred_at: datetime
 
+        class Assigned(Aggregate.Event):
+            agency: str
+            value_date: date
+            dpd: int
+            bucket: str
+            owed: Decimal
+            idempotency_key: str
+            occurred_at: datetime
+
+        class Recalled(Aggregate.Event):
+            agency: str
+            value_date: date
+            idempotency_key: str
+            occurred_at: datetime
+
     @staticmethod
     def create_id(loan_id: str, **_: object) -> UUID:
         return loan_uuid(loan_id)
@@ -159,6 +197,7 @@ class Loan(Aggregate):
         self.money_in: list[MoneyIn] = []
         self.overdue_marks: list[tuple[date, int, str]] = []  # (as_of, dpd, bucket)
         self.written_off_on: date | None = None
+        self.assignments: list[Assignment] = []  # in value-date order; only the last may still be open
         self.keys: set[str] = {idempotency_key}
 
     # ---- commands: rules first, then the event ------------------------------
@@ -270,6 +309,7 @@ class Loan(Aggregate):
         else:
             # ...and the command's required agency with every collection
             assert agency is not None
+            self._check_collector(agency, value_date)
             self._collected(
                 amount=amount,
                 agency=agency,
@@ -321,6 +361,59 @@ class Loan(Aggregate):
         if target.reversed_by is not None:
             self._reject("reversed", f"{reverses!r} was already reversed by {target.reversed_by!r}")
         self._reversed(reverses=reverses, reason=reason, idempotency_key=idempotency_key, occurred_at=occurred_at)
+
+    def assign(self, *, agency: str, value_date: date, idempotency_key: str, occurred_at: datetime) -> None:
+        """Hand the loan to a collection agency from ``value_date``: past due that day, or written off."""
+        command = "assigned"
+        self._require_funded(command, "only a funded loan can be handed to a collection agency")
+        funded_on = self._funded_on()
+        if agency.casefold() == INHOUSE:
+            self._refuse(
+                command,
+                value_date,
+                f"{INHOUSE!r} is the platform's own collections, which hold every loan no agency holds; "
+                "send 'recalled' to bring a loan back in-house",
+            )
+        current = self.current_assignment()
+        if current is not None:
+            self._refuse(command, value_date, f"it is already with {current.agency}; recall it first")
+        if value_date < funded_on:
+            self._refuse(command, value_date, f"value_date {value_date} is before funding on {funded_on}")
+        self._check_custody_order(command, value_date)
+        position = self.position(value_date)
+        if position.total == 0:
+            self._refuse(command, value_date, f"nothing is owed on {value_date}")
+        written_off = self.written_off_on is not None and self.written_off_on <= value_date
+        if position.dpd <= 0 and not written_off:
+            self._refuse(
+                command,
+                value_date,
+                f"nothing is past due on {value_date} (due {position.due_date}); "
+                "only a loan past due or written off is handed to an agency",
+            )
+        self._assigned(
+            agency=agency,
+            value_date=value_date,
+            dpd=position.dpd,
+            bucket=position.bucket,
+            owed=position.total,
+            idempotency_key=idempotency_key,
+            occurred_at=occurred_at,
+        )
+
+    def recall(self, *, value_date: date, idempotency_key: str, occurred_at: datetime) -> None:
+        """Take the loan back from its agency from ``value_date`` (in-house again that day)."""
+        command = "recalled"
+        self._require_funded(command, "only a funded loan can be with a collection agency")
+        current = self.current_assignment()
+        if current is None:
+            self._refuse(command, value_date, "it is not with a collection agency")
+        if value_date < current.since:
+            self._refuse(command, value_date, f"value_date {value_date} is before its assignment to {current.agency}")
+        self._check_custody_order(command, value_date)
+        self._recalled(
+            agency=current.agency, value_date=value_date, idempotency_key=idempotency_key, occurred_at=occurred_at
+        )
 
     # ---- events: record only ----------------------------------------------
     @event("Scored")
@@ -393,6 +486,25 @@ class Loan(Aggregate):
         self.money_in = [replace(m, reversed_by=idempotency_key) if m.key == reverses else m for m in self.money_in]
         self.keys.add(idempotency_key)
 
+    @event("Assigned")
+    def _assigned(
+        self,
+        agency: str,
+        value_date: date,
+        dpd: int,
+        bucket: str,
+        owed: Decimal,
+        idempotency_key: str,
+        occurred_at: datetime,
+    ) -> None:
+        self.assignments.append(Assignment(agency, value_date, dpd, bucket, owed, idempotency_key))
+        self.keys.add(idempotency_key)
+
+    @event("Recalled")
+    def _recalled(self, agency: str, value_date: date, idempotency_key: str, occurred_at: datetime) -> None:
+        self.assignments[-1] = replace(self.assignments[-1], until=value_date)
+        self.keys.add(idempotency_key)
+
     # ---- derived ---------------------------------------------------------------
     def _add_money_in(self, kind: str, amount: Decimal, value_date: date, key: str, **ref: str | None) -> None:
         self.money_in.append(MoneyIn(key=key, kind=kind, amount=amount, value_date=value_date, seq=self.version, **ref))
@@ -427,10 +539,79 @@ class Loan(Aggregate):
     def last_marked_bucket(self) -> str:
         return self.overdue_marks[-1][2] if self.overdue_marks else "current"
 
+    def current_assignment(self) -> Assignment | None:
+        """The agency spell not recalled yet, if any."""
+        last = self.assignments[-1] if self.assignments else None
+        return last if last is not None and last.until is None else None
+
+    def assignment_on(self, day: date) -> Assignment | None:
+        """The agency spell holding the loan on ``day`` (None: in-house)."""
+        return next((a for a in reversed(self.assignments) if a.holds_on(day)), None)
+
+    def collector_on(self, day: date) -> str:
+        """Who collects on ``day``: the agency holding the loan, else ``inhouse``."""
+        held = self.assignment_on(day)
+        return INHOUSE if held is None else held.agency
+
     # ---- guards ---------------------------------------------------------------
     def _require(self, command: str, phases: set[str]) -> None:
         if self.phase not in phases:
             raise IllegalTransition(self.loan_id, self.phase, command)
+
+    def _require_funded(self, command: str, reason: str) -> None:
+        if self.phase not in ("funded", "written_off"):
+            raise IllegalTransition(self.loan_id, self.phase, command, reason)
+
+    def _funded_on(self) -> date:
+        if self.funded_on is None:  # a funded or written-off loan always has its funding date
+            raise RuleViolation(self.loan_id, "position", f"loan is {self.phase}, not funded")
+        return self.funded_on
+
+    def _custody_state(self, day: date) -> str:
+        """The loan's state on ``day`` and who holds it, as a refusal names them."""
+        state = self.state_as_of(max(day, self._funded_on()))
+        current = self.current_assignment()
+        if current is not None:
+            return f"{state}, with {current.agency} since {current.since}"
+        held = self.assignment_on(day)  # (a spell already recalled)
+        return f"{state}, " + (f"with {held.agency} on {day}" if held is not None else f"in-house on {day}")
+
+    def _refuse(self, command: str, day: date, reason: str) -> NoReturn:
+        """A collections rule broken: the refusal names the loan, its state and holder, and the command."""
+        raise IllegalTransition(self.loan_id, self._custody_state(day), command, reason)
+
+    def _check_custody_order(self, command: str, value_date: date) -> None:
+        """Assignments, recalls and collections keep one order of value dates: every collection's
+        collector is then the loan's holder on its value date, whatever arrives later. A hand-over
+        takes effect from the start of its day, so it comes after the last collection's day."""
+        handed = max((d for a in self.assignments for d in (a.since, a.until) if d is not None), default=None)
+        if handed is not None and value_date < handed:
+            self._refuse(
+                command, value_date, f"value_date {value_date} is before {handed}, the last assignment or recall"
+            )
+        collections = [m for m in self.money_in if m.kind == "collection" and m.reversed_by is None]
+        last = max(collections, key=lambda m: m.value_date, default=None)
+        if last is not None and value_date <= last.value_date:
+            self._refuse(
+                command,
+                value_date,
+                f"{last.agency} collected on {last.value_date}; a hand-over takes effect from the start of its day, "
+                f"so its value_date must be after {last.value_date}",
+            )
+
+    def _check_collector(self, agency: str, value_date: date) -> None:
+        """While an agency holds the loan only it collects; otherwise only ``inhouse``."""
+        holder = self.collector_on(value_date)
+        if agency == holder:
+            return
+        if holder == INHOUSE:
+            reason = (
+                f"no agency held it on {value_date}, so only {INHOUSE!r} (the platform's own collections) "
+                f"collects then; {agency!r} collects only on days the loan is assigned to it"
+            )
+        else:
+            reason = f"agency {agency!r} does not hold it on {value_date}: {holder} does"
+        self._refuse("collected", value_date, reason)
 
     def _reject(self, command: str, reason: str) -> None:
         raise RuleViolation(self.loan_id, command, reason)

@@ -290,11 +290,34 @@ class Reversed(_Command):
     reason: Note
 
 
+class Assigned(_Command):
+    type: Literal["assigned"]
+    agency: Text
+    value_date: CalendarDate
+
+
+class Recalled(_Command):
+    type: Literal["recalled"]
+    value_date: CalendarDate
+
+
 Command = Annotated[
-    Applied | Scored | Funded | Repaid | Overdue | Collected | WrittenOff | Reversed,
+    Applied | Scored | Funded | Repaid | Overdue | Collected | WrittenOff | Reversed | Assigned | Recalled,
     Field(discriminator="type"),
 ]
-COMMAND_TYPES = ("applied", "scored", "funded", "repaid", "overdue", "collected", "written_off", "reversed")
+# In the order of a loan's life (docs/contract.md lists them so, and its examples append in it).
+COMMAND_TYPES = (
+    "applied",
+    "scored",
+    "funded",
+    "repaid",
+    "overdue",
+    "assigned",
+    "collected",
+    "recalled",
+    "written_off",
+    "reversed",
+)
 _command = TypeAdapter(Command)
 
 

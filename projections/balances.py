@@ -18,13 +18,14 @@ from typing import Any
 from uuid import UUID
 
 from domain.delinquency import BUCKETS, bucket, days_past_due
-from domain.journal import OVERPAYMENTS, RECEIVABLE
+from domain.journal import OVERPAYMENTS, RECEIVABLE, RECOVERY
+from domain.loan import INHOUSE
 from projections.db import ViewDb
 from projections.journal_view import micros
-from projections.parties import Condition
+from projections.parties import Condition, holders
 
 PARTS = ("principal", "interest", "fee", "penalty")
-GROUPINGS = ("bank", "product", "bucket", "state")
+GROUPINGS = ("bank", "product", "bucket", "state", "channel", "agency", "model")
 STATES = ("funded", "overdue", "repaid", "written_off")
 AMOUNTS = (*PARTS, "overpayment", "total")
 
@@ -94,12 +95,16 @@ def _of_loans(where: str, params: list[Any], where_loans: Sequence[Condition]) -
 def portfolio(
     db: ViewDb, as_of: date, by: str, known_at: datetime | None = None, *, where_loans: Sequence[Condition] = ()
 ) -> list[Group]:
-    """Loans funded by the date (as known at ``known_at``), grouped by bank | product | bucket | state;
-    ``where_loans``: only the loans these conditions on ``proj_loans l`` select."""
-    assert by in GROUPINGS, by
+    """Loans funded by the date (as known at ``known_at``), grouped by one of GROUPINGS; ``where_loans``:
+    only the loans these conditions on ``proj_loans l`` select.
+
+    ``agency``: the agency holding the loan on the date as known then, ``inhouse`` for the rest.
+    """
+    if by not in GROUPINGS:
+        raise ValueError(f"cannot group balances by {by!r}; one of {', '.join(GROUPINGS)}")
     groups: dict[str, Group] = {}
-    for line in _loan_lines(db, as_of, known_at, where_loans=where_loans):
-        key = {"bank": line.bank, "product": line.product, "bucket": bucket(line.dpd), "state": line.state}[by]
+    for line in _loan_lines(db, as_of, known_at, agencies=by == "agency", where_loans=where_loans):
+        key = line.key(by)
         group = groups.get(key) or groups.setdefault(key, Group(key))
         group.funded += 1
         group.loans += line.fen["total"] > 0  # "loans": those with something on the book
@@ -121,10 +126,34 @@ class LoanLine:
     state: str
     dpd: int
     fen: dict[str, int]
+    channel: str = ""
+    model_version: str = ""
+    agency: str = INHOUSE  # who holds it on the date (when the lines were read with ``agencies``)
+    funded_fen: int = 0  # the principal funded
+    written_off_fen: int = 0  # principal written off by the date
+    recovered_fen: int = 0  # received after the write-off and applied to the debt (recovery income)
 
     @property
     def bucket(self) -> str:
         return bucket(self.dpd)
+
+    def key(self, by: str) -> str:
+        """The group this loan falls in, by one of GROUPINGS."""
+        if by == "bank":
+            return self.bank
+        if by == "product":
+            return self.product
+        if by == "bucket":
+            return self.bucket
+        if by == "state":
+            return self.state
+        if by == "channel":
+            return self.channel
+        if by == "agency":
+            return self.agency
+        if by == "model":
+            return self.model_version
+        raise ValueError(f"no grouping {by!r}")
 
     @property
     def amounts(self) -> dict[str, Decimal]:
@@ -144,6 +173,14 @@ def loan_lines(
     return _loan_lines(db, as_of, known_at, bank=bank, ordered=True, where_loans=where_loans)
 
 
+def book_lines(
+    db: ViewDb, as_of: date, known_at: datetime | None = None, *, agencies: bool = False
+) -> Iterator[LoanLine]:
+    """Every funded loan as ``portfolio`` groups it (in no set order), with its principal written off and
+    recovered; ``agencies``: with the agency holding it."""
+    return _loan_lines(db, as_of, known_at, agencies=agencies, outcomes=True)
+
+
 def _loan_lines(
     db: ViewDb,
     as_of: date,
@@ -151,14 +188,27 @@ def _loan_lines(
     *,
     bank: str | None = None,
     ordered: bool = False,
+    agencies: bool = False,
+    outcomes: bool = False,
     where_loans: Sequence[Condition] = (),
 ) -> Iterator[LoanLine]:
     day = as_of.toordinal()
     where, params = _lines(as_of, known_at)
     known_us = None if known_at is None else micros(known_at)
-    rows = _portfolio_rows(db, day, where, params, known_us, bank=bank, ordered=ordered, where_loans=where_loans)
-    for loan_id, bank_of, product, due_day, written_off_day, written_off_at_us, *amounts in rows:
-        principal, interest, fee, penalty, overpaid = amounts
+    rows = _portfolio_rows(
+        db,
+        day,
+        where,
+        params,
+        known_us,
+        bank=bank,
+        ordered=ordered,
+        agencies=agencies,
+        outcomes=outcomes,
+        where_loans=where_loans,
+    )
+    for loan_id, bank_of, product, due_day, written_off_day, written_off_at_us, parties, *amounts in rows:
+        principal, interest, fee, penalty, overpaid, written_off_fen, recovered_fen = amounts
         due = date.fromordinal(due_day)
         owed = principal + interest + fee + penalty
         written_off = (
@@ -179,7 +229,22 @@ def _loan_lines(
             "overpayment": overpaid,
             "total": owed,
         }
-        yield LoanLine(loan_id, bank_of, product, due, state, dpd, fen)
+        channel, model_version, principal_fen, agency = parties
+        yield LoanLine(
+            loan_id,
+            bank_of,
+            product,
+            due,
+            state,
+            dpd,
+            fen,
+            channel,
+            model_version or "",
+            agency or INHOUSE,
+            principal_fen,
+            written_off_fen,
+            recovered_fen,
+        )
 
 
 def _portfolio_rows(
@@ -191,26 +256,44 @@ def _portfolio_rows(
     *,
     bank: str | None = None,
     ordered: bool = False,
+    agencies: bool = False,
+    outcomes: bool = False,
     where_loans: Sequence[Condition] = (),
 ) -> Iterator[tuple[Any, ...]]:
-    """Per funded loan: its facts and its receivables and overpayment as of the day, in fen."""
+    """Per funded loan: its facts, its parties (channel, model version, and with ``agencies`` the agency
+    holding it on the day), its receivables and overpayment as of the day, and with ``outcomes`` its
+    principal written off and recoveries (else 0), in fen."""
     sums = [f"SUM(CASE WHEN account = '{RECEIVABLE}{part}' THEN {_AS_OF} ELSE 0 END) AS {part}" for part in PARTS]
     sums.append(f"-SUM(CASE WHEN account = '{OVERPAYMENTS}' THEN amount_fen ELSE 0 END) AS overpayment")
+    if outcomes:  # (two more sums over every line: only the partners report needs them)
+        sums.append(
+            f"-SUM(CASE WHEN entry = 'write_off' AND account = '{RECEIVABLE}principal' THEN amount_fen ELSE 0 END)"
+            " AS written_off"
+        )
+        sums.append(f"-SUM(CASE WHEN account = '{RECOVERY}' THEN amount_fen ELSE 0 END) AS recovered")
     funded = "l.funded_day <= ?" + ("" if known_us is None else " AND l.funded_at_us <= ?")
+    held, held_sql, held_args = ("NULL", "", []) if not agencies else ("a.agency", *holders(day, known_us))
     statement = (
-        "SELECT l.loan_id, l.bank, l.product, l.due_day, l.written_off_day, l.written_off_at_us, "
+        f"SELECT l.loan_id, l.bank, l.product, l.due_day, l.written_off_day, l.written_off_at_us, "
+        f"l.channel, l.model_version, l.principal_fen, {held}, "
         + ", ".join(f"COALESCE(s.{name}, 0)" for name in (*PARTS, "overpayment"))
+        + (", COALESCE(s.written_off, 0), COALESCE(s.recovered, 0)" if outcomes else ", 0, 0")
         + f" FROM proj_loans l LEFT JOIN (SELECT loan_id, {', '.join(sums)} FROM proj_journal WHERE {where} "
-        f"GROUP BY loan_id) s ON s.loan_id = l.loan_id WHERE {funded}"
+        f"GROUP BY loan_id) s ON s.loan_id = l.loan_id"
+        + ("" if not agencies else f" LEFT JOIN ({held_sql}) a ON a.loan_id = l.loan_id")
+        + f" WHERE {funded}"
         + ("" if bank is None else " AND l.bank = ?")
         + "".join(f" AND {condition}" for condition, _ in where_loans)
         + (" ORDER BY l.loan_id" if ordered else "")
     )
-    args: list[Any] = [day, day] * len(PARTS) + params + [day] + ([] if known_us is None else [known_us])
+    args: list[Any] = [day, day] * len(PARTS) + params + held_args + [day] + ([] if known_us is None else [known_us])
     args += [] if bank is None else [bank]
     args += [arg for _, condition_args in where_loans for arg in condition_args]
-    for loan_id, bank_of, product, due_day, wo_day, wo_at, *fen in db.stream(statement, args):
-        yield (loan_id, bank_of, product, due_day, wo_day, wo_at, *(int(f) for f in fen))
+    for loan_id, bank_of, product, due_day, wo_day, wo_at, channel, model, funded, agency, *fen in db.stream(
+        statement, args
+    ):
+        parties = (channel, model, int(funded), agency)
+        yield (loan_id, bank_of, product, due_day, wo_day, wo_at, parties, *(int(f) for f in fen))
 
 
 def open_loan_ids(db: ViewDb, day: date) -> list[str]:

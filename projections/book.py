@@ -24,17 +24,18 @@ from domain.journal import FAR_FUTURE, journal_lines
 from domain.loan import Loan
 from ledger.app import damage_named, loan_event
 from ledger.audit_store import stream_id
-from projections import collector, journal_view, loans_view
+from projections import collector, custody_view, journal_view, loans_view
 from projections.db import Cursor, ViewDb
 from projections.journal_view import JournalChanges, micros
 from projections.loans_view import LoanState
 from projections.source import EventLog
 
 NAME = "book"
-VIEWS = ("proj_journal", "proj_loans")  # what this projection writes, and a rebuild empties
+VIEWS = ("proj_journal", "proj_loans", "proj_assignments", "proj_collections")  # what it writes, a rebuild empties
 CACHE_LOANS = 20_000  # loans held between pages; bounds memory (a few KB each), not correctness
 _LOAN_TOPIC = f"{Loan.__module__}:{Loan.__qualname__}."  # other streams (reconciliation runs) have no place here
 _MONEY_EVENTS = frozenset({"Funded", "Repaid", "Collected", "WrittenOff", "Reversed"})
+_NOTED_EVENTS = frozenset({"Applied", "Scored", *custody_view.EVENTS})  # see _note
 
 
 class LoanCache:
@@ -73,10 +74,12 @@ class Page:
     journal: JournalChanges = field(default_factory=JournalChanges)
     loan_rows: list[tuple[Any, ...]] = field(default_factory=list)
     states: dict[UUID, LoanState] = field(default_factory=dict)  # to cache once the page has committed
+    custody: custody_view.CustodyChanges = field(default_factory=custody_view.CustodyChanges)
 
     def write(self, c: Cursor) -> None:
         self.journal.write(c)
         loans_view.write(c, self.loan_rows)
+        self.custody.write(c)  # (after proj_loans and proj_journal: every writer and reader takes them first)
 
 
 @collector.held
@@ -115,6 +118,8 @@ def _plan_page(app: EventLog, db: ViewDb, notifications: Sequence[Any], cache: L
             except OriginatorVersionError as error:
                 raise DamagedStream(loan.loan_id if loan else _loan_id(db, uuid), *error.args) from None
             kind = type(e).__name__
+            if kind in _NOTED_EVENTS:
+                _note(page, state, loan, kind, e)
             if kind not in _MONEY_EVENTS:
                 continue
             at_us = micros(e.timestamp)
@@ -131,6 +136,17 @@ def _plan_page(app: EventLog, db: ViewDb, notifications: Sequence[Any], cache: L
         page.loan_rows.append(loans_view.loan_row(uuid, state))
     page.states = states
     return page
+
+
+def _note(page: Page, state: LoanState, loan: Loan, kind: str, e: Any) -> None:
+    """What a party's book needs from an event besides the journal: when it became known, and custody."""
+    at_us = micros(e.timestamp)
+    if kind == "Applied":
+        state.applied_at_us = at_us
+    elif kind == "Scored":
+        state.decided_at_us = at_us
+    if kind in custody_view.EVENTS:
+        page.custody.record(loan, kind, e, at_us)
 
 
 def _load(app: EventLog, db: ViewDb, first_versions: dict[UUID, int]) -> dict[UUID, LoanState]:
@@ -152,8 +168,7 @@ def _load(app: EventLog, db: ViewDb, first_versions: dict[UUID, int]) -> dict[UU
     states = {}
     for uuid, loan in loans.items():
         assert loan.loan_id in facts, f"loan {loan.loan_id} has events before this page but no row in proj_loans"
-        settled_day, funded_at_us, written_off_at_us = facts[loan.loan_id]
-        states[uuid] = LoanState(loan, lines[loan.loan_id], settled_day, funded_at_us, written_off_at_us)
+        states[uuid] = LoanState(loan, lines[loan.loan_id], *facts[loan.loan_id])
     return states
 
 

@@ -230,7 +230,7 @@ class UnknownEvent(LedgerError):
     """The log holds what this export cannot read: an event type or value added since it was written."""
 
 
-_EVENTS = {"Scored", "Funded", "Repaid", "Collected", "Overdue", "WrittenOff", "Reversed"}
+_EVENTS = {"Scored", "Funded", "Repaid", "Collected", "Overdue", "WrittenOff", "Reversed", "Assigned", "Recalled"}
 
 
 def _value(encoded: Any) -> Any:

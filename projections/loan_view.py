@@ -19,6 +19,8 @@ EVENT_TYPES = {
     "Overdue": "overdue",
     "WrittenOff": "written_off",
     "Reversed": "reversed",
+    "Assigned": "assigned",
+    "Recalled": "recalled",
 }
 _INTERNAL = {"originator_id", "originator_version", "timestamp", "originator_topic"}
 
@@ -79,6 +81,8 @@ def loan_view(loan: Loan, events: list[Loan.Event], as_of: date, known_at: datet
         "terms": terms,
         "balances": {k: fmt(v) for k, v in balances.items()},
         "written_off_on": loan.written_off_on,
+        # who collects on the date: the agency holding the loan then, else inhouse (None before funding)
+        "agency": loan.collector_on(as_of) if loan.funded_on is not None and as_of >= loan.funded_on else None,
         "events": [event_record(e) for e in events],
     }
 

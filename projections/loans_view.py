@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from domain.loan import Loan
+from domain.loan import SHANGHAI, Loan
 from projections.db import Cursor
 from projections.journal_view import OpenLines, to_fen
 
@@ -29,6 +29,10 @@ _COLUMNS = (
     "written_off_at_us",
     "settled_day",
     "version",
+    "applied_day",
+    "applied_at_us",
+    "decided_day",
+    "decided_at_us",
 )
 _UPSERT = f"INSERT INTO proj_loans ({', '.join(_COLUMNS)}) {{values}} ON CONFLICT (loan_id) DO UPDATE SET " + ", ".join(
     f"{c} = excluded.{c}" for c in _COLUMNS[1:]
@@ -45,6 +49,8 @@ class LoanState:
     settled_day: int | None = None
     funded_at_us: int | None = None  # when the funding was recorded
     written_off_at_us: int | None = None  # when the write-off was recorded
+    applied_at_us: int | None = None  # when the application was recorded
+    decided_at_us: int | None = None  # when the decision (scored) was recorded
 
 
 def loan_row(uuid: UUID, state: LoanState) -> tuple[Any, ...]:
@@ -72,6 +78,10 @@ def loan_row(uuid: UUID, state: LoanState) -> tuple[Any, ...]:
         state.written_off_at_us,
         state.settled_day,
         loan.version,
+        loan.applied_at.astimezone(SHANGHAI).date().toordinal(),
+        state.applied_at_us,
+        None if loan.decided_at is None else loan.decided_at.astimezone(SHANGHAI).date().toordinal(),
+        state.decided_at_us,
     )
 
 
@@ -91,13 +101,15 @@ def write(c: Cursor, rows: Sequence[tuple[Any, ...]]) -> None:
 
 
 def read_facts(c: Cursor, loan_ids: Sequence[str]) -> dict[str, tuple[Any, ...]]:
-    """(settled_day, funded_at_us, written_off_at_us) of loans this runner has not cached."""
+    """(settled_day, funded_at_us, written_off_at_us, applied_at_us, decided_at_us) of loans this
+    runner has not cached: LoanState's fields after its open lines, in order."""
     found: dict[str, tuple[Any, ...]] = {}
     for start in range(0, len(loan_ids), 500):
         chunk = list(loan_ids[start : start + 500])
         where = "loan_id = ANY(?)" if c.postgres else f"loan_id IN ({','.join('?' * len(chunk))})"
         for loan_id, *facts in c.query(
-            f"SELECT loan_id, settled_day, funded_at_us, written_off_at_us FROM proj_loans WHERE {where}",
+            "SELECT loan_id, settled_day, funded_at_us, written_off_at_us, applied_at_us, decided_at_us "
+            f"FROM proj_loans WHERE {where}",
             (chunk,) if c.postgres else chunk,
         ):
             found[loan_id] = tuple(facts)

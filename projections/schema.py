@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import re
 
-SCHEMA_VERSION = "3"
-TABLES = ("proj_journal", "proj_loans", "proj_tracking", "proj_meta")
+SCHEMA_VERSION = "4"
+TABLES = ("proj_journal", "proj_loans", "proj_tracking", "proj_meta", "proj_assignments", "proj_collections")
 
 
 def create_statements(postgres: bool) -> list[str]:
@@ -35,7 +35,9 @@ def create_statements(postgres: bool) -> list[str]:
         " score TEXT, model_version TEXT, bank TEXT, principal_fen BIGINT,"
         " funded_day INTEGER, funded_at_us BIGINT, due_day INTEGER,"
         " written_off_day INTEGER, written_off_at_us BIGINT, settled_day INTEGER,"
-        " version INTEGER NOT NULL)",
+        " version INTEGER NOT NULL,"
+        # the application and the decision: their business day (Asia/Shanghai) and when each became known
+        " applied_day INTEGER, applied_at_us BIGINT, decided_day INTEGER, decided_at_us BIGINT)",
         # The bitemporal journal. A row holds from known_from_us until known_to_us (NULL: still
         # holds); rows are closed, never changed. amount_fen is signed (debit +); a run line
         # (until_day not NULL) posts amount_fen for each night value_day <= d < until_day.
@@ -51,6 +53,22 @@ def create_statements(postgres: bool) -> list[str]:
         "CREATE INDEX IF NOT EXISTS proj_journal_loan ON proj_journal (loan_id)",
         "CREATE INDEX IF NOT EXISTS proj_loans_open ON proj_loans (phase, due_day)",
         "CREATE INDEX IF NOT EXISTS proj_loans_borrower ON proj_loans (borrower_id)",
+        # Each spell of a loan with a collection agency (seq 1, 2, ... on the loan): held on the days
+        # from_day <= d < until_day (NULL: not recalled). Known from assigned_at_us; the recall, when
+        # there is one, from recalled_at_us. dpd, bucket and owed_fen: the loan when it was handed over.
+        "CREATE TABLE IF NOT EXISTS proj_assignments ("
+        " loan_id TEXT NOT NULL, seq INTEGER NOT NULL, agency TEXT NOT NULL,"
+        " from_day INTEGER NOT NULL, until_day INTEGER, dpd INTEGER NOT NULL, bucket TEXT NOT NULL,"
+        " owed_fen BIGINT NOT NULL, assigned_at_us BIGINT NOT NULL, recalled_at_us BIGINT,"
+        " PRIMARY KEY (loan_id, seq))",
+        "CREATE INDEX IF NOT EXISTS proj_assignments_agency ON proj_assignments (agency, from_day)",
+        # Every collection: who collected, under which spell (seq, and that spell's bucket at assignment;
+        # NULL: none, e.g. inhouse), what and when. Known from known_from_us until its reversal was
+        # recorded (known_to_us).
+        "CREATE TABLE IF NOT EXISTS proj_collections ("
+        " idempotency_key TEXT PRIMARY KEY, loan_id TEXT NOT NULL, agency TEXT NOT NULL, seq INTEGER, bucket TEXT,"
+        " value_day INTEGER NOT NULL, amount_fen BIGINT NOT NULL, known_from_us BIGINT NOT NULL,"
+        " known_to_us BIGINT)",
     ]
 
 
@@ -60,8 +78,13 @@ def drop_statements() -> list[str]:
 
 # A rebuild fills a second set of view tables beside the live ones, under these names plus
 # REBUILD_SUFFIX, then swaps them in (runner.rebuild). Indexes are renamed with their tables.
-VIEW_TABLES = ("proj_journal", "proj_loans")
-VIEW_INDEXES = ("proj_journal_loan", "proj_loans_open", "proj_loans_borrower")
+VIEW_TABLES = ("proj_journal", "proj_loans", "proj_assignments", "proj_collections")
+VIEW_INDEXES = (
+    "proj_journal_loan",
+    "proj_loans_open",
+    "proj_loans_borrower",
+    "proj_assignments_agency",
+)
 REBUILD_SUFFIX = "_next"
 _VIEW_NAME = re.compile(r"\b(" + "|".join(VIEW_TABLES + VIEW_INDEXES) + r")\b")
 

@@ -4,8 +4,9 @@ Each borrower has a hidden risk (probability of default). A scoring model sees
 it through noise (less noise after its version changes mid-period), a policy
 approves and prices within the cost cap, 2-4 banks fund, and each loan's life is
 planned at application: repaid early, on time, late or in parts; or defaulted,
-chased by collection agencies, written off by the ledger's own end-of-day job,
-sometimes recovered. Then the real world's mess: callbacks delivered twice,
+chased in-house, then by collection agencies of different skill from M1 or M2
+(some recalled, a few handed on to another agency), written off by the ledger's
+own end-of-day job, sometimes recovered. Then the real world's mess: callbacks delivered twice,
 callbacks arriving days late with a backdated value date, loans interleaved,
 occasional reversals, and (optionally) planted bad lines keyed ``bad-...``.
 
@@ -27,13 +28,30 @@ from typing import Any
 from uuid import UUID
 
 from domain.delinquency import DEFAULT_WRITE_OFF_DPD
-from domain.loan import SHANGHAI, loan_uuid
+from domain.loan import INHOUSE, SHANGHAI, loan_uuid
 from domain.money import FEN, fmt
 from domain.position import Movement, position_as_of
 from domain.terms import DEFAULT_COST_CAP, Terms
 
 BANKS = ("ICBC-X", "CMB-X", "WEBANK-X", "PAB-X")
-AGENCIES = ("AGENCY-NORTH", "AGENCY-SOUTH")
+
+
+@dataclass(frozen=True)
+class Agency:
+    """A collection agency's skill: how often it collects in full or in part, and how fast."""
+
+    name: str
+    full: float  # chance it collects everything owed while it holds a loan
+    part: float  # chance it collects only part of it instead
+    days: tuple[int, int]  # days after the assignment it takes to collect
+
+
+AGENCIES = (
+    Agency("AGENCY-NORTH", full=0.40, part=0.30, days=(4, 18)),
+    Agency("AGENCY-SOUTH", full=0.25, part=0.30, days=(8, 30)),
+    Agency("AGENCY-EAST", full=0.12, part=0.35, days=(12, 45)),
+)
+AGENCY_SHARE = (0.40, 0.35, 0.25)  # of the loans handed to an agency
 TERMS_DAYS = (7, 14, 21, 30)
 APPROVE_SCORE_MIN = 0.60
 
@@ -266,6 +284,8 @@ class _Life:
         self.sim, self.rng, self.loan, self.terms, self.bank, self.emit = sim, sim.rng, loan, terms, bank, emit
         self.movements: list[Movement] = []
         self.n = 0
+        self.holder: Agency | None = None  # the agency holding the loan (None: in-house)
+        self.due = date.min  # the due date, once collections begin
 
     def owed(self, on: date) -> Decimal:
         assert self.loan.funded_on is not None
@@ -293,17 +313,91 @@ class _Life:
         if rng.random() < 0.25:  # a token payment before it goes bad
             on = due - timedelta(days=rng.randint(0, 3))
             self.pay(on, (self.owed(on) * Decimal(rng.uniform(0.05, 0.3))).quantize(FEN))
-        if rng.random() < 0.35:  # cured by collections
-            on = due + timedelta(days=rng.randint(8, 70))
-            self.collect(on, None, stage="M1" if on - due <= timedelta(days=30) else "M2")
+        if loan.settles_on is not None:  # the token payment bounced and the borrower paid in full instead
             return
-        if rng.random() < 0.5:
-            on = due + timedelta(days=rng.randint(20, 80))
-            self.collect(on, (self.owed(on) * Decimal(rng.uniform(0.1, 0.4))).quantize(FEN), stage="M2")
-        loan.written_off_from = due + timedelta(days=DEFAULT_WRITE_OFF_DPD + 1)
-        if rng.random() < 0.25:  # recovery after write-off
-            on = loan.written_off_from + timedelta(days=rng.randint(5, 60))
-            self.collect(on, (self.owed(on) * Decimal(rng.uniform(0.05, 0.5))).quantize(FEN), stage="recovery")
+        self.collections(due, due + timedelta(days=DEFAULT_WRITE_OFF_DPD + 1))
+
+    # ---- collections: in-house, then agencies of different skill, then write-off and recovery ---------------
+    def collections(self, due: date, write_off: date) -> None:
+        """A bad loan's collections; ``write_off``: the day the ledger's end of day writes it off if still owing."""
+        rng, loan = self.rng, self.loan
+        self.due = due
+        if rng.random() < 0.12:  # the platform's own reminders cure it early
+            self.collect(due + timedelta(days=rng.randint(2, 10)), None, INHOUSE)
+            return
+        handed = due + timedelta(days=rng.randint(5, 25) if rng.random() < 0.6 else rng.randint(31, 45))  # M1 or M2
+        if self.spell(rng.choices(AGENCIES, AGENCY_SHARE)[0], handed, write_off, reassign=True):
+            return
+        loan.written_off_from = write_off
+        if self.holder is None and rng.random() < 0.5:  # a recovery agency takes the written-off loan
+            self.assign(write_off + timedelta(days=rng.randint(1, 4)), rng.choices(AGENCIES, AGENCY_SHARE)[0])
+        skill = 0.15 if self.holder is None else self.holder.full + self.holder.part / 2
+        if rng.random() < skill:  # something is recovered after write-off
+            on = write_off + timedelta(days=rng.randint(5, 60))
+            self.collect(on, (self.owed(on) * Decimal(rng.uniform(0.05, 0.5))).quantize(FEN), self.collector)
+
+    def spell(self, agency: Agency, since: date, write_off: date, reassign: bool) -> bool:
+        """``agency`` holds the loan from ``since``: it collects all, part or nothing; a poor spell may be
+        recalled (and, if ``reassign``, handed to another agency). True once nothing is owed."""
+        rng = self.rng
+        self.assign(since, agency)
+        outcome = rng.random()
+        worked = since + timedelta(days=rng.randint(*agency.days))
+        last = since
+        if worked < write_off:
+            if outcome < agency.full:
+                self.collect(worked, None, agency.name)
+                return True
+            if outcome < agency.full + agency.part:
+                self.collect(worked, (self.owed(worked) * Decimal(rng.uniform(0.1, 0.4))).quantize(FEN), agency.name)
+                last = worked
+        if rng.random() < 0.35:  # recalled for poor results
+            back = last + timedelta(days=rng.randint(5, 20))  # after the agency's last collection
+            if back < write_off - timedelta(days=1):
+                self.recall(back)
+                if reassign and rng.random() < 0.5:  # handed to another agency, the same day or a few days later
+                    other = rng.choice([a for a in AGENCIES if a is not agency])
+                    return self.spell(other, back + timedelta(days=rng.randint(0, 3)), write_off, reassign=False)
+                if rng.random() < 0.3:  # in-house again: a part comes in
+                    on = back + timedelta(days=rng.randint(1, 10))
+                    if on < write_off:
+                        self.collect(on, (self.owed(on) * Decimal(rng.uniform(0.1, 0.3))).quantize(FEN), INHOUSE)
+        return False
+
+    @property
+    def collector(self) -> str:
+        return INHOUSE if self.holder is None else self.holder.name
+
+    def assign(self, on: date, agency: Agency) -> None:
+        """Handed to ``agency`` from ``on`` (sent at 09:30, after a recall of the same day)."""
+        self.n += 1
+        at = self.sim._at(on, 9.5)
+        self.emit(
+            at,
+            {
+                "type": "assigned",
+                "idempotency_key": f"ASG-{self.loan.loan_id}-{self.n}",
+                "occurred_at": at.isoformat(),
+                "agency": agency.name,
+                "value_date": on.isoformat(),
+            },
+        )
+        self.holder = agency
+
+    def recall(self, on: date) -> None:
+        """Taken back from the agency from ``on`` (sent at 09:00)."""
+        self.n += 1
+        at = self.sim._at(on, 9.0)
+        self.emit(
+            at,
+            {
+                "type": "recalled",
+                "idempotency_key": f"RCL-{self.loan.loan_id}-{self.n}",
+                "occurred_at": at.isoformat(),
+                "value_date": on.isoformat(),
+            },
+        )
+        self.holder = None
 
     def pay(self, on: date, amount: Decimal | None) -> None:
         """A repayment valued ``on``: None means the payoff. Its callback may be late, doubled or reversed."""
@@ -351,13 +445,16 @@ class _Life:
         if self.owed(on) == 0:
             self.loan.settles_on = on
 
-    def collect(self, on: date, amount: Decimal | None, stage: str) -> None:
+    def collect(self, on: date, amount: Decimal | None, agency: str) -> None:
+        """A collection valued ``on`` by ``agency`` (the loan's holder that day), received an hour later."""
         amount = self.owed(on) if amount is None else amount
         if amount <= 0:
             return
         self.n += 1
         key = f"COL-{self.loan.loan_id}-{self.n}"
         at = self.sim._at(on, self.rng.uniform(9, 20))
+        late = (on - self.due).days
+        written_off = self.loan.written_off_from is not None and on >= self.loan.written_off_from
         self.emit(
             at + timedelta(hours=1),
             {
@@ -365,9 +462,9 @@ class _Life:
                 "idempotency_key": key,
                 "occurred_at": at.isoformat(),
                 "amount": fmt(amount),
-                "agency": self.rng.choice(AGENCIES),
+                "agency": agency,
                 "value_date": on.isoformat(),
-                "stage": stage,
+                "stage": "recovery" if written_off else "M1" if late <= 30 else "M2" if late <= 60 else "M3",
             },
         )
         self.movements.append(Movement(key, on, amount, kind="collection", seq=self.n))

@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
-from support.commands import applied, domain_example, funded, repaid
+from support.commands import applied, assigned, domain_example, funded, recalled, repaid
 
 from api.app import create_app
 from cli.main import cli
@@ -82,6 +82,14 @@ def test_loans_filter_by_state_bucket_bank_and_channel(api):
     }
 
 
+def test_loans_filter_by_the_agency_holding_them_now(api):
+    commands = [assigned("AG1", "2026-03-17", loan_id="L1"), assigned("AG1", "2026-03-17", loan_id="L3")]
+    commands += [recalled("2026-03-19", loan_id="L3"), assigned("AG2", "2026-03-19", loan_id="L3")]
+    assert api.post("/v1/commands/batch", {"commands": commands}).json()["rejected"] == 0
+    listed = {a: [r["loan_id"] for r in api.get("/v1/loans", agency=a).json()["loans"]] for a in ("AG1", "AG2", "AG3")}
+    assert listed == {"AG1": ["L1"], "AG2": ["L3"], "AG3": []}
+
+
 @pytest.mark.parametrize(
     "params, field",
     [
@@ -90,7 +98,6 @@ def test_loans_filter_by_state_bucket_bank_and_channel(api):
         ({"cursor": "not-a-cursor"}, "cursor"),
         ({"state": "sleeping"}, "state"),
         ({"as_of": "20260301"}, "as_of"),  # the CLI used to take this form; the one parser does not
-        ({"agency": "AGENCY1"}, "agency"),
     ],
 )
 def test_a_bad_list_parameter_is_422_naming_it(api, params, field):

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
-from support.commands import applied, approved, funded, repaid
+from support.commands import applied, approved, assigned, collected, funded, recalled, repaid
 from support.tamper import raw
 
 from api.app import create_app
@@ -19,6 +19,7 @@ from cli.main import cli
 from ledger.app import Ledger
 from ledger.config import Settings
 from ledger.tokens import TokenError, authenticate, create_token
+from projections.balances import GROUPINGS
 
 # Two banks and two channels, crossed; every party's amounts are its own (no figure of one appears in
 # another's book by chance): BANKA lends 1000/1100, BANKB 2000/2200; one loan of each channel is only
@@ -32,6 +33,8 @@ BOOK = {
     "NEW2": ("CHAN2", None, "2600.00"),
 }
 AS_OF = "2026-03-20"
+# Collection agencies: AGENCY1 holds AA1 and had AA2 (recalled: no longer its to see); AGENCY2 holds BB2.
+HELD = {"AA1": "AGENCY1", "BB2": "AGENCY2"}
 
 
 def book_commands() -> list[dict[str, Any]]:
@@ -44,6 +47,9 @@ def book_commands() -> list[dict[str, Any]]:
         ref = f"{bank}-D-{loan_id}"
         commands.append(funded(loan_id, bank=bank, bank_ref=ref, idempotency_key=ref, amount=principal))
         commands.append(repaid(loan_id, ref=f"{bank}-R-{loan_id}", amount="100.00"))
+    commands.append(assigned("AGENCY1", "2026-03-17", loan_id="AA2"))
+    commands.append(recalled("2026-03-19", loan_id="AA2"))
+    commands += [assigned(agency, "2026-03-18", loan_id=loan_id) for loan_id, agency in HELD.items()]
     return commands
 
 
@@ -74,7 +80,7 @@ def book(api):
     api.token("platform", ["append", "read"])
     out = api.post("/v1/commands/batch", {"commands": book_commands()}, "platform").json()
     assert out["rejected"] == 0, out
-    for party in ("bank:BANKA", "bank:BANKB", "channel:CHAN1", "channel:CHAN2", "agency:AGENCY1"):
+    for party in ("bank:BANKA", "bank:BANKB", "channel:CHAN1", "channel:CHAN2", "agency:AGENCY1", "agency:AGENCY2"):
         api.token(party.replace(":", "-"), ["read", "append"], party)
     return api
 
@@ -108,9 +114,7 @@ def responses_for(api: Api, who: str) -> list[tuple[str, int, Any]]:
             query["as_of"] = AS_OF
         paths = [path.replace("{loan_id}", loan_id) for loan_id in BOOK] if "{loan_id}" in path else [path]
         assert not any("{" in p for p in paths), f"fill the path parameters of {path}"
-        queries = (
-            [{**query, "by": by} for by in ("bank", "product", "bucket", "state")] if "by" in accepted else [query]
-        )
+        queries = [{**query, "by": by} for by in GROUPINGS] if "by" in accepted else [query]
         for concrete in paths:
             for q in queries:
                 response = api.get(concrete, who, **q)
@@ -128,15 +132,21 @@ def strings_in(value: Any) -> list[str]:
 
 def others(party_kind: str, name: str) -> tuple[set[str], set[str]]:
     """The loans this party must never see, and the figures and names that would betray them."""
-    position = {"channel": 0, "bank": 1}[party_kind]
-    hidden = {loan_id for loan_id, facts in BOOK.items() if facts[position] != name}
+    if party_kind == "agency":
+        hidden = {loan_id for loan_id in BOOK if HELD.get(loan_id) != name}
+        names = {agency for agency in HELD.values() if agency != name}
+    else:
+        position = {"channel": 0, "bank": 1}[party_kind]
+        hidden = {loan_id for loan_id, facts in BOOK.items() if facts[position] != name}
+        names = {facts[position] for facts in BOOK.values() if facts[position] not in (None, name)}
     words = {loan_id for loan_id in hidden} | {f"B-{loan_id}" for loan_id in hidden}
     words |= {BOOK[loan_id][2] for loan_id in hidden}  # their principals
-    words |= {facts[position] for facts in BOOK.values() if facts[position] not in (None, name)}
-    return hidden, words
+    return hidden, words | names
 
 
-@pytest.mark.parametrize("party", ["bank:BANKA", "bank:BANKB", "channel:CHAN1", "channel:CHAN2"])
+@pytest.mark.parametrize(
+    "party", ["bank:BANKA", "bank:BANKB", "channel:CHAN1", "channel:CHAN2", "agency:AGENCY1", "agency:AGENCY2"]
+)
 def test_a_party_token_never_receives_another_partys_loan_event_or_amount_on_any_get_route(book, party):
     kind, name = party.split(":")
     hidden, words = others(kind, name)
@@ -172,26 +182,18 @@ def test_a_party_sees_its_own_figures_and_the_platform_sees_everything(book):
     assert journal["lines"] and {line["loan_id"] for line in journal["lines"]} == {"BB1", "BB2"}
 
 
-def test_an_agency_token_is_refused_clearly_until_assignments_are_recorded(book):
-    """No loan is assigned to an agency in this ledger yet: an agency's reads refuse rather than leak."""
-    for path, status, body in responses_for(book, "agency-AGENCY1"):
-        if path in ("/healthz", "/v1/projections"):
-            continue  # no loan in either
-        assert status == 403 and body["error"]["code"] == "party_unsupported", (path, body)
-    collected = {
-        "type": "collected",
-        "loan_id": "AA1",
-        "idempotency_key": "COL-1",
-        "occurred_at": "2026-03-20T10:00:00+08:00",
-        "amount": "10.00",
-        "agency": "AGENCY1",
-        "value_date": "2026-03-20",
-    }
-    refused = book.post("/v1/commands", collected, "agency-AGENCY1")
-    assert (refused.status_code, refused.json()["error"]["code"]) == (403, "party_unsupported")
-    other = book.post("/v1/commands", {**collected, "agency": "AGENCY2"}, "agency-AGENCY1")
+def test_an_agency_collects_only_on_the_loans_it_holds_and_only_in_its_own_name(book):
+    """AGENCY1 holds AA1; AA2 was recalled from it; BB2 is AGENCY2's."""
+    mine = collected("AGENCY1", AS_OF, amount="10.00", loan_id="AA1")
+    assert book.post("/v1/commands", mine, "agency-AGENCY1").status_code == 201
+    for loan_id in ("AA2", "BB2", "BB1"):  # recalled from it, another agency's, never its own
+        refused = book.post(
+            "/v1/commands", {**mine, "loan_id": loan_id, "idempotency_key": f"c-{loan_id}"}, "agency-AGENCY1"
+        )
+        assert (refused.status_code, refused.json()["error"]["code"]) == (404, "loan_not_found"), loan_id
+    other = book.post("/v1/commands", {**mine, "idempotency_key": "c-2", "agency": "AGENCY2"}, "agency-AGENCY1")
     assert (other.status_code, other.json()["error"]["code"]) == (403, "not_your_party")
-    assert len(book.ledger.loan_events("AA1")) == 4
+    assert [e["type"] for e in book.get("/v1/loans/AA1/events", "agency-AGENCY1").json()["events"]][-1] == "collected"
 
 
 # ---- writes by role --------------------------------------------------------------------------------

@@ -70,7 +70,7 @@ def test_labels_on_hand_built_loans(ledger):
             "idempotency_key": "BAD-C",
             "occurred_at": "2026-07-01T10:00:00+08:00",
             "amount": "100.00",
-            "agency": "AG",
+            "agency": "inhouse",
             "value_date": "2026-07-01",
         },
     )

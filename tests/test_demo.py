@@ -22,7 +22,9 @@ def test_the_demo_book_is_the_book_ledger_balances_shows(store_url):
     demo = json.loads(shown.output.splitlines()[-1])
     as_of = demo["as_of"]
     assert demo["book_by_bank"] and sum(line["loans"] for line in demo["book_by_bank"]) > 0
-    for by, printed in (("bank", demo["book_by_bank"]), ("bucket", demo["book_by_bucket"])):
+    assert {line["key"] for line in demo["book_by_agency"]} > {"inhouse"}  # agencies hold part of the book
+    for by in ("bank", "bucket", "channel", "agency", "model"):
+        printed = demo[f"book_by_{by}"]
         balances = run("balances", "--as-of", as_of, "--by", by, "--db", store_url, "--json")
         assert balances.exit_code == 0, balances.output  # and so the trial balance is zero
         book = {g["key"]: g for g in json.loads(balances.output)["groups"] if g["loans"]}

@@ -37,7 +37,7 @@ json_values = st.recursive(
     max_leaves=12,
 )
 # P1 starts a new loan; the repayment and the collection land on L1, which the file funds first
-_collected = {**repaid(), "type": "collected", "agency": "AG1", "idempotency_key": "C1"}
+_collected = {**repaid(), "type": "collected", "agency": "inhouse", "idempotency_key": "C1"}
 del _collected["bank_ref"]
 _valid = [applied("P1"), approved("P1"), funded("P1"), repaid(), _collected]
 

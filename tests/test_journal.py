@@ -57,7 +57,7 @@ def loans(draw):
                     "type": "collected",
                     "loan_id": "L1",
                     "idempotency_key": f"C{i}",
-                    "agency": "AG1",
+                    "agency": "inhouse",
                     "occurred_at": "2026-05-01T12:00:00+08:00",
                     "amount": amount,
                     "value_date": day,

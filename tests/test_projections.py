@@ -44,7 +44,15 @@ def domain_book(loans, as_of: date, by: str) -> dict:
         p = loan.position(as_of)
         off_book = loan.written_off_on is not None and loan.written_off_on <= as_of
         dpd = days_past_due(as_of, p.due_date, True) if off_book else p.dpd
-        key = {"bank": loan.bank, "product": loan.product, "bucket": bucket(dpd), "state": loan.state_as_of(as_of)}[by]
+        key = {
+            "bank": loan.bank,
+            "product": loan.product,
+            "bucket": bucket(dpd),
+            "state": loan.state_as_of(as_of),
+            "channel": loan.channel,
+            "agency": loan.collector_on(as_of),  # the agency holding it on the date (as known), else inhouse
+            "model": loan.model_version,
+        }[by]
         owing, n, amounts = groups.get(key, (0, 0, dict.fromkeys((*PARTS, "overpayment", "total"), D(0))))
         for part in PARTS:
             amounts[part] += D(0) if off_book else p.outstanding.get(part)
@@ -62,12 +70,14 @@ def loan_ids(app: Ledger) -> list[str]:
     return [r[0] for r in runner.views(app).query("SELECT loan_id FROM proj_loans ORDER BY loan_id")]
 
 
-def snapshot(app: Ledger) -> tuple[list, list]:
-    """Every row of both views, closed journal rows included: the whole bitemporal history."""
+def snapshot(app: Ledger) -> tuple[list, ...]:
+    """Every row of the views, closed journal rows and recalled spells included: the whole bitemporal history."""
     db = runner.views(app)
     return (
         db.query("SELECT * FROM proj_journal ORDER BY line_id"),
         db.query("SELECT * FROM proj_loans ORDER BY loan_id"),
+        db.query("SELECT * FROM proj_assignments ORDER BY loan_id, seq"),
+        db.query("SELECT * FROM proj_collections ORDER BY idempotency_key"),
     )
 
 

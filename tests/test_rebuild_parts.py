@@ -39,6 +39,7 @@ def test_a_rebuild_in_parts_writes_the_same_rows_as_one_process(store_url):
         assert snapshot(app) == incremental, workers  # every journal line id, every known_from/known_to
         assert tracking(app) == {"book": app.recorder.max_notification_id()}  # no part's row left behind
     assert len(incremental[0]) > 1000 and len(incremental[1]) == 120
+    assert incremental[2] and incremental[3]  # agencies' spells and collections, rebuilt row for row too
     app.close()
 
 

@@ -70,7 +70,7 @@ def _collected(loan_id: str, amount: str, day: str) -> dict:
         "idempotency_key": f"{loan_id}-C",
         "occurred_at": f"{day}T10:00:00+08:00",
         "amount": amount,
-        "agency": "AG",
+        "agency": "inhouse",
         "value_date": day,
     }
 

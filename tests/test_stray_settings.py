@@ -24,7 +24,7 @@ def collected(loan_id="L1"):
         "idempotency_key": f"COLL-{loan_id}",
         "occurred_at": "2026-03-20T09:00:00+08:00",
         "amount": "100.00",
-        "agency": "AG1",
+        "agency": "inhouse",
         "value_date": "2026-03-20",
     }
 

@@ -10,12 +10,12 @@ from fastapi.responses import Response
 
 from api import params, schemas
 from api.auth import Reader
-from api.errors import INVALID_PARAMETER, LOAN_NOT_FOUND, ApiError, json_response
+from api.errors import LOAN_NOT_FOUND, ApiError, json_response
 from api.params import strict_query
 from api.services import services
 from projections.lists import DEFAULT_LIMIT, MAX_LIMIT, decode_number_cursor, encode_cursor, loan_page
 from projections.loan_view import event_record, show_loan, today_in_shanghai
-from projections.parties import LoanScope, PartyUnsupported, assigned_to, owned, sent_by
+from projections.parties import LoanScope, assigned_to, owned, sent_by
 
 router = APIRouter(tags=["loans"], dependencies=[Depends(strict_query)])
 
@@ -54,10 +54,7 @@ async def list_loans(
     if channel is not None:
         scopes.append(sent_by(channel))
     if agency is not None:
-        try:
-            scopes.append(assigned_to(agency))
-        except PartyUnsupported as e:
-            raise ApiError(422, INVALID_PARAMETER, f"agency: {e}", "agency") from None
+        scopes.append(assigned_to(agency))
     after = params.cursor("loan", cursor)
 
     def read() -> tuple[list[dict[str, Any]], str | None]:

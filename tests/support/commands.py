@@ -86,6 +86,42 @@ def domain_example(loan_id="L1"):
     return [applied(loan_id), approved(loan_id), funded(loan_id)]
 
 
+def assigned(agency, value_date, loan_id="L1", key=None, **over):
+    return {
+        "type": "assigned",
+        "loan_id": loan_id,
+        "idempotency_key": key or f"asg-{loan_id}-{agency}-{value_date}",
+        "occurred_at": f"{value_date}T09:30:00+08:00",
+        "agency": agency,
+        "value_date": value_date,
+        **over,
+    }
+
+
+def recalled(value_date, loan_id="L1", key=None, **over):
+    return {
+        "type": "recalled",
+        "loan_id": loan_id,
+        "idempotency_key": key or f"rcl-{loan_id}-{value_date}",
+        "occurred_at": f"{value_date}T09:00:00+08:00",
+        "value_date": value_date,
+        **over,
+    }
+
+
+def collected(agency, value_date, amount="100.00", loan_id="L1", key=None, **over):
+    return {
+        "type": "collected",
+        "loan_id": loan_id,
+        "idempotency_key": key or f"col-{loan_id}-{agency}-{value_date}-{amount}",
+        "occurred_at": f"{value_date}T15:00:00+08:00",
+        "amount": amount,
+        "agency": agency,
+        "value_date": value_date,
+        **over,
+    }
+
+
 @st.composite
 def loan_streams(draw, loan_id="L1"):
     """One loan's commands in arrival order: repayments, collections, reversals, maybe a write-off.
@@ -108,7 +144,7 @@ def loan_streams(draw, loan_id="L1"):
                     "idempotency_key": f"{loan_id}-C{i}",
                     "occurred_at": "2026-05-01T12:00:00+08:00",
                     "amount": amount,
-                    "agency": "AG1",
+                    "agency": "inhouse",
                     "value_date": day,
                 }
             )
