@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -46,6 +47,19 @@ EventRow = tuple[UUID, int, str, bytes, int, str | None]
 LogRow = tuple[int, UUID, int, str | None, bytes | None]
 # (notification id, stream, version, topic, state, chain hash, previous chain hash)
 ExportRow = tuple[int, UUID, int, str, bytes, str | None, str | None]
+
+
+@dataclass(frozen=True)
+class Erasure:
+    """What ``borrower forget`` did. ``held``: personal data was found and deleted now.
+    ``finished_earlier``: none was held, but an earlier erasure of the borrower is on record
+    and its clean-up was run again. ``left``: what still holds the bytes and how to finish,
+    or None when no byte is left in the store's files."""
+
+    borrower_id: str
+    held: bool
+    finished_earlier: bool = False
+    left: str | None = None
 
 
 def stream_id(e: StoredEvent) -> UUID:
@@ -148,8 +162,17 @@ class ChainedSQLite(ClockSQLite):
             previous = {oid: h for oid, _, h in rows[-1:]}
             after = (page[-1][0], page[-1][1])
 
-    def erase_borrower(self, borrower_id: str, reason: str | None) -> bool:
-        """Delete the personal data so no byte of it stays in the file, and record the erasure."""
+    def erase_borrower(self, borrower_id: str, reason: str | None, wait_seconds: float) -> Erasure:
+        """Delete the personal data so no byte of it stays in the files, and record the erasure.
+
+        The deleted row's old page images stay in the write-ahead log until a checkpoint
+        copies the log back and truncates it, which SQLite can do only once no other
+        connection is reading through the log (``ledger serve`` holds one open). The
+        checkpoint waits up to ``wait_seconds`` for them, and its result is checked. A
+        borrower already erased (by a run whose checkpoint could not finish) is checkpointed
+        again, so a later run finishes what an earlier one could not.
+        """
+        path = self.datastore.pool.db_name
         with self.datastore.get_connection(commit=True) as conn:
             with conn.transaction(commit=True) as c:
                 c.execute("PRAGMA secure_delete = ON")  # freed pages are zeroed, not left readable
@@ -160,10 +183,32 @@ class ChainedSQLite(ClockSQLite):
                         "INSERT INTO ledger_erasures (borrower_id, erased_at, reason) VALUES (?, ?, ?)",
                         (borrower_id, datetime.now(UTC).isoformat(), reason),
                     )
-            if erased:
-                # the old page images sit in the write-ahead log until it is checkpointed
-                conn.cursor().execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        return erased
+                    earlier = False
+                else:
+                    c.execute("SELECT 1 FROM ledger_erasures WHERE borrower_id = ? LIMIT 1", (borrower_id,))
+                    earlier = c.fetchone() is not None
+            if not erased and not earlier:
+                return Erasure(borrower_id, held=False)
+            cursor = conn.cursor().sqlite_cursor
+            timeout_ms = cursor.execute("PRAGMA busy_timeout").fetchone()[0]
+            cursor.execute(f"PRAGMA busy_timeout = {int(wait_seconds * 1000)}")
+            try:
+                # TRUNCATE waits (through the busy handler) for every reader to leave the log
+                busy, _, _ = cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            finally:
+                cursor.execute(f"PRAGMA busy_timeout = {int(timeout_ms)}")
+                cursor.close()
+        if busy:
+            return Erasure(
+                borrower_id,
+                held=erased,
+                left=(
+                    f"old copies of its pages stay in {path}-wal (and {path}) while another process is reading "
+                    f"the store (`ledger serve`, say; waited {wait_seconds:g} s for it): stop the processes that "
+                    f"have the store open, then run `ledger borrower forget {borrower_id}` again to finish"
+                ),
+            )
+        return Erasure(borrower_id, held=erased, finished_earlier=earlier)
 
     # ---- reads for verify, checkpoint and export ----------------------------------
     def _events_page(self, c: Any, after: Key | None, limit: int) -> list[EventRow]:
@@ -325,18 +370,24 @@ class ChainedPostgres(ClockPostgres):
             previous = {oid: h for oid, _, h in rows[-1:]}
             after = (page[-1][0], page[-1][1])
 
-    def erase_borrower(self, borrower_id: str, reason: str | None) -> bool:
+    def erase_borrower(self, borrower_id: str, reason: str | None, wait_seconds: float) -> Erasure:
         """Delete the personal data, record the erasure, then rewrite the table without the dead row.
 
         A plain VACUUM leaves old row versions' bytes in pages' free space (seen here
         for data replaced by an upsert); VACUUM FULL writes a new file. It locks the
         borrowers table, so appends carrying personal data wait for it: one table of
-        small rows, once per erasure.
+        small rows, once per erasure. Only the table's owner may run it: anyone else's
+        VACUUM is skipped with a mere warning, so whether the table was rewritten is read
+        from its file number (a rewrite always gives it a new file), not assumed. A
+        borrower already erased (by a role that could not rewrite) is rewritten again,
+        so the owner's later run finishes the job. ``wait_seconds`` bounds the wait for
+        the table's lock.
         """
         schema, _ = self._audit_names()
         with self.datastore.transaction(commit=True) as curs:
             curs.execute(SQL("DELETE FROM {}.ledger_borrowers WHERE borrower_id = %s").format(schema), (borrower_id,))
             erased: bool = curs.rowcount > 0
+            earlier = False
             if erased:
                 curs.execute(
                     SQL(
@@ -344,14 +395,41 @@ class ChainedPostgres(ClockPostgres):
                     ).format(schema),
                     (borrower_id, reason),
                 )
-        if erased:
-            with self.datastore.get_connection() as conn:
-                conn.autocommit = True  # VACUUM cannot run inside a transaction
-                try:
-                    conn.execute(SQL("VACUUM FULL {}.ledger_borrowers").format(schema))
-                finally:
-                    conn.autocommit = False
-        return erased
+            else:
+                curs.execute(
+                    SQL("SELECT 1 FROM {}.ledger_erasures WHERE borrower_id = %s LIMIT 1").format(schema),
+                    (borrower_id,),
+                )
+                earlier = curs.fetchone() is not None
+        if not erased and not earlier:
+            return Erasure(borrower_id, held=False)
+        table = SQL("{}.ledger_borrowers").format(schema)
+        filenode = SQL("SELECT pg_relation_filenode({})").format(Literal(f"{self.datastore.schema}.ledger_borrowers"))
+        said: list[str] = []
+        with self.datastore.get_connection() as conn:
+            conn.autocommit = True  # VACUUM cannot run inside a transaction
+            conn.add_notice_handler(lambda notice: said.append(notice.message_primary or ""))
+            try:
+                conn.execute(SQL("SET lock_timeout = {}").format(Literal(f"{int(wait_seconds * 1000)}ms")))
+                before = conn.execute(filenode).fetchone()
+                conn.execute(SQL("VACUUM FULL {}").format(table))
+                after = conn.execute(filenode).fetchone()
+                conn.execute("RESET lock_timeout")
+            finally:
+                conn.autocommit = False
+        if before == after:
+            why = "; ".join(said) or "the table was not rewritten"
+            return Erasure(
+                borrower_id,
+                held=erased,
+                left=(
+                    f"its row is deleted, but the bytes stay in ledger_borrowers' data file until the table is "
+                    f"rewritten, which only the table's owner may do (the server said: {why}): run "
+                    f"`ledger borrower forget {borrower_id}` again as the owner (the role that ran `ledger init`), "
+                    "or `VACUUM FULL ledger_borrowers` as the owner"
+                ),
+            )
+        return Erasure(borrower_id, held=erased, finished_earlier=earlier)
 
     # ---- reads for verify, checkpoint and export ----------------------------------
     def _events_page(self, curs: Any, after: Key | None, limit: int) -> list[EventRow]:

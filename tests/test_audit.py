@@ -311,6 +311,39 @@ def test_forget_leaves_no_byte_of_personal_data_and_no_digest_that_confirms_a_gu
     assert verify(store_url) == (0, {"ok": True, "events": 6, "streams": 2})
 
 
+def test_forget_beside_a_reader_on_sqlite_says_what_is_left_and_a_later_run_finishes(tmp_path):
+    """Reproduction: with another connection reading (as `ledger serve` does), forget waited 30 s, printed
+    `erased`, and the -wal file kept the name and phone until every connection closed."""
+    url = f"sqlite:///{tmp_path}/ledger.db"
+    app = Ledger(Settings(db_url=url))
+    sent = applied("L1", borrower={"name": "Zhang San", "phone": "13812345678"})
+    assert app.append([command_from_dict(c) for c in (sent, approved("L1"))])[0].status == "appended"
+    app.close()
+    reader = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
+    reader.execute("BEGIN")
+    assert reader.execute("SELECT count(*) FROM ledger_borrowers").fetchone() == (1,)  # a read transaction held
+    env = {"LEDGER_RETRY_SECONDS": "1"}  # the bound on the wait for readers
+    first = CliRunner().invoke(cli, ["borrower", "forget", "B1", "--db", url], env=env)
+    assert first.exit_code == 1, first.output
+    [line] = first.output.splitlines()
+    assert line.startswith("Error: borrower B1 is not erased yet: old copies of its pages stay in ")
+    assert "ledger.db-wal" in line and "run `ledger borrower forget B1` again to finish" in line
+    assert b"13812345678" in _store_bytes(url)  # what the message says is true
+    reader.execute("COMMIT")
+    reader.close()
+    again = CliRunner().invoke(cli, ["borrower", "forget", "B1", "--db", url], env=env)
+    assert again.exit_code == 0, again.output
+    assert again.output.startswith("erased B1 (the erasure on record is finished")
+    assert [p for p in PERSONAL if p in _store_bytes(url)] == []
+    assert verify(url) == (0, {"ok": True, "events": 2, "streams": 1})
+
+
+def test_forget_of_a_borrower_never_held_or_erased_is_exit_1(store_url):
+    book(store_url)
+    result = run("borrower", "forget", "B404", "--db", store_url)
+    assert result.exit_code == 1 and result.output == "no personal data held for B404\n"
+
+
 def test_the_idempotency_fingerprint_leaves_out_personal_data():
     bare = command_from_dict(applied("L1"))
     with_data = command_from_dict(applied("L1", borrower={"phone": "13812345678"}))
