@@ -45,6 +45,12 @@ Key = tuple[UUID, int]
 EventRow = tuple[UUID, int, str, bytes, int, str | None]
 # (notification id, stream, version, chain hash, state if version 1) in notification order
 LogRow = tuple[int, UUID, int, str | None, bytes | None]
+# For verify, the same as stored, not yet decoded: a tampered row may hold any type in any column.
+# (stream, version, topic, state, notification id, chain hash) and a row's (stream, version) as stored
+RawEventRow = tuple[Any, ...]
+RawKey = tuple[Any, Any]
+# (notification id, stream, version, chain hash, state)
+RawLogRow = tuple[Any, ...]
 # (notification id, stream, version, topic, state, chain hash, previous chain hash)
 ExportRow = tuple[int, UUID, int, str, bytes, str | None, str | None]
 
@@ -220,19 +226,42 @@ class ChainedSQLite(ClockSQLite):
         )
         return [(UUID(r[0]), r[1], r[2], bytes(r[3]), r[4], r[5]) for r in c.fetchall()]
 
-    def audit_events_page(self, after: Key | None, limit: int) -> list[EventRow]:
-        with self.datastore.transaction(commit=False) as c:
-            return self._events_page(c, after, limit)
-
-    def audit_log_page(self, after_nid: int, head: int, limit: int) -> list[LogRow]:
+    def audit_events_page(self, after: RawKey | None, limit: int) -> list[RawEventRow]:
+        """Rows in (stream, version) order after ``after`` (a row's stored key, as returned), as
+        stored: verify decodes them, so a row of the wrong type is a named problem, not a crash."""
+        where = "WHERE originator_id IS NOT NULL AND originator_version IS NOT NULL "
+        params: list[Any] = []
+        if after is not None:
+            where += "AND (originator_id, originator_version) > (?, ?) "
+            params = list(after)
         with self.datastore.transaction(commit=False) as c:
             c.execute(
-                "SELECT rowid, originator_id, originator_version, chain_hash,"
-                f" CASE WHEN originator_version = 1 THEN state END FROM {self.events_table_name} "
+                "SELECT originator_id, originator_version, topic, state, rowid, chain_hash "
+                f"FROM {self.events_table_name} {where}ORDER BY originator_id, originator_version LIMIT ?",
+                [*params, limit],
+            )
+            return [tuple(r) for r in c.fetchall()]
+
+    def audit_log_page(self, after_nid: int, head: int, limit: int, *, states: bool = False) -> list[RawLogRow]:
+        """Rows in notification order, as stored; the state of every row with ``states``, else only
+        of versions 1 (the loan's own id is there)."""
+        state = "state" if states else "CASE WHEN originator_version = 1 THEN state END"
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                f"SELECT rowid, originator_id, originator_version, chain_hash, {state} FROM {self.events_table_name} "
                 "WHERE rowid > ? AND rowid <= ? ORDER BY rowid LIMIT ?",
                 (after_nid, head, limit),
             )
-            return [(r[0], UUID(r[1]), r[2], r[3], r[4]) for r in c.fetchall()]
+            return [tuple(r) for r in c.fetchall()]
+
+    def audit_keys_page(self, after: str | None, limit: int) -> list[tuple[str, str]]:
+        """(idempotency key, loan id) in key order after ``after``."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                "SELECT key, loan_id FROM ledger_idempotency WHERE key > ? ORDER BY key LIMIT ?",
+                ("" if after is None else after, limit),
+            )
+            return [(r[0], r[1]) for r in c.fetchall()]
 
     def audit_export_page(self, after_nid: int, limit: int, originator_id: UUID | None) -> list[ExportRow]:
         where, params = ("AND e.originator_id = ? ", [originator_id.hex]) if originator_id else ("", [])
@@ -246,11 +275,6 @@ class ChainedSQLite(ClockSQLite):
                 [after_nid, *params, limit],
             )
             return [(r[0], UUID(r[1]), r[2], r[3], bytes(r[4]), r[5], r[6]) for r in c.fetchall()]
-
-    def audit_loan_ids(self) -> list[str]:
-        with self.datastore.transaction(commit=False) as c:
-            c.execute("SELECT DISTINCT loan_id FROM ledger_idempotency")
-            return [r[0] for r in c.fetchall()]
 
 
 class ChainedPostgres(ClockPostgres):
@@ -454,31 +478,61 @@ class ChainedPostgres(ClockPostgres):
             for r in curs.fetchall()
         ]
 
-    def audit_events_page(self, after: Key | None, limit: int) -> list[EventRow]:
-        with self.datastore.transaction(commit=False) as curs:
-            return self._events_page(curs, after, limit)
-
-    def audit_log_page(self, after_nid: int, head: int, limit: int) -> list[LogRow]:
+    def audit_events_page(self, after: RawKey | None, limit: int) -> list[RawEventRow]:
+        """As ChainedSQLite.audit_events_page: rows as stored, for verify to decode."""
         schema, events = self._audit_names()
+        where = "WHERE originator_id IS NOT NULL AND originator_version IS NOT NULL "
+        if after is not None:
+            where += "AND (originator_id, originator_version) > (%s, %s) "
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(
                 SQL(
-                    "SELECT notification_id, originator_id, originator_version, chain_hash,"
-                    " CASE WHEN originator_version = 1 THEN state END AS created FROM {}.{} "
-                    "WHERE notification_id > %s AND notification_id <= %s ORDER BY notification_id LIMIT %s"
-                ).format(schema, events),
-                (after_nid, head, limit),
+                    "SELECT originator_id, originator_version, topic, state, notification_id, chain_hash FROM {}.{} "
+                ).format(schema, events)
+                + SQL(where)  # a constant: no input in it
+                + SQL("ORDER BY originator_id, originator_version LIMIT %s"),
+                [*(after or ()), limit],
             )
             return [
                 (
-                    r["notification_id"],
                     r["originator_id"],
                     r["originator_version"],
+                    r["topic"],
+                    r["state"],
+                    r["notification_id"],
                     r["chain_hash"],
-                    None if r["created"] is None else bytes(r["created"]),
                 )
                 for r in curs.fetchall()
             ]
+
+    def audit_log_page(self, after_nid: int, head: int, limit: int, *, states: bool = False) -> list[RawLogRow]:
+        """As ChainedSQLite.audit_log_page."""
+        schema, events = self._audit_names()
+        state = SQL("state" if states else "CASE WHEN originator_version = 1 THEN state END")
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                SQL(
+                    "SELECT notification_id, originator_id, originator_version, chain_hash, {} AS state FROM {}.{} "
+                    "WHERE notification_id > %s AND notification_id <= %s ORDER BY notification_id LIMIT %s"
+                ).format(state, schema, events),
+                (after_nid, head, limit),
+            )
+            return [
+                (r["notification_id"], r["originator_id"], r["originator_version"], r["chain_hash"], r["state"])
+                for r in curs.fetchall()
+            ]
+
+    def audit_keys_page(self, after: str | None, limit: int) -> list[tuple[str, str]]:
+        """(idempotency key, loan id) in key order after ``after``."""
+        schema, _ = self._audit_names()
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                SQL("SELECT key, loan_id FROM {}.ledger_idempotency WHERE key > %s ORDER BY key LIMIT %s").format(
+                    schema
+                ),
+                ("" if after is None else after, limit),
+            )
+            return [(r["key"], r["loan_id"]) for r in curs.fetchall()]
 
     def audit_export_page(self, after_nid: int, limit: int, originator_id: UUID | None) -> list[ExportRow]:
         schema, events = self._audit_names()
@@ -506,9 +560,3 @@ class ChainedPostgres(ClockPostgres):
                 )
                 for r in curs.fetchall()
             ]
-
-    def audit_loan_ids(self) -> list[str]:
-        schema, _ = self._audit_names()
-        with self.datastore.transaction(commit=False) as curs:
-            curs.execute(SQL("SELECT DISTINCT loan_id FROM {}.ledger_idempotency").format(schema))
-            return [r["loan_id"] for r in curs.fetchall()]

@@ -185,7 +185,7 @@ def test_swapped_events_are_named_reordered(store_url):
     assert {p for _, _, p in problems(report)} == {"reordered"}
 
 
-def test_a_removed_tail_is_caught_only_with_a_checkpoint(store_url, tmp_path):
+def test_a_removed_tail_is_caught_by_its_idempotency_record_and_by_version_with_a_checkpoint(store_url, tmp_path):
     book(store_url)
     cp = tmp_path / "checkpoint.json"
     made = run("checkpoint", "--out", cp, "--json", "--db", store_url)
@@ -198,9 +198,12 @@ def test_a_removed_tail_is_caught_only_with_a_checkpoint(store_url, tmp_path):
             q(store_url, f"DELETE FROM {events} WHERE originator_id = %s AND originator_version = 3"),
             (oid(store_url, "L2"),),
         )
-    assert verify(store_url)[0] == 0  # a consistent shorter stream: no chain alone can tell
+    # a consistent shorter stream: no chain alone can tell, but the funding's key record is still there
+    code, report = verify(store_url)
+    assert code == 1 and problems(report) == [("L2", None, "removed")]
+    assert "'BANKA-D-L2' was accepted, but its event is gone" in report["problems"][0]["detail"]
     code, report = verify(store_url, "--checkpoint", cp)
-    assert code == 1 and problems(report) == [("L2", 3, "removed")]
+    assert code == 1 and problems(report) == [("L2", 3, "removed")]  # named once, by version
 
 
 def test_a_rewritten_chain_is_caught_by_the_checkpoint(store_url, tmp_path):
