@@ -26,17 +26,17 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.domain import DomainEventProtocol, OriginatorVersionError
-from eventsourcing.persistence import IntegrityError, JSONTranscoder, Notification, Recording
+from eventsourcing.persistence import IntegrityError, JSONTranscoder, Mapper, Notification, Recording
 from eventsourcing.utils import Environment, EnvType, get_topic
 
-from domain.errors import DamagedStream, IdempotencyConflict, LedgerError
+from domain.errors import DamagedStream, IdempotencyConflict, LedgerError, UnreadableEvent
 from domain.loan import Loan, loan_uuid
 from ledger.audit_store import stream_id
 from ledger.commands import Applied, _Command
 from ledger.config import Settings, store_env
 from ledger.handlers import handle
 from ledger.retry import retrying
-from ledger.store import DateAsISO, KeyRecord, LedgerRecorder
+from ledger.store import DateAsISO, KeyRecord, LedgerRecorder, LoanMapper
 
 APPENDED, DUPLICATE, REJECTED = "appended", "duplicate", "rejected"
 
@@ -67,6 +67,9 @@ class Ledger(Application[UUID]):
         ``LEDGER_SQLITE_DBNAME`` or ``POSTGRES_DBNAME`` overrides ``--db`` and sends every write
         elsewhere (or to memory), and ``POSTGRES_ENABLE_DB_FUNCTIONS`` skips our own tables."""
         return Environment(name, dict(env or {}))
+
+    def construct_mapper(self) -> Mapper[UUID]:
+        return self.factory.mapper(transcoder=self.construct_transcoder(), mapper_class=LoanMapper)
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
@@ -315,7 +318,8 @@ class Ledger(Application[UUID]):
 
     def loan_events(self, loan_id: str, known_at: datetime | None = None) -> list[Loan.Event]:
         """The loan's events in order; with ``known_at``, the prefix recorded by then."""
-        events = [loan_event(e) for e in self.events.get(loan_uuid(loan_id))]
+        with damage_named(loan_id):
+            events = [loan_event(e) for e in self.events.get(loan_uuid(loan_id))]
         if known_at is None:
             return events
         known: list[Loan.Event] = []
@@ -345,6 +349,8 @@ def damage_named(loan: str | Callable[[], str]) -> Iterator[None]:
         yield
     except OriginatorVersionError as e:
         raise DamagedStream(loan if isinstance(loan, str) else loan(), *e.args) from None
+    except UnreadableEvent as e:
+        raise UnreadableEvent(loan if isinstance(loan, str) else loan(), e.version, e.why) from None
 
 
 def _version(loan: Loan | None) -> int | None:
