@@ -116,10 +116,17 @@ class ChainedSQLite(ClockSQLite):
         )
         for table in (events, *APPEND_ONLY):
             for op in ("UPDATE", "DELETE"):
-                c.execute(
-                    f"CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()} BEFORE {op} ON {table} "
+                # by its definition, not its name: one replaced by "... WHEN 0 BEGIN ..." is made again
+                name = f"{table}_no_{op.lower()}"
+                definition = (
+                    f"CREATE TRIGGER {name} BEFORE {op} ON {table} "
                     f"BEGIN SELECT RAISE(ABORT, '{table} is append-only: {op} refused'); END"
                 )
+                c.execute("SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = ?", (name,))
+                found = c.fetchone()
+                if found is None or found[0] != definition:
+                    c.execute(f"DROP TRIGGER IF EXISTS {name}")
+                    c.execute(definition)
 
     def _insert_events(self, c: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Any:
         if kwargs.get("borrowers"):
@@ -323,20 +330,26 @@ class ChainedPostgres(ClockPostgres):
             ).format(schema)
         )
         for table in (self.events_table_name, *APPEND_ONLY):
-            # Only when missing or disabled: CREATE TRIGGER and ALTER TABLE lock the table
-            # against writers, and every process that opens the store runs this.
+            # Only when missing, disabled or defined otherwise (a WHEN clause, UPDATE OF a column, other
+            # events or function): CREATE TRIGGER and ALTER TABLE lock the table against writers, and
+            # every process that opens the store runs this. tgtype: 2 BEFORE, 8 DELETE, 16 UPDATE,
+            # 32 TRUNCATE; no 1 (FOR EACH ROW).
+            intact = (
+                "tgrelid = rel AND tgenabled = 'A' AND tgqual IS NULL AND tgnargs = 0 "
+                "AND cardinality(tgattr::int2[]) = 0 AND tgfoid = {function}::regprocedure AND "
+            )
             curs.execute(
                 SQL(
                     "DO $d$ DECLARE rel oid := (SELECT c.oid FROM pg_class c JOIN pg_namespace n "
                     "ON n.oid = c.relnamespace WHERE n.nspname = {schema_name} AND c.relname = {table_name}); "
                     "BEGIN "
-                    "IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = rel "
-                    "AND tgname = 'ledger_append_only' AND tgenabled = 'A') THEN "
+                    "IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE " + intact + "tgname = 'ledger_append_only' "
+                    "AND tgtype = 26) THEN "
                     "CREATE OR REPLACE TRIGGER ledger_append_only BEFORE UPDATE OR DELETE ON {schema}.{table} "
                     "FOR EACH STATEMENT EXECUTE FUNCTION {schema}.ledger_refuse_change(); "
                     "ALTER TABLE {schema}.{table} ENABLE ALWAYS TRIGGER ledger_append_only; END IF; "
-                    "IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = rel "
-                    "AND tgname = 'ledger_no_truncate' AND tgenabled = 'A') THEN "
+                    "IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE " + intact + "tgname = 'ledger_no_truncate' "
+                    "AND tgtype = 34) THEN "
                     "CREATE OR REPLACE TRIGGER ledger_no_truncate BEFORE TRUNCATE ON {schema}.{table} "
                     "FOR EACH STATEMENT EXECUTE FUNCTION {schema}.ledger_refuse_change(); "
                     "ALTER TABLE {schema}.{table} ENABLE ALWAYS TRIGGER ledger_no_truncate; END IF; "
@@ -346,6 +359,7 @@ class ChainedPostgres(ClockPostgres):
                     table=Identifier(table),
                     schema_name=Literal(self.datastore.schema),
                     table_name=Literal(table),
+                    function=Literal(f"{Identifier(self.datastore.schema).as_string()}.ledger_refuse_change()"),
                 )
             )
 

@@ -117,6 +117,30 @@ def test_init_puts_back_a_trigger_someone_disabled(store_url):
         con.execute(f"DELETE FROM {events}")
 
 
+def test_init_puts_back_a_trigger_replaced_by_one_that_never_fires(store_url):
+    """Reproduction: `ledger init` re-enabled a disabled trigger but kept one replaced with `WHEN (false)`,
+    which has the right name and is enabled."""
+    book(store_url)
+    events = EVENTS[kind(store_url)]
+    with raw(store_url) as con:
+        if kind(store_url) == "sqlite":
+            con.execute(f"DROP TRIGGER {events}_no_delete")
+            con.execute(f"CREATE TRIGGER {events}_no_delete BEFORE DELETE ON {events} WHEN 0 BEGIN SELECT 1; END")
+        else:
+            con.execute(
+                f"CREATE OR REPLACE TRIGGER ledger_append_only BEFORE UPDATE OR DELETE ON {events} "
+                "FOR EACH STATEMENT WHEN (false) EXECUTE FUNCTION ledger_refuse_change()"
+            )
+            con.execute(f"ALTER TABLE {events} ENABLE ALWAYS TRIGGER ledger_append_only")  # as init leaves it
+        con.execute("BEGIN")
+        assert con.execute(f"DELETE FROM {events}").rowcount == 7  # the tamper works
+        con.execute("ROLLBACK")
+    assert run("init", "--db", store_url).exit_code == 0
+    with raw(store_url) as con, pytest.raises((sqlite3.DatabaseError, psycopg.DatabaseError), match="append-only"):
+        con.execute(f"DELETE FROM {events}")
+    assert verify(store_url) == (0, {"ok": True, "events": 7, "streams": 2})
+
+
 # ---- tampering, caught and named ------------------------------------------------------
 def test_an_edited_repayment_amount_is_named(store_url):
     book(store_url)
