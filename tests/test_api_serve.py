@@ -37,7 +37,7 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, db_url: str, log_path: Path, workers: int = 1):
+    def __init__(self, db_url: str, log_path: Path, workers: int = 1, extra: tuple[str, ...] = ()):
         self.db_url = db_url
         ledger_cli("init", "--db", db_url)  # serve, like every command but init/demo/simulate, needs a store
         created = ledger_cli("token", "create", "svc", "--scope", "append", "--scope", "read", "--json", "--db", db_url)
@@ -49,7 +49,7 @@ class Server:
         env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_")}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "cli.main", "serve", "--port", str(self.port), "--workers", str(workers)]
-            + ["--db", db_url],
+            + ["--db", db_url, *extra],
             cwd=ROOT,
             stdout=self._log,
             stderr=subprocess.STDOUT,
