@@ -88,9 +88,10 @@ def store_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (errors too).")
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        root = click.get_current_context().find_root()
         if kwargs.get("db_url") is None:  # then `ledger --db URL CMD`, then LEDGER_DB
-            root = click.get_current_context().find_root()
             kwargs["db_url"] = root.params.get("db_url") or os.environ.get("LEDGER_DB") or None
+        kwargs["as_json"] = bool(kwargs.get("as_json") or root.params.get("as_json"))  # `ledger --json CMD`
         try:
             return fn(*args, **kwargs)
         except ConfigError as e:
@@ -116,6 +117,12 @@ def open_ledger(db_url: str | None, *, create: bool = False) -> Ledger:
             f"no ledger at {settings.db_url} ({Path(path).resolve()} does not exist); "
             f"create it with `ledger init --db {settings.db_url}`, or check --db / LEDGER_DB"
         )
+    # Retry a connection that was lost, not one that was never made: a store that does not answer
+    # now (refused, unknown host, no route) is reported within the probe's 3 s, not after
+    # LEDGER_RETRY_SECONDS; one that answers but is starting up or full is waited for.
+    reason = _unreachable_reason(settings.db_url)
+    if reason is not None and not any(word in reason for word in _STARTING):
+        raise click.UsageError(f"cannot open the store {redact(settings.db_url)}: {_scrub(reason, settings.db_url)}")
     try:
         return retrying(settings.retry_seconds, "opening the store", lambda: _open(settings))
     except Exception as e:  # the library and psycopg raise several kinds for an unreachable store
@@ -173,6 +180,8 @@ def _open(settings: Settings) -> Ledger:
 
 
 _REFUSALS = ("authentication failed", "does not exist", "no pg_hba.conf entry", "permission denied")
+# the server answered, but cannot take a connection yet: a restart or failover under way
+_STARTING = ("starting up", "shutting down", "in recovery", "too many clients", "not yet accepting connections")
 
 
 def parse_day(value: str | None, name: str) -> date | None:

@@ -43,8 +43,9 @@ from projections.runner import views as projection_views
 
 @click.group(cls=LedgerGroup)
 @click.option("--db", "db_url", default=None, metavar="URL", help=DB_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (errors too), for any command.")
 @click.version_option(package_name="loan-ledger", prog_name="ledger")
-def cli(db_url: str | None) -> None:
+def cli(db_url: str | None, as_json: bool) -> None:
     """Event-sourced ledger for short-term consumer micro-loans.
 
     Every command takes --db URL (here or after the command) and --json.

@@ -18,7 +18,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -67,6 +67,12 @@ class Ledger(Application[UUID]):
         ``LEDGER_SQLITE_DBNAME`` or ``POSTGRES_DBNAME`` overrides ``--db`` and sends every write
         elsewhere (or to memory), and ``POSTGRES_ENABLE_DB_FUNCTIONS`` skips our own tables."""
         return Environment(name, dict(env or {}))
+
+    def __del__(self) -> None:
+        """The library closes a collected application; one whose opening failed half-way has a pool that
+        cannot be closed from its own thread, and printed "Exception ignored in Application.__del__"."""
+        with suppress(Exception):
+            super().__del__()
 
     def construct_mapper(self) -> Mapper[UUID]:
         return self.factory.mapper(transcoder=self.construct_transcoder(), mapper_class=LoanMapper)
