@@ -31,7 +31,7 @@ from domain.money import fmt
 from ledger.app import Outcome
 from ledger.config import redact, settings_from_env
 from ledger.eod import run_eod
-from ledger.ingest import append_lines, read_lines
+from ledger.ingest import UnreadableInput, append_lines, read_lines
 from ledger.parts import PartCrashed, refuse_in_memory
 from ledger.retry import StoreUnavailable
 from projections.balances import STATES, LoanLine, open_loan_uuids
@@ -100,10 +100,12 @@ def append(source: BinaryIO, workers: int, db_url: str | None, as_json: bool) ->
         app = open_ledger(db_url)
         with stop_at_batch_boundary(app) as guarded:  # SIGINT/SIGTERM: finish the batch in flight, then stop
             try:
-                for item in append_lines(guarded, read_lines(source)):
+                for item in append_lines(guarded, read_lines(guarded.watch(source))):
                     emit(item.line, item.outcome)
             except (Interrupted, StoreUnavailable) as stop:
                 report_stop(stop, totals, last_line, as_json)
+            except UnreadableInput as e:
+                report_stop(UnreadableInput(f"cannot read {source.name}: {e}"), totals, last_line, as_json)
     else:
         from ledger.append_parts import append_in_parts
 
@@ -118,6 +120,9 @@ def append(source: BinaryIO, workers: int, db_url: str | None, as_json: bool) ->
                 append_in_parts(settings, read_lines(source), workers, emit, signals.check)
             except (Interrupted, StoreUnavailable, PartCrashed) as stop:
                 report_stop(stop, totals, last_line, as_json, in_parts=True)
+            except UnreadableInput as e:
+                unreadable = UnreadableInput(f"cannot read {source.name}: {e}")
+                report_stop(unreadable, totals, last_line, as_json, in_parts=True)
     if not as_json:
         click.echo(f"appended {totals['appended']}, duplicate {totals['duplicate']}, rejected {totals['rejected']}")
     if totals["rejected"]:
