@@ -100,8 +100,41 @@ def store_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise Problem(str(e)) from None
         except StoreUnavailable as e:
             raise Unavailable(f"{e}; what was committed before stays, and running the command again is safe") from None
+        except Exception as e:
+            denied = permission_denied(e)
+            if denied is None:
+                raise
+            raise NotAllowed(
+                f"{denied}: this needs the store's owner (the role that ran `ledger init`), not the application's "
+                "role (docs/audit.md)"
+            ) from None
 
     return wrapper
+
+
+class NotAllowed(click.ClickException):
+    """The store refused this role the command (permission denied): a configuration matter, exit 2."""
+
+    exit_code = EXIT_USAGE
+
+
+def permission_denied(error: BaseException) -> str | None:
+    """The store's words if ``error`` (or what caused it, through the library's wrappers) is a refused
+    privilege, else None."""
+    import sqlite3
+
+    import psycopg
+
+    seen: set[int] = set()
+    e: BaseException | None = error
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, psycopg.errors.InsufficientPrivilege) or (
+            isinstance(e, sqlite3.OperationalError) and "readonly database" in str(e)
+        ):
+            return str(e).strip().splitlines()[0]
+        e = e.__cause__ or e.__context__
+    return None
 
 
 def open_ledger(db_url: str | None, *, create: bool = False) -> Ledger:

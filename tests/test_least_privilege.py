@@ -125,3 +125,22 @@ def test_forget_by_the_role_says_what_the_owner_must_run_and_the_owners_run_fini
     assert by_owner.exit_code == 0, by_owner.output
     assert json.loads(by_owner.output) == {"borrower_id": "B1", "erased": True}
     assert [s for s in secrets if s in _store_bytes(owner)] == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["projections", "rebuild"], ["token", "create", "svc2", "--scope", "read"], ["token", "revoke", "svc"]],
+    ids=["rebuild", "token create", "token revoke"],
+)
+def test_what_only_the_owner_may_do_is_one_error_line_for_the_role(stores, args):
+    """Reproduction: `projections rebuild` and `token create` run by the role printed a raw traceback
+    (permission denied)."""
+    owner, app = stores
+    assert run("token", "create", "svc", "--scope", "append", "--db", owner).exit_code == 0
+    for json_flag in ([], ["--json"]):
+        result = CliRunner().invoke(cli, [*args, *json_flag, "--db", app], env=ROLE_ENV)
+        assert result.exit_code == 2, result.output
+        assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+        error = json.loads(result.output)["error"] if json_flag else result.output.splitlines()[-1]
+        assert "permission denied for " in error and "needs the store's owner" in error, error
+        assert "app-secret" not in result.output
