@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+import psycopg
 from eventsourcing.persistence import StoredEvent
 from psycopg.sql import SQL, Identifier, Literal
 
@@ -442,18 +443,26 @@ class ChainedPostgres(ClockPostgres):
         if not erased and not earlier:
             return Erasure(borrower_id, held=False)
         table = SQL("{}.ledger_borrowers").format(schema)
-        filenode = SQL("SELECT pg_relation_filenode({})").format(Literal(f"{self.datastore.schema}.ledger_borrowers"))
+        filenode = SQL("SELECT pg_relation_filenode({})").format(Literal(f"{schema.as_string()}.ledger_borrowers"))
         said: list[str] = []
+
+        def hear(notice: Any) -> None:
+            said.append(notice.message_primary or "")
+
         with self.datastore.get_connection() as conn:
             conn.autocommit = True  # VACUUM cannot run inside a transaction
-            conn.add_notice_handler(lambda notice: said.append(notice.message_primary or ""))
+            conn.add_notice_handler(hear)
             try:
                 conn.execute(SQL("SET lock_timeout = {}").format(Literal(f"{int(wait_seconds * 1000)}ms")))
                 before = conn.execute(filenode).fetchone()
-                conn.execute(SQL("VACUUM FULL {}").format(table))
+                try:
+                    conn.execute(SQL("VACUUM FULL {}").format(table))
+                except psycopg.errors.LockNotAvailable:
+                    said.append(f"another transaction held the table for {wait_seconds:g} s")
                 after = conn.execute(filenode).fetchone()
-                conn.execute("RESET lock_timeout")
             finally:
+                conn.execute("RESET lock_timeout")
+                conn.remove_notice_handler(hear)
                 conn.autocommit = False
         if before == after:
             why = "; ".join(said) or "the table was not rewritten"
