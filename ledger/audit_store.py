@@ -181,7 +181,8 @@ class ChainedSQLite(ClockSQLite):
 
         The deleted row's old page images stay in the write-ahead log until a checkpoint
         copies the log back and truncates it, which SQLite can do only once no other
-        connection is reading through the log (``ledger serve`` holds one open). The
+        connection is in the middle of a read through the log (a long request to ``ledger serve``, a
+        backup, a sqlite3 shell left in a transaction). The
         checkpoint waits up to ``wait_seconds`` for them, and its result is checked. A
         borrower already erased (by a run whose checkpoint could not finish) is checkpointed
         again, so a later run finishes what an earlier one could not.
@@ -218,8 +219,9 @@ class ChainedSQLite(ClockSQLite):
                 held=erased,
                 left=(
                     f"old copies of its pages stay in {path}-wal (and {path}) while another process is reading "
-                    f"the store (`ledger serve`, say; waited {wait_seconds:g} s for it): stop the processes that "
-                    f"have the store open, then run `ledger borrower forget {borrower_id}` again to finish"
+                    f"the store (a long request to `ledger serve`, a backup; waited {wait_seconds:g} s for it): "
+                    "stop the processes that have the store open, then run "
+                    f"`ledger borrower forget {borrower_id}` again to finish"
                 ),
             )
         return Erasure(borrower_id, held=erased, finished_earlier=earlier)
