@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from domain.loan import loan_uuid
+from domain.loan import LOAN_NAMESPACE
 from ledger.audit import (
     EDITED,
     INSERTED,
@@ -55,6 +55,7 @@ MAX_VERSION = 2**63 - 1  # the store's versions and notification ids are 64-bit
 KEY_BUCKETS = 4096  # sums of (key, stream) per bucket, on each side
 MAX_DIFFERING_BUCKETS = 64  # read again to name what differs; past that, the rest is counted only
 _HEX32 = re.compile(r"[0-9a-f]{32}")
+_LOAN_NAMESPACE = LOAN_NAMESPACE.bytes
 
 
 @dataclass
@@ -88,6 +89,23 @@ def _echo(value: Any) -> str:
     text = repr(value)
     text = text if len(text) <= 60 else text[:57] + "..."
     return text.encode("ascii", "backslashreplace").decode("ascii")
+
+
+def _stream_bytes(raw: Any) -> bytes | None:
+    """The 16 bytes of a stored stream id (no UUID object: the log pass reads every event)."""
+    if isinstance(raw, UUID):
+        return raw.bytes
+    if isinstance(raw, str) and _HEX32.fullmatch(raw):
+        return bytes.fromhex(raw)
+    return None
+
+
+def _loan_stream(loan_id: str) -> bytes:
+    """``loan_uuid(loan_id).bytes`` (a UUID 5), without building two UUID objects a record."""
+    raw = bytearray(hashlib.sha1(_LOAN_NAMESPACE + loan_id.encode("utf-8")).digest()[:16])
+    raw[6] = (raw[6] & 0x0F) | 0x50  # version 5
+    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+    return bytes(raw)
 
 
 def _stream(raw: Any) -> UUID | None:
@@ -260,8 +278,9 @@ class _Log:
     counts: list[int]
 
 
-def _element(key: str, stream: UUID) -> tuple[int, int]:
-    d = hashlib.sha256(key.encode("utf-8", "surrogatepass") + b"\0" + stream.bytes).digest()
+def _element(key: str, stream: bytes) -> tuple[int, int]:
+    """(bucket, value) of one (key, stream) pair; ``stream`` is the stream id's 16 bytes."""
+    d = hashlib.sha256(key.encode("utf-8", "surrogatepass") + b"\0" + stream).digest()
     return int.from_bytes(d[:4], "big") % KEY_BUCKETS, int.from_bytes(d[4:20], "big")
 
 
@@ -302,7 +321,7 @@ def _check_log(
     for nid, raw_oid, raw_version, raw_hash, raw_state in _log_rows(recorder, page):
         if log.digest is not None and head is not None and nid <= head:
             log.digest.add("00" * 32 if raw_hash is None else raw_hash)
-        oid, version, state = _stream(raw_oid), _version(raw_version), _state(raw_state)
+        stream, version, state = _stream_bytes(raw_oid), _version(raw_version), _state(raw_state)
         if raw_oid is None or raw_version is None:  # no stream or version at all: the first pass cannot see it
             report.events += 1
             report.add(
@@ -315,12 +334,12 @@ def _check_log(
                 }
             )
             continue
-        if oid is None or version is None or state is None:
+        if stream is None or version is None or state is None:
             continue  # named by the first pass
         decoded = _decoded(state)
         if isinstance(decoded, str):
-            _add_for_stream(report, unnamed, oid, version, UNREADABLE, decoded, nid)
-            named.note(oid, (version, UNREADABLE, version))
+            _add_for_stream(report, unnamed, UUID(bytes=stream), version, UNREADABLE, decoded, nid)
+            named.note(UUID(bytes=stream), (version, UNREADABLE, version))
             continue
         recorded, key = decoded
         if before is not None and recorded < before:
@@ -329,9 +348,9 @@ def _check_log(
                 f"({before.astimezone(UTC).isoformat()}): the ledger stamps times in log order, so it was "
                 "written around the ledger"
             )
-            _add_for_stream(report, unnamed, oid, version, MISDATED, detail, nid)
+            _add_for_stream(report, unnamed, UUID(bytes=stream), version, MISDATED, detail, nid)
         before = recorded
-        bucket, value = _element(key, oid)
+        bucket, value = _element(key, stream)
         log.sums[bucket] = (log.sums[bucket] + value) % 2**128
         log.counts[bucket] += 1
     return log
@@ -358,11 +377,12 @@ def _add_for_stream(
 
 
 # ---- pass 3: the idempotency records -----------------------------------------------------------
-def _records(recorder: LedgerRecorder, page: int) -> Iterator[tuple[str, str, UUID]]:
+def _records(recorder: LedgerRecorder, page: int) -> Iterator[tuple[str, str, bytes]]:
+    """(key, loan id, the loan's stream id as 16 bytes) of every idempotency record."""
     after = None
     while rows := recorder.audit_keys_page(after, page):
         for key, loan_id in rows:
-            yield key, loan_id, loan_uuid(loan_id)
+            yield key, loan_id, _loan_stream(loan_id)
         after = rows[-1][0]
 
 
@@ -388,40 +408,41 @@ def _check_keys(
 ) -> None:
     """Every event's key has its record and every record its event, as multisets of (key, stream)."""
     sums, counts = [0] * KEY_BUCKETS, [0] * KEY_BUCKETS
-    for key, _, oid in _records(recorder, page):
-        bucket, value = _element(key, oid)
+    for key, _, record_stream in _records(recorder, page):
+        bucket, value = _element(key, record_stream)
         sums[bucket] = (sums[bucket] + value) % 2**128
         counts[bucket] += 1
     differing = [b for b in range(KEY_BUCKETS) if (sums[b], counts[b]) != (log.sums[b], log.counts[b])]
     if not differing:
         return
     looked_at = set(differing[:MAX_DIFFERING_BUCKETS])
-    events: dict[tuple[str, UUID], list[tuple[Any, int]]] = {}  # (key, stream) -> [(notification id, version)]
+    events: dict[tuple[str, bytes], list[tuple[Any, int]]] = {}  # (key, stream) -> [(notification id, version)]
     for nid, raw_oid, raw_version, _, raw_state in _log_rows(recorder, page):
-        stream, version, state = _stream(raw_oid), _version(raw_version), _state(raw_state)
+        stream, version, state = _stream_bytes(raw_oid), _version(raw_version), _state(raw_state)
         decoded = _decoded(state) if stream and version and state is not None else "unread"
         if stream is None or version is None or isinstance(decoded, str):
             continue
         if _element(decoded[1], stream)[0] in looked_at:
             events.setdefault((decoded[1], stream), []).append((nid, version))
-    missing: dict[UUID, list[tuple[str, str]]] = {}
-    for key, loan_id, oid in _records(recorder, page):
-        if _element(key, oid)[0] not in looked_at:
+    missing: dict[bytes, list[tuple[str, str]]] = {}
+    for key, loan_id, record_stream in _records(recorder, page):
+        if _element(key, record_stream)[0] not in looked_at:
             continue
-        found = events.get((key, oid))
+        found = events.get((key, record_stream))
         if found:
             found.pop(0)  # the first event logged with the key is the one the record was written with
         else:
-            missing.setdefault(oid, []).append((key, loan_id))
-    for oid, records in missing.items():
-        if len(records) <= named.removed.get(oid, 0):
+            missing.setdefault(record_stream, []).append((key, loan_id))
+    for stream_id, records in missing.items():
+        if len(records) <= named.removed.get(UUID(bytes=stream_id), 0):
             continue  # as many versions of the stream were named removed already
         for key, loan_id in records:
             detail = f"the command with idempotency key {_echo(key)} was accepted, but its event is gone"
             item = {"loan_id": loan_id, "version": None, "problem": REMOVED, "detail": detail, "idempotency_key": key}
             report.add(item)
-    extra = sorted((nid, version, key, oid) for (key, oid), rest in events.items() for nid, version in rest)
-    for nid, version, key, oid in extra:
+    extra = sorted((nid, version, key, stream_id) for (key, stream_id), rest in events.items() for nid, version in rest)
+    for nid, version, key, stream_id in extra:
+        oid = UUID(bytes=stream_id)
         if (oid, version) not in named.versions:
             detail = f"no idempotency record of its own for its key {_echo(key)}: the ledger writes both or neither"
             _add_for_stream(report, unnamed, oid, version, INSERTED, detail, nid)
@@ -437,13 +458,13 @@ def _check_keys(
 
 def _name_loans(recorder: LedgerRecorder, items: list[dict[str, Any]], page: int) -> None:
     """Loan ids for problems known by stream only, from the idempotency records."""
-    wanted = {UUID(i["stream"]) for i in items if i.get("loan_id") is None}
-    names: dict[UUID, str] = {}
-    for _, loan_id, oid in _records(recorder, page):
-        if oid in wanted:
-            names[oid] = loan_id
+    wanted = {UUID(i["stream"]).bytes for i in items if i.get("loan_id") is None}
+    names: dict[bytes, str] = {}
+    for _, loan_id, stream in _records(recorder, page):
+        if stream in wanted:
+            names[stream] = loan_id
     for item in items:
-        item["loan_id"] = item.get("loan_id") or names.get(UUID(item["stream"]))
+        item["loan_id"] = item.get("loan_id") or names.get(UUID(item["stream"]).bytes)
         if item["loan_id"] is not None:
             del item["stream"]
 

@@ -253,3 +253,11 @@ def test_a_checkpoint_still_verifies_a_store_it_matches(store_url, tmp_path):
     book(store_url)
     path = checkpoint_of(store_url, tmp_path)
     assert verify(store_url, "--checkpoint", path) == (0, {"ok": True, "events": 7, "streams": 2})
+
+
+@pytest.mark.parametrize("loan_id", ["L1", "EX3", "贷款-1", "x" * 64])
+def test_verifys_own_stream_id_of_a_loan_is_the_ledgers(loan_id):
+    """verify computes a record's stream id without building UUIDs (it does one a record): the same bytes."""
+    from ledger.verify import _loan_stream
+
+    assert _loan_stream(loan_id) == loan_uuid(loan_id).bytes
