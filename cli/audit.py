@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import sys
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
@@ -15,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from cli.common import EXIT_PROBLEM, echo_json, open_ledger, parse_moment, store_options
-from ledger.verify import CHECKPOINT_FORMAT, make_checkpoint
+from cli.common import EXIT_PROBLEM, echo_json, open_ledger, parse_moment, printable, store_options
+from ledger.verify import BadCheckpoint, check_checkpoint, make_checkpoint
 from ledger.verify import verify as verify_store
 from projections.audit_trail import COLUMNS, export_rows
 from projections.jsonable import to_jsonable
@@ -33,22 +34,54 @@ def _progress(total: int, label: str, quiet: bool) -> AbstractContextManager[Pro
     return click.progressbar(length=total, label=label, file=sys.stderr)
 
 
+MAX_CHECKPOINT_BYTES = 512 * 1024 * 1024  # about 4 million loans' heads at ~120 bytes each
+_READ_CHUNK = 1024 * 1024
+# what `ledger checkpoint` writes: JSON in printable ASCII (ids, hex, digits, a timestamp)
+_CHECKPOINT_TEXT = re.compile(rb"[\x20-\x7e\t\r\n]*")
+
+
 def _read_checkpoint(path: str) -> dict[str, Any]:
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise click.BadParameter(f"cannot read {path}: {e}", param_hint="--checkpoint") from None
-    if (
-        not isinstance(data, dict)
-        or data.get("format") != CHECKPOINT_FORMAT
-        or not isinstance(data.get("head"), int)
-        or not isinstance(data.get("digest"), str)
-        or not isinstance(data.get("heads"), list)
-    ):
-        raise click.BadParameter(
-            f"{path} is not a checkpoint written by `ledger checkpoint`", param_hint="--checkpoint"
+    """The checkpoint at ``path``, read a bounded piece at a time: a device (/dev/zero), a huge or
+    binary file is refused after its first chunk that could not be part of a checkpoint, or at
+    the size limit, before it can fill memory. Any fault is a usage error (exit 2)."""
+
+    def bad(why: str) -> click.BadParameter:
+        return click.BadParameter(
+            f"{path} is not a checkpoint written by `ledger checkpoint`: {why}", param_hint="--checkpoint"
         )
-    return data
+
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        with open(path, "rb") as f:
+            while chunk := f.read(_READ_CHUNK):
+                size += len(chunk)
+                if size > MAX_CHECKPOINT_BYTES:
+                    raise bad(f"it is over {MAX_CHECKPOINT_BYTES // 2**20} MiB")
+                if not _CHECKPOINT_TEXT.fullmatch(chunk):
+                    raise bad(f"it holds bytes that are not text near offset {size - len(chunk)}")
+                chunks.append(chunk)
+    except OSError as e:
+        raise click.BadParameter(f"cannot read {path}: {e.strerror or e}", param_hint="--checkpoint") from None
+    try:
+        data = json.loads(b"".join(chunks).decode("ascii"))
+    except (ValueError, RecursionError) as e:
+        raise bad(f"it is not JSON ({str(e)[:120]})") from None
+    try:
+        return check_checkpoint(data)
+    except BadCheckpoint as e:
+        raise bad(str(e)) from None
+
+
+def _where(p: dict[str, Any]) -> str:
+    if p.get("version") is None:
+        if p.get("loan_id") or p.get("stream"):
+            return f"loan {p.get('loan_id') or p.get('stream')}"
+        return f"notification {p['notification_id']}" if p.get("notification_id") is not None else "log"
+    versions = f"versions {p['version']}..{p['through']}" if "through" in p else f"version {p['version']}"
+    if not (p.get("loan_id") or p.get("stream")) and p.get("notification_id") is not None:
+        return f"notification {p['notification_id']} ({versions})"
+    return f"loan {p['loan_id'] or p.get('stream', '?')} {versions}"
 
 
 @click.command()
@@ -75,9 +108,12 @@ def verify(checkpoint_file: str | None, db_url: str | None, as_json: bool) -> No
         )
     else:
         for p in report.problems:
-            where = f"loan {p['loan_id'] or p.get('stream', '?')} version {p['version']}" if p["version"] else "log"
-            click.echo(f"{where}: {p['problem']}")
-        click.echo(f"{len(report.problems)} problem(s) in {report.events} events of {report.streams} loans")
+            click.echo(printable(f"{_where(p)}: {p['problem']}" + (f" ({p['detail']})" if p.get("detail") else "")))
+        more = report.total - len(report.problems)
+        click.echo(
+            f"{report.total} problem(s) in {report.events} events of {report.streams} loans"
+            + (f" (the first {len(report.problems)} listed; {more} more)" if more else "")
+        )
     if not report.ok:
         sys.exit(EXIT_PROBLEM)
 

@@ -89,9 +89,10 @@ def store_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (errors too).")
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        root = click.get_current_context().find_root()
         if kwargs.get("db_url") is None:  # then `ledger --db URL CMD`, then LEDGER_DB
-            root = click.get_current_context().find_root()
             kwargs["db_url"] = root.params.get("db_url") or os.environ.get("LEDGER_DB") or None
+        kwargs["as_json"] = bool(kwargs.get("as_json") or root.params.get("as_json"))  # `ledger --json CMD`
         try:
             return fn(*args, **kwargs)
         except ConfigError as e:
@@ -100,8 +101,41 @@ def store_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise Problem(str(e)) from None
         except StoreUnavailable as e:
             raise Unavailable(f"{e}; what was committed before stays, and running the command again is safe") from None
+        except Exception as e:
+            denied = permission_denied(e)
+            if denied is None:
+                raise
+            raise NotAllowed(
+                f"{denied}: this needs the store's owner (the role that ran `ledger init`), not the application's "
+                "role (docs/audit.md)"
+            ) from None
 
     return wrapper
+
+
+class NotAllowed(click.ClickException):
+    """The store refused this role the command (permission denied): a configuration matter, exit 2."""
+
+    exit_code = EXIT_USAGE
+
+
+def permission_denied(error: BaseException) -> str | None:
+    """The store's words if ``error`` (or what caused it, through the library's wrappers) is a refused
+    privilege, else None."""
+    import sqlite3
+
+    import psycopg
+
+    seen: set[int] = set()
+    e: BaseException | None = error
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, psycopg.errors.InsufficientPrivilege) or (
+            isinstance(e, sqlite3.OperationalError) and "readonly database" in str(e)
+        ):
+            return str(e).strip().splitlines()[0]
+        e = e.__cause__ or e.__context__
+    return None
 
 
 def open_ledger(db_url: str | None, *, create: bool = False) -> Ledger:
@@ -117,6 +151,12 @@ def open_ledger(db_url: str | None, *, create: bool = False) -> Ledger:
             f"no ledger at {settings.db_url} ({Path(path).resolve()} does not exist); "
             f"create it with `ledger init --db {settings.db_url}`, or check --db / LEDGER_DB"
         )
+    # Retry a connection that was lost, not one that was never made: a store that does not answer
+    # now (refused, unknown host, no route) is reported within the probe's 3 s, not after
+    # LEDGER_RETRY_SECONDS; one that answers but is starting up or full is waited for.
+    reason = _unreachable_reason(settings.db_url)
+    if reason is not None and not any(word in reason for word in _STARTING):
+        raise click.UsageError(f"cannot open the store {redact(settings.db_url)}: {_scrub(reason, settings.db_url)}")
     try:
         return retrying(settings.retry_seconds, "opening the store", lambda: _open(settings))
     except Exception as e:  # the library and psycopg raise several kinds for an unreachable store
@@ -174,6 +214,8 @@ def _open(settings: Settings) -> Ledger:
 
 
 _REFUSALS = ("authentication failed", "does not exist", "no pg_hba.conf entry", "permission denied")
+# the server answered, but cannot take a connection yet: a restart or failover under way
+_STARTING = ("starting up", "shutting down", "in recovery", "too many clients", "not yet accepting connections")
 
 
 def parse_day(value: str | None, name: str) -> date | None:

@@ -29,7 +29,7 @@ from domain.errors import LedgerError
 from ledger.app import Outcome
 from ledger.config import redact, settings_from_env
 from ledger.eod import run_eod
-from ledger.ingest import append_lines, read_lines
+from ledger.ingest import UnreadableInput, append_lines, read_lines
 from ledger.parts import PartCrashed, refuse_in_memory
 from ledger.retry import StoreUnavailable
 from projections.balances import STATES, open_loan_uuids
@@ -42,8 +42,9 @@ from projections.runner import views as projection_views
 
 @click.group(cls=LedgerGroup)
 @click.option("--db", "db_url", default=None, metavar="URL", help=DB_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (errors too), for any command.")
 @click.version_option(package_name="loan-ledger", prog_name="ledger")
-def cli(db_url: str | None) -> None:
+def cli(db_url: str | None, as_json: bool) -> None:
     """Event-sourced ledger for short-term consumer micro-loans.
 
     Every command takes --db URL (here or after the command) and --json.
@@ -98,10 +99,12 @@ def append(source: BinaryIO, workers: int, db_url: str | None, as_json: bool) ->
         app = open_ledger(db_url)
         with stop_at_batch_boundary(app) as guarded:  # SIGINT/SIGTERM: finish the batch in flight, then stop
             try:
-                for item in append_lines(guarded, read_lines(source)):
+                for item in append_lines(guarded, read_lines(guarded.watch(source))):
                     emit(item.line, item.outcome)
             except (Interrupted, StoreUnavailable) as stop:
                 report_stop(stop, totals, last_line, as_json)
+            except UnreadableInput as e:
+                report_stop(UnreadableInput(f"cannot read {source.name}: {e}"), totals, last_line, as_json)
     else:
         from ledger.append_parts import append_in_parts
 
@@ -116,6 +119,9 @@ def append(source: BinaryIO, workers: int, db_url: str | None, as_json: bool) ->
                 append_in_parts(settings, read_lines(source), workers, emit, signals.check)
             except (Interrupted, StoreUnavailable, PartCrashed) as stop:
                 report_stop(stop, totals, last_line, as_json, in_parts=True)
+            except UnreadableInput as e:
+                unreadable = UnreadableInput(f"cannot read {source.name}: {e}")
+                report_stop(unreadable, totals, last_line, as_json, in_parts=True)
     if not as_json:
         click.echo(f"appended {totals['appended']}, duplicate {totals['duplicate']}, rejected {totals['rejected']}")
     if totals["rejected"]:

@@ -1,13 +1,22 @@
-"""`ledger serve`: the HTTP API on uvicorn, until SIGTERM or Ctrl-C."""
+"""`ledger serve`: the HTTP API on uvicorn, until SIGTERM or Ctrl-C.
+
+The transport (header and body timeouts, the connection cap, answering a client that sends its
+whole body first) is api/transport.py, handed to uvicorn as its protocol and around the app.
+"""
 
 from __future__ import annotations
 
+import math
 import os
+import resource
 import signal
 
 import click
 
+from api.transport import BODY_TIMEOUT_ENV, HEADER_TIMEOUT_ENV, MAX_CONNECTIONS_ENV
 from cli.common import open_ledger, store_options
+
+FILES_BESIDE_CONNECTIONS = 256  # the store's pool, the listening socket, logs, the interpreter's own
 
 
 @click.command()
@@ -16,23 +25,62 @@ from cli.common import open_ledger, store_options
 @click.option(
     "--workers", type=click.IntRange(1, 64), default=1, show_default=True, help="Server processes (PostgreSQL scales)."
 )
+@click.option(
+    "--max-connections",
+    type=click.IntRange(1, 100_000),
+    default=1000,
+    show_default=True,
+    help="Connections held at once (shared out among the workers). At the cap, the connection that has "
+    "waited longest for a request's headers is closed to make room; 503 only when every one is busy.",
+)
+@click.option(
+    "--header-timeout",
+    type=click.FloatRange(0.1, 3600),
+    default=10.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="A connection that has not sent a request's headers within this is dropped.",
+)
+@click.option(
+    "--body-timeout",
+    type=click.FloatRange(0.1, 3600),
+    default=30.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="A request whose body has not all arrived this long after its headers is dropped.",
+)
 @store_options
-def serve(host: str, port: int, workers: int, db_url: str | None, as_json: bool) -> None:
+def serve(
+    host: str,
+    port: int,
+    workers: int,
+    max_connections: int,
+    header_timeout: float,
+    body_timeout: float,
+    db_url: str | None,
+    as_json: bool,
+) -> None:
     """Serve the HTTP API (docs/api.md). SIGTERM or Ctrl-C: in-flight requests finish, then exit 0."""
     import uvicorn
 
+    per_worker = math.ceil(max_connections / workers)
+    _allow_open_files(per_worker + FILES_BESIDE_CONNECTIONS)
     app = open_ledger(db_url)  # a bad or unreachable store is a usage error now, not in every worker
     url = app.settings.db_url
     app.close()
-    # each worker process builds its app from the environment: hand it the store chosen here
+    # each worker process builds its app and its transport from the environment: hand them what was chosen here
     os.environ["LEDGER_DB"] = url
+    os.environ[MAX_CONNECTIONS_ENV] = str(per_worker)
+    os.environ[HEADER_TIMEOUT_ENV] = str(header_timeout)
+    os.environ[BODY_TIMEOUT_ENV] = str(body_timeout)
     # After a graceful shutdown uvicorn restores the handlers it found and raises the signal again,
     # so the process would die "by SIGTERM"; finding no-op handlers, it returns and we exit 0.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
     uvicorn.run(
-        "api.app:create_app_from_env",
+        "api.transport:create_served_app",
         factory=True,
+        http="api.transport:GuardedHttpTools",
         host=host,
         port=port,
         workers=workers,
@@ -40,3 +88,15 @@ def serve(host: str, port: int, workers: int, db_url: str | None, as_json: bool)
         log_level="info",
         timeout_graceful_shutdown=30,
     )
+
+
+def _allow_open_files(needed: int) -> None:
+    """Raise this process's open-file limit to ``needed`` if the hard limit allows; else say so."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        if hard != resource.RLIM_INFINITY and hard < needed:
+            raise click.UsageError(
+                f"--max-connections needs {needed} open files a server process, and the limit is {hard} "
+                "(`ulimit -Hn`): lower --max-connections or raise the limit"
+            )
+        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))

@@ -15,10 +15,11 @@ import sys
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import click
 
+from ledger.ingest import UnreadableInput
 from ledger.parts import PartCrashed
 from ledger.retry import StoreUnavailable
 
@@ -52,11 +53,17 @@ class Signals:
 
 
 class _StopAtBatchBoundary(Signals):
-    """The ledger as append_lines sees it, refusing to start a batch once a signal came."""
+    """The ledger as append_lines sees it, refusing to start a batch once a signal came.
+
+    Between batches it reads the input (``watch``): a signal then stops it at once, even inside a
+    read that would block until input comes (a FIFO, a pipe, a terminal), since no batch is in
+    flight; nothing read since the last batch was written.
+    """
 
     def __init__(self, app: Any):
         super().__init__()
         self._app = app
+        self.reading = False
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._app, name)
@@ -64,6 +71,29 @@ class _StopAtBatchBoundary(Signals):
     def append(self, commands: Sequence[Any]) -> Any:
         self.check()
         return self._app.append(commands)
+
+    def on_signal(self, signum: int, frame: Any) -> None:
+        if self.reading and not self.signum:
+            self.signum = signum
+            raise Interrupted(signum, in_flight=False)  # out of the read: nothing is in flight
+        super().on_signal(signum, frame)
+
+    def watch(self, stream: BinaryIO) -> BinaryIO:
+        """``stream`` read through this: each read first checks for a signal, and is interruptible."""
+        return _WatchedInput(stream, self)  # type: ignore[return-value]  # readline is all read_lines uses
+
+
+class _WatchedInput:
+    def __init__(self, stream: BinaryIO, signals: _StopAtBatchBoundary):
+        self._stream, self._signals = stream, signals
+
+    def readline(self, size: int = -1) -> bytes:
+        self._signals.check()  # a signal that came during the batch before: stop before reading on
+        self._signals.reading = True
+        try:
+            return self._stream.readline(size)
+        finally:
+            self._signals.reading = False
 
 
 @contextmanager
@@ -125,7 +155,15 @@ def report_stop(
             err=True,
         )
         sys.exit(EXIT_SIGNAL[signal.Signals(error.signum)])
-    assert isinstance(error, (StoreUnavailable, PartCrashed))
+    if isinstance(error, UnreadableInput):
+        tail = "lines not answered were not written" if in_parts else "nothing after it was written"
+        click.echo(
+            f"Error: {error}; {answered}; {tail}; fix the input, then re-run it (stored lines are answered duplicate)",
+            err=True,
+        )
+        sys.exit(2)
+    if not isinstance(error, (StoreUnavailable, PartCrashed)):
+        raise error
     later = "lines not answered may be partly written" if in_parts else "later lines may be partly written"
     when = "when the store is back " if isinstance(error, StoreUnavailable) else ""
     click.echo(

@@ -73,3 +73,15 @@ class DamagedStream(LedgerError):
             f"loan {loan}: its stored events are damaged (version {found} follows version {expected - 1}; "
             f"version {expected} is missing): run `ledger verify`, and restore the loan's events from a backup"
         )
+
+
+class UnreadableEvent(LedgerError):
+    """A loan's stored event cannot be decoded (its state is not JSON, its topic names no event type):
+    it was written or changed around the ledger. ``loan`` is the loan's id where known, else its stream."""
+
+    def __init__(self, loan: str, version: int, why: str):
+        self.loan, self.version, self.why = loan, version, why
+        super().__init__(
+            f"loan {loan}: its stored event at version {version} cannot be read ({why}): run `ledger verify`, "
+            "and restore the loan's events from a backup"
+        )

@@ -18,7 +18,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -26,7 +26,7 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.domain import DomainEventProtocol, OriginatorVersionError
-from eventsourcing.persistence import IntegrityError, JSONTranscoder, Notification, Recording
+from eventsourcing.persistence import IntegrityError, JSONTranscoder, Mapper, Notification, Recording
 from eventsourcing.utils import Environment, EnvType, get_topic
 
 from domain.errors import (
@@ -38,6 +38,7 @@ from domain.errors import (
     InvalidCommand,
     LedgerError,
     RuleViolation,
+    UnreadableEvent,
 )
 from domain.loan import Loan, loan_uuid
 from ledger.audit_store import stream_id
@@ -45,7 +46,7 @@ from ledger.commands import Applied, _Command
 from ledger.config import Settings, store_env
 from ledger.handlers import handle
 from ledger.retry import retrying
-from ledger.store import DateAsISO, KeyRecord, LedgerRecorder
+from ledger.store import DateAsISO, KeyRecord, LedgerRecorder, LoanMapper
 
 APPENDED, DUPLICATE, REJECTED = "appended", "duplicate", "rejected"
 
@@ -104,6 +105,15 @@ class Ledger(Application[UUID]):
         ``LEDGER_SQLITE_DBNAME`` or ``POSTGRES_DBNAME`` overrides ``--db`` and sends every write
         elsewhere (or to memory), and ``POSTGRES_ENABLE_DB_FUNCTIONS`` skips our own tables."""
         return Environment(name, dict(env or {}))
+
+    def __del__(self) -> None:
+        """The library closes a collected application; one whose opening failed half-way has a pool that
+        cannot be closed from its own thread, and printed "Exception ignored in Application.__del__"."""
+        with suppress(Exception):
+            super().__del__()
+
+    def construct_mapper(self) -> Mapper[UUID]:
+        return self.factory.mapper(transcoder=self.construct_transcoder(), mapper_class=LoanMapper)
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
@@ -367,7 +377,8 @@ class Ledger(Application[UUID]):
 
     def loan_events(self, loan_id: str, known_at: datetime | None = None) -> list[Loan.Event]:
         """The loan's events in order; with ``known_at``, the prefix recorded by then."""
-        events = [loan_event(e) for e in self.events.get(loan_uuid(loan_id))]
+        with damage_named(loan_id):
+            events = [loan_event(e) for e in self.events.get(loan_uuid(loan_id))]
         if known_at is None:
             return events
         known: list[Loan.Event] = []
@@ -397,6 +408,8 @@ def damage_named(loan: str | Callable[[], str]) -> Iterator[None]:
         yield
     except OriginatorVersionError as e:
         raise DamagedStream(loan if isinstance(loan, str) else loan(), *e.args) from None
+    except UnreadableEvent as e:
+        raise UnreadableEvent(loan if isinstance(loan, str) else loan(), e.version, e.why) from None
 
 
 def _version(loan: Loan | None) -> int | None:

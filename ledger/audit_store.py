@@ -26,10 +26,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+import psycopg
 from eventsourcing.persistence import StoredEvent
 from psycopg.sql import SQL, Identifier, Literal
 
@@ -44,8 +46,27 @@ Key = tuple[UUID, int]
 EventRow = tuple[UUID, int, str, bytes, int, str | None]
 # (notification id, stream, version, chain hash, state if version 1) in notification order
 LogRow = tuple[int, UUID, int, str | None, bytes | None]
+# For verify, the same as stored, not yet decoded: a tampered row may hold any type in any column.
+# (stream, version, topic, state, notification id, chain hash) and a row's (stream, version) as stored
+RawEventRow = tuple[Any, ...]
+RawKey = tuple[Any, Any]
+# (notification id, stream, version, chain hash, state)
+RawLogRow = tuple[Any, ...]
 # (notification id, stream, version, topic, state, chain hash, previous chain hash)
 ExportRow = tuple[int, UUID, int, str, bytes, str | None, str | None]
+
+
+@dataclass(frozen=True)
+class Erasure:
+    """What ``borrower forget`` did. ``held``: personal data was found and deleted now.
+    ``finished_earlier``: none was held, but an earlier erasure of the borrower is on record
+    and its clean-up was run again. ``left``: what still holds the bytes and how to finish,
+    or None when no byte is left in the store's files."""
+
+    borrower_id: str
+    held: bool
+    finished_earlier: bool = False
+    left: str | None = None
 
 
 def stream_id(e: StoredEvent) -> UUID:
@@ -96,10 +117,17 @@ class ChainedSQLite(ClockSQLite):
         )
         for table in (events, *APPEND_ONLY):
             for op in ("UPDATE", "DELETE"):
-                c.execute(
-                    f"CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()} BEFORE {op} ON {table} "
+                # by its definition, not its name: one replaced by "... WHEN 0 BEGIN ..." is made again
+                name = f"{table}_no_{op.lower()}"
+                definition = (
+                    f"CREATE TRIGGER {name} BEFORE {op} ON {table} "
                     f"BEGIN SELECT RAISE(ABORT, '{table} is append-only: {op} refused'); END"
                 )
+                c.execute("SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = ?", (name,))
+                found = c.fetchone()
+                if found is None or found[0] != definition:
+                    c.execute(f"DROP TRIGGER IF EXISTS {name}")
+                    c.execute(definition)
 
     def _insert_events(self, c: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Any:
         if kwargs.get("borrowers"):
@@ -148,8 +176,18 @@ class ChainedSQLite(ClockSQLite):
             previous = {oid: h for oid, _, h in rows[-1:]}
             after = (page[-1][0], page[-1][1])
 
-    def erase_borrower(self, borrower_id: str, reason: str | None) -> bool:
-        """Delete the personal data so no byte of it stays in the file, and record the erasure."""
+    def erase_borrower(self, borrower_id: str, reason: str | None, wait_seconds: float) -> Erasure:
+        """Delete the personal data so no byte of it stays in the files, and record the erasure.
+
+        The deleted row's old page images stay in the write-ahead log until a checkpoint
+        copies the log back and truncates it, which SQLite can do only once no other
+        connection is in the middle of a read through the log (a long request to ``ledger serve``, a
+        backup, a sqlite3 shell left in a transaction). The
+        checkpoint waits up to ``wait_seconds`` for them, and its result is checked. A
+        borrower already erased (by a run whose checkpoint could not finish) is checkpointed
+        again, so a later run finishes what an earlier one could not.
+        """
+        path = self.datastore.pool.db_name
         with self.datastore.get_connection(commit=True) as conn:
             with conn.transaction(commit=True) as c:
                 c.execute("PRAGMA secure_delete = ON")  # freed pages are zeroed, not left readable
@@ -160,10 +198,33 @@ class ChainedSQLite(ClockSQLite):
                         "INSERT INTO ledger_erasures (borrower_id, erased_at, reason) VALUES (?, ?, ?)",
                         (borrower_id, datetime.now(UTC).isoformat(), reason),
                     )
-            if erased:
-                # the old page images sit in the write-ahead log until it is checkpointed
-                conn.cursor().execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        return erased
+                    earlier = False
+                else:
+                    c.execute("SELECT 1 FROM ledger_erasures WHERE borrower_id = ? LIMIT 1", (borrower_id,))
+                    earlier = c.fetchone() is not None
+            if not erased and not earlier:
+                return Erasure(borrower_id, held=False)
+            cursor = conn.cursor().sqlite_cursor
+            timeout_ms = cursor.execute("PRAGMA busy_timeout").fetchone()[0]
+            cursor.execute(f"PRAGMA busy_timeout = {int(wait_seconds * 1000)}")
+            try:
+                # TRUNCATE waits (through the busy handler) for every reader to leave the log
+                busy, _, _ = cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            finally:
+                cursor.execute(f"PRAGMA busy_timeout = {int(timeout_ms)}")
+                cursor.close()
+        if busy:
+            return Erasure(
+                borrower_id,
+                held=erased,
+                left=(
+                    f"old copies of its pages stay in {path}-wal (and {path}) while another process is reading "
+                    f"the store (a long request to `ledger serve`, a backup; waited {wait_seconds:g} s for it): "
+                    "stop the processes that have the store open, then run "
+                    f"`ledger borrower forget {borrower_id}` again to finish"
+                ),
+            )
+        return Erasure(borrower_id, held=erased, finished_earlier=earlier)
 
     # ---- reads for verify, checkpoint and export ----------------------------------
     def _events_page(self, c: Any, after: Key | None, limit: int) -> list[EventRow]:
@@ -175,19 +236,42 @@ class ChainedSQLite(ClockSQLite):
         )
         return [(UUID(r[0]), r[1], r[2], bytes(r[3]), r[4], r[5]) for r in c.fetchall()]
 
-    def audit_events_page(self, after: Key | None, limit: int) -> list[EventRow]:
-        with self.datastore.transaction(commit=False) as c:
-            return self._events_page(c, after, limit)
-
-    def audit_log_page(self, after_nid: int, head: int, limit: int) -> list[LogRow]:
+    def audit_events_page(self, after: RawKey | None, limit: int) -> list[RawEventRow]:
+        """Rows in (stream, version) order after ``after`` (a row's stored key, as returned), as
+        stored: verify decodes them, so a row of the wrong type is a named problem, not a crash."""
+        where = "WHERE originator_id IS NOT NULL AND originator_version IS NOT NULL "
+        params: list[Any] = []
+        if after is not None:
+            where += "AND (originator_id, originator_version) > (?, ?) "
+            params = list(after)
         with self.datastore.transaction(commit=False) as c:
             c.execute(
-                "SELECT rowid, originator_id, originator_version, chain_hash,"
-                f" CASE WHEN originator_version = 1 THEN state END FROM {self.events_table_name} "
+                "SELECT originator_id, originator_version, topic, state, rowid, chain_hash "
+                f"FROM {self.events_table_name} {where}ORDER BY originator_id, originator_version LIMIT ?",
+                [*params, limit],
+            )
+            return [tuple(r) for r in c.fetchall()]
+
+    def audit_log_page(self, after_nid: int, head: int, limit: int, *, states: bool = False) -> list[RawLogRow]:
+        """Rows in notification order, as stored; the state of every row with ``states``, else only
+        of versions 1 (the loan's own id is there)."""
+        state = "state" if states else "CASE WHEN originator_version = 1 THEN state END"
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                f"SELECT rowid, originator_id, originator_version, chain_hash, {state} FROM {self.events_table_name} "
                 "WHERE rowid > ? AND rowid <= ? ORDER BY rowid LIMIT ?",
                 (after_nid, head, limit),
             )
-            return [(r[0], UUID(r[1]), r[2], r[3], r[4]) for r in c.fetchall()]
+            return [tuple(r) for r in c.fetchall()]
+
+    def audit_keys_page(self, after: str | None, limit: int) -> list[tuple[str, str]]:
+        """(idempotency key, loan id) in key order after ``after``."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                "SELECT key, loan_id FROM ledger_idempotency WHERE key > ? ORDER BY key LIMIT ?",
+                ("" if after is None else after, limit),
+            )
+            return [(r[0], r[1]) for r in c.fetchall()]
 
     def audit_export_page(self, after_nid: int, limit: int, originator_id: UUID | None) -> list[ExportRow]:
         where, params = ("AND e.originator_id = ? ", [originator_id.hex]) if originator_id else ("", [])
@@ -201,11 +285,6 @@ class ChainedSQLite(ClockSQLite):
                 [after_nid, *params, limit],
             )
             return [(r[0], UUID(r[1]), r[2], r[3], bytes(r[4]), r[5], r[6]) for r in c.fetchall()]
-
-    def audit_loan_ids(self) -> list[str]:
-        with self.datastore.transaction(commit=False) as c:
-            c.execute("SELECT DISTINCT loan_id FROM ledger_idempotency")
-            return [r[0] for r in c.fetchall()]
 
 
 class ChainedPostgres(ClockPostgres):
@@ -254,20 +333,26 @@ class ChainedPostgres(ClockPostgres):
             ).format(schema)
         )
         for table in (self.events_table_name, *APPEND_ONLY):
-            # Only when missing or disabled: CREATE TRIGGER and ALTER TABLE lock the table
-            # against writers, and every process that opens the store runs this.
+            # Only when missing, disabled or defined otherwise (a WHEN clause, UPDATE OF a column, other
+            # events or function): CREATE TRIGGER and ALTER TABLE lock the table against writers, and
+            # every process that opens the store runs this. tgtype: 2 BEFORE, 8 DELETE, 16 UPDATE,
+            # 32 TRUNCATE; no 1 (FOR EACH ROW).
+            intact = (
+                "tgrelid = rel AND tgenabled = 'A' AND tgqual IS NULL AND tgnargs = 0 "
+                "AND cardinality(tgattr::int2[]) = 0 AND tgfoid = {function}::regprocedure AND "
+            )
             curs.execute(
                 SQL(
                     "DO $d$ DECLARE rel oid := (SELECT c.oid FROM pg_class c JOIN pg_namespace n "
                     "ON n.oid = c.relnamespace WHERE n.nspname = {schema_name} AND c.relname = {table_name}); "
                     "BEGIN "
-                    "IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = rel "
-                    "AND tgname = 'ledger_append_only' AND tgenabled = 'A') THEN "
+                    "IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE " + intact + "tgname = 'ledger_append_only' "
+                    "AND tgtype = 26) THEN "
                     "CREATE OR REPLACE TRIGGER ledger_append_only BEFORE UPDATE OR DELETE ON {schema}.{table} "
                     "FOR EACH STATEMENT EXECUTE FUNCTION {schema}.ledger_refuse_change(); "
                     "ALTER TABLE {schema}.{table} ENABLE ALWAYS TRIGGER ledger_append_only; END IF; "
-                    "IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = rel "
-                    "AND tgname = 'ledger_no_truncate' AND tgenabled = 'A') THEN "
+                    "IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE " + intact + "tgname = 'ledger_no_truncate' "
+                    "AND tgtype = 34) THEN "
                     "CREATE OR REPLACE TRIGGER ledger_no_truncate BEFORE TRUNCATE ON {schema}.{table} "
                     "FOR EACH STATEMENT EXECUTE FUNCTION {schema}.ledger_refuse_change(); "
                     "ALTER TABLE {schema}.{table} ENABLE ALWAYS TRIGGER ledger_no_truncate; END IF; "
@@ -277,6 +362,7 @@ class ChainedPostgres(ClockPostgres):
                     table=Identifier(table),
                     schema_name=Literal(self.datastore.schema),
                     table_name=Literal(table),
+                    function=Literal(f"{Identifier(self.datastore.schema).as_string()}.ledger_refuse_change()"),
                 )
             )
 
@@ -325,18 +411,24 @@ class ChainedPostgres(ClockPostgres):
             previous = {oid: h for oid, _, h in rows[-1:]}
             after = (page[-1][0], page[-1][1])
 
-    def erase_borrower(self, borrower_id: str, reason: str | None) -> bool:
+    def erase_borrower(self, borrower_id: str, reason: str | None, wait_seconds: float) -> Erasure:
         """Delete the personal data, record the erasure, then rewrite the table without the dead row.
 
         A plain VACUUM leaves old row versions' bytes in pages' free space (seen here
         for data replaced by an upsert); VACUUM FULL writes a new file. It locks the
         borrowers table, so appends carrying personal data wait for it: one table of
-        small rows, once per erasure.
+        small rows, once per erasure. Only the table's owner may run it: anyone else's
+        VACUUM is skipped with a mere warning, so whether the table was rewritten is read
+        from its file number (a rewrite always gives it a new file), not assumed. A
+        borrower already erased (by a role that could not rewrite) is rewritten again,
+        so the owner's later run finishes the job. ``wait_seconds`` bounds the wait for
+        the table's lock.
         """
         schema, _ = self._audit_names()
         with self.datastore.transaction(commit=True) as curs:
             curs.execute(SQL("DELETE FROM {}.ledger_borrowers WHERE borrower_id = %s").format(schema), (borrower_id,))
             erased: bool = curs.rowcount > 0
+            earlier = False
             if erased:
                 curs.execute(
                     SQL(
@@ -344,14 +436,49 @@ class ChainedPostgres(ClockPostgres):
                     ).format(schema),
                     (borrower_id, reason),
                 )
-        if erased:
-            with self.datastore.get_connection() as conn:
-                conn.autocommit = True  # VACUUM cannot run inside a transaction
+            else:
+                curs.execute(
+                    SQL("SELECT 1 FROM {}.ledger_erasures WHERE borrower_id = %s LIMIT 1").format(schema),
+                    (borrower_id,),
+                )
+                earlier = curs.fetchone() is not None
+        if not erased and not earlier:
+            return Erasure(borrower_id, held=False)
+        table = SQL("{}.ledger_borrowers").format(schema)
+        filenode = SQL("SELECT pg_relation_filenode({})").format(Literal(f"{schema.as_string()}.ledger_borrowers"))
+        said: list[str] = []
+
+        def hear(notice: Any) -> None:
+            said.append(notice.message_primary or "")
+
+        with self.datastore.get_connection() as conn:
+            conn.autocommit = True  # VACUUM cannot run inside a transaction
+            conn.add_notice_handler(hear)
+            try:
+                conn.execute(SQL("SET lock_timeout = {}").format(Literal(f"{int(wait_seconds * 1000)}ms")))
+                before = conn.execute(filenode).fetchone()
                 try:
-                    conn.execute(SQL("VACUUM FULL {}.ledger_borrowers").format(schema))
-                finally:
-                    conn.autocommit = False
-        return erased
+                    conn.execute(SQL("VACUUM FULL {}").format(table))
+                except psycopg.errors.LockNotAvailable:
+                    said.append(f"another transaction held the table for {wait_seconds:g} s")
+                after = conn.execute(filenode).fetchone()
+            finally:
+                conn.execute("RESET lock_timeout")
+                conn.remove_notice_handler(hear)
+                conn.autocommit = False
+        if before == after:
+            why = "; ".join(said) or "the table was not rewritten"
+            return Erasure(
+                borrower_id,
+                held=erased,
+                left=(
+                    f"its row is deleted, but the bytes stay in ledger_borrowers' data file until the table is "
+                    f"rewritten, which only the table's owner may do (the server said: {why}): run "
+                    f"`ledger borrower forget {borrower_id}` again as the owner (the role that ran `ledger init`), "
+                    "or `VACUUM FULL ledger_borrowers` as the owner"
+                ),
+            )
+        return Erasure(borrower_id, held=erased, finished_earlier=earlier)
 
     # ---- reads for verify, checkpoint and export ----------------------------------
     def _events_page(self, curs: Any, after: Key | None, limit: int) -> list[EventRow]:
@@ -376,31 +503,61 @@ class ChainedPostgres(ClockPostgres):
             for r in curs.fetchall()
         ]
 
-    def audit_events_page(self, after: Key | None, limit: int) -> list[EventRow]:
-        with self.datastore.transaction(commit=False) as curs:
-            return self._events_page(curs, after, limit)
-
-    def audit_log_page(self, after_nid: int, head: int, limit: int) -> list[LogRow]:
+    def audit_events_page(self, after: RawKey | None, limit: int) -> list[RawEventRow]:
+        """As ChainedSQLite.audit_events_page: rows as stored, for verify to decode."""
         schema, events = self._audit_names()
+        where = "WHERE originator_id IS NOT NULL AND originator_version IS NOT NULL "
+        if after is not None:
+            where += "AND (originator_id, originator_version) > (%s, %s) "
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(
                 SQL(
-                    "SELECT notification_id, originator_id, originator_version, chain_hash,"
-                    " CASE WHEN originator_version = 1 THEN state END AS created FROM {}.{} "
-                    "WHERE notification_id > %s AND notification_id <= %s ORDER BY notification_id LIMIT %s"
-                ).format(schema, events),
-                (after_nid, head, limit),
+                    "SELECT originator_id, originator_version, topic, state, notification_id, chain_hash FROM {}.{} "
+                ).format(schema, events)
+                + SQL(where)  # a constant: no input in it
+                + SQL("ORDER BY originator_id, originator_version LIMIT %s"),
+                [*(after or ()), limit],
             )
             return [
                 (
-                    r["notification_id"],
                     r["originator_id"],
                     r["originator_version"],
+                    r["topic"],
+                    r["state"],
+                    r["notification_id"],
                     r["chain_hash"],
-                    None if r["created"] is None else bytes(r["created"]),
                 )
                 for r in curs.fetchall()
             ]
+
+    def audit_log_page(self, after_nid: int, head: int, limit: int, *, states: bool = False) -> list[RawLogRow]:
+        """As ChainedSQLite.audit_log_page."""
+        schema, events = self._audit_names()
+        state = SQL("state" if states else "CASE WHEN originator_version = 1 THEN state END")
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                SQL(
+                    "SELECT notification_id, originator_id, originator_version, chain_hash, {} AS state FROM {}.{} "
+                    "WHERE notification_id > %s AND notification_id <= %s ORDER BY notification_id LIMIT %s"
+                ).format(state, schema, events),
+                (after_nid, head, limit),
+            )
+            return [
+                (r["notification_id"], r["originator_id"], r["originator_version"], r["chain_hash"], r["state"])
+                for r in curs.fetchall()
+            ]
+
+    def audit_keys_page(self, after: str | None, limit: int) -> list[tuple[str, str]]:
+        """(idempotency key, loan id) in key order after ``after``."""
+        schema, _ = self._audit_names()
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                SQL("SELECT key, loan_id FROM {}.ledger_idempotency WHERE key > %s ORDER BY key LIMIT %s").format(
+                    schema
+                ),
+                ("" if after is None else after, limit),
+            )
+            return [(r["key"], r["loan_id"]) for r in curs.fetchall()]
 
     def audit_export_page(self, after_nid: int, limit: int, originator_id: UUID | None) -> list[ExportRow]:
         schema, events = self._audit_names()
@@ -428,9 +585,3 @@ class ChainedPostgres(ClockPostgres):
                 )
                 for r in curs.fetchall()
             ]
-
-    def audit_loan_ids(self) -> list[str]:
-        schema, _ = self._audit_names()
-        with self.datastore.transaction(commit=False) as curs:
-            curs.execute(SQL("SELECT DISTINCT loan_id FROM {}.ledger_idempotency").format(schema))
-            return [r["loan_id"] for r in curs.fetchall()]

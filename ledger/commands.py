@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import unicodedata
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from functools import cached_property
@@ -51,10 +52,18 @@ _LOAN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}", re.ASCII)
 _DATE_TEXT = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})", re.ASCII)
 _DECIMAL_TEXT = re.compile(r"[0-9]{1,6}(\.[0-9]{1,12})?", re.ASCII)
-# C0 and C1 controls, DEL, Unicode line separators, bidirectional overrides and lone surrogates:
-# never meaningful in a field, and they can forge or disguise output lines, or fail to encode on
-# the way to the store.
-_UNSAFE_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+# C0 and C1 controls, DEL, Unicode line separators and lone surrogates: never meaningful in a field,
+# and they can forge or disguise output lines, or fail to encode on the way to the store. And every
+# format character (Unicode category Cf: zero-width spaces and joiners, U+FEFF, the soft hyphen,
+# direction marks and overrides, ...): invisible, so "ZW-1" and "ZW-1" + U+200B would be two keys or
+# two bank references that look alike. The Cf ranges are Unicode 14's (Python 3.11);
+# tests/test_parse_fast_path.py checks them against the running Python's unicodedata.
+_FORMAT_CHARS = (
+    "\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890-\u0891\u08e2\u180e\u200b-\u200f\u202a-\u202e"
+    "\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd\U00013430-\U00013438"
+    "\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f"
+)
+_UNSAFE_CHARS = re.compile(f"[\\x00-\\x1f\\x7f-\\x9f\\u2028\\u2029\\ud800-\\udfff{_FORMAT_CHARS}]")
 
 
 # ---- field types ------------------------------------------------------------
@@ -413,7 +422,9 @@ def _check_text(text: str, where: str, field: str | None = None) -> None:
         raise InvalidCommand(f"{where}: {len(text)} characters is over the limit of {MAX_TEXT_CHARS}", field)
     bad = _UNSAFE_CHARS.search(text)
     if bad:
-        raise InvalidCommand(f"{where}: control character {_echo(bad.group())} is not accepted", field)
+        char = bad.group()
+        kind = "invisible format character" if unicodedata.category(char) == "Cf" else "control character"
+        raise InvalidCommand(f"{where}: {kind} {_echo(char)} (U+{ord(char):04X}) is not accepted", field)
 
 
 def _json_kind(value: Any) -> str:

@@ -101,6 +101,9 @@ def check_no_library_settings(env: dict[str, str]) -> None:
         )
 
 
+WRITE_OFF_DPD_MAX = 3650  # ten years past due: any larger is a mistake, not a policy
+
+
 def settings_from_env(db_url: str | None = None, env: dict[str, str] | None = None) -> Settings:
     env = dict(os.environ if env is None else env)
     check_no_library_settings(env)
@@ -113,10 +116,17 @@ def settings_from_env(db_url: str | None = None, env: dict[str, str] | None = No
         )
     except InvalidAmount as e:
         raise ConfigError(f"{e} (at most 100000000.00: the views keep money as 64-bit fen)") from None
+    write_off_text = env.get("LEDGER_WRITE_OFF_DPD", str(DEFAULT_WRITE_OFF_DPD))
     try:
-        write_off_dpd = int(env.get("LEDGER_WRITE_OFF_DPD", DEFAULT_WRITE_OFF_DPD))
+        write_off_dpd = int(write_off_text)
     except ValueError:
-        raise ConfigError("LEDGER_WRITE_OFF_DPD must be an integer") from None
+        write_off_dpd = 0
+    if not 1 <= write_off_dpd <= WRITE_OFF_DPD_MAX:
+        # 0 or below would write a loan off the first day it is late, for good: never a typo to act on
+        raise ConfigError(
+            f"LEDGER_WRITE_OFF_DPD={write_off_text!r} must be a whole number of days past due "
+            f"from 1 to {WRITE_OFF_DPD_MAX} (default {DEFAULT_WRITE_OFF_DPD})"
+        )
     try:
         retry_seconds = float(env.get("LEDGER_RETRY_SECONDS", "30"))
     except ValueError:

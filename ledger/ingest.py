@@ -32,25 +32,53 @@ class OverlongLine(bytes):
     """The first bytes of a line that was longer than MAX_LINE_BYTES (the rest was skipped)."""
 
 
+class UnreadableInput(Exception):
+    """The input cannot be read on (an I/O error), or is no JSON Lines at all (a line running past
+    MAX_RUNAWAY_BYTES without a newline, as /dev/zero does): reading stops there."""
+
+
+MAX_RUNAWAY_BYTES = 1024 * MAX_LINE_BYTES  # 64 MiB: past this, one "line" is not a line of a file
+
+
 def read_lines(stream: BinaryIO, max_bytes: int = MAX_LINE_BYTES) -> Iterator[bytes]:
-    """Lines of a binary stream, each at most ``max_bytes`` (+ newline) held in memory at once."""
+    """Lines of a binary stream, each at most ``max_bytes`` (+ newline) held in memory at once.
+
+    A line over ``max_bytes`` is skipped a bounded piece at a time and yielded as an OverlongLine
+    (answered rejected in its place); one that runs on past MAX_RUNAWAY_BYTES, or a read that
+    fails, raises UnreadableInput.
+    """
     first = True
+    number = 0
     while True:
-        line = stream.readline(max_bytes + 2)  # room for CR LF after a line of exactly max_bytes
+        line = _read(stream, max_bytes + 2, number + 1)  # room for CR LF after a line of exactly max_bytes
         if not line:
             return
+        number += 1
         if first and line.startswith(_BOM):  # a UTF-8 byte order mark from some editors: not data
             line = line[len(_BOM) :]
         first = False
         if len(line.rstrip(b"\r\n")) > max_bytes:
-            head = line[:200]
+            head, skipped = line[:200], len(line)
             while not line.endswith(b"\n"):  # skip the rest of it, a bounded piece at a time
-                line = stream.readline(max_bytes)
+                if skipped > MAX_RUNAWAY_BYTES:
+                    raise UnreadableInput(
+                        f"line {number} runs on past {MAX_RUNAWAY_BYTES // 2**20} MiB without a newline: "
+                        "the input is not JSON Lines"
+                    )
+                line = _read(stream, max_bytes, number)
+                skipped += len(line)
                 if not line:
                     break
             yield OverlongLine(head)
         else:
             yield line
+
+
+def _read(stream: BinaryIO, size: int, number: int) -> bytes:
+    try:
+        return stream.readline(size)
+    except OSError as e:
+        raise UnreadableInput(f"reading line {number} failed: {e.strerror or e}") from None
 
 
 def append_lines(app: Ledger, lines: Iterable[str | bytes]) -> Iterator[LineOutcome]:

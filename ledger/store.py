@@ -22,11 +22,14 @@ from datetime import date
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import StoredEvent, Transcoding
+from eventsourcing.domain import DomainEventProtocol
+from eventsourcing.persistence import Mapper, MapperDeserialisationError, StoredEvent, Transcoding
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteTransaction
+from eventsourcing.utils import TopicError
 from psycopg.sql import SQL, Identifier
 
+from domain.errors import UnreadableEvent
 from ledger import tokens
 
 # AUDIT (issue 13): the hash chain, append-only triggers and verify's reads are mixed in
@@ -60,6 +63,21 @@ class DateAsISO(Transcoding):
 
     def decode(self, data: str) -> date:
         return date.fromisoformat(data)
+
+
+class LoanMapper(Mapper[UUID]):
+    """The library's mapper, saying which stream and version it could not decode (its own errors name
+    the version only inside a message, and a bogus topic not at all)."""
+
+    def to_domain_event(self, stored_event: StoredEvent) -> DomainEventProtocol[UUID]:
+        try:
+            return super().to_domain_event(stored_event)
+        except TopicError:
+            why = f"its topic {stored_event.topic[:80]!r} names no event type"
+        except MapperDeserialisationError as e:
+            cause = e.__cause__
+            why = "its state is not JSON" if isinstance(cause, ValueError) else "its state cannot be decoded"
+        raise UnreadableEvent(str(stored_event.originator_id), stored_event.originator_version, why)
 
 
 class _WriteTransaction(SQLiteTransaction):

@@ -117,6 +117,30 @@ def test_init_puts_back_a_trigger_someone_disabled(store_url):
         con.execute(f"DELETE FROM {events}")
 
 
+def test_init_puts_back_a_trigger_replaced_by_one_that_never_fires(store_url):
+    """Reproduction: `ledger init` re-enabled a disabled trigger but kept one replaced with `WHEN (false)`,
+    which has the right name and is enabled."""
+    book(store_url)
+    events = EVENTS[kind(store_url)]
+    with raw(store_url) as con:
+        if kind(store_url) == "sqlite":
+            con.execute(f"DROP TRIGGER {events}_no_delete")
+            con.execute(f"CREATE TRIGGER {events}_no_delete BEFORE DELETE ON {events} WHEN 0 BEGIN SELECT 1; END")
+        else:
+            con.execute(
+                f"CREATE OR REPLACE TRIGGER ledger_append_only BEFORE UPDATE OR DELETE ON {events} "
+                "FOR EACH STATEMENT WHEN (false) EXECUTE FUNCTION ledger_refuse_change()"
+            )
+            con.execute(f"ALTER TABLE {events} ENABLE ALWAYS TRIGGER ledger_append_only")  # as init leaves it
+        con.execute("BEGIN")
+        assert con.execute(f"DELETE FROM {events}").rowcount == 7  # the tamper works
+        con.execute("ROLLBACK")
+    assert run("init", "--db", store_url).exit_code == 0
+    with raw(store_url) as con, pytest.raises((sqlite3.DatabaseError, psycopg.DatabaseError), match="append-only"):
+        con.execute(f"DELETE FROM {events}")
+    assert verify(store_url) == (0, {"ok": True, "events": 7, "streams": 2})
+
+
 # ---- tampering, caught and named ------------------------------------------------------
 def test_an_edited_repayment_amount_is_named(store_url):
     book(store_url)
@@ -185,7 +209,7 @@ def test_swapped_events_are_named_reordered(store_url):
     assert {p for _, _, p in problems(report)} == {"reordered"}
 
 
-def test_a_removed_tail_is_caught_only_with_a_checkpoint(store_url, tmp_path):
+def test_a_removed_tail_is_caught_by_its_idempotency_record_and_by_version_with_a_checkpoint(store_url, tmp_path):
     book(store_url)
     cp = tmp_path / "checkpoint.json"
     made = run("checkpoint", "--out", cp, "--json", "--db", store_url)
@@ -198,9 +222,12 @@ def test_a_removed_tail_is_caught_only_with_a_checkpoint(store_url, tmp_path):
             q(store_url, f"DELETE FROM {events} WHERE originator_id = %s AND originator_version = 3"),
             (oid(store_url, "L2"),),
         )
-    assert verify(store_url)[0] == 0  # a consistent shorter stream: no chain alone can tell
+    # a consistent shorter stream: no chain alone can tell, but the funding's key record is still there
+    code, report = verify(store_url)
+    assert code == 1 and problems(report) == [("L2", None, "removed")]
+    assert "'BANKA-D-L2' was accepted, but its event is gone" in report["problems"][0]["detail"]
     code, report = verify(store_url, "--checkpoint", cp)
-    assert code == 1 and problems(report) == [("L2", 3, "removed")]
+    assert code == 1 and problems(report) == [("L2", 3, "removed")]  # named once, by version
 
 
 def test_a_rewritten_chain_is_caught_by_the_checkpoint(store_url, tmp_path):
@@ -309,6 +336,39 @@ def test_forget_leaves_no_byte_of_personal_data_and_no_digest_that_confirms_a_gu
     assert app.get_loan("L1").position(date(2026, 3, 20)).total == owed
     app.close()
     assert verify(store_url) == (0, {"ok": True, "events": 6, "streams": 2})
+
+
+def test_forget_beside_a_reader_on_sqlite_says_what_is_left_and_a_later_run_finishes(tmp_path):
+    """Reproduction: with another connection reading (as `ledger serve` does), forget waited 30 s, printed
+    `erased`, and the -wal file kept the name and phone until every connection closed."""
+    url = f"sqlite:///{tmp_path}/ledger.db"
+    app = Ledger(Settings(db_url=url))
+    sent = applied("L1", borrower={"name": "Zhang San", "phone": "13812345678"})
+    assert app.append([command_from_dict(c) for c in (sent, approved("L1"))])[0].status == "appended"
+    app.close()
+    reader = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
+    reader.execute("BEGIN")
+    assert reader.execute("SELECT count(*) FROM ledger_borrowers").fetchone() == (1,)  # a read transaction held
+    env = {"LEDGER_RETRY_SECONDS": "1"}  # the bound on the wait for readers
+    first = CliRunner().invoke(cli, ["borrower", "forget", "B1", "--db", url], env=env)
+    assert first.exit_code == 1, first.output
+    [line] = first.output.splitlines()
+    assert line.startswith("Error: borrower B1 is not erased yet: old copies of its pages stay in ")
+    assert "ledger.db-wal" in line and "run `ledger borrower forget B1` again to finish" in line
+    assert b"13812345678" in _store_bytes(url)  # what the message says is true
+    reader.execute("COMMIT")
+    reader.close()
+    again = CliRunner().invoke(cli, ["borrower", "forget", "B1", "--db", url], env=env)
+    assert again.exit_code == 0, again.output
+    assert again.output.startswith("erased B1 (the erasure on record is finished")
+    assert [p for p in PERSONAL if p in _store_bytes(url)] == []
+    assert verify(url) == (0, {"ok": True, "events": 2, "streams": 1})
+
+
+def test_forget_of_a_borrower_never_held_or_erased_is_exit_1(store_url):
+    book(store_url)
+    result = run("borrower", "forget", "B404", "--db", store_url)
+    assert result.exit_code == 1 and result.output == "no personal data held for B404\n"
 
 
 def test_the_idempotency_fingerprint_leaves_out_personal_data():

@@ -56,3 +56,34 @@ def repaid_line() -> str:
     import json
 
     return json.dumps(repaid()) + "\n"
+
+
+@pytest.mark.parametrize(
+    "change, why",
+    [
+        ("state = {not_json}", "its state is not JSON"),
+        ("topic = 'domain.loan:Loan.Bogus'", "its topic 'domain.loan:Loan.Bogus' names no event type"),
+    ],
+    ids=["state not JSON", "bogus topic"],
+)
+@pytest.mark.parametrize("args", [["loan", "show", "L1"], ["loan", "show", "L1", "--known-at", "2999-01-01T00:00:00Z"]])
+def test_an_event_that_cannot_be_decoded_names_the_loan_and_version_not_a_traceback(ledger, change, why, args):
+    """Reproduction: `loan show` printed a raw traceback for a state that is not JSON or a bogus topic."""
+    ledger.append([command_from_dict(c) for c in domain_example()])
+    url = ledger.settings.db_url
+    table = EVENTS[kind(url)]
+    not_json = "CAST('not json' AS BLOB)" if kind(url) == "sqlite" else "convert_to('not json', 'UTF8')"
+    with raw(url) as con, triggers_off(url, con, table):
+        placeholder = "?" if kind(url) == "sqlite" else "%s"
+        con.execute(
+            f"UPDATE {table} SET {change.format(not_json=not_json)} WHERE originator_id = {placeholder} "
+            "AND originator_version = 2",
+            (loan_uuid("L1").hex if kind(url) == "sqlite" else loan_uuid("L1"),),
+        )
+    result = CliRunner().invoke(cli, [*args, "--db", url])
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert result.output == (
+        f"Error: loan L1: its stored event at version 2 cannot be read ({why}): run `ledger verify`, "
+        "and restore the loan's events from a backup\n"
+    )

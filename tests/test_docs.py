@@ -158,3 +158,63 @@ def test_every_cli_command_and_option_is_in_the_contracts_table():
         for param in command.params:
             names = [n for n in param.opts if n.startswith("--") and n not in ("--db", "--json", "--help")]
             assert not names or any(n in row for n in names), f"ledger {path} {names[0]} is not documented"
+
+
+def test_the_cost_cap_refusal_in_rules_md_is_what_append_prints(tmp_path):
+    """Reproduction: rules.md's example lacked the " (applied DATE)" the CLI prints. EX1's application
+    and approval with a 10.00 fee, as rules.md describes EX3."""
+    import json
+
+    from click.testing import CliRunner
+
+    [documented] = [
+        line.strip() for line in (DOCS / "rules.md").read_text(encoding="utf-8").splitlines() if "loan EX3:" in line
+    ]
+    first = lambda path: json.loads((DOCS / "examples" / path).read_text(encoding="utf-8").splitlines()[0])  # noqa: E731
+    applied, scored = first("applied.jsonl"), first("scored.jsonl")
+    applied.update(loan_id="EX3", idempotency_key="app-EX3")
+    scored.update(loan_id="EX3", idempotency_key="score-EX3", fee="10.00")
+    url = f"sqlite:///{tmp_path}/ledger.db"
+    assert CliRunner().invoke(cli, ["init", "--db", url]).exit_code == 0
+    lines = "".join(json.dumps(c) + "\n" for c in (applied, scored))
+    result = CliRunner().invoke(cli, ["append", "-", "--db", url], input=lines)
+    assert result.exit_code == 1
+    assert f"line 2: rejected: {documented}" in result.output.splitlines()
+
+
+def _commands_in(readme: str) -> list[str]:
+    blocks = re.findall(r"```sh\n(.*?)```", readme, flags=re.S)
+    return [line for block in blocks for line in block.splitlines() if line.startswith("python3 -m venv")]
+
+
+def _pins(path: Path) -> dict[str, str]:
+    pins = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            pins[re.sub(r"[-_.]+", "-", name).lower()] = version
+    return pins
+
+
+def test_ci_runs_exactly_the_readmes_test_command():
+    demo, tests = _commands_in((ROOT / "README.md").read_text(encoding="utf-8"))
+    assert "ledger demo" in demo and "pytest" in tests
+    assert tests in (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+
+
+def test_the_demos_lock_pulls_no_test_tool_and_each_lock_pins_its_extra():
+    """Reproduction: `pip install -r requirements.lock -e .` (the demo's install) pulled pytest, mypy, ruff,
+    scikit-learn and scipy."""
+    import tomllib
+
+    runtime, test = _pins(ROOT / "requirements.lock"), _pins(ROOT / "requirements-test.lock")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+
+    def names(requirements: list[str]) -> set[str]:
+        return {re.sub(r"[-_.]+", "-", re.split(r"[\[<>=!~ ;]", r, maxsplit=1)[0]).lower() for r in requirements}
+
+    assert names(project["dependencies"]) <= set(runtime) and {"psycopg-binary", "psycopg-pool"} <= set(runtime)
+    assert names(project["optional-dependencies"]["test"]) <= set(test)
+    tools = {"pytest", "pytest-xdist", "hypothesis", "mypy", "ruff", "scikit-learn", "scipy", "httpx"}
+    assert tools <= set(test) and not tools & set(runtime)
+    assert not set(runtime) & set(test)  # one pin per package

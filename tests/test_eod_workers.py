@@ -6,7 +6,6 @@ import json
 import os
 import re
 import signal
-import time
 from collections import Counter
 from datetime import date, timedelta
 from uuid import UUID
@@ -14,7 +13,7 @@ from uuid import UUID
 import pytest
 from click.testing import CliRunner
 from support.commands import domain_example
-from support.processes import all_gone, parts_of
+from support.processes import all_gone, parts_of, wait_until, writes_held
 from support.simulation import START
 from test_races import cli as ledger_process
 
@@ -32,6 +31,17 @@ from simulator.run import run_simulation
 
 STOP = START + timedelta(days=70)  # the simulation's days closed so far: loans still open, some already marked
 CLOSE = STOP + timedelta(days=42)  # the early loans pass the write-off point, the later ones change bucket
+
+
+# Loans due in the tests that stop an end of day mid-run: with 2 parts and batches of 500, two batches
+# a part, so a part stopped after its batch in flight has left loans unmarked.
+LOANS = 2000
+
+
+def started_parts(pid: int, count: int) -> list[int]:
+    """The parts of end of day ``pid``, once all ``count`` are there."""
+    wait_until(lambda: len(parts_of(pid)) == count, f"{count} parts of process {pid}")
+    return parts_of(pid)
 
 
 def run(*args) -> str:
@@ -127,24 +137,21 @@ def test_a_part_whose_end_of_day_is_gone_appends_nothing_more():
 
 def test_a_part_killed_mid_run_is_one_line_and_exit_2_and_a_rerun_finishes_the_day(store_url):
     app = Ledger(Settings(db_url=store_url))
-    lines = [c for n in range(3000) for c in domain_example(f"K{n:05d}")]  # all due 2026-03-15
+    lines = [c for n in range(LOANS) for c in domain_example(f"K{n:05d}")]  # all due 2026-03-15
     assert {o.status for o in app.append([command_from_dict(c) for c in lines])} == {"appended"}
     runner.catch_up(app)
-    head = app.recorder.max_notification_id()
-    closing = ledger_process("eod", "--date", "2026-03-20", "--workers", "2", "--db", store_url)
-    deadline = time.time() + 120
-    while time.time() < deadline and (app.recorder.max_notification_id() or 0) == head:
-        time.sleep(0.01)  # until the parts have committed a batch: they are under way
-    parts = parts_of(closing.pid)
-    assert closing.poll() is None and len(parts) == 2, "the end of day finished before a part could be killed"
-    os.kill(parts[0], signal.SIGKILL)
+    with writes_held(store_url) as wait_for_writers:  # the parts cannot finish before one is killed
+        closing = ledger_process("eod", "--date", "2026-03-20", "--workers", "2", "--db", store_url)
+        parts = started_parts(closing.pid, 2)
+        wait_for_writers(parts)  # each part has a batch in flight
+        os.kill(parts[0], signal.SIGKILL)
     out, err = closing.communicate(timeout=120)
     assert closing.returncode == 2, (out, err)
     [line] = err.strip().splitlines()
     assert "stopped without an answer" in line and "running the command again is safe" in line, line
     again = json.loads(run("eod", "--date", "2026-03-20", "--workers", "2", "--json", "--db", store_url))
     assert again["outcomes"].get("overdue:appended", 0) > 0  # what the killed part had not stored
-    assert sum(1 for _ in app.notifications(Loan.Overdue, page=10_000)) == 3000  # each loan marked once
+    assert sum(1 for _ in app.notifications(Loan.Overdue, page=10_000)) == LOANS  # each loan marked once
     app.close()
 
 
@@ -161,17 +168,15 @@ def test_a_store_lost_under_the_parts_is_the_same_one_line_exit_2_as_one_process
     for workers in (1, 2):
         url = own_server.create_database(f"outage{workers}")
         app = Ledger(Settings(db_url=url))
-        lines = [c for n in range(3000) for c in domain_example(f"K{n:05d}")]
+        lines = [c for n in range(LOANS) for c in domain_example(f"K{n:05d}")]
         app.append([command_from_dict(c) for c in lines])
         runner.catch_up(app)
-        head = app.recorder.max_notification_id()
-        env = {**os.environ, "LEDGER_RETRY_SECONDS": "2"}
-        closing = ledger_process("eod", "--date", "2026-03-20", "--workers", str(workers), "--db", url, env=env)
-        deadline = time.time() + 120
-        while time.time() < deadline and app.recorder.max_notification_id() == head:
-            time.sleep(0.01)
         app.close()
-        own_server.stop()
+        env = {**os.environ, "LEDGER_RETRY_SECONDS": "2"}
+        with writes_held(url) as wait_for_writers:  # the store goes while the end of day is mid-batch
+            closing = ledger_process("eod", "--date", "2026-03-20", "--workers", str(workers), "--db", url, env=env)
+            wait_for_writers(started_parts(closing.pid, workers) if workers > 1 else [closing.pid])
+            own_server.stop()
         out, err = closing.communicate(timeout=120)
         own_server.start()
         assert closing.returncode == 2, (workers, out, err)
@@ -181,7 +186,7 @@ def test_a_store_lost_under_the_parts_is_the_same_one_line_exit_2_as_one_process
         assert "running the command again is safe" in line
         assert json.loads(run("eod", "--date", "2026-03-20", "--workers", workers, "--json", "--db", url))
         app = Ledger(Settings(db_url=url))
-        assert sum(1 for _ in app.notifications(Loan.Overdue, page=10_000)) == 3000  # each loan marked once
+        assert sum(1 for _ in app.notifications(Loan.Overdue, page=10_000)) == LOANS  # each loan marked once
         app.close()
     assert errors[2] == errors[1]
     assert errors[1].startswith("Error: eod 2026-03-20: the store did not answer for 2 s"), errors[1]
@@ -189,47 +194,41 @@ def test_a_store_lost_under_the_parts_is_the_same_one_line_exit_2_as_one_process
 
 def test_the_parts_of_a_killed_end_of_day_stop_after_their_batch_in_flight(store_url):
     app = Ledger(Settings(db_url=store_url))
-    lines = [c for n in range(6000) for c in domain_example(f"K{n:05d}")]
+    lines = [c for n in range(LOANS) for c in domain_example(f"K{n:05d}")]
     app.append([command_from_dict(c) for c in lines])
     runner.catch_up(app)
-    head = app.recorder.max_notification_id()
-    closing = ledger_process("eod", "--date", "2026-03-20", "--workers", "2", "--db", store_url)
-    deadline = time.time() + 120
-    while time.time() < deadline and app.recorder.max_notification_id() == head:
-        time.sleep(0.01)
-    parts = parts_of(closing.pid)
-    assert closing.poll() is None and len(parts) == 2, "the end of day finished before it could be killed"
-    closing.send_signal(signal.SIGKILL)
-    closing.wait()
+    with writes_held(store_url) as wait_for_writers:  # it cannot finish before it is killed
+        closing = ledger_process("eod", "--date", "2026-03-20", "--workers", "2", "--db", store_url)
+        parts = started_parts(closing.pid, 2)
+        wait_for_writers(parts)  # each part has a batch in flight
+        closing.send_signal(signal.SIGKILL)
+        closing.wait()
     assert all_gone(parts, within=30), "a part outlived its end of day"
     marked = sum(1 for _ in app.notifications(Loan.Overdue, page=10_000))
-    assert 0 < marked < 6000, marked  # each part stopped after its batch in flight, not at the end of its share
+    assert 0 < marked < LOANS, marked  # each part stopped after its batch in flight, not at the end of its share
     again = json.loads(run("eod", "--date", "2026-03-20", "--workers", "2", "--json", "--db", store_url))
-    assert again["outcomes"] == {"overdue:appended": 6000 - marked}
+    assert again["outcomes"] == {"overdue:appended": LOANS - marked}
     app.close()
 
 
 def test_ctrl_c_stops_the_parts_after_their_batch_in_flight_and_exits_as_one_process_does(store_url):
     app = Ledger(Settings(db_url=store_url))
-    lines = [c for n in range(6000) for c in domain_example(f"K{n:05d}")]
+    lines = [c for n in range(LOANS) for c in domain_example(f"K{n:05d}")]
     app.append([command_from_dict(c) for c in lines])
     runner.catch_up(app)
     answers = {}
     for workers in (1, 2):
-        head = app.recorder.max_notification_id()
-        closing = ledger_process("eod", "--date", "2026-03-20", "--workers", str(workers), "--db", store_url)
-        deadline = time.time() + 120
-        while time.time() < deadline and app.recorder.max_notification_id() == head:
-            time.sleep(0.01)
-        parts = parts_of(closing.pid)
-        assert closing.poll() is None, "the end of day finished before it could be interrupted"
-        closing.send_signal(signal.SIGINT)  # to the end of day alone: its parts hear of it from it
+        with writes_held(store_url) as wait_for_writers:  # it cannot finish before it is interrupted
+            closing = ledger_process("eod", "--date", "2026-03-20", "--workers", str(workers), "--db", store_url)
+            parts = started_parts(closing.pid, workers) if workers > 1 else []
+            wait_for_writers(parts or [closing.pid])  # a batch in flight in each part (or in the one process)
+            closing.send_signal(signal.SIGINT)  # to the end of day alone: its parts hear of it from it
         out, err = closing.communicate(timeout=60)
         answers[workers] = (closing.returncode, err.strip().splitlines()[-1:])
         assert all_gone(parts), "a part outlived its end of day"
     assert answers[2] == answers[1], answers
     marked = sum(1 for _ in app.notifications(Loan.Overdue, page=10_000))
-    assert marked < 6000, marked  # the parts stopped after their batch in flight, not at the end of their shares
+    assert 0 < marked < LOANS, marked  # the parts stopped after their batch in flight, not at the end of their shares
     again = json.loads(run("eod", "--date", "2026-03-20", "--workers", "2", "--json", "--db", store_url))
-    assert again["outcomes"] == {"overdue:appended": 6000 - marked}
+    assert again["outcomes"] == {"overdue:appended": LOANS - marked}
     app.close()

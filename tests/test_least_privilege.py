@@ -30,8 +30,8 @@ def documented_grants() -> list[str]:
     return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
 
 
-def run(*args: str, env: dict[str, str] | None = None):
-    return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+def run(*args: str, env: dict[str, str] | None = None, input: str | None = None):
+    return CliRunner().invoke(cli, list(args), env=env, input=input, catch_exceptions=False)
 
 
 @pytest.fixture
@@ -97,3 +97,50 @@ def test_the_documented_role_cannot_change_history(stores, statement):
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             con.execute(statement)
         assert con.execute("SELECT count(*) FROM ledger_events").fetchone() == (3,)
+
+
+def test_forget_by_the_role_says_what_the_owner_must_run_and_the_owners_run_finishes(stores):
+    """Reproduction: the role's `forget` printed `erased` and exited 0 while the name, phone and id number
+    stayed in the table's file (it may not run VACUUM FULL); the owner's run then said `no personal data
+    held` and skipped the clean-up, so the bytes stayed for good."""
+    from support.commands import applied
+    from test_audit import _store_bytes
+
+    owner, app = stores
+    personal = {"name": "Zhang San", "phone": "13812345678", "id_number": "110101199003070011"}
+    lines = [applied("L1", borrower={**personal, "phone": "13900000001"}), applied("L2", borrower=personal)]
+    sent = run("append", "-", "--db", app, env=ROLE_ENV, input="".join(json.dumps(c) + "\n" for c in lines))
+    assert "appended 2" in sent.output
+    secrets = [v.encode() for v in (*personal.values(), "13900000001")]
+
+    by_role = run("borrower", "forget", "B1", "--db", app, env=ROLE_ENV)
+    assert by_role.exit_code == 1, by_role.output
+    [line] = by_role.output.splitlines()
+    assert line.startswith("Error: borrower B1 is not erased yet: its row is deleted, but the bytes stay")
+    assert "only the table's owner may do" in line and "VACUUM FULL ledger_borrowers` as the owner" in line
+    assert "run `ledger borrower forget B1` again as the owner" in line
+    assert [s for s in secrets if s in _store_bytes(owner)] != []  # what the message says is true
+
+    by_owner = run("borrower", "forget", "B1", "--json", "--db", owner)
+    assert by_owner.exit_code == 0, by_owner.output
+    assert json.loads(by_owner.output) == {"borrower_id": "B1", "erased": True}
+    assert [s for s in secrets if s in _store_bytes(owner)] == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["projections", "rebuild"], ["token", "create", "svc2", "--scope", "read"], ["token", "revoke", "svc"]],
+    ids=["rebuild", "token create", "token revoke"],
+)
+def test_what_only_the_owner_may_do_is_one_error_line_for_the_role(stores, args):
+    """Reproduction: `projections rebuild` and `token create` run by the role printed a raw traceback
+    (permission denied)."""
+    owner, app = stores
+    assert run("token", "create", "svc", "--scope", "append", "--db", owner).exit_code == 0
+    for json_flag in ([], ["--json"]):
+        result = CliRunner().invoke(cli, [*args, *json_flag, "--db", app], env=ROLE_ENV)
+        assert result.exit_code == 2, result.output
+        assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+        error = json.loads(result.output)["error"] if json_flag else result.output.splitlines()[-1]
+        assert "permission denied for " in error and "needs the store's owner" in error, error
+        assert "app-secret" not in result.output

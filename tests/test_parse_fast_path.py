@@ -8,17 +8,37 @@ character anywhere; any line, valid or not, must get the same command or the sam
 from __future__ import annotations
 
 import json
+import unicodedata
 
+import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 from support.commands import applied, approved, funded, repaid
 
 from domain.errors import InvalidCommand
-from ledger.commands import command_from_dict, decode_json, parse_command
+from ledger.commands import _UNSAFE_CHARS, command_from_dict, decode_json, parse_command
 
 _valid = [applied(), approved(), funded(), repaid(), applied(borrower={"name": "张三"})]
 # Characters either side of the line: controls, C1, separators, bidi overrides, escapes, quotes.
-_tricky = st.sampled_from(["\x00", "\x07", "\t", "\x7f", "\x85", "\u2028", "\u202e", "\u2066", "\\", '"', "é", "贷"])
+_tricky = st.sampled_from(
+    [
+        "\x00",
+        "\x07",
+        "\t",
+        "\x7f",
+        "\x85",
+        "\u2028",
+        "\u202e",
+        "\u2066",
+        "\u200b",
+        "\ufeff",
+        "\u00ad",
+        "\\",
+        '"',
+        "é",
+        "贷",
+    ]
+)
 _texts = st.text(alphabet=st.characters(codec="utf-8") | _tricky, max_size=12)
 
 
@@ -64,4 +84,26 @@ def test_one_search_per_line_answers_as_a_search_per_string(line):
 def test_a_control_character_in_a_string_is_refused_without_any_backslash():
     line = json.dumps(repaid(bank_ref="R\x7f1"), ensure_ascii=False)
     assert "\\" not in line
-    assert _answer(lambda: parse_command(line)) == "bank_ref: control character '\\x7f' is not accepted"
+    assert _answer(lambda: parse_command(line)) == "bank_ref: control character '\\x7f' (U+007F) is not accepted"
+
+
+@pytest.mark.parametrize("char", ["\u200b", "\ufeff", "\u2060", "\u200e", "\u00ad", "\u200d", "\U000e0041"])
+@pytest.mark.parametrize("field", ["idempotency_key", "bank_ref", "loan_id", "borrower_id", "model_version", "bank"])
+def test_an_invisible_format_character_is_refused_in_every_id_and_reference(field, char):
+    """Reproduction: `ZW-1` and `ZW-1` + U+200B appended two repayments that look alike."""
+    cmd = {"bank_ref": repaid, "idempotency_key": repaid, "loan_id": repaid}.get(field, applied)()
+    if field == "model_version":
+        cmd = approved()
+    if field == "bank":
+        cmd = funded()
+    cmd[field] = "ZW-1" + char
+    for line in (json.dumps(cmd, ensure_ascii=False), json.dumps(cmd)):  # raw, and as a \\u escape
+        answer = _answer(lambda line=line: parse_command(line))
+        assert f"{field}: invisible format character" in answer and f"(U+{ord(char):04X}) is not accepted" in answer
+
+
+def test_the_format_characters_refused_are_every_cf_character_of_this_python():
+    """The Cf ranges in ledger/commands.py are Unicode 14's: a newer Python with new ones fails here."""
+    missing = [f"U+{cp:04X}" for cp in range(0x110000) if unicodedata.category(chr(cp)) == "Cf"]
+    missing = [cp for cp in missing if not _UNSAFE_CHARS.fullmatch(chr(int(cp[2:], 16)))]
+    assert missing == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 from collections import Counter
 
@@ -48,3 +49,54 @@ def test_a_signal_stops_append_at_a_batch_boundary_with_a_summary_of_what_was_ap
     assert book(app, loan_ids) == book(clean, loan_ids)
     app.close()
     clean.close()
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_stops_append_waiting_on_input_that_has_not_come(store_url, tmp_path, signum, code):
+    """Reproduction: `ledger append` reading a FIFO (or a pipe, /dev/zero) ignored SIGTERM until its input
+    ended. Here the writer stays open and silent after one batch: the signal must end it, with the same
+    line and exit code as at a batch boundary."""
+    from support.commands import domain_example
+
+    fifo = tmp_path / "in.fifo"
+    os.mkfifo(fifo)
+    run = cli("append", "--json", "--db", store_url, str(fifo))
+    try:
+        with open(fifo, "w") as writer:  # opens once append has opened it for reading
+            lines = [json.dumps(c) for n in range(200) for c in domain_example(f"F{n}")][:500]  # one batch
+            writer.write("\n".join(lines) + "\n")
+            writer.flush()
+            answered = [json.loads(run.stdout.readline()) for _ in lines]  # the batch is in: it waits for more
+            run.send_signal(signum)
+            out, err = run.communicate(timeout=60)  # the writer still open: only the signal can end it
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == code, err
+    assert out == "" and [a["status"] for a in answered] == ["appended"] * 500
+    assert err.splitlines() == [
+        f"Error: interrupted by {signum.name}: lines up to 500 answered (appended 500, duplicate 0, rejected 0); "
+        "nothing after it was written; re-run the file to continue (stored lines are answered duplicate)"
+    ]
+
+
+@pytest.mark.parametrize(
+    "source, why",
+    [
+        (
+            "/dev/zero",
+            "cannot read /dev/zero: line 1 runs on past 64 MiB without a newline: the input is not JSON Lines",
+        ),
+        ("/proc/self/mem", "cannot read /proc/self/mem: reading line 1 failed: Input/output error"),
+    ],
+)
+def test_an_input_that_cannot_be_read_is_one_error_line_and_exit_2(store_url, source, why):
+    """Reproduction: /dev/zero (one endless line) ran until killed; /proc/self/mem (EIO) printed a traceback."""
+    run = cli("append", source, "--db", store_url)
+    out, err = run.communicate(timeout=120)
+    assert run.returncode == 2, err
+    assert out == "appended 0, duplicate 0, rejected 0\n"
+    assert err.splitlines() == [
+        f"Error: {why}; no line answered (appended 0, duplicate 0, rejected 0); nothing after it was written; "
+        "fix the input, then re-run it (stored lines are answered duplicate)"
+    ]

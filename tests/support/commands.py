@@ -1,4 +1,4 @@
-"""Hand-built command dicts for tests: the DOMAIN.md loan and variations of it."""
+"""Hand-built command dicts for tests: the worked example of docs/rules.md and variations of it."""
 
 from __future__ import annotations
 

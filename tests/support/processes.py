@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 
@@ -31,3 +34,65 @@ def all_gone(pids: list[int], within: float = 0.0) -> bool:
             return False
         time.sleep(0.05)
     return True
+
+
+@contextmanager
+def writes_held(url: str) -> Iterator[Callable[[list[int]], None]]:
+    """Hold the store's write lock, as another writer would, until the block ends.
+
+    Yields ``wait(pids)``, which returns once each of those processes waits for the lock: a job
+    interrupted then is certainly in the middle of a batch, whatever the machine's load, and
+    cannot finish until the block ends. On PostgreSQL the waiting is read from ``pg_locks`` (a
+    SHARE lock on the events table holds the library's EXCLUSIVE one off, readers pass); on SQLite
+    (``BEGIN IMMEDIATE``), from each process sleeping in SQLite's busy handler (/proc/PID/wchan).
+    """
+    if url.startswith("sqlite"):
+        holder = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+
+        def wait(pids: list[int]) -> None:
+            wait_until(lambda: all(_sleeping(pid) for pid in pids), f"processes {pids} to wait for the write lock")
+
+        try:
+            yield wait
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        return
+    import psycopg
+
+    holder, watcher = psycopg.connect(url, autocommit=True), psycopg.connect(url, autocommit=True)
+    holder.execute("BEGIN")
+    holder.execute("LOCK TABLE ledger_events IN SHARE MODE")
+
+    def waiting() -> int:
+        row = watcher.execute(
+            "SELECT count(*) FROM pg_locks WHERE relation = 'ledger_events'::regclass AND NOT granted"
+        ).fetchone()
+        return row[0] if row else 0
+
+    def wait_pg(pids: list[int]) -> None:
+        wait_until(lambda: waiting() >= len(pids), f"{len(pids)} writers to wait for the events table")
+
+    try:
+        yield wait_pg
+    finally:
+        with suppress(psycopg.Error):  # the server may have been stopped meanwhile
+            holder.execute("ROLLBACK")
+        holder.close()
+        watcher.close()
+
+
+def _sleeping(pid: int) -> bool:
+    try:
+        return "nanosleep" in Path(f"/proc/{pid}/wchan").read_text()
+    except FileNotFoundError:
+        return False
+
+
+def wait_until(condition: Callable[[], bool], what: str, within: float = 120) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {within:g} s for {what}")
+        time.sleep(0.01)
