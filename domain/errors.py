@@ -69,3 +69,8 @@ class DamagedStream(LedgerError):
             f"loan {loan}: its stored events are damaged (version {found} follows version {expected - 1}; "
             f"version {expected} is missing): run `ledger verify`, and restore the loan's events from a backup"
         )
+
+
+class BrokenInvariant(Exception):
+    """A rule that protects money found broken: a bug, never bad input. Raised, not asserted, so that
+    it also holds under ``python -O``."""
