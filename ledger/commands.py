@@ -265,11 +265,37 @@ class Reversed(_Command):
     reason: Note
 
 
+class Waived(_Command):
+    type: Literal["waived"]
+    amount: Money
+    component: Literal["penalty", "interest", "fee", "principal"]
+    value_date: CalendarDate
+    reason: Note
+
+
+class Refunded(_Command):
+    type: Literal["refunded"]
+    amount: Money
+    bank_ref: Reference
+    value_date: CalendarDate
+
+
 Command = Annotated[
-    Applied | Scored | Funded | Repaid | Overdue | Collected | WrittenOff | Reversed,
+    Applied | Scored | Funded | Repaid | Overdue | Collected | WrittenOff | Reversed | Waived | Refunded,
     Field(discriminator="type"),
 ]
-COMMAND_TYPES = ("applied", "scored", "funded", "repaid", "overdue", "collected", "written_off", "reversed")
+COMMAND_TYPES = (
+    "applied",
+    "scored",
+    "funded",
+    "repaid",
+    "overdue",
+    "collected",
+    "written_off",
+    "reversed",
+    "waived",
+    "refunded",
+)
 _command = TypeAdapter(Command)
 
 

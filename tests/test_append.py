@@ -378,7 +378,8 @@ def test_replaying_stored_events_gives_the_state_that_was_saved(store_url, strea
         append(app, *stream)
         replayed = app.get_loan(loan_id)
         assert replayed.version == in_memory.version
-        for attr in ("phase", "terms", "funded_on", "money_in", "overdue_marks", "written_off_on", "keys", "bank"):
+        attrs = ("phase", "terms", "funded_on", "money_in", "adjustments", "overdue_marks", "written_off_on", "keys")
+        for attr in (*attrs, "bank"):
             assert getattr(replayed, attr) == getattr(in_memory, attr)
         for day in (date(2026, 3, 10), date(2026, 4, 1), date(2026, 9, 1)):
             assert replayed.position(day) == in_memory.position(day)

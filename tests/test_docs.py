@@ -10,7 +10,19 @@ import pytest
 
 from cli.main import cli
 from ledger.app import Ledger
-from ledger.commands import COMMAND_TYPES, Applied, Collected, Funded, Overdue, Repaid, Reversed, Scored, WrittenOff
+from ledger.commands import (
+    COMMAND_TYPES,
+    Applied,
+    Collected,
+    Funded,
+    Overdue,
+    Refunded,
+    Repaid,
+    Reversed,
+    Scored,
+    Waived,
+    WrittenOff,
+)
 from ledger.config import Settings
 from ledger.ingest import append_lines
 
@@ -25,6 +37,8 @@ MODELS = {
     "collected": Collected,
     "written_off": WrittenOff,
     "reversed": Reversed,
+    "waived": Waived,
+    "refunded": Refunded,
 }
 _ROW = re.compile(r"^\| `([a-z_]+)` \| (required|optional) \|")
 
