@@ -17,22 +17,19 @@ never a line per night.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
+from typing import NamedTuple
+
+from domain.errors import BrokenInvariant
 
 # A loan approved before the cap was recorded on its terms is held to 0.36, the cap that was in
 # force whenever no setting was given (docs/decisions.md).
 LEGACY_COST_CAP = Decimal("0.36")
 DAYS_IN_YEAR = 365
-# Fen take 2 places; a cap takes at most this many, so its fraction keeps the journal's integer
-# arithmetic inside 64 bits on both stores (docs/decisions.md).
-CAP_PLACES_MAX = 6
 REDUCED = ("penalty", "fee", "interest")  # the order the reduction comes off
-
-
-class CeilingOverflow(ArithmeticError):
-    """A ceiling figure would not fit the journal's 64-bit integer columns: a cap with too many places."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,13 +56,13 @@ def split_reduction(reduction: int, penalty_owed: int, fee_owed: int) -> tuple[i
     return penalty, fee, rest - fee
 
 
-@dataclass(frozen=True, slots=True)
-class CeilingSegment:
+class CeilingSegment(NamedTuple):
     """The as-of dates start <= X < end over which every parameter is linear in n = X - start.
 
     Values are uncapped, in fen, at the start (after the facts valued on it): the contractual
     cost C, numerator x PD, the penalty and fee owed. The interest part needs no figure of its
-    own: it is whatever of the reduction penalty and fee do not absorb.
+    own: it is whatever of the reduction penalty and fee do not absorb. (A tuple: a position
+    makes one per stretch between facts, on the rebuild's hot path.)
     """
 
     start: date
@@ -86,94 +83,131 @@ class CeilingSegment:
         return split_reduction(max(0, cost - ceiling), self.penalty + self.penalty_per_night * n, self.fee)
 
 
-@dataclass(frozen=True, slots=True)
-class ReductionPiece:
-    """One component's reduction over start <= X < end, with m = (X - start):
-
-    ``level + per_night x m - (floor((offset + floor_per_night x m) / divisor) - floor(offset / divisor))``
-    (the floor part only when ``floored``). At ``end`` the next piece takes over.
-    """
+class CeilingLine(NamedTuple):
+    """One line of a component's reduction, in fen. Its share of the reduction as of X >= start:
+    a point line (``until`` None): ``amount``; a run: ``amount`` x m; a floor run (``divisor`` > 1):
+    sign(amount) x (floor((offset + |amount| x m) / divisor) - floor(offset / divisor)), integer
+    division of non-negative integers; m = the nights from ``start`` to X, at most to ``until``."""
 
     component: str
     start: date
-    end: date
-    level: int
-    per_night: int
-    floored: bool
-    offset: int
-    floor_per_night: int
-    divisor: int
+    until: date | None
+    amount: int
+    offset: int = 0
+    divisor: int = 1
 
     def at(self, day: date) -> int:
-        m = (min(day, self.end) - self.start).days
-        value = self.level + self.per_night * m
-        if self.floored:
-            value -= (self.offset + self.floor_per_night * m) // self.divisor - self.offset // self.divisor
-        return value
+        if day < self.start:
+            return 0
+        if self.until is None:
+            return self.amount
+        m = (min(day, self.until) - self.start).days
+        if self.divisor == 1:
+            return self.amount * m
+        return floor_run(self.amount, self.offset, self.divisor, m)
 
 
-# Regimes of a point: 0 nothing capped; 1 the penalty absorbs it all; 2 penalty in full, the fee
-# the rest; 3 penalty and fee in full, interest the rest.
-def _regime(seg: CeilingSegment, n: int) -> int:
-    d = seg.divisor
-    cost = seg.cost + seg.cost_per_night * n
-    numer = seg.numerator + seg.numerator_per_night * n
-    penalty = seg.penalty + seg.penalty_per_night * n
-    if d * cost <= numer:  # C <= floor(N/D)  <=>  C <= N/D  (C an integer)
-        return 0
-    if d * (cost - penalty) <= numer:
-        return 1
-    if d * (cost - penalty - seg.fee) <= numer:
-        return 2
-    return 3
+def floor_run(amount: int, offset: int, divisor: int, nights: int) -> int:
+    """A floor run's balance after ``nights`` (see CeilingLine): what the journal's SQL computes."""
+    fen = (offset + abs(amount) * nights) // divisor - offset // divisor
+    return -fen if amount < 0 else fen
 
 
-def _turn(a: int, b: int, nights: int) -> int | None:
-    """The first n in (0, nights) where ``a + b x n > 0`` changes truth, if it does."""
-    if b == 0:
-        return None
-    t = (-a) // b + 1 if b > 0 else -((-a) // (-b))  # first true n (b > 0) / first false n (b < 0)
-    return t if 0 < t < nights else None
+def linear_less_floor(per_night: int, offset: int, slope: int, divisor: int) -> tuple[int, int]:
+    """per_night x m - (floor((offset + slope x m) / D) - floor(offset / D)) as one floor run: (amount, offset).
 
-
-def reduction_pieces(seg: CeilingSegment) -> list[tuple[date, date, list[ReductionPiece]]]:
-    """The segment cut where the regime changes: (start, end, the pieces of the components reduced).
-
-    A component without a piece in an interval is not reduced there (zero).
+    With q = per_night, A = offset, B = slope: if D x q <= B it is minus floor((A + (B - D q) m) / D)
+    (less floor(A / D)), as q m is an integer; otherwise it is ceil(((D q - B) m - A) / D) less its
+    value at m = 0, which is floor((c + (D q - B) m) / D) - floor(c / D) for any c = D - 1 - A + K D,
+    K = ceil(A / D) making c non-negative. Either way: non-negative operands, one line.
     """
-    nights = (seg.end - seg.start).days
-    d, dn = seg.divisor, seg.numerator_per_night
-    slope = d * seg.cost_per_night - dn
-    slope_less_penalty = d * (seg.cost_per_night - seg.penalty_per_night) - dn
-    found = (
-        _turn(d * seg.cost - seg.numerator, slope, nights),
-        _turn(d * (seg.cost - seg.penalty) - seg.numerator, slope_less_penalty, nights),
-        _turn(d * (seg.cost - seg.penalty - seg.fee) - seg.numerator, slope_less_penalty, nights),
-    )
-    turns = {t for t in found if t is not None}
-    starts = sorted({0, *turns}) if turns else [0]
-    intervals: list[tuple[date, date, list[ReductionPiece]]] = []
-    for i, n in enumerate(starts):
-        start = seg.start + timedelta(days=n) if n else seg.start
-        end = seg.end if i + 1 == len(starts) else seg.start + timedelta(days=starts[i + 1])
-        regime = _regime(seg, n)
-        pieces: list[ReductionPiece] = []
-        intervals.append((start, end, pieces))
-        if regime == 0:
-            continue
-        offset = seg.numerator + dn * n
-        floored = dn != 0  # with a still ceiling the floor part is constant: it is in the level
-        penalty, fee, interest = seg.reduction_at(n)
-        absorbing = REDUCED[regime - 1]
-        # the absorbing component is C - L less the others' (linear) parts; the others are linear
-        absorbing_slope = seg.cost_per_night - (seg.penalty_per_night if regime > 1 else 0)
-        for component, level in (("penalty", penalty), ("fee", fee), ("interest", interest)):
-            if component == absorbing:
-                per_night, floor_part = absorbing_slope, floored
-            elif component == "penalty":  # regimes 2 and 3: the whole penalty owed
-                per_night, floor_part = seg.penalty_per_night, False
-            else:  # the fee in regime 3 (all of it, constant), or a component left at zero
-                per_night, floor_part = 0, False
-            if level or per_night or floor_part:
-                pieces.append(ReductionPiece(component, start, end, level, per_night, floor_part, offset, dn, d))
-    return intervals
+    if divisor * per_night <= slope:
+        return -(slope - divisor * per_night), offset
+    return divisor * per_night - slope, divisor - 1 - offset + -(-offset // divisor) * divisor
+
+
+_new = tuple.__new__  # a NamedTuple's own __new__ is a Python function; this path runs per money event
+_INT64_MAX = (1 << 63) - 1  # the views hold a floor run's numerator in a 64-bit integer
+
+
+def reduction_lines(segments: Iterable[CeilingSegment]) -> list[CeilingLine]:
+    """Each component's reduction over the whole life as a handful of lines (domain/journal.py posts them).
+
+    Per segment, the regime (nothing capped; the penalty absorbs the reduction; the penalty in full
+    and the fee the rest; both in full and interest the rest) changes only where one of three linear
+    inequalities in n turns, so each stretch between turns is, per component, a level (a point line
+    for the change from what was booked) and a linear part (a run, extended when the last one goes
+    on at the same rate); the absorbing component's linear part less the ceiling's floor is one
+    floor run (``linear_less_floor``).
+    """
+    lines: list[CeilingLine] = []
+    booked = [0, 0, 0]  # penalty, fee, interest: the reduction the lines so far give at the cursor
+    runs = [-1, -1, -1]  # index in ``lines`` of each component's latest run
+    for start0, end0, cost, cost_pn, numer, numer_pn, penalty, penalty_pn, fee, d in segments:
+        nights = (end0 - start0).days
+        if not (booked[0] or booked[1] or booked[2]):
+            last = nights - 1  # C > floor(N/D) <=> D x C > N: linear, so its two ends decide
+            if d * cost <= numer and d * (cost + cost_pn * last) <= numer + numer_pn * last:
+                continue  # nothing capped before or during it (most stretches of most loans)
+        elif not (cost_pn or numer_pn or penalty_pn):  # a still stretch (settled, written off): R is constant
+            floor_now = numer // d
+            r = cost - floor_now if cost > floor_now else 0
+            if list(split_reduction(r, penalty, fee)) == booked:
+                continue  # and already booked: nothing to post
+        # Each regime boundary is "a + b x n > 0" for one of three (a, b): R > 0, R > penalty, R > penalty +
+        # fee. Linear, so a truth that is the same on the first and last night holds on every night between.
+        starts = [0]
+        last = nights - 1
+        a1, b1 = d * cost - numer, d * cost_pn - numer_pn
+        a2, b2 = a1 - d * penalty, b1 - d * penalty_pn
+        for a, b in ((a1, b1), (a2, b2), (a2 - d * fee, b2)):
+            if b and (a > 0) != (a + b * last > 0):
+                starts.append((-a) // b + 1 if b > 0 else -((-a) // (-b)))  # the first n where it turns
+        if len(starts) > 1:
+            starts = sorted(set(starts))
+        for k, n in enumerate(starts):
+            start = start0 + timedelta(days=n) if n else start0
+            end = end0 if k + 1 == len(starts) else start0 + timedelta(days=starts[k + 1])
+            length = (end - start).days
+            c, numerator, p = cost + cost_pn * n, numer + numer_pn * n, penalty + penalty_pn * n
+            floor_now = numerator // d
+            r = c - floor_now if c > floor_now else 0
+            if r == 0:  # nothing capped: whatever was booked goes back to zero
+                for i in 0, 1, 2:
+                    if booked[i]:
+                        lines.append(_new(CeilingLine, (REDUCED[i], start, None, -booked[i], 0, 1)))
+                        booked[i] = 0
+                continue
+            # (component, level, per night, absorbs the floor) of the components reduced, in REDUCED order
+            if r <= p:
+                parts: tuple[tuple[int, int, int, bool], ...] = ((0, r, cost_pn, True),)
+            elif r <= p + fee:
+                parts = ((0, p, penalty_pn, False), (1, r - p, cost_pn - penalty_pn, True))
+            else:
+                parts = ((0, p, penalty_pn, False), (1, fee, 0, False), (2, r - p - fee, cost_pn - penalty_pn, True))
+            for i in range(len(parts), 3):  # the components after those: not reduced here
+                if booked[i]:
+                    lines.append(_new(CeilingLine, (REDUCED[i], start, None, -booked[i], 0, 1)))
+                    booked[i] = 0
+            for i, level, per_night, absorbs in parts:
+                component = REDUCED[i]
+                if level != booked[i]:
+                    lines.append(_new(CeilingLine, (component, start, None, level - booked[i], 0, 1)))
+                booked[i] = level
+                if absorbs and numer_pn:  # the linear part less the ceiling's floor: one floor run
+                    amount, offset = linear_less_floor(per_night, numerator, numer_pn, d)
+                    if amount:
+                        if offset + abs(amount) * length > _INT64_MAX:
+                            raise BrokenInvariant(f"a floor run of the {component} ceiling passes 64 bits")
+                        lines.append(_new(CeilingLine, (component, start, end, amount, offset, d)))
+                        booked[i] += floor_run(amount, offset, d, length)
+                elif per_night:
+                    at = runs[i]
+                    run = lines[at] if at >= 0 else None
+                    if run is not None and run[3] == per_night and run[2] == start:
+                        lines[at] = _new(CeilingLine, (component, run[1], end, per_night, 0, 1))
+                    else:
+                        runs[i] = len(lines)
+                        lines.append(_new(CeilingLine, (component, start, end, per_night, 0, 1)))
+                    booked[i] += per_night * length
+    return lines

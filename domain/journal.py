@@ -31,9 +31,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import date
 from decimal import Decimal
-from typing import NamedTuple, Protocol
+from typing import NamedTuple
 
-from domain.ceiling import REDUCED, reduction_pieces
+from domain.ceiling import REDUCED, floor_run, reduction_lines
 from domain.errors import BrokenInvariant
 from domain.loan import Loan
 from domain.money import ZERO
@@ -51,8 +51,8 @@ PARTS = ("penalty", "interest", "fee", "principal")
 _RECEIVABLES = {part: RECEIVABLE + part for part in PARTS}
 _MEMOS = {part: MEMO + part for part in PARTS}
 _INCOME = {"interest": "interest_income", "penalty": "penalty_income", "fee": "fee_income"}
-# The journal's figures are 64-bit integers in the views (fen, and a floor run's numerator).
-_INT64_MAX = (1 << 63) - 1
+_CENT = Decimal("0.01")
+_CEILING = {part: ("ceiling:" + part, RECEIVABLE + part, _INCOME[part]) for part in REDUCED}
 
 
 class JournalLine(NamedTuple):
@@ -74,14 +74,7 @@ class JournalLine(NamedTuple):
         nights = (min(self.until, as_of) - self.value_date).days
         if self.divisor == 1:
             return self.amount * nights
-        return floor_run_fen(self.amount, self.offset, self.divisor, nights).scaleb(-2)
-
-
-def floor_run_fen(amount: Decimal, offset: int, divisor: int, nights: int) -> Decimal:
-    """A floor run's balance after ``nights``, in fen: sign x (floor((A + |B| m)/D) - floor(A/D))."""
-    per_night = int(abs(amount).scaleb(2))
-    fen = (offset + per_night * nights) // divisor - offset // divisor
-    return Decimal(-fen if amount < 0 else fen)
+        return floor_run(int(self.amount.scaleb(2)), self.offset, self.divisor, nights) * _CENT
 
 
 _line = tuple.__new__  # JournalLine's own __new__ is a Python function: five times slower on this path
@@ -124,7 +117,7 @@ def journal_lines(loan: Loan, position: Position | None = None) -> list[JournalL
             ((_RECEIVABLES[run.component], run.per_night), (_INCOME[run.component], -run.per_night)),
             run.end,
         )
-    _post_ceiling(position, post)
+    _post_ceiling(position, lines)
     for applied in position.applied:
         m, a = applied.movement, applied.allocation
         paid = a.paid
@@ -154,51 +147,15 @@ def journal_lines(loan: Loan, position: Position | None = None) -> list[JournalL
     return lines
 
 
-class _Post(Protocol):  # the signature of journal_lines' post(), for the helper above
-    def __call__(
-        self,
-        entry: str,
-        value_date: date,
-        legs: Iterable[tuple[str, Decimal]],
-        until: date | None = None,
-        offset: int = 0,
-        divisor: int = 1,
-    ) -> None: ...
-
-
-def _post_ceiling(position: Position, post: _Post) -> None:
-    """The reduction of each component as lines: its receivable credited, its income debited.
-
-    Piece by piece (domain/ceiling.py): a point line brings the booked reduction to the
-    piece's level, a run line adds its linear part, a floor run its floor part.
-    """
-    booked = dict.fromkeys(REDUCED, 0)  # each component's reduction as the lines so far give it, in fen
-    for segment in position.segments:
-        for start, end, pieces in reduction_pieces(segment):
-            if not pieces and not any(booked.values()):
-                continue
-            by_part = {piece.component: piece for piece in pieces}
-            for part in REDUCED:
-                piece = by_part.get(part)
-                receivable, income = _RECEIVABLES[part], _INCOME[part]
-                entry = "ceiling:" + part
-                level = piece.level if piece is not None else 0
-                if level != booked[part]:
-                    delta = Decimal(level - booked[part]).scaleb(-2)
-                    post(entry, start, ((receivable, -delta), (income, delta)))
-                if piece is None:
-                    booked[part] = 0
-                    continue
-                if piece.per_night:
-                    per_night = Decimal(piece.per_night).scaleb(-2)
-                    post(entry, start, ((receivable, -per_night), (income, per_night)), end)
-                if piece.floored and piece.floor_per_night:
-                    nights = (end - start).days
-                    if piece.offset + piece.floor_per_night * nights > _INT64_MAX:
-                        raise BrokenInvariant(f"a floor run of {entry} passes 64 bits: the cap has too many places")
-                    b = Decimal(piece.floor_per_night).scaleb(-2)
-                    post(entry, start, ((receivable, b), (income, -b)), end, piece.offset, piece.divisor)
-                booked[part] = piece.at(end)
+def _post_ceiling(position: Position, lines: list[JournalLine]) -> None:
+    """The reduction of each component (domain/ceiling.py) as lines: its receivable credited, its income
+    debited, by the same line shape (point, run or floor run). Each posting is a pair of opposite legs,
+    balanced by construction."""
+    for component, start, until, fen, offset, divisor in reduction_lines(position.segments):
+        entry, receivable, income = _CEILING[component]
+        amount = fen * _CENT
+        lines.append(_line(JournalLine, (entry, receivable, start, -amount, until, offset, divisor)))
+        lines.append(_line(JournalLine, (entry, income, start, amount, until, offset, divisor)))
 
 
 def balances_as_of(lines: Iterable[JournalLine], as_of: date) -> dict[str, Decimal]:

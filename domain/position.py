@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
+from functools import lru_cache
 
 from domain.accrual import AccrualRun, per_night_fen
 from domain.allocation import Allocation, allocate_fen
@@ -109,6 +110,21 @@ class Position:
         return tuple(r for r in self.refunds if not r.covered)
 
 
+@lru_cache(maxsize=64)  # a deployment has a few caps; the rebuild derives a position per money event
+def _fraction(cap: Decimal) -> CapFraction:
+    return CapFraction.of(cap)
+
+
+@dataclass(slots=True)
+class _Run:
+    """An accrual run while the walk may still extend it (AccrualRun once it is done)."""
+
+    component: str
+    start: date
+    end: date
+    fen: int
+
+
 def cost_cap_of(terms: Terms) -> Decimal:
     """The cap the loan was approved under (0.36 for loans approved before it was recorded)."""
     return LEGACY_COST_CAP if terms.cost_cap is None else terms.cost_cap
@@ -122,8 +138,15 @@ def _fen(amount: Decimal) -> int:
     return fen
 
 
+_CENT = Decimal("0.01")
+_NOTHING = Components()  # (frozen: one instance serves every position with nothing in a slot)
+
+
 def _cny(fen: int) -> Decimal:
-    return Decimal(fen).scaleb(-2)
+    return fen * _CENT  # exact: an int times 0.01 is that many fen, two places (a third the cost of scaleb)
+
+
+_segment = tuple.__new__  # a NamedTuple's own __new__ is a Python function: slower, once per stretch
 
 
 def position_as_of(
@@ -142,7 +165,7 @@ def position_as_of(
     due = terms.due_date(funded_on)
     penalty_from = due + timedelta(days=terms.grace_days)
     cap = cost_cap_of(terms)
-    fraction = CapFraction.of(cap)
+    fraction = _fraction(cap)
     numerator, divisor = fraction.numerator, fraction.divisor
     rate, penalty_rate, order = terms.daily_rate, terms.penalty_daily_rate, terms.allocation_order
     principal_funded, fee = _fen(terms.principal), _fen(terms.fee)
@@ -160,7 +183,6 @@ def position_as_of(
     applied: list[AppliedMovement] = []
     waivers: list[AppliedWaiver] = []
     refunds: list[AppliedRefund] = []
-    runs: list[AccrualRun] = []
     segments: list[CeilingSegment] = []
     settled_on: date | None = None
     written_off: Components | None = None
@@ -180,9 +202,15 @@ def position_as_of(
         }, reduction
 
     def components(amounts: dict[str, int]) -> Components:
-        return Components(
-            _cny(amounts["penalty"]), _cny(amounts["interest"]), _cny(amounts["fee"]), _cny(amounts["principal"])
+        penalty, interest, fee_part, principal = (
+            amounts["penalty"],
+            amounts["interest"],
+            amounts["fee"],
+            amounts["principal"],
         )
+        if not (penalty or interest or fee_part or principal):
+            return _NOTHING
+        return Components(_cny(penalty), _cny(interest), _cny(fee_part), _cny(principal))
 
     i, count = 0, len(ordered)
 
@@ -213,20 +241,22 @@ def position_as_of(
                 continue
             else:
                 raise BrokenInvariant(f"{m.key} is of no known kind ({m.kind!r})")
-            if settled_on is None and sum(owed()[0].values()) == 0:
+            # (while principal is owed the loan is not settled: no need to work out the rest)
+            no_principal = paid["principal"] + waived["principal"] == principal_funded
+            if settled_on is None and no_principal and sum(owed()[0].values()) == 0:
                 settled_on = day
 
-    last_run: dict[str, int] = {}  # component -> index of its latest run
+    last_run: dict[str, _Run] = {}  # component -> its latest run
+    run_rows: list[_Run] = []
 
     def add_run(component: str, start: date, end: date, per_night: int) -> None:
         """A run of nights; one that continues the component's latest at the same rate extends it."""
-        value = _cny(per_night)
-        at = last_run.get(component)
-        if at is not None and runs[at].end == start and runs[at].per_night == value:
-            runs[at] = AccrualRun(component, runs[at].start, end, value)
+        run = last_run.get(component)
+        if run is not None and run.end == start and run.fen == per_night:
+            run.end = end
         else:
-            last_run[component] = len(runs)
-            runs.append(AccrualRun(component, start, end, value))
+            run = last_run[component] = _Run(component, start, end, per_night)
+            run_rows.append(run)
 
     apply_facts_on(funded_on)
     if stop_on == funded_on:
@@ -234,31 +264,40 @@ def position_as_of(
     marks = {funded_on + _ONE_NIGHT, due, penalty_from, as_of}
     if stop_on is not None:
         marks.add(stop_on)
-    marks.update(m.value_date for m in ordered)
+    for m in ordered:
+        marks.add(m.value_date)
+    nightly: dict[tuple[int, bool], int] = {}  # (principal, penalty?) -> one night's accrual: few principals a loan
     cursor = funded_on
-    for bound in sorted(b for b in marks if funded_on < b <= as_of):
+    for bound in sorted([b for b in marks if funded_on < b <= as_of]):
         nights = (bound - cursor).days
         principal = principal_funded - paid["principal"] - waived["principal"]
         interest_night = penalty_night = principal_night = 0
-        if stop_on is None or cursor < stop_on:
-            if cursor < due and principal:
-                interest_night = per_night_fen(principal, rate)
-            if cursor >= penalty_from and principal:
-                penalty_night = per_night_fen(principal, penalty_rate)
+        if (stop_on is None or cursor < stop_on) and principal:
+            if cursor < due:
+                interest_night = nightly.get((principal, False), -1)
+                if interest_night < 0:
+                    interest_night = nightly[principal, False] = per_night_fen(principal, rate)
+            if cursor >= penalty_from:
+                penalty_night = nightly.get((principal, True), -1)
+                if penalty_night < 0:
+                    penalty_night = nightly[principal, True] = per_night_fen(principal, penalty_rate)
             if cursor > funded_on:
                 principal_night = principal
         segments.append(
-            CeilingSegment(
-                start=cursor,
-                end=bound,
-                cost=accrued_interest + accrued_penalty + fee,
-                cost_per_night=interest_night + penalty_night,
-                numerator=numerator * principal_days,
-                numerator_per_night=numerator * principal_night,
-                penalty=accrued_penalty - paid["penalty"] - waived["penalty"],
-                penalty_per_night=penalty_night,
-                fee=fee - paid["fee"] - waived["fee"],
-                divisor=divisor,
+            _segment(  # CeilingSegment's fields, in order
+                CeilingSegment,
+                (
+                    cursor,
+                    bound,
+                    accrued_interest + accrued_penalty + fee,
+                    interest_night + penalty_night,
+                    numerator * principal_days,
+                    numerator * principal_night,
+                    accrued_penalty - paid["penalty"] - waived["penalty"],
+                    penalty_night,
+                    fee - paid["fee"] - waived["fee"],
+                    divisor,
+                ),
             )
         )
         if interest_night:
@@ -286,8 +325,8 @@ def position_as_of(
         applied=tuple(applied),
         settled_on=settled_on,
         written_off=written_off,
-        accrual_runs=tuple(runs),
-        capped=Components(penalty=_cny(reduction[0]), interest=_cny(reduction[2]), fee=_cny(reduction[1])),
+        accrual_runs=tuple(AccrualRun(r.component, r.start, r.end, _cny(r.fen)) for r in run_rows),
+        capped=Components(_cny(reduction[0]), _cny(reduction[2]), _cny(reduction[1])) if any(reduction) else _NOTHING,
         ceiling=_cny(fraction.ceiling(principal_days)),
         principal_days=_cny(principal_days),
         cost_cap=cap,
