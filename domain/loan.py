@@ -54,11 +54,7 @@ class MoneyIn:
     bank_ref: str | None = None
     agency: str | None = None
     reversed_by: str | None = None
-    component: str | None = None  # a waiver's
-
-
-# Waivers and refunds, kept as MoneyIn records (kind "waiver" | "refund") in ``Loan.adjustments``.
-ADJUSTMENT_COMMANDS = {"waiver": "waived", "refund": "refunded"}
+    component: str | None = None  # a waiver's (waivers and refunds are kept as MoneyIn in Loan.adjustments)
 
 
 class Loan(Aggregate):

@@ -114,16 +114,18 @@ def domain_example(loan_id="L1"):
 
 
 @st.composite
-def loan_streams(draw, loan_id="L1"):
-    """One loan's commands in arrival order: repayments, collections, waivers, refunds, reversals, maybe
-    a write-off (a command the loan refuses, e.g. a refund of more than is held, is simply refused).
+def loan_streams(draw, loan_id="L1", adjustments=False):
+    """One loan's commands in arrival order: repayments, collections, reversals, maybe a write-off; with
+    ``adjustments`` also waivers and refunds (a refund of more than is held is refused, and may be
+    accepted if sent again after more money came in: no stream for "a refusal stays a refusal").
 
     Value dates are drawn independently of arrival order, so many are backdated.
     """
     cmds = domain_example(loan_id)
     moves = []
     for i in range(draw(st.integers(0, 6))):
-        kind = draw(st.sampled_from(["repaid", "repaid", "collected", "reversed", "waived", "refunded"]))
+        kinds = ["repaid", "repaid", "collected", "reversed"] + (["waived", "refunded"] if adjustments else [])
+        kind = draw(st.sampled_from(kinds))
         day = (date(2026, 3, 1) + timedelta(days=draw(st.integers(0, 120)))).isoformat()
         amount = f"{draw(st.integers(1, 120_000)) / 100:.2f}"
         small = f"{draw(st.integers(1, 2_000)) / 100:.2f}"
