@@ -256,7 +256,7 @@ def _fen(text):
     return int(D(text) * 100)
 
 
-@settings(max_examples=12)
+@settings(max_examples=25)
 @given(book=books())
 def test_every_view_tells_one_truth_as_of_every_date(store_url, book):
     app = Ledger(Settings(db_url=store_url, cost_caps=CostCaps.parse("0.36;2026-02-01=0.24"), allocation_orders=ORDERS))
