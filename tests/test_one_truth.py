@@ -121,6 +121,50 @@ def test_a_written_off_loan_repaid_in_full_is_the_same_in_every_view(store_url):
     }
 
 
+def _priced(loan_id, principal, term_days, daily_rate, fee, penalty="0.001"):
+    terms = {"principal": principal, "term_days": term_days, "daily_rate": daily_rate, "fee": fee}
+    return [
+        applied(loan_id, principal=principal, term_days=term_days),
+        approved(loan_id, **terms, penalty_daily_rate=penalty),
+        funded(loan_id, amount=principal),
+    ]
+
+
+def test_under_a_24_percent_cap_neither_rounding_nor_a_fee_nor_a_penalty_passes_it(store_url, monkeypatch):
+    """Issue 21, as a new user tried it: LEDGER_COST_CAP=0.24, then loan show as of the due date."""
+    monkeypatch.setenv("LEDGER_COST_CAP", "0.24")
+    db = store_url
+    book = [
+        *_priced("R24", "500.00", 30, "0.000657", "0"),  # 23.98%, but 0.33 a night
+        *_priced("F24", "500.00", 30, "0.00001", "9.71"),  # 23.99%, the fee asks 24.36%
+        *_priced("P24", "1000.00", 14, "0.0003", "5.00", penalty="0.1"),  # 23.99%, penalty 10% a day
+    ]
+    appended = run("append", "-", "--json", "--db", db, input="\n".join(json.dumps(c) for c in book))
+    assert all(json.loads(line)["status"] == "appended" for line in appended.output.splitlines())
+    rounding = show(db, "R24", "2026-03-31")
+    assert (rounding["balances"]["interest"], rounding["capped"]["interest"]) == ("9.86", "0.04")
+    assert rounding["ceiling"] == {"cost_cap": "0.24", "principal_days": "15000.00", "ceiling": "9.86"}
+    fee = show(db, "F24", "2026-03-31")
+    assert (fee["balances"]["interest"], fee["balances"]["fee"], fee["capped"]["fee"]) == ("0.30", "9.56", "0.15")
+    late = show(db, "P24", "2026-04-14")  # due 2026-03-15: 30 days late
+    assert (late["dpd"], late["balances"]["penalty"], late["capped"]["penalty"]) == (30, "19.73", "2980.27")
+    b = late["balances"]
+    assert D(b["interest"]) + D(b["fee"]) + D(b["penalty"]) == D(late["ceiling"]["ceiling"]) == D("28.93")
+
+
+def test_an_early_payoff_pays_for_the_night_used_not_the_whole_flat_fee(store_url):
+    """Issue 21: 1,000.00 for 30 days with a 10.00 fee, repaid the next day, paid 1,010.50."""
+    db = store_url
+    book = _priced("E1", "1000.00", 30, "0.0005", "10.00")
+    assert run("append", "-", "--db", db, input="\n".join(json.dumps(c) for c in book)).exit_code == 0
+    payoff = show(db, "E1", "2026-03-02")["balances"]
+    assert (payoff["interest"], payoff["fee"], payoff["total"]) == ("0.50", "0.48", "1000.98")
+    paid = repaid("E1", ref="E1-R", amount="1000.98", value_date="2026-03-02")
+    assert run("append", "-", "--db", db, input=json.dumps(paid)).exit_code == 0
+    later = show(db, "E1", "2026-05-01")
+    assert (later["state"], later["balances"]["total"], later["balances"]["overpayment"]) == ("repaid", "0.00", "0.00")
+
+
 def test_loan_show_text_gives_the_annualised_cost_the_cap_and_what_the_ceiling_holds_back(store_url):
     db = store_url
     loan = [applied("T1"), approved("T1"), funded("T1")]
