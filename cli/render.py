@@ -55,12 +55,33 @@ def loan_lines(view: dict[str, Any]) -> Iterator[str]:
             f"fee {t['fee']}  penalty rate {t['penalty_daily_rate']}  grace {t['grace_days']} days  "
             f"pays {', '.join(t['allocation_order'])}"
         )
+        cap = view.get("ceiling", {}).get("cost_cap") or t.get("cost_cap")
+        since = f" in force since {t['cost_cap_since']}" if t.get("cost_cap_since") else ""
+        judged = "" if t.get("cost_cap") else " (approved before caps were recorded)"
+        yield (f"  pricing  annualised cost {_percent(t.get('annualised_cost'))}  cap {_percent(cap)}{since}{judged}")
     b = view["balances"]
     yield (
         f"  owed     principal {b['principal']}  interest {b['interest']}  fee {b['fee']}  "
         f"penalty {b['penalty']}  overpayment {b['overpayment']}  total {b['total']}"
     )
+    c, ceiling = view.get("capped"), view.get("ceiling")
+    if c and ceiling:
+        yield (
+            f"  ceiling  {ceiling['ceiling']} (cap x principal-days {ceiling['principal_days']} / 365)  "
+            f"capped interest {c['interest']}  fee {c['fee']}  penalty {c['penalty']}  total {c['total']}"
+        )
+    w = view.get("waived")
+    if (w and w["total"] != "0.00") or view.get("refunded", "0.00") != "0.00":
+        waived = "  ".join(f"{k} {v}" for k, v in (w or {}).items() if k != "total" and v != "0.00")
+        yield f"  waived   {waived or 'nothing'}  refunded {view.get('refunded', '0.00')}"
     yield "  history  (occurred: the sender's time and zone; recorded: when the ledger stored it)"
+
+
+def _percent(rate: Any) -> str:
+    """``0.312857`` as ``31.29%``; ``-`` when unknown."""
+    if rate is None:
+        return "-"
+    return f"{Decimal(str(rate)) * 100:.2f}%"
 
 
 def event_line(event: dict[str, Any]) -> str:

@@ -85,3 +85,8 @@ class UnreadableEvent(LedgerError):
             f"loan {loan}: its stored event at version {version} cannot be read ({why}): run `ledger verify`, "
             "and restore the loan's events from a backup"
         )
+
+
+class BrokenInvariant(Exception):
+    """A rule that protects money found broken: a bug, never bad input. Raised, not asserted, so that
+    it also holds under ``python -O``."""

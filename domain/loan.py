@@ -20,8 +20,10 @@ from zoneinfo import ZoneInfo
 from eventsourcing.domain import Aggregate, event
 
 from domain.errors import CostCapExceeded, IllegalTransition, RuleViolation
+from domain.money import fmt
 from domain.position import Movement, Position, position_as_of
 from domain.terms import (
+    COMPONENTS,
     PRINCIPAL_MAX,
     PRINCIPAL_MIN,
     TERM_DAYS_MAX,
@@ -53,6 +55,7 @@ class MoneyIn:
     bank_ref: str | None = None
     agency: str | None = None
     reversed_by: str | None = None
+    component: str | None = None  # a waiver's (waivers and refunds are kept as MoneyIn in Loan.adjustments)
 
 
 @dataclass(frozen=True)
@@ -160,6 +163,21 @@ class Loan(Aggregate):
             idempotency_key: str
             occurred_at: datetime
 
+        class Waived(Aggregate.Event):
+            amount: Decimal
+            component: str
+            value_date: date
+            reason: str
+            idempotency_key: str
+            occurred_at: datetime
+
+        class Refunded(Aggregate.Event):
+            amount: Decimal
+            bank_ref: str
+            value_date: date
+            idempotency_key: str
+            occurred_at: datetime
+
     @staticmethod
     def create_id(loan_id: str, **_: object) -> UUID:
         return loan_uuid(loan_id)
@@ -199,6 +217,7 @@ class Loan(Aggregate):
         self.written_off_on: date | None = None
         self.assignments: list[Assignment] = []  # in value-date order; only the last may still be open
         self.keys: set[str] = {idempotency_key}
+        self.adjustments: list[MoneyIn] = []  # waivers and refunds, with their reversals
 
     # ---- commands: rules first, then the event ------------------------------
     def score_application(
@@ -292,9 +311,9 @@ class Loan(Aggregate):
         if value_date < self.funded_on:
             self._reject(command, f"value_date {value_date} is before funding on {self.funded_on}")
         if bank_ref is not None:
-            for m in self.money_in:
-                if m.bank_ref == bank_ref:
-                    self._reject(command, f"bank_ref {bank_ref!r} is already recorded on this loan (key {m.key!r})")
+            self._refuse_known_bank_ref(command, bank_ref)
+        incoming = Movement(idempotency_key, value_date, amount, kind, self.version)
+        self._refuse_uncovered_refunds(command, [*self.movements(), incoming])
         if kind == "repayment":
             # ledger/handlers.py passes the command's required bank_ref with every repayment
             assert bank_ref is not None
@@ -344,6 +363,7 @@ class Loan(Aggregate):
             self._reject("written_off", f"value_date {value_date} is before funding on {self.funded_on}")
         if self.position(value_date).total == 0:
             self._reject("written_off", f"nothing is owed as of {value_date}")
+        self._refuse_uncovered_refunds("written_off", self.movements(), written_off_on=value_date)
         self._written_off(
             value_date=value_date, reason=reason, idempotency_key=idempotency_key, occurred_at=occurred_at
         )
@@ -354,12 +374,16 @@ class Loan(Aggregate):
                 "reversed",
                 "reversing a disbursement is not supported; record the returned funds as a repayment instead",
             )
-        target = next((m for m in self.money_in if m.key == reverses), None)
+        target = next((m for m in (*self.money_in, *self.adjustments) if m.key == reverses), None)
         if target is None:
-            self._reject("reversed", f"no repayment or collection with idempotency_key {reverses!r} on this loan")
+            self._reject(
+                "reversed", f"no repayment, collection, waiver or refund with idempotency_key {reverses!r} on this loan"
+            )
         assert target is not None
         if target.reversed_by is not None:
             self._reject("reversed", f"{reverses!r} was already reversed by {target.reversed_by!r}")
+        rest = [m for m in self.movements() if m.key != reverses]
+        self._refuse_uncovered_refunds("reversed", rest, cause="; reverse that refund first")
         self._reversed(reverses=reverses, reason=reason, idempotency_key=idempotency_key, occurred_at=occurred_at)
 
     def assign(self, *, agency: str, value_date: date, idempotency_key: str, occurred_at: datetime) -> None:
@@ -401,6 +425,37 @@ class Loan(Aggregate):
             occurred_at=occurred_at,
         )
 
+    def waive(
+        self,
+        *,
+        amount: Decimal,
+        component: str,
+        value_date: date,
+        reason: str,
+        idempotency_key: str,
+        occurred_at: datetime,
+    ) -> None:
+        """Forgive part of one component (a settlement discount): at most what it owes on the value date."""
+        self._require("waived", {"funded", "written_off"})
+        self._refuse_before_funding("waived", value_date)
+        if component not in COMPONENTS:
+            self._reject("waived", f"component {component!r} is not one of {', '.join(sorted(COMPONENTS))}")
+        owed = self.position(value_date).outstanding.get(component)
+        if amount > owed:
+            self._reject(
+                "waived", f"amount {fmt(amount)} is more than the {component} owed on {value_date} ({fmt(owed)})"
+            )
+        waiver = Movement(idempotency_key, value_date, amount, "waiver", self.version, component)
+        self._refuse_uncovered_refunds("waived", [*self.movements(), waiver])
+        self._waived(
+            amount=amount,
+            component=component,
+            value_date=value_date,
+            reason=reason,
+            idempotency_key=idempotency_key,
+            occurred_at=occurred_at,
+        )
+
     def recall(self, *, value_date: date, idempotency_key: str, occurred_at: datetime) -> None:
         """Take the loan back from its agency from ``value_date`` (in-house again that day)."""
         command = "recalled"
@@ -413,6 +468,28 @@ class Loan(Aggregate):
         self._check_custody_order(command, value_date)
         self._recalled(
             agency=current.agency, value_date=value_date, idempotency_key=idempotency_key, occurred_at=occurred_at
+        )
+
+    def refund(
+        self, *, amount: Decimal, bank_ref: str, value_date: date, idempotency_key: str, occurred_at: datetime
+    ) -> None:
+        """Pay an overpayment back to the borrower: at most what is held on the value date."""
+        self._require("refunded", {"funded", "written_off"})
+        self._refuse_before_funding("refunded", value_date)
+        self._refuse_known_bank_ref("refunded", bank_ref)
+        held = self.position(value_date).overpayment
+        if amount > held:
+            self._reject(
+                "refunded", f"amount {fmt(amount)} is more than the overpayment held on {value_date} ({fmt(held)})"
+            )
+        refund = Movement(idempotency_key, value_date, amount, "refund", self.version)
+        self._refuse_uncovered_refunds("refunded", [*self.movements(), refund])
+        self._refunded(
+            amount=amount,
+            bank_ref=bank_ref,
+            value_date=value_date,
+            idempotency_key=idempotency_key,
+            occurred_at=occurred_at,
         )
 
     # ---- events: record only ----------------------------------------------
@@ -484,6 +561,31 @@ class Loan(Aggregate):
     @event("Reversed")
     def _reversed(self, reverses: str, reason: str, idempotency_key: str, occurred_at: datetime) -> None:
         self.money_in = [replace(m, reversed_by=idempotency_key) if m.key == reverses else m for m in self.money_in]
+        self.adjustments = [
+            replace(m, reversed_by=idempotency_key) if m.key == reverses else m for m in self.adjustments
+        ]
+        self.keys.add(idempotency_key)
+
+    @event("Waived")
+    def _waived(
+        self,
+        amount: Decimal,
+        component: str,
+        value_date: date,
+        reason: str,
+        idempotency_key: str,
+        occurred_at: datetime,
+    ) -> None:
+        self.adjustments.append(
+            MoneyIn(idempotency_key, "waiver", amount, value_date, self.version, component=component)
+        )
+        self.keys.add(idempotency_key)
+
+    @event("Refunded")
+    def _refunded(
+        self, amount: Decimal, bank_ref: str, value_date: date, idempotency_key: str, occurred_at: datetime
+    ) -> None:
+        self.adjustments.append(MoneyIn(idempotency_key, "refund", amount, value_date, self.version, bank_ref=bank_ref))
         self.keys.add(idempotency_key)
 
     @event("Assigned")
@@ -511,11 +613,16 @@ class Loan(Aggregate):
         self.keys.add(key)
 
     def movements(self) -> list[Movement]:
-        return [
+        """Every fact that moves what is owed or held, unless reversed: money in, waivers, refunds."""
+        found = [
             Movement(key=m.key, value_date=m.value_date, amount=m.amount, kind=m.kind, seq=m.seq)
             for m in self.money_in
             if m.reversed_by is None
         ]
+        for m in self.adjustments:
+            if m.reversed_by is None:
+                found.append(Movement(m.key, m.value_date, m.amount, m.kind, m.seq, m.component))
+        return found
 
     def position(self, as_of: date) -> Position:
         if self.terms is None or self.funded_on is None:
@@ -554,6 +661,31 @@ class Loan(Aggregate):
         return INHOUSE if held is None else held.agency
 
     # ---- guards ---------------------------------------------------------------
+    def _refuse_before_funding(self, command: str, value_date: date) -> None:
+        if self.funded_on is None or value_date < self.funded_on:
+            self._reject(command, f"value_date {value_date} is before funding on {self.funded_on}")
+
+    def _refuse_known_bank_ref(self, command: str, bank_ref: str) -> None:
+        for m in (*self.money_in, *self.adjustments):
+            if m.bank_ref == bank_ref:
+                self._reject(command, f"bank_ref {bank_ref!r} is already recorded on this loan (key {m.key!r})")
+
+    def _refuse_uncovered_refunds(
+        self, command: str, movements: list[Movement], written_off_on: date | None = None, cause: str = ""
+    ) -> None:
+        """Refuse a command after which a refund would pay out more than the overpayment held on its date."""
+        if self.terms is None or self.funded_on is None or not any(m.kind == "refund" for m in movements):
+            return
+        last = max(m.value_date for m in movements)
+        wo = written_off_on or self.written_off_on
+        for r in position_as_of(self.terms, self.funded_on, movements, last, wo).uncovered_refunds:
+            m = r.movement
+            self._reject(
+                command,
+                f"refund {m.key!r} of {fmt(m.amount)} on {m.value_date} would then be more than the overpayment "
+                f"held on that day ({fmt(r.held)}){cause}",
+            )
+
     def _require(self, command: str, phases: set[str]) -> None:
         if self.phase not in phases:
             raise IllegalTransition(self.loan_id, self.phase, command)

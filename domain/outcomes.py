@@ -35,16 +35,23 @@ def reached_dpd(loan: Loan, by: date, threshold: int = EVER_DPD) -> date | None:
 class Loss:
     written_off: Decimal  # principal written off
     recovered: Decimal  # received after the write-off and applied to the debt (not overpayment), up to that principal
+    waived: Decimal = ZERO  # principal forgiven while the loan was on the book (before or on the write-off date)
 
     @property
     def net(self) -> Decimal:
-        return self.written_off - self.recovered
+        return self.written_off - self.recovered + self.waived
 
 
 def loss(position: Position) -> Loss:
-    """The loss on a loan as of the position's date (nothing if it was not written off by then)."""
+    """The principal lost on a loan as of the position's date: written off and not recovered, plus waived.
+
+    A principal waiver after the write-off forgives debt already counted as written off, so it adds nothing.
+    """
+    waived = sum(
+        (w.amount for w in position.waivers if w.movement.component == "principal" and not w.after_write_off), ZERO
+    )
     if position.written_off is None:
-        return Loss(ZERO, ZERO)
+        return Loss(ZERO, ZERO, waived)
     principal = position.written_off.principal
     paid = sum((a.allocation.paid.total for a in position.applied if a.after_write_off), ZERO)
-    return Loss(principal, min(principal, paid))
+    return Loss(principal, min(principal, paid), waived)

@@ -8,6 +8,8 @@ from decimal import Decimal
 
 from domain.errors import CostCapExceeded
 
+CAP_PLACES_MAX = 6  # a cap's decimal places: its fraction keeps the journal's ceiling inside 64 bits
+
 PRINCIPAL_MIN = Decimal("500.00")
 PRINCIPAL_MAX = Decimal("5000.00")
 TERM_DAYS_MIN = 7
@@ -92,6 +94,8 @@ class CostCaps:
                 raise ValueError(f"{rate_text.strip()!r} is not a decimal rate") from None
             if not rate.is_finite() or not Decimal(0) < rate <= Decimal(1):
                 raise ValueError(f"rate {rate_text.strip()!r} must be in (0, 1]")
+            if -rate.normalize().as_tuple().exponent > CAP_PLACES_MAX:  # type: ignore[operator]
+                raise ValueError(f"rate {rate_text.strip()!r} has more than {CAP_PLACES_MAX} decimal places")
             since = None
             if since_text:
                 try:

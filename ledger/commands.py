@@ -310,8 +310,34 @@ class Recalled(_Command):
     value_date: CalendarDate
 
 
+class Waived(_Command):
+    type: Literal["waived"]
+    amount: Money
+    component: Literal["penalty", "interest", "fee", "principal"]
+    value_date: CalendarDate
+    reason: Note
+
+
+class Refunded(_Command):
+    type: Literal["refunded"]
+    amount: Money
+    bank_ref: Reference
+    value_date: CalendarDate
+
+
 Command = Annotated[
-    Applied | Scored | Funded | Repaid | Overdue | Collected | WrittenOff | Reversed | Assigned | Recalled,
+    Applied
+    | Scored
+    | Funded
+    | Repaid
+    | Overdue
+    | Collected
+    | WrittenOff
+    | Reversed
+    | Assigned
+    | Recalled
+    | Waived
+    | Refunded,
     Field(discriminator="type"),
 ]
 # In the order of a loan's life (docs/contract.md lists them so, and its examples append in it).
@@ -326,6 +352,8 @@ COMMAND_TYPES = (
     "recalled",
     "written_off",
     "reversed",
+    "waived",
+    "refunded",
 )
 _command = TypeAdapter(Command)
 

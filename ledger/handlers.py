@@ -94,6 +94,19 @@ def handle(loan: Loan | None, cmd: c._Command, settings: Settings) -> Loan:
         loan.assign(agency=cmd.agency, value_date=cmd.value_date, idempotency_key=key, occurred_at=at)
     elif isinstance(cmd, c.Recalled):
         loan.recall(value_date=cmd.value_date, idempotency_key=key, occurred_at=at)
+    elif isinstance(cmd, c.Waived):
+        loan.waive(
+            amount=cmd.amount,
+            component=cmd.component,
+            value_date=cmd.value_date,
+            reason=cmd.reason,
+            idempotency_key=key,
+            occurred_at=at,
+        )
+    elif isinstance(cmd, c.Refunded):
+        loan.refund(
+            amount=cmd.amount, bank_ref=cmd.bank_ref, value_date=cmd.value_date, idempotency_key=key, occurred_at=at
+        )
     else:  # pragma: no cover - the discriminated union admits nothing else
         raise AssertionError(cmd)
     return loan

@@ -1,11 +1,12 @@
 """Portfolio balances and the trial balance, answered from the value-dated, bitemporal journal.
 
-As of a date D: point lines valued on or before D, run lines clamped to the
-nights before D. As known at T (optional): only the rows that held at T, and
-only the fundings and write-offs recorded by T. Each loan's state and bucket
-as of D come from its own receivables in the journal and its due date, by the
-domain's own DPD and bucket rules. Sums are integer fen in SQL, Decimal from
-here on.
+As of a date D: point lines valued on or before D, run lines (and the cost
+ceiling's floor runs) clamped to the nights before D. As known at T (optional):
+only the rows that held at T, and only the fundings and write-offs recorded by
+T. Each loan's state and bucket as of D come from its own receivables in the
+journal (for a written-off loan, the memo of what its borrower still owes) and
+its due date, by the domain's own DPD and bucket rules: the figures `loan show`
+derives from the loan's events. Sums are integer fen in SQL, Decimal from here on.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 from uuid import UUID
 
 from domain.delinquency import BUCKETS, bucket, days_past_due
-from domain.journal import OVERPAYMENTS, RECEIVABLE, RECOVERY
+from domain.journal import MEMO, OVERPAYMENTS, RECEIVABLE, RECOVERY
 from domain.loan import INHOUSE
 from projections.db import ViewDb
 from projections.journal_view import micros
@@ -29,11 +30,17 @@ GROUPINGS = ("bank", "product", "bucket", "state", "channel", "agency", "model")
 STATES = ("funded", "overdue", "repaid", "written_off")
 AMOUNTS = (*PARTS, "overpayment", "total")
 
-# A line's balance as of day ?1 (passed twice): a run counts its nights before that day.
+# A line's balance as of a day (passed _AS_OF_DAYS times): a run counts its nights before that day; a
+# floor run (the cost ceiling, domain/journal.py) the floor of its numerator over those nights. Integer
+# division of non-negative integers: the same floor on both engines.
+_NIGHTS = "((CASE WHEN until_day < ? THEN until_day ELSE ? END) - value_day)"
 _AS_OF = (
     "CASE WHEN until_day IS NULL THEN amount_fen "
-    "ELSE amount_fen * ((CASE WHEN until_day < ? THEN until_day ELSE ? END) - value_day) END"
+    f"WHEN run_divisor = 1 THEN amount_fen * {_NIGHTS} "
+    "ELSE (CASE WHEN amount_fen < 0 THEN -1 ELSE 1 END) * "
+    f"((run_offset + ABS(amount_fen) * {_NIGHTS}) / run_divisor - run_offset / run_divisor) END"
 )
+_AS_OF_DAYS = _AS_OF.count("?")
 
 
 def _fen_to_amount(fen: int) -> Decimal:
@@ -69,7 +76,7 @@ def trial_balance(
     where, params = _lines(as_of, known_at)
     where, params = _of_loans(where, params, where_loans)
     day = as_of.toordinal()
-    [(total,)] = db.query(f"SELECT SUM({_AS_OF}) FROM proj_journal WHERE {where}", [day, day, *params])
+    [(total,)] = db.query(f"SELECT SUM({_AS_OF}) FROM proj_journal WHERE {where}", [day] * _AS_OF_DAYS + params)
     return _fen_to_amount(total or 0)
 
 
@@ -79,7 +86,7 @@ def account_balances(db: ViewDb, as_of: date, known_at: datetime | None = None) 
     day = as_of.toordinal()
     rows = db.query(
         f"SELECT account, SUM({_AS_OF}) FROM proj_journal WHERE {where} GROUP BY account ORDER BY account",
-        [day, day, *params],
+        [day] * _AS_OF_DAYS + params,
     )
     return {account: _fen_to_amount(total) for account, total in rows}
 
@@ -208,7 +215,7 @@ def _loan_lines(
         where_loans=where_loans,
     )
     for loan_id, bank_of, product, due_day, written_off_day, written_off_at_us, parties, *amounts in rows:
-        principal, interest, fee, penalty, overpaid, written_off_fen, recovered_fen = amounts
+        principal, interest, fee, penalty, overpaid, still_due, written_off_fen, recovered_fen = amounts
         due = date.fromordinal(due_day)
         owed = principal + interest + fee + penalty
         written_off = (
@@ -216,8 +223,8 @@ def _loan_lines(
             and written_off_day <= day
             and (known_us is None or written_off_at_us <= known_us)
         )
-        if written_off:  # off the book; its DPD keeps counting from the due date (docs/decisions.md)
-            state, dpd = "written_off", days_past_due(as_of, due, True)
+        if written_off:  # off the book; its DPD by the same rule, on what its borrower still owes (the memo)
+            state, dpd = "written_off", days_past_due(as_of, due, still_due > 0)
         else:
             dpd = days_past_due(as_of, due, principal + interest + fee > 0)
             state = "repaid" if owed == 0 else "overdue" if dpd > 0 else "funded"
@@ -265,6 +272,9 @@ def _portfolio_rows(
     principal written off and recoveries (else 0), in fen."""
     sums = [f"SUM(CASE WHEN account = '{RECEIVABLE}{part}' THEN {_AS_OF} ELSE 0 END) AS {part}" for part in PARTS]
     sums.append(f"-SUM(CASE WHEN account = '{OVERPAYMENTS}' THEN amount_fen ELSE 0 END) AS overpayment")
+    # what a written-off borrower still owes of principal, interest and fee (memo accounts: point lines only)
+    memo_due = ", ".join(f"'{MEMO}{part}'" for part in ("principal", "interest", "fee"))
+    sums.append(f"SUM(CASE WHEN account IN ({memo_due}) THEN amount_fen ELSE 0 END) AS still_due")
     if outcomes:  # (two more sums over every line: only the partners report needs them)
         sums.append(
             f"-SUM(CASE WHEN entry = 'write_off' AND account = '{RECEIVABLE}principal' THEN amount_fen ELSE 0 END)"
@@ -276,7 +286,7 @@ def _portfolio_rows(
     statement = (
         f"SELECT l.loan_id, l.bank, l.product, l.due_day, l.written_off_day, l.written_off_at_us, "
         f"l.channel, l.model_version, l.principal_fen, {held}, "
-        + ", ".join(f"COALESCE(s.{name}, 0)" for name in (*PARTS, "overpayment"))
+        + ", ".join(f"COALESCE(s.{name}, 0)" for name in (*PARTS, "overpayment", "still_due"))
         + (", COALESCE(s.written_off, 0), COALESCE(s.recovered, 0)" if outcomes else ", 0, 0")
         + f" FROM proj_loans l LEFT JOIN (SELECT loan_id, {', '.join(sums)} FROM proj_journal WHERE {where} "
         f"GROUP BY loan_id) s ON s.loan_id = l.loan_id"
@@ -286,7 +296,9 @@ def _portfolio_rows(
         + "".join(f" AND {condition}" for condition, _ in where_loans)
         + (" ORDER BY l.loan_id" if ordered else "")
     )
-    args: list[Any] = [day, day] * len(PARTS) + params + held_args + [day] + ([] if known_us is None else [known_us])
+    args: list[Any] = (
+        [day] * _AS_OF_DAYS * len(PARTS) + params + held_args + [day] + ([] if known_us is None else [known_us])
+    )
     args += [] if bank is None else [bank]
     args += [arg for _, condition_args in where_loans for arg in condition_args]
     for loan_id, bank_of, product, due_day, wo_day, wo_at, channel, model, funded, agency, *fen in db.stream(

@@ -108,8 +108,8 @@ COLUMNS = (
     Column(
         "loss_amount",
         "money",
-        "Principal written off less money recovered after the write-off, "
-        "as of the export (0 when not written off), CNY.",
+        "Principal written off less money recovered after the write-off, plus principal waived "
+        "before it, as of the export (0 when neither), CNY.",
     ),
 )
 
@@ -230,7 +230,19 @@ class UnknownEvent(LedgerError):
     """The log holds what this export cannot read: an event type or value added since it was written."""
 
 
-_EVENTS = {"Scored", "Funded", "Repaid", "Collected", "Overdue", "WrittenOff", "Reversed", "Assigned", "Recalled"}
+_EVENTS = {
+    "Scored",
+    "Funded",
+    "Repaid",
+    "Collected",
+    "Overdue",
+    "WrittenOff",
+    "Reversed",
+    "Assigned",
+    "Recalled",
+    "Waived",
+    "Refunded",
+}
 
 
 def _value(encoded: Any) -> Any:
@@ -263,6 +275,17 @@ def _facts_after(events: list[tuple[int, str, dict[str, Any]]]) -> _Facts:
                     amount=_value(e["amount"]),
                     kind="repayment" if name == "Repaid" else "collection",
                     seq=version - 1,  # the aggregate's version before the event, as Loan records it
+                )
+            )
+        elif name in ("Waived", "Refunded"):  # what is owed or held changes: balances must see them
+            money_in.append(
+                Movement(
+                    key=e["idempotency_key"],
+                    value_date=_value(e["value_date"]),
+                    amount=_value(e["amount"]),
+                    kind="waiver" if name == "Waived" else "refund",
+                    seq=version - 1,
+                    component=e.get("component"),
                 )
             )
         elif name == "Reversed":

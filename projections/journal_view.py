@@ -29,6 +29,8 @@ _COLUMNS = (
     "value_day",
     "until_day",
     "amount_fen",
+    "run_offset",
+    "run_divisor",
     "known_from_us",
     "known_to_us",
 )
@@ -37,7 +39,7 @@ _KNOWN_TO = _COLUMNS.index("known_to_us")
 # A loan's lines that hold now -> their row's line_id. Keys are plain tuples equal to the JournalLines
 # (same hash, same equality): the cyclic collector stops tracking a plain tuple of atoms after one
 # pass, but walks a named tuple on every pass, and a runner caches the lines of thousands of loans.
-OpenLines = dict[tuple[str, str, date, Decimal, date | None], int]
+OpenLines = dict[tuple[str, str, date, Decimal, date | None, int, int], int]
 
 
 def micros(moment: datetime) -> int:
@@ -80,8 +82,8 @@ class JournalChanges:
             if line not in open_lines:
                 line_id = base + place
                 place += 1
-                entry, account, value_date, amount, until = line  # unpacked: a named field is a slower lookup
-                open_lines[(entry, account, value_date, amount, until)] = line_id
+                entry, account, value_date, amount, until, offset, divisor = line  # a named field is slower
+                open_lines[(entry, account, value_date, amount, until, offset, divisor)] = line_id
                 opened[line_id] = [
                     line_id,
                     loan_id,
@@ -91,6 +93,8 @@ class JournalChanges:
                     value_date.toordinal(),
                     None if until is None else until.toordinal(),
                     to_fen(amount),
+                    offset,
+                    divisor,
                     at_us,
                     None,
                 ]
@@ -125,7 +129,10 @@ class JournalChanges:
 def read_open_lines(c: Cursor, loan_ids: Sequence[str]) -> dict[str, OpenLines]:
     """The lines that hold now, for loans this runner has not cached."""
     found: dict[str, OpenLines] = {loan_id: {} for loan_id in loan_ids}
-    select = "SELECT loan_id, entry, account, value_day, until_day, amount_fen, line_id FROM proj_journal "
+    select = (
+        "SELECT loan_id, entry, account, value_day, until_day, amount_fen, run_offset, run_divisor, line_id "
+        "FROM proj_journal "
+    )
     for start in range(0, len(loan_ids), 500):
         chunk = list(loan_ids[start : start + 500])
         if c.postgres:
@@ -135,13 +142,15 @@ def read_open_lines(c: Cursor, loan_ids: Sequence[str]) -> dict[str, OpenLines]:
                 select + f"WHERE loan_id IN ({','.join('?' * len(chunk))}) AND known_to_us IS NULL ORDER BY line_id",
                 chunk,
             )
-        for loan_id, entry, account, value_day, until_day, amount_fen, line_id in rows:
+        for loan_id, entry, account, value_day, until_day, amount_fen, offset, divisor, line_id in rows:
             line = (
                 entry,
                 account,
                 date.fromordinal(value_day),
                 Decimal(amount_fen).scaleb(-2),
                 None if until_day is None else date.fromordinal(until_day),
+                int(offset),
+                int(divisor),
             )
             found[loan_id][line] = line_id
     return found

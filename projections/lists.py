@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+from domain.ceiling import floor_run
 from domain.money import fmt
 from projections.balances import _fen_to_amount, loan_lines
 from projections.db import ViewDb
@@ -150,7 +151,8 @@ def journal_page(
         t = micros(known_at)
         known, known_args = "j.known_from_us <= ? AND (j.known_to_us IS NULL OR j.known_to_us > ?)", [t, t]
     statement = (
-        "SELECT j.line_id, j.loan_id, j.bank, j.entry, j.account, j.value_day, j.until_day, j.amount_fen "
+        "SELECT j.line_id, j.loan_id, j.bank, j.entry, j.account, j.value_day, j.until_day, j.amount_fen, "
+        "j.run_offset, j.run_divisor "
         f"FROM proj_journal j WHERE {known} AND j.line_id > ? AND j.value_day <= ? "
         "AND ((j.until_day IS NULL AND j.value_day >= ?) OR (j.until_day > j.value_day AND j.until_day > ?))"
         + "".join(
@@ -161,7 +163,7 @@ def journal_page(
     args: list[Any] = [*known_args, after, hi, lo, lo, *(a for _, args in where_loans for a in args), limit + 1]
     rows = db.query(statement, args)
     page: list[JournalRow] = []
-    for line_id, loan_id, bank, entry, account, value_day, until_day, amount_fen in rows[:limit]:
+    for line_id, loan_id, bank, entry, account, value_day, until_day, amount_fen, offset, divisor in rows[:limit]:
         if until_day is None:
             start = end = value_day
             nights = None
@@ -169,7 +171,9 @@ def journal_page(
         else:
             start, end = max(value_day, lo), min(until_day - 1, hi)
             nights = end - start + 1
-            fen = int(amount_fen) * nights
+            # a run's nights before the range subtracted from those up to its end (exact for a floor run)
+            run = (int(amount_fen), int(offset), int(divisor))
+            fen = floor_run(*run, end - value_day + 1) - floor_run(*run, start - value_day)
         page.append(
             JournalRow(
                 int(line_id),

@@ -8,6 +8,7 @@ from typing import Any
 
 from domain.loan import SHANGHAI, Loan
 from domain.money import ZERO, fmt
+from domain.position import cost_cap_of
 from domain.terms import annualised_cost_rate
 
 EVENT_TYPES = {
@@ -21,6 +22,8 @@ EVENT_TYPES = {
     "Reversed": "reversed",
     "Assigned": "assigned",
     "Recalled": "recalled",
+    "Waived": "waived",
+    "Refunded": "refunded",
 }
 _INTERNAL = {"originator_id", "originator_version", "timestamp", "originator_topic"}
 
@@ -40,14 +43,26 @@ def event_record(e: Any) -> dict[str, Any]:
 
 
 def loan_view(loan: Loan, events: list[Loan.Event], as_of: date, known_at: datetime | None) -> dict[str, Any]:
+    """The loan as of ``as_of`` (as known at ``known_at``: the caller passes the loan and events known then).
+
+    No figure or date comes from a fact valued after ``as_of``: before the funding date there is no
+    bank, funding or due date; before the write-off date no write-off. The event history is the
+    whole record known at ``known_at``, each event with its own value date.
+    """
     balances = {"principal": ZERO, "interest": ZERO, "fee": ZERO, "penalty": ZERO, "overpayment": ZERO, "total": ZERO}
+    capped = {"penalty": ZERO, "interest": ZERO, "fee": ZERO}
+    waived = {"penalty": ZERO, "interest": ZERO, "fee": ZERO, "principal": ZERO}
+    refunded = principal_days = limit = ZERO
     dpd, bucket, due_date = 0, "current", None
-    if loan.terms is not None and loan.funded_on is not None:
+    funded = loan.terms is not None and loan.funded_on is not None and loan.funded_on <= as_of
+    if funded and loan.terms is not None and loan.funded_on is not None:
         due_date = loan.terms.due_date(loan.funded_on)
-        if as_of >= loan.funded_on:
-            p = loan.position(as_of)
-            balances = {**p.outstanding.as_dict(), "overpayment": p.overpayment, "total": p.total}
-            dpd, bucket = p.dpd, p.bucket
+        p = loan.position(as_of)
+        balances = {**p.outstanding.as_dict(), "overpayment": p.overpayment, "total": p.total}
+        capped = {"penalty": p.capped.penalty, "interest": p.capped.interest, "fee": p.capped.fee}
+        waived = p.waived.as_dict()
+        refunded, principal_days, limit = p.refunded, p.principal_days, p.ceiling
+        dpd, bucket = p.dpd, p.bucket
     terms = None
     if loan.terms is not None:
         t = loan.terms
@@ -64,6 +79,8 @@ def loan_view(loan: Loan, events: list[Loan.Event], as_of: date, known_at: datet
             "cost_cap": None if t.cost_cap is None else str(t.cost_cap),
             "cost_cap_since": t.cost_cap_since,
         }
+    written_off_on = loan.written_off_on if loan.written_off_on is not None and loan.written_off_on <= as_of else None
+    cost_cap = None if loan.terms is None else cost_cap_of(loan.terms)
     return {
         "loan_id": loan.loan_id,
         "as_of": as_of,
@@ -71,8 +88,8 @@ def loan_view(loan: Loan, events: list[Loan.Event], as_of: date, known_at: datet
         "state": loan.state_as_of(as_of),
         "borrower_id": loan.borrower_id,
         "product": loan.product,
-        "bank": loan.bank,
-        "funded_on": loan.funded_on,
+        "bank": loan.bank if funded else None,
+        "funded_on": loan.funded_on if funded else None,
         "due_date": due_date,
         "dpd": dpd,
         "bucket": bucket,
@@ -80,7 +97,16 @@ def loan_view(loan: Loan, events: list[Loan.Event], as_of: date, known_at: datet
         "model_version": loan.model_version,
         "terms": terms,
         "balances": {k: fmt(v) for k, v in balances.items()},
-        "written_off_on": loan.written_off_on,
+        # the cost ceiling as of the date: round_down(cap x principal-days / 365), and what it holds back
+        "ceiling": {
+            "cost_cap": None if cost_cap is None else str(cost_cap),
+            "principal_days": fmt(principal_days),
+            "ceiling": fmt(limit),
+        },
+        "capped": {**{k: fmt(v) for k, v in capped.items()}, "total": fmt(sum(capped.values(), ZERO))},
+        "waived": {**{k: fmt(v) for k, v in waived.items()}, "total": fmt(sum(waived.values(), ZERO))},
+        "refunded": fmt(refunded),
+        "written_off_on": written_off_on,
         # who collects on the date: the agency holding the loan then, else inhouse (None before funding)
         "agency": loan.collector_on(as_of) if loan.funded_on is not None and as_of >= loan.funded_on else None,
         "events": [event_record(e) for e in events],

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-SCHEMA_VERSION = "4"
+SCHEMA_VERSION = "5"  # 4: floor runs (run_offset, run_divisor) for the cost ceiling; 5: assignments, collections
 TABLES = ("proj_journal", "proj_loans", "proj_tracking", "proj_meta", "proj_assignments", "proj_collections")
 
 
@@ -40,12 +40,16 @@ def create_statements(postgres: bool) -> list[str]:
         " applied_day INTEGER, applied_at_us BIGINT, decided_day INTEGER, decided_at_us BIGINT)",
         # The bitemporal journal. A row holds from known_from_us until known_to_us (NULL: still
         # holds); rows are closed, never changed. amount_fen is signed (debit +); a run line
-        # (until_day not NULL) posts amount_fen for each night value_day <= d < until_day.
+        # (until_day not NULL) posts amount_fen for each night value_day <= d < until_day. A floor
+        # run (run_divisor > 1: the cost ceiling) posts, after m nights, sign(amount_fen) x
+        # ((run_offset + |amount_fen| x m) / run_divisor - run_offset / run_divisor), integer division
+        # of non-negative integers; every other line has run_offset 0 and run_divisor 1.
         # line_id = the opening event's notification id * 2^16 + the line's place among the lines
         # it opened: the same on every rebuild, and known without asking the database.
         f"CREATE TABLE IF NOT EXISTS proj_journal (line_id {line_id},"
         " loan_id TEXT NOT NULL, bank TEXT NOT NULL, entry TEXT NOT NULL, account TEXT NOT NULL,"
         " value_day INTEGER NOT NULL, until_day INTEGER, amount_fen BIGINT NOT NULL,"
+        " run_offset BIGINT NOT NULL, run_divisor BIGINT NOT NULL,"
         f" known_from_us BIGINT NOT NULL, known_to_us BIGINT){journal_storage}",
         # A loan's lines: read for a loan a runner has not cached, joined per loan by the balances.
         # Not partial on known_to_us: closing a row then touches no index (and stays a HOT update

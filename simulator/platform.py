@@ -8,7 +8,9 @@ chased in-house, then by collection agencies of different skill from M1 or M2
 (some recalled, a few handed on to another agency), written off by the ledger's
 own end-of-day job, sometimes recovered. Then the real world's mess: callbacks delivered twice,
 callbacks arriving days late with a backdated value date, loans interleaved,
-occasional reversals, and (optionally) planted bad lines keyed ``bad-...``.
+occasional reversals, a few settlements in collections (the penalty waived, the rest collected), a
+few payoffs a little over what is owed with the excess refunded, and (optionally) planted bad lines
+keyed ``bad-...``.
 
 Amounts come from the domain's own position maths, so a payoff closes a loan to
 the fen. Same seed, same stream: only ``random.Random(seed)`` is used, never the
@@ -29,7 +31,7 @@ from uuid import UUID
 
 from domain.delinquency import DEFAULT_WRITE_OFF_DPD
 from domain.loan import INHOUSE, SHANGHAI, loan_uuid
-from domain.money import FEN, fmt
+from domain.money import FEN, ZERO, fmt
 from domain.position import Movement, position_as_of
 from domain.terms import DEFAULT_COST_CAP, Terms
 
@@ -99,6 +101,7 @@ class Simulator:
     ):
         assert 2 <= banks <= len(BANKS)
         self.rng = Random(seed)
+        self.seed = seed
         self.loans_wanted = loans
         self.start = start
         self.days_of_applications = days
@@ -228,6 +231,7 @@ class Simulator:
             daily_rate=self._daily_rate(score, term_days, fee, principal),
             fee=fee,
             penalty_daily_rate=Decimal("0.001"),
+            cost_cap=self.cost_cap,  # what the ledger holds the loan to (its ceiling), as it approved it
         )
         emit(
             scored_at,
@@ -282,6 +286,9 @@ class _Life:
 
     def __init__(self, sim: Simulator, loan: PlannedLoan, terms: Terms, bank: str, emit: _EmitFn):
         self.sim, self.rng, self.loan, self.terms, self.bank, self.emit = sim, sim.rng, loan, terms, bank, emit
+        # Settlements and refunds draw from the loan's own generator: the platform's sequence (and so
+        # every other loan's life) is the same with or without them.
+        self.aside = Random(f"{sim.seed}:{loan.loan_id}")
         self.movements: list[Movement] = []
         self.n = 0
         self.holder: Agency | None = None  # the agency holding the loan (None: in-house)
@@ -346,6 +353,8 @@ class _Life:
         last = since
         if worked < write_off:
             if outcome < agency.full:
+                if self.aside.random() < 0.3:  # settled: the penalty is waived, the rest is collected
+                    self.waive_penalty(worked)
                 self.collect(worked, None, agency.name)
                 return True
             if outcome < agency.full + agency.part:
@@ -402,7 +411,10 @@ class _Life:
     def pay(self, on: date, amount: Decimal | None) -> None:
         """A repayment valued ``on``: None means the payoff. Its callback may be late, doubled or reversed."""
         rng = self.rng
-        amount = self.owed(on) if amount is None else amount
+        over = ZERO
+        if amount is None and self.aside.random() < 0.03:  # the borrower rounds the payoff up: refunded
+            over = Decimal(self.aside.randint(1, 1000)) / 100
+        amount = self.owed(on) + over if amount is None else amount
         if amount <= 0:
             return
         self.n += 1
@@ -444,6 +456,52 @@ class _Life:
         self.movements.append(Movement(ref, on, amount, seq=self.n))
         if self.owed(on) == 0:
             self.loan.settles_on = on
+        if over:
+            self.refund(on + timedelta(days=self.aside.randint(1, 5)), over, after=arrives)
+
+    def refund(self, on: date, amount: Decimal, after: datetime) -> None:
+        """The platform pays an overpayment back through the loan's bank, once the payment is in."""
+        self.n += 1
+        ref = f"{self.bank}-F-{self.loan.loan_id}-{self.n}"
+        at = max(self.sim._at(on, self.aside.uniform(9, 18)), after + timedelta(hours=1))
+        self.emit(
+            at,
+            {
+                "type": "refunded",
+                "idempotency_key": ref,
+                "occurred_at": at.isoformat(),
+                "amount": fmt(amount),
+                "bank_ref": ref,
+                "value_date": on.isoformat(),
+            },
+        )
+        self.movements.append(Movement(ref, on, amount, kind="refund", seq=self.n))
+
+    def waive_penalty(self, on: date) -> None:
+        """Collections forgive the penalty owed on ``on`` (a settlement discount), early that day."""
+        funded_on = self.loan.funded_on
+        if funded_on is None:  # (never: a life is planned for funded loans only)
+            return
+        owed = position_as_of(self.terms, funded_on, self.movements, on, self.loan.written_off_from).outstanding
+        penalty = owed.penalty
+        if penalty <= 0:
+            return
+        self.n += 1
+        key = f"WAIVE-{self.loan.loan_id}-{self.n}"
+        at = self.sim._at(on, 8.5)
+        self.emit(
+            at,
+            {
+                "type": "waived",
+                "idempotency_key": key,
+                "occurred_at": at.isoformat(),
+                "amount": fmt(penalty),
+                "component": "penalty",
+                "value_date": on.isoformat(),
+                "reason": "settlement in collections: the penalty is forgiven, the rest is paid",
+            },
+        )
+        self.movements.append(Movement(key, on, penalty, kind="waiver", seq=self.n, component="penalty"))
 
     def collect(self, on: date, amount: Decimal | None, agency: str) -> None:
         """A collection valued ``on`` by ``agency`` (the loan's holder that day), received an hour later."""

@@ -73,7 +73,8 @@ def test_a_bank_callback_retried_after_a_timeout_is_a_duplicate(api):
     assert api.post("/v1/commands", callback).status_code == 201
     retry = api.post("/v1/commands", callback)
     assert (retry.status_code, retry.json()["status"]) == (200, "duplicate")
-    assert api.get("/v1/loans/L1", as_of="2026-03-08").json()["balances"]["total"] == "708.50"
+    # 1,000.00 + 3.50 interest + the fee up to the cost ceiling (6.90 - 3.50 = 3.40), less the 300.00 paid
+    assert api.get("/v1/loans/L1", as_of="2026-03-08").json()["balances"]["total"] == "706.90"
 
 
 def test_a_broken_rule_is_422_naming_loan_and_state(api):

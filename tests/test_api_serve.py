@@ -106,7 +106,7 @@ def test_serve_appends_and_reads_over_http_logs_json_and_exits_0_on_sigterm(serv
             assert client.post("/v1/commands", json=cmd).status_code == 201
         assert client.post("/v1/commands", json=domain_example("L1")[0]).status_code == 200
         view = client.get("/v1/loans/L1", params={"as_of": "2026-03-08"}).json()
-        assert (view["state"], view["balances"]["total"]) == ("funded", "1008.50")
+        assert (view["state"], view["balances"]["total"]) == ("funded", "1006.90")  # the fee up to the ceiling
         assert httpx.get(f"{server.base}/v1/loans/L1").status_code == 401
     assert server.stop() == 0
     requests = [json.loads(line) for line in server.log().splitlines() if line.startswith('{"request_id"')]
@@ -177,7 +177,7 @@ def test_concurrent_clients_lose_no_update_and_append_a_shared_key_once(serve, w
     with server.client() as client:
         hot = client.get("/v1/loans/HOT", params={"as_of": "2026-03-08"}).json()
         assert len(hot["events"]) == 3 + clients * (moves + 1)
-        assert hot["balances"]["total"] == f"{1008.50 - clients * (moves + 1):.2f}"
+        assert hot["balances"]["total"] == f"{1006.90 - clients * (moves + 1):.2f}"  # the fee up to the ceiling
         assert all(
             client.get(f"/v1/loans/C{n}", params={"as_of": "2026-03-08"}).json()["state"] == "funded"
             for n in range(clients)

@@ -160,7 +160,8 @@ def test_a_loan_written_off_before_it_fell_due_goes_to_a_recovery_agency(ledger)
     appended(ledger, *domain_example(), written_off)
     appended(ledger, assigned("RECOVERY-X", "2026-03-12"))  # not past due (due 03-15), but written off
     [spell] = ledger.get_loan("L1").assignments
-    assert (spell.dpd, spell.bucket, spell.owed) == (0, "current", D("1009.50"))  # 9 nights of 0.50 and the fee
+    # 9 nights of 0.50 and the 5.00 fee (9.50) held to the cost ceiling: round_down(0.36 x 1,000 x 9 / 365) = 8.87
+    assert (spell.dpd, spell.bucket, spell.owed) == (0, "current", D("1008.87"))
     appended(ledger, collected("RECOVERY-X", "2026-03-30", amount="300.00"))
     accounts = _accounts(ledger, date(2026, 3, 30))
     assert accounts["recovery_income"] == D("-300.00")

@@ -35,6 +35,7 @@ def test_the_cap_in_force_is_the_last_one_dated_on_or_before_the_day():
         ({"LEDGER_COST_CAPS": "0.36;2025-13-01=0.24"}, "'2025-13-01' is not a date"),
         ({"LEDGER_COST_CAPS": "0.36;2025-10-01=abc"}, "'abc' is not a decimal rate"),
         ({"LEDGER_COST_CAPS": "1.5"}, "must be in (0, 1]"),
+        ({"LEDGER_COST_CAP": "0.2400001"}, "'0.2400001' has more than 6 decimal places"),
         ({"LEDGER_COST_CAP": "0.36;2025-10-01=0.24"}, "put a schedule in LEDGER_COST_CAPS"),
         ({"LEDGER_COST_CAP": "0.36", "LEDGER_COST_CAPS": "0.36"}, "not both"),
         ({"LEDGER_MAX_AMOUNT": "1e9"}, "LEDGER_MAX_AMOUNT"),

@@ -226,5 +226,6 @@ def test_a_repayment_valued_after_a_later_application_leaves_the_loan_owed_at_th
     r = by_loan(ledger, date(2026, 8, 1))
     assert r["FIRST"]["repaid_on_time"] is False  # its own label sees the repayment, late
     assert (r["SECOND"]["prior_loans"], r["SECOND"]["prior_worst_dpd"]) == (1, 0)
-    assert r["SECOND"]["outstanding_at_application"] == D("1009.50")  # principal, fee, 9 nights of interest
+    # principal, then fee and 9 nights of interest held to the ceiling: round_down(0.36 x 9,000.00 / 365)
+    assert r["SECOND"]["outstanding_at_application"] == D("1008.87")
     assert list(rows(ledger, date(2026, 8, 1), LATER)) == list(dataset_replay.rows(ledger, date(2026, 8, 1), LATER))

@@ -18,9 +18,11 @@ from ledger.commands import (
     Funded,
     Overdue,
     Recalled,
+    Refunded,
     Repaid,
     Reversed,
     Scored,
+    Waived,
     WrittenOff,
 )
 from ledger.config import Settings
@@ -39,6 +41,8 @@ MODELS = {
     "reversed": Reversed,
     "assigned": Assigned,
     "recalled": Recalled,
+    "waived": Waived,
+    "refunded": Refunded,
 }
 _ROW = re.compile(r"^\| `([a-z_]+)` \| (required|optional) \|")
 

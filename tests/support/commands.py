@@ -82,6 +82,33 @@ def repaid(loan_id="L1", ref="R1", amount="500.00", value_date="2026-03-08", **o
     }
 
 
+def waived(loan_id="L1", key="WV1", amount="1.00", component="penalty", value_date="2026-04-01", **over):
+    return {
+        "type": "waived",
+        "loan_id": loan_id,
+        "idempotency_key": key,
+        "occurred_at": "2026-04-02T12:00:00+08:00",
+        "amount": amount,
+        "component": component,
+        "value_date": value_date,
+        "reason": "settlement discount",
+        **over,
+    }
+
+
+def refunded(loan_id="L1", ref="RF1", amount="1.00", value_date="2026-04-01", **over):
+    return {
+        "type": "refunded",
+        "loan_id": loan_id,
+        "idempotency_key": ref,
+        "occurred_at": "2026-04-02T12:00:00+08:00",
+        "amount": amount,
+        "bank_ref": ref,
+        "value_date": value_date,
+        **over,
+    }
+
+
 def domain_example(loan_id="L1"):
     return [applied(loan_id), approved(loan_id), funded(loan_id)]
 
@@ -123,19 +150,28 @@ def collected(agency, value_date, amount="100.00", loan_id="L1", key=None, **ove
 
 
 @st.composite
-def loan_streams(draw, loan_id="L1"):
-    """One loan's commands in arrival order: repayments, collections, reversals, maybe a write-off.
+def loan_streams(draw, loan_id="L1", adjustments=False):
+    """One loan's commands in arrival order: repayments, collections, reversals, maybe a write-off; with
+    ``adjustments`` also waivers and refunds (a refund of more than is held is refused, and may be
+    accepted if sent again after more money came in: no stream for "a refusal stays a refusal").
 
     Value dates are drawn independently of arrival order, so many are backdated.
     """
     cmds = domain_example(loan_id)
     moves = []
     for i in range(draw(st.integers(0, 6))):
-        kind = draw(st.sampled_from(["repaid", "repaid", "collected", "reversed"]))
+        kinds = ["repaid", "repaid", "collected", "reversed"] + (["waived", "refunded"] if adjustments else [])
+        kind = draw(st.sampled_from(kinds))
         day = (date(2026, 3, 1) + timedelta(days=draw(st.integers(0, 120)))).isoformat()
         amount = f"{draw(st.integers(1, 120_000)) / 100:.2f}"
+        small = f"{draw(st.integers(1, 2_000)) / 100:.2f}"
         if kind == "repaid":
             moves.append(repaid(loan_id, ref=f"{loan_id}-R{i}", amount=amount, value_date=day))
+        elif kind == "waived":
+            component = draw(st.sampled_from(["penalty", "interest", "fee", "principal"]))
+            moves.append(waived(loan_id, key=f"{loan_id}-V{i}", amount=small, component=component, value_date=day))
+        elif kind == "refunded":
+            moves.append(refunded(loan_id, ref=f"{loan_id}-F{i}", amount=small, value_date=day))
         elif kind == "collected":
             moves.append(
                 {

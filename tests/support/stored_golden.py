@@ -50,11 +50,11 @@ _EXTRA = [
 
 
 def input_lines() -> list[str]:
+    from ledger.commands import COMMAND_TYPES
     from simulator.platform import Simulator
 
     lines = list(Simulator(11, 120, date(2026, 1, 1), days=30, bad_lines=True).lines())
-    for name in ("applied", "scored", "funded", "repaid", "assigned", "collected", "recalled", "overdue", "reversed",
-                 "written_off"):  # fmt: skip
+    for name in COMMAND_TYPES:  # the examples in the contract's order, which tells their loan's life
         lines += (EXAMPLES / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()
     lines += [json.dumps(c, ensure_ascii=False) for c in _EXTRA]
     lines += [json.dumps(c) for c in _EXTRA[:2]]  # the same again, non-ASCII escaped: duplicates
