@@ -2,7 +2,8 @@
 
 ``python tests/support/stored_golden.py`` rewrites ``stored_golden.jsonl`` from the code on
 ``sys.path``; it was written by the append path as it was before the parsing and event-creation
-speed-ups (commit d733726), and tests/test_stored_bytes.py holds today's path to it.
+speed-ups (commit d733726), and tests/test_stored_bytes.py holds today's path to it. The simulated
+part of its input is frozen in ``stored_golden_input.jsonl`` (the simulator's stream of that day).
 """
 
 from __future__ import annotations
@@ -10,10 +11,12 @@ from __future__ import annotations
 import json
 import re
 import sys
-from datetime import date
 from pathlib import Path
 
 GOLDEN = Path(__file__).with_name("stored_golden.jsonl")
+# The simulator's stream as it was when the golden file was written (seed 11, 120 loans, 30 days,
+# bad lines), frozen: the simulator may change its traffic without changing what this test stores.
+SIMULATED = Path(__file__).with_name("stored_golden_input.jsonl")
 EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples"
 # The library stamps each event with the time it was created: the one field that differs by run.
 _TIMESTAMP = re.compile(rb'"timestamp":\{"_type_":"datetime_iso","_data_":"[^"]*"\}')
@@ -43,9 +46,7 @@ _EXTRA = [
 
 
 def input_lines() -> list[str]:
-    from simulator.platform import Simulator
-
-    lines = list(Simulator(11, 120, date(2026, 1, 1), days=30, bad_lines=True).lines())
+    lines = SIMULATED.read_text(encoding="utf-8").splitlines()
     for name in ("applied", "scored", "funded", "repaid", "collected", "overdue", "reversed", "written_off"):
         lines += (EXAMPLES / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()
     lines += [json.dumps(c, ensure_ascii=False) for c in _EXTRA]
