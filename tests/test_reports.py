@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, date, datetime
 from decimal import Decimal as D
 
@@ -45,11 +46,16 @@ def test_vintage_report_draws_curves_and_roll_rates(tmp_path):
 def test_the_data_dictionary_describes_every_column():
     from pathlib import Path
 
-    from projections.dataset import COLUMNS
+    from projections.dataset import COLUMNS, ROLES
 
     doc = (Path(__file__).parent.parent / "docs" / "datasets.md").read_text()
     for c in COLUMNS:
-        assert f"| `{c.name}` | {c.kind} | {c.description} |" in doc, c.name
+        assert c.role in ROLES, c.name
+        assert f"| `{c.name}` | {c.kind} | {c.role} | {c.description} |" in doc, c.name
+    for role, meaning in ROLES.items():
+        assert f"| `{role}` | {meaning} |" in doc, role
+    documented = re.findall(r"^\| `([a-z_0-9]+)` \| [a-z]+ \| [a-z]+ \| ", doc, re.MULTILINE)
+    assert documented == [c.name for c in COLUMNS]  # nothing documented that the file lacks, in file order
 
 
 # ---- one definition of each figure, wherever it is shown ----------------------------------------------
