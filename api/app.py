@@ -19,7 +19,7 @@ import time
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, TextIO, TypeVar
 
@@ -249,6 +249,24 @@ def create_app(settings: Settings) -> FastAPI:
         return json_response(
             200, [{"name": s.name, "position": s.position, "head": s.head, "lag": s.lag} for s in rows]
         )
+
+    @app.get(
+        "/v1/reports/models",
+        summary="Risk-model monitoring per version, overall and per period (the `ledger report models --json` shape)",
+        dependencies=[can_read],
+        responses={200: {"model": schemas.ModelReport}, **schemas.ERRORS},
+    )
+    async def get_model_report(as_of: str, known_at: str | None = None, period: str = "month") -> Response:
+        from projections.dataset import rows
+        from projections.model_report import PERIODS, model_report
+
+        day = _day(as_of, "as_of")
+        if day is None:  # never: as_of is required, and FastAPI answers 422 without it
+            raise ApiError(422, {"error": "as_of: required (YYYY-MM-DD)"})
+        moment = _moment(known_at, "known_at") or datetime.now(UTC)
+        if period not in PERIODS:
+            raise ApiError(422, {"error": f"period: {period!r} is not one of {', '.join(PERIODS)}"})
+        return json_response(200, await blocking(lambda: model_report(rows(ledger, day, moment), day, moment, period)))
 
     @app.get("/healthz", summary="200 when the store answers, else 503", responses={503: {"model": schemas.Health}})
     async def healthz() -> Response:
