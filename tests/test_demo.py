@@ -22,6 +22,8 @@ def test_the_demo_book_is_the_book_ledger_balances_shows(store_url):
     demo = json.loads(shown.output.splitlines()[-1])
     as_of = demo["as_of"]
     assert demo["book_by_bank"] and sum(line["loans"] for line in demo["book_by_bank"]) > 0
+    assert [m["model_version"] for m in demo["models"]] == ["risk-2026.1", "risk-2026.2"]  # champion, challenger
+    assert all(m["psi_by_period"][0] == [0.0, "stable"] for m in demo["models"])  # each against its first month
     for by, printed in (("bank", demo["book_by_bank"]), ("bucket", demo["book_by_bucket"])):
         balances = run("balances", "--as-of", as_of, "--by", by, "--db", store_url, "--json")
         assert balances.exit_code == 0, balances.output  # and so the trial balance is zero
