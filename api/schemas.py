@@ -180,3 +180,17 @@ def command_schemas() -> dict[str, Any]:
 
 def body(name: str) -> dict[str, Any]:
     return {"required": True, "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}}}
+
+
+class ModelReport(BaseModel):
+    """`models`: one object per model version and period (`period` "all" for the version overall) with
+    applications, approval_rate, funded, mean_score, fpd_matured, fpd_rate, matured, ever30_rate,
+    loss_rate, auc, ks, psi, psi_band and csi (by feature); `deciles`: the score-decile table."""
+
+    as_of: str
+    known_at: str
+    period: Literal["month", "week"]
+    bad: str
+    psi_bands: dict[str, str]
+    models: list[dict[str, Any]]
+    deciles: list[dict[str, Any]]

@@ -96,6 +96,7 @@ def demo(loans: int, seed: int, db_url: str | None, as_json: bool) -> None:
     # the loans on the book: owing something (repaid and written-off loans are off it)
     books = {by: [g for g in portfolio(db, as_of, by) if g.loans] for by in DEMO_BOOKS}
     vintage = vintages(loans_now, as_of)
+    monitoring = _models(app, as_of)
     if as_json:
         echo_json(
             {
@@ -104,6 +105,7 @@ def demo(loans: int, seed: int, db_url: str | None, as_json: bool) -> None:
                 "commands": {f"{t}:{s}": n for (t, s), n in sorted(report.commands.items())},
                 **{f"book_by_{by}": [_book_row(g) for g in groups] for by, groups in books.items()},
                 "vintages": [vars(v) | {"net_loss_rate": v.net_loss_rate} for v in vintage],
+                "models": monitoring,
             }
         )
         return
@@ -125,10 +127,42 @@ def demo(loans: int, seed: int, db_url: str | None, as_json: bool) -> None:
             f"{v.written_off:>13,} {v.recovered:>11,} {v.net_loss_rate:>9.2%}"
         )
     click.echo("\n  Recent vintages have not matured yet: their loss is what is known so far.")
+    click.echo(f"\n  {'model':<13} {'apps':>6} {'approved':>9} {'30+':>7} {'auc':>7} {'ks':>7}  psi of each month")
+    for m in monitoring:
+        click.echo(
+            f"  {m['model_version']:<13} {m['applications']:>6} {m['approval_rate']:>9.1%} "
+            + (f"{m['ever30_rate']:>7.1%} {m['auc']:>7.3f} {m['ks']:>7.3f}" if m["auc"] is not None else f"{'-':>23}")
+            + "  "
+            + " ".join(f"{p:.3f} ({b})" for p, b in m["psi_by_period"])
+        )
     # the book ends on as_of: hints at today's date would show every open loan months overdue
     click.echo(f"  Explore: ledger loan show {next(iter(sim.loans))} --as-of {as_of} --db {redact(db_url)}")
     click.echo(f"           ledger balances --as-of {as_of} --by bucket --db {redact(db_url)}")
     click.echo(f"           ledger report partners --as-of {as_of} --by agency --db {redact(db_url)}")
+    click.echo(f"           ledger report models --as-of {as_of} --out models.png --db {redact(db_url)}")
+
+
+def _models(app: Ledger, as_of: date) -> list[dict[str, Any]]:
+    """Each model version overall, with the PSI of each month: the champion, the challenger, the drift."""
+    from datetime import UTC, datetime
+
+    from projections.dataset import rows
+    from projections.model_report import model_report
+
+    now = datetime.now(UTC)
+    lines = model_report(rows(app, as_of, now), as_of, now)["models"]
+    return [
+        {
+            **{k: m[k] for k in ("model_version", "applications", "approval_rate", "ever30_rate", "auc", "ks")},
+            "psi_by_period": [
+                (p["psi"], p["psi_band"])
+                for p in lines
+                if p["model_version"] == m["model_version"] and p["period"] != "all"
+            ],  # fmt: skip
+        }
+        for m in lines
+        if m["period"] == "all"
+    ]
 
 
 def _other_loan(app: Ledger, demo_loans: set[str]) -> str | None:

@@ -10,6 +10,7 @@ to the borrower, never a recovery.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
@@ -19,16 +20,33 @@ from domain.money import ZERO
 from domain.position import Position
 
 EVER_DPD = 30  # "ever 30+": the delinquency every vintage figure and label counts
+FPD_DAYS = 7  # first-payment default: not repaid in full by due date + 7 (7+ days past due)
+EVER_WINDOW_DAYS = 60  # ever 30+ is judged within 60 days after the due date
+
+
+def past_due_after(
+    position_on: Callable[[date], Position], due: date, days: int, settled_on: date | None = None
+) -> bool:
+    """Ever ``days``+ days past due: still past due at the end of ``due + days``.
+
+    ``position_on`` values the loan on a day; ``settled_on``, when the caller already knows
+    the loan was settled by then, spares valuing it (nothing owed: nothing past due).
+    """
+    day = due + timedelta(days=days)
+    if settled_on is not None and settled_on <= day:
+        return False
+    return position_on(day).dpd >= days
 
 
 def reached_dpd(loan: Loan, by: date, threshold: int = EVER_DPD) -> date | None:
     """The day the loan reached ``threshold``+ days past due, if it had by ``by``; else None."""
     if loan.terms is None or loan.funded_on is None:
         return None
-    day = loan.terms.due_date(loan.funded_on) + timedelta(days=threshold)
+    due = loan.terms.due_date(loan.funded_on)
+    day = due + timedelta(days=threshold)
     if day > by:
         return None
-    return day if loan.position(day).dpd >= threshold else None
+    return day if past_due_after(loan.position, due, threshold) else None
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,10 @@ Appending a batch:
    other content a conflict;
 2. the rest are applied, loan by loan and in input order, to the loans' current
    state; a command that breaks a rule is rejected alone;
-3. every accepted event and its idempotency key go in ONE transaction;
+3. every accepted event and its idempotency key go in ONE transaction, the
+   events in the order of the commands that produced them (so the log's order
+   is the input's, however the input was cut into batches; each loan's own
+   events stay in version order, as its hash chain needs);
 4. if that transaction loses a race (another writer changed one of the loans,
    or stored one of the keys), nothing of it was written, and each loan is
    retried alone against its new state, a bounded number of times.
@@ -203,6 +206,8 @@ class Ledger(Application[UUID]):
                 break
             read_at = {loan_id: _version(loans[loan_id]) for loan_id in pending}  # staging moves it on
             staged = {loan_id: self._stage(loan_id, cmds, loans[loan_id]) for loan_id, cmds in pending.items()}
+            for loan_id, s in staged.items():
+                s.order = by_loan[loan_id]  # each command's place in the batch: the log keeps it
             try:
                 self._save([s for s in staged.values() if s.loan is not None])
             except IntegrityError:
@@ -277,26 +282,31 @@ class Ledger(Application[UUID]):
         outcomes: list[Outcome] = []
         keys: list[KeyRecord] = []
         borrowers: dict[str, dict[str, Any]] = {}
+        counts: list[int] = []  # events each command added (a rejected one adds none)
         for cmd in cmds:
+            before = 0 if loan is None else len(loan.pending_events)
             try:
                 loan = handle(loan, cmd, self.settings)
             except LedgerError as e:
                 outcomes.append(Outcome(REJECTED, loan_id, str(e), *reason_of(e)))
+                counts.append(0 if loan is None else len(loan.pending_events) - before)
                 continue
+            counts.append(len(loan.pending_events) - before)
             outcomes.append(Outcome(APPENDED, loan_id))
             keys.append(KeyRecord(cmd.idempotency_key, loan_id, cmd.content_hash, cmd.type))
             if isinstance(cmd, Applied) and cmd.borrower:
                 borrowers[cmd.borrower_id] = cmd.borrower
-        return _Staged(loan if keys else None, outcomes, keys, borrowers)
+        return _Staged(loan if keys else None, outcomes, keys, borrowers, counts)
 
     def _save(self, staged: list[_Staged]) -> None:
         if not staged:
             return
         keys = [k for s in staged for k in s.keys]
-        self.save(
-            *(s.loan for s in staged),
-            idempotency=keys,
-            borrowers={b: d for s in staged for b, d in s.borrowers.items()},
+        processing_event: ProcessingEvent[UUID] = ProcessingEvent()
+        processing_event.events.extend(_in_command_order(staged))
+        processing_event.aggregates.update({s.loan.id: s.loan for s in staged if s.loan is not None})
+        self._commit(
+            processing_event, idempotency=keys, borrowers={b: d for s in staged for b, d in s.borrowers.items()}
         )
         getattr(self._calls, "committed", set[str]()).update(k.key for k in keys)
 
@@ -315,6 +325,10 @@ class Ledger(Application[UUID]):
                 processing_event.aggregates[obj.id] = obj
             else:
                 processing_event.collect_events(obj)
+        return self._commit(processing_event, **kwargs)
+
+    def _commit(self, processing_event: ProcessingEvent[UUID], **kwargs: Any) -> list[Recording[UUID]]:
+        """The library's save from its collected events on: one transaction, in the events' order."""
         processing_event.saved_kwargs.update(kwargs)
         recordings = self._record(processing_event)
         self._take_snapshots(processing_event)
@@ -395,6 +409,33 @@ class _Staged:
     outcomes: list[Outcome]
     keys: list[KeyRecord]
     borrowers: dict[str, dict[str, Any]]
+    counts: list[int]  # events each staged command added, in the loan's command order
+    order: list[int] | None = None  # each command's index in the batch (None: one loan alone)
+
+
+def _in_command_order(staged: list[_Staged]) -> list[Loan.Event]:
+    """The pending events of the staged loans, in the order of the commands that produced them.
+
+    A batch's commands interleave loans (a borrower's second application between the first
+    loan's callbacks); storing the events grouped by loan would make the log's order depend
+    on how the input was cut into transactions, and with it every reader that asks "what came
+    before this application" (projections/dataset.py). Sorting by command index keeps each loan's
+    own events in version order (its commands are in batch order), which its hash chain needs.
+    """
+    tagged: list[tuple[int, Loan.Event]] = []
+    for s in staged:
+        if s.loan is None:  # nothing staged on it
+            continue
+        events = [loan_event(e) for e in s.loan.collect_events()]
+        order = s.order if s.order is not None else [0] * len(s.counts)
+        places = [place for place, n in zip(order, s.counts, strict=True) for _ in range(n)]
+        if len(places) != len(events):
+            raise RuntimeError(
+                f"loan {s.loan.loan_id}: {len(events)} pending events for {len(places)} staged ones; nothing saved"
+            )
+        tagged.extend(zip(places, events, strict=True))
+    tagged.sort(key=lambda t: t[0])  # stable: one command's events, and one loan's, keep their order
+    return [e for _, e in tagged]
 
 
 @contextmanager

@@ -23,7 +23,7 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import DomainEventProtocol
-from eventsourcing.persistence import Mapper, MapperDeserialisationError, StoredEvent, Transcoding
+from eventsourcing.persistence import Mapper, MapperDeserialisationError, Notification, StoredEvent, Transcoding
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteTransaction
 from eventsourcing.utils import TopicError
@@ -132,18 +132,25 @@ class LedgerSQLiteRecorder(ChainedSQLite, SQLiteApplicationRecorder):
 
     def select_events_of(self, originator_ids: Sequence[UUID]) -> list[StoredEvent]:
         """Every event of several aggregates in one query (a batch's loans), in version order."""
-        events: list[StoredEvent] = []
+        return [StoredEvent(UUID(r[0]), r[1], r[2], r[3]) for r in self._rows_of(originator_ids)]
+
+    def notifications_of(self, originator_ids: Sequence[UUID]) -> list[Notification]:
+        """As ``select_events_of``, each event with its notification id (its place in the log)."""
+        return [Notification(UUID(r[0]), r[1], r[2], r[3], r[4]) for r in self._rows_of(originator_ids)]
+
+    def _rows_of(self, originator_ids: Sequence[UUID]) -> list[Any]:
+        rows: list[Any] = []
         with self.datastore.transaction(commit=False) as c:
             for start in range(0, len(originator_ids), 500):
                 chunk = [i.hex for i in originator_ids[start : start + 500]]
                 c.execute(
-                    f"SELECT originator_id, originator_version, topic, state FROM {self.events_table_name} "
+                    f"SELECT originator_id, originator_version, topic, state, rowid FROM {self.events_table_name} "
                     f"WHERE originator_id IN ({','.join('?' * len(chunk))}) "
                     "ORDER BY originator_id, originator_version",
                     chunk,
                 )
-                events += [StoredEvent(UUID(r[0]), r[1], r[2], r[3]) for r in c.fetchall()]
-        return events
+                rows += c.fetchall()
+        return rows
 
     @contextmanager
     def loan_lock(self, loan_id: str) -> Iterator[None]:
@@ -302,6 +309,21 @@ class LedgerPostgresRecorder(ChainedPostgres, PostgresApplicationRecorder):
 
     def select_events_of(self, originator_ids: Sequence[UUID]) -> list[StoredEvent]:
         """Every event of several aggregates in one query (a batch's loans), in version order."""
+        return [
+            StoredEvent(r["originator_id"], r["originator_version"], r["topic"], bytes(r["state"]))
+            for r in self._rows_of(originator_ids)
+        ]
+
+    def notifications_of(self, originator_ids: Sequence[UUID]) -> list[Notification]:
+        """As ``select_events_of``, each event with its notification id (its place in the log)."""
+        return [
+            Notification(
+                r["originator_id"], r["originator_version"], r["topic"], bytes(r["state"]), r["notification_id"]
+            )
+            for r in self._rows_of(originator_ids)
+        ]
+
+    def _rows_of(self, originator_ids: Sequence[UUID]) -> list[Any]:
         if not originator_ids:
             return []
         with self.datastore.transaction(commit=False) as curs:
@@ -309,15 +331,14 @@ class LedgerPostgresRecorder(ChainedPostgres, PostgresApplicationRecorder):
             # pick a hash join over the whole table whenever its statistics lag a bulk load, and an
             # append batch then costs as much as scanning the book (seen at 500k events: 0.2-0.5 s).
             curs.execute(
-                "SELECT e.originator_id, e.originator_version, e.topic, e.state FROM unnest(%s::uuid[]) AS i(id), "
+                "SELECT e.originator_id, e.originator_version, e.topic, e.state, e.notification_id "
+                "FROM unnest(%s::uuid[]) AS i(id), "
                 f'LATERAL (SELECT * FROM "{self._schema}"."{self.events_table_name}" '
                 f"WHERE originator_id = i.id {BY_INDEX}) e ORDER BY e.originator_id, e.originator_version",
                 (list(originator_ids),),
             )
-            return [
-                StoredEvent(r["originator_id"], r["originator_version"], r["topic"], bytes(r["state"]))
-                for r in curs.fetchall()
-            ]
+            rows: list[Any] = curs.fetchall()
+            return rows
 
     def borrower_data(self, borrower_id: str) -> dict[str, Any] | None:
         with self.datastore.transaction(commit=False) as curs:

@@ -1,12 +1,19 @@
 """Risk-model training rows: one per application, features as known before the decision, matured labels.
 
 Leakage is ruled out by construction, not by care:
-- a row's features take the borrower's earlier loans only from the events
-  recorded before the application was (events recorded later are never looked
-  at), valued at the application's own business date;
+- a row's features take an event of the borrower's other loans only when it
+  precedes the application in the log (notification order) AND occurred
+  before it (``occurred_at``), valued at the application's own business date.
+  The log stores a commit's events in the order of its commands
+  (ledger/app.py), so both tests give the same answer however the history was
+  cut into commits: one line per run, one file, the API's batches. Recorded
+  time alone could not: a commit's events share one recorded time, and a late
+  callback that arrived after the application but happened before it would
+  count in one batching and not in another;
 - its labels take the loan only from the events recorded by ``known_at`` and
-  only value dates up to ``as_of``, and are given only once the longest outcome
-  window has closed by ``as_of`` (``label_matured``);
+  only value dates up to ``as_of``, each given only once its own window has
+  closed by ``as_of`` (``fpd_matured``: due date + 7; ``label_matured``: due
+  date + 60);
 - applications recorded after ``known_at`` are not rows.
 So the same (as_of, known_at) gives identical rows whatever is appended later.
 
@@ -23,91 +30,132 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
-from decimal import Decimal
+from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import Notification
 
 from domain.errors import LedgerError
 from domain.loan import SHANGHAI
 from domain.money import ZERO
-from domain.outcomes import EVER_DPD, loss
+from domain.outcomes import EVER_DPD, EVER_WINDOW_DAYS, FPD_DAYS, loss, past_due_after
 from domain.position import Movement, Position, position_as_of
-from domain.terms import Terms
+from domain.terms import Terms, annualised_cost_rate
 from ledger.app import Ledger
 from ledger.audit_store import stream_id
 from projections import runner
 
-FPD_DAYS = 7  # first payment default: still unpaid a week after the due date
-EVER_WINDOW_DAYS = 60  # ever 30+ DPD within 60 days after the due date
-MATURE_AFTER_DAYS = EVER_WINDOW_DAYS  # every label's window has closed by due + 60
+MATURE_AFTER_DAYS = EVER_WINDOW_DAYS  # the 60-day labels' window has closed by due + 60
+FPD_MATURE_AFTER_DAYS = FPD_DAYS  # first-payment default (and repaid on time) are known by due + 7
 BORROWERS_PER_CHUNK = 500
+COST_PLACES = Decimal("0.000001")  # the annualised cost to 0.0001 %
+
+ROLES = {
+    "id": "keys and time: to join, group and split by time; not a model input",
+    "feature": "known before the decision: a model input",
+    "decision": "set by the risk engine at the decision (the model's score and version, approve or decline, "
+    "the approved terms): known only because a model decided; not an input to a new model",
+    "outcome": "what happened after the decision, other than a target: funding, due date, which label windows "
+    "have closed",
+    "label": "targets, filled only once their window has closed",
+}
 
 
 @dataclass(frozen=True)
 class Column:
     name: str
-    kind: str  # string | date | timestamp | int | bool | money | float
+    kind: str  # string | date | timestamp | int | bool | money | rate | float
+    role: str  # one of ROLES
     description: str
 
 
 COLUMNS = (
-    Column("loan_id", "string", "The application's loan id (key; not a feature)."),
-    Column("borrower_id", "string", "The applicant (key; not a feature)."),
-    Column("applied_at", "timestamp", "When the application happened (its occurred_at, UTC)."),
-    Column("application_date", "date", "The application's business date in Asia/Shanghai."),
-    Column("requested_principal", "money", "Principal applied for, CNY."),
-    Column("term_days", "int", "Term applied for, days."),
-    Column("product", "string", "Product applied for."),
-    Column("channel", "string", "Acquisition channel."),
+    Column("loan_id", "string", "id", "The application's loan id."),
+    Column("borrower_id", "string", "id", "The applicant."),
+    Column("applied_at", "timestamp", "id", "When the application happened (its occurred_at, in UTC)."),
+    Column("application_date", "date", "id", "The application's business date in Asia/Shanghai."),
+    Column("requested_principal", "money", "feature", "Principal applied for, CNY."),
+    Column("term_days", "int", "feature", "Term applied for, days."),
+    Column("product", "string", "feature", "Product applied for."),
+    Column("channel", "string", "feature", "Acquisition channel."),
     Column(
-        "prior_loans",
+        "prior_applications",
         "int",
-        "The borrower's earlier funded loans, as the ledger knew them when this application was recorded.",
+        "feature",
+        "The borrower's earlier applications, whatever their decision, as known at this application.",
     ),
-    Column("prior_repaid_on_time", "int", "Of those, how many were fully paid by their due date, as known then."),
+    Column("prior_loans", "int", "feature", "Of those, the ones funded by the application date, as known then."),
+    Column("prior_repaid_on_time", "int", "feature", "Of those, how many were fully paid by their due date."),
     Column(
         "prior_worst_dpd",
         "int",
+        "feature",
         "Worst days past due over the earlier loans up to the application date, "
         "as known then (0 with no earlier loan).",
     ),
     Column(
-        "days_since_last_loan",
+        "days_since_last_funded_loan",
         "int",
-        "Days from the borrower's previous application to this one (null for a first application).",
+        "feature",
+        "Days from the funding date of the borrower's latest earlier funded loan to this application "
+        "(null when there is none; declined applications are not loans).",
     ),
     Column(
         "outstanding_at_application",
         "money",
+        "feature",
         "What the borrower owed on earlier loans at the application date, as known then, CNY.",
     ),
-    Column("score", "float", "The risk model's score (0..1) for this application."),
-    Column("model_version", "string", "The scoring model's version."),
-    Column("decision", "string", "approved, declined, or pending (not yet scored as known at the export)."),
-    Column("funded", "bool", "Funded, as known at the export."),
-    Column("due_date", "date", "Due date of the funded loan."),
+    Column("score", "float", "decision", "The risk model's score (0..1) for this application."),
+    Column("model_version", "string", "decision", "The scoring model's version."),
+    Column("decision", "string", "decision", "approved, declined, or pending (not yet scored as known at the export)."),
+    Column("approved_principal", "money", "decision", "Principal approved, CNY (null unless approved)."),
+    Column("approved_term_days", "int", "decision", "Term approved, days."),
+    Column("daily_rate", "rate", "decision", "Interest rate a day, as approved."),
+    Column("fee", "money", "decision", "Flat service fee, as approved, CNY."),
+    Column("penalty_daily_rate", "rate", "decision", "Penalty rate a day on overdue principal, as approved."),
+    Column(
+        "annualised_cost",
+        "rate",
+        "decision",
+        "(interest over the term + fee) / principal x 365 / term, of the approved terms, to 6 places.",
+    ),
+    Column("funded", "bool", "outcome", "Funded by the as-of date, as known at the export."),
+    Column("due_date", "date", "outcome", "Due date of the funded loan."),
+    Column(
+        "fpd_matured",
+        "bool",
+        "outcome",
+        f"The first-payment window has closed by the export's as-of date (due date + {FPD_DAYS} days): "
+        "first_payment_default and repaid_on_time are filled.",
+    ),
     Column(
         "label_matured",
         "bool",
-        f"Every outcome window has closed by the export's as-of date "
-        f"(due date + {MATURE_AFTER_DAYS} days). Labels are null otherwise; "
-        "declined applications never have labels.",
+        "outcome",
+        f"The {EVER_WINDOW_DAYS}-day window has closed by the export's as-of date "
+        f"(due date + {MATURE_AFTER_DAYS} days): ever_30dpd_60d and loss_amount are filled. "
+        "Declined applications never have labels.",
     ),
     Column(
-        "first_payment_default", "bool", f"Principal, interest or fee still unpaid {FPD_DAYS} days after the due date."
+        "first_payment_default",
+        "bool",
+        "label",
+        f"Principal, interest or fee still unpaid at the end of due date + {FPD_DAYS} days.",
     ),
+    Column("repaid_on_time", "bool", "label", "Fully paid (principal, interest, fee) by the due date."),
     Column(
         "ever_30dpd_60d",
         "bool",
+        "label",
         f"Reached {EVER_DPD}+ days past due within {EVER_WINDOW_DAYS} days after the due date.",
     ),
-    Column("repaid_on_time", "bool", "Fully paid (principal, interest, fee) by the due date."),
     Column(
         "loss_amount",
         "money",
+        "label",
         "Principal written off less money recovered after the write-off, plus principal waived "
         "before it, as of the export (0 when neither), CNY.",
     ),
@@ -115,7 +163,7 @@ COLUMNS = (
 
 
 def rows(app: Ledger, as_of: date, known_at: datetime) -> Iterator[dict[str, Any]]:
-    """The dataset's rows, streamed borrower by borrower (ordered by borrower, then application time)."""
+    """The dataset's rows, streamed borrower by borrower (ordered by borrower, then place in the log)."""
     runner.catch_up(app)  # the projection lists every borrower's loans
     db = runner.views(app)
     after = ""
@@ -137,8 +185,8 @@ def rows(app: Ledger, as_of: date, known_at: datetime) -> Iterator[dict[str, Any
             loans_of.setdefault(borrower_id, []).append(loan_id)
             uuids[UUID(uuid)] = loan_id
         after = last
-        events: dict[str, list[StoredEvent]] = {loan_id: [] for loan_id in uuids.values()}
-        for stored in app.recorder.select_events_of(list(uuids)):
+        events: dict[str, list[Notification]] = {loan_id: [] for loan_id in uuids.values()}
+        for stored in app.recorder.notifications_of(list(uuids)):
             events[uuids[stream_id(stored)]].append(stored)
         for loan_ids in loans_of.values():
             history = [_LoanHistory.decode(events[loan_id]) for loan_id in loan_ids if events[loan_id]]
@@ -147,7 +195,7 @@ def rows(app: Ledger, as_of: date, known_at: datetime) -> Iterator[dict[str, Any
 
 @dataclass(frozen=True)
 class _Facts:
-    """What a Loan aggregate would hold after a prefix of its events: only what the rows use."""
+    """What a Loan aggregate would hold after some of its events: only what the rows use."""
 
     score: Decimal | None = None
     model_version: str | None = None
@@ -158,72 +206,91 @@ class _Facts:
     written_off_on: date | None = None
 
     def position(self, on: date) -> Position:
-        assert self.terms is not None and self.funded_on is not None
+        if self.terms is None or self.funded_on is None:
+            raise LedgerError(f"a {self.decision or 'pending'} loan has no position (not funded)")
         return position_as_of(self.terms, self.funded_on, self.movements, on, self.written_off_on)
 
 
 class _LoanHistory:
-    """One loan's events, decoded once, with the facts after any prefix of them (cached).
+    """One loan's events, decoded once, with the facts after any selection of them (cached).
 
     The same rules as the aggregate's ``@event`` methods, minus the aggregate: the
     event payloads are read straight from the stored JSON (the library's
     transcodings: decimals as strings, dates and times in ISO form).
     """
 
-    __slots__ = ("loan_id", "applied", "recorded", "later", "_facts", "_settled")
+    __slots__ = ("loan_id", "applied", "place", "occurred_at", "recorded", "later", "_facts", "_settled")
 
-    def __init__(self, applied: dict[str, Any], recorded: list[datetime], later: list[tuple[int, str, dict[str, Any]]]):
+    def __init__(
+        self,
+        applied: dict[str, Any],
+        recorded: list[datetime],
+        later: list[tuple[int, str, dict[str, Any], int, datetime]],
+        place: int,
+    ):
         self.loan_id: str = applied["loan_id"]
         self.applied = applied
+        self.place = place  # the Applied event's notification id: its place in the log
+        self.occurred_at: datetime = _value(applied["occurred_at"])
         self.recorded = recorded  # each event's recorded time, in version order (the Applied event first)
-        self.later = later  # (version, event name, payload) after Applied
-        self._facts: dict[int, _Facts] = {}
-        self._settled: dict[int, date] = {}  # known events -> the day the loan was settled, once seen
+        self.later = later  # (version, event name, payload, notification id, occurred_at) after Applied
+        self._facts: dict[tuple[int, ...], _Facts] = {}
+        self._settled: dict[tuple[int, ...], date] = {}  # selection -> the day the loan was settled, once seen
 
     @classmethod
-    def decode(cls, stored: list[StoredEvent]) -> _LoanHistory:
+    def decode(cls, stored: list[Notification]) -> _LoanHistory:
         recorded: list[datetime] = []
-        later: list[tuple[int, str, dict[str, Any]]] = []
+        later: list[tuple[int, str, dict[str, Any], int, datetime]] = []
         applied: dict[str, Any] = {}
+        place = 0
         for s in stored:
             state = json.loads(s.state.decode())  # str: json need not guess the encoding
             recorded.append(_value(state["timestamp"]))
             name = s.topic.rpartition(".")[2]
             if name == "Applied":
-                applied = state
+                applied, place = state, s.id
             elif name in _EVENTS:
-                later.append((s.originator_version, name, state))
+                later.append((s.originator_version, name, state, s.id, _value(state["occurred_at"])))
             else:
                 raise UnknownEvent(f"loan {applied.get('loan_id')!r}: event {s.topic!r} is unknown to the export")
-        return cls(applied, recorded, later)
+        return cls(applied, recorded, later, place)
 
     @property
     def recorded_at(self) -> datetime:
         return self.recorded[0]
 
-    def known(self, moment: datetime, strictly_before: bool = False) -> int:
-        """How many events had been recorded by ``moment`` (the first ones: recording follows version order)."""
+    def counts_for(self, application: _LoanHistory) -> bool:
+        """This loan's application came before ``application``: earlier in the log, and it happened first."""
+        return self.place < application.place and self.occurred_at < application.occurred_at
+
+    def seen_by(self, application: _LoanHistory) -> tuple[int, ...]:
+        """Which of the later events count for ``application`` (the rule in the module's docstring)."""
+        place, moment = application.place, application.occurred_at
+        return tuple(i for i, (_, _, _, nid, occurred) in enumerate(self.later) if nid < place and occurred < moment)
+
+    def known(self, moment: datetime) -> tuple[int, ...]:
+        """The later events recorded by ``moment`` (the first ones: recording follows version order)."""
         n = 0
-        for t in self.recorded:
-            if t > moment or (strictly_before and t >= moment):
+        for t in self.recorded[1:]:
+            if t > moment:
                 break
             n += 1
-        return n
+        return tuple(range(n))
 
-    def facts(self, known: int) -> _Facts:
-        facts = self._facts.get(known)
+    def facts(self, selection: tuple[int, ...]) -> _Facts:
+        facts = self._facts.get(selection)
         if facts is None:
-            facts = self._facts[known] = _facts_after(self.later[: known - 1])
+            facts = self._facts[selection] = _facts_after([self.later[i] for i in selection])
         return facts
 
-    def settled_by(self, known: int, on: date) -> date | None:
+    def settled_by(self, selection: tuple[int, ...], on: date) -> date | None:
         """The settlement day, if a position already showed the loan settled on or before ``on``."""
-        day = self._settled.get(known)
+        day = self._settled.get(selection)
         return day if day is not None and day <= on else None
 
-    def saw(self, known: int, position: Position) -> None:
+    def saw(self, selection: tuple[int, ...], position: Position) -> None:
         if position.settled_on is not None:
-            self._settled[known] = position.settled_on
+            self._settled[selection] = position.settled_on
 
 
 class UnknownEvent(LedgerError):
@@ -259,14 +326,14 @@ def _value(encoded: Any) -> Any:
     raise UnknownEvent(f"unexpected transcoding {kind!r} in a loan event")
 
 
-def _facts_after(events: list[tuple[int, str, dict[str, Any]]]) -> _Facts:
+def _facts_after(events: list[tuple[int, str, dict[str, Any], int, datetime]]) -> _Facts:
     """The Loan aggregate's rules for each event (domain/loan.py), on the fields the rows use."""
     score = model_version = decision = None
     terms: Terms | None = None
     funded_on = written_off_on = None
     money_in: list[Movement] = []
     reversed_keys: set[str] = set()
-    for version, name, e in events:
+    for version, name, e, _, _ in events:
         if name in ("Repaid", "Collected"):
             money_in.append(
                 Movement(
@@ -311,33 +378,25 @@ def _facts_after(events: list[tuple[int, str, dict[str, Any]]]) -> _Facts:
 
 
 def borrower_rows(loans: list[_LoanHistory], as_of: date, known_at: datetime) -> Iterator[dict[str, Any]]:
-    """One borrower's rows, in the order their applications were recorded."""
-    applications = sorted(
-        ((loan.recorded_at, loan.loan_id, loan) for loan in loans if loan.recorded_at <= known_at),
-        key=lambda a: (a[0], a[1]),
-    )
-    for i, (recorded_at, loan_id, loan) in enumerate(applications):
+    """One borrower's rows, in the order their applications were logged."""
+    applications = sorted((loan for loan in loans if loan.recorded_at <= known_at), key=lambda loan: loan.place)
+    for i, loan in enumerate(applications):
         applied = loan.applied
-        applied_at = _value(applied["occurred_at"])
-        application_date = applied_at.astimezone(SHANGHAI).date()
+        application_date = loan.occurred_at.astimezone(SHANGHAI).date()
         if application_date > as_of:
             continue
-        earlier = [other for t, _, other in applications[:i] if t < recorded_at]
+        earlier = [other for other in applications[:i] if other.counts_for(loan)]
         row: dict[str, Any] = {
-            "loan_id": loan_id,
+            "loan_id": loan.loan_id,
             "borrower_id": applied["borrower_id"],
-            "applied_at": applied_at,
+            "applied_at": loan.occurred_at.astimezone(UTC),
             "application_date": application_date,
             "requested_principal": _value(applied["principal"]),
             "term_days": applied["term_days"],
             "product": applied["product"],
             "channel": applied["channel"],
-            **_history(earlier, recorded_at, application_date),
-            "days_since_last_loan": None,
+            **_history(loan, earlier, application_date),
         }
-        if earlier:
-            previous = _value(earlier[-1].applied["occurred_at"]).astimezone(SHANGHAI).date()
-            row["days_since_last_loan"] = (application_date - previous).days
         known = loan.known(known_at)
         facts = loan.facts(known)
         row.update(
@@ -345,6 +404,7 @@ def borrower_rows(loans: list[_LoanHistory], as_of: date, known_at: datetime) ->
                 "score": None if facts.score is None else float(facts.score),
                 "model_version": facts.model_version,
                 "decision": facts.decision or "pending",
+                **_terms(facts.terms),
                 "funded": facts.funded_on is not None and facts.funded_on <= as_of,
                 "due_date": None,
                 **_labels(loan, known, as_of),
@@ -355,23 +415,40 @@ def borrower_rows(loans: list[_LoanHistory], as_of: date, known_at: datetime) ->
         yield row
 
 
-def _history(earlier: list[_LoanHistory], recorded_at: datetime, on: date) -> dict[str, Any]:
-    """The earlier loans as known strictly before ``recorded_at``, valued at the end of ``on``."""
+def _terms(terms: Terms | None) -> dict[str, Any]:
+    if terms is None:
+        return dict.fromkeys(
+            ("approved_principal", "approved_term_days", "daily_rate", "fee", "penalty_daily_rate", "annualised_cost")
+        )
+    return {
+        "approved_principal": terms.principal,
+        "approved_term_days": terms.term_days,
+        "daily_rate": terms.daily_rate,
+        "fee": terms.fee,
+        "penalty_daily_rate": terms.penalty_daily_rate,
+        "annualised_cost": annualised_cost_rate(terms).quantize(COST_PLACES, ROUND_HALF_UP),
+    }
+
+
+def _history(application: _LoanHistory, earlier: list[_LoanHistory], on: date) -> dict[str, Any]:
+    """The earlier loans as the application saw them, valued at the end of ``on``."""
     prior = repaid_on_time = worst_dpd = 0
     outstanding = ZERO
+    last_funded: date | None = None
     for other in earlier:
-        known = other.known(recorded_at, strictly_before=True)
-        loan = other.facts(known)
+        seen = other.seen_by(application)
+        loan = other.facts(seen)
         if loan.terms is None or loan.funded_on is None or loan.funded_on > on:
             continue
         prior += 1
+        last_funded = loan.funded_on if last_funded is None else max(last_funded, loan.funded_on)
         due = loan.terms.due_date(loan.funded_on)
         # Settled stays settled (nothing accrues on nothing), so a settlement already seen for the
-        # same known events answers every later date without valuing the loan again.
-        settled_on = other.settled_by(known, on)
+        # same events answers every later date without valuing the loan again.
+        settled_on = other.settled_by(seen, on)
         if settled_on is None:
             p = loan.position(on)
-            other.saw(known, p)
+            other.saw(seen, p)
             settled_on = p.settled_on
             if loan.written_off_on is None or loan.written_off_on > on:
                 outstanding += p.total
@@ -380,47 +457,52 @@ def _history(earlier: list[_LoanHistory], recorded_at: datetime, on: date) -> di
         last_unpaid = on if settled_on is None else min(on, settled_on - timedelta(days=1))
         worst_dpd = max(worst_dpd, (last_unpaid - due).days)
     return {
+        "prior_applications": len(earlier),
         "prior_loans": prior,
         "prior_repaid_on_time": repaid_on_time,
         "prior_worst_dpd": max(0, worst_dpd),
+        "days_since_last_funded_loan": None if last_funded is None else (on - last_funded).days,
         "outstanding_at_application": outstanding,
     }
 
 
-def _labels(loan: _LoanHistory, known: int, as_of: date) -> dict[str, Any]:
-    empty = {
+def _labels(loan: _LoanHistory, known: tuple[int, ...], as_of: date) -> dict[str, Any]:
+    labels: dict[str, Any] = {
+        "fpd_matured": False,
         "label_matured": False,
         "first_payment_default": None,
-        "ever_30dpd_60d": None,
         "repaid_on_time": None,
+        "ever_30dpd_60d": None,
         "loss_amount": None,
     }
     facts = loan.facts(known)
     if facts.terms is None or facts.funded_on is None or facts.funded_on > as_of:
-        return empty
+        return labels
     due = facts.terms.due_date(facts.funded_on)
-    if as_of < due + timedelta(days=MATURE_AFTER_DAYS):
-        return empty
+    if as_of < due + timedelta(days=FPD_MATURE_AFTER_DAYS):
+        return labels
     now = facts.position(as_of)
     loan.saw(known, now)  # the borrower's later applications value this loan again, often as known now
     # A position re-derives every earlier day the same way (movements in the same order, the
     # same nights accrued), so the settlement day seen as of ``as_of`` is the one seen as of any
     # earlier day; from it on nothing is owed and nothing accrues, so no day after it is past due.
     settled_on = now.settled_on
-
-    def reached(threshold: int) -> bool:
-        day = due + timedelta(days=threshold)
-        if settled_on is not None and settled_on <= day:
-            return False
-        return facts.position(day).dpd >= threshold
-
-    return {
-        "label_matured": True,
-        "first_payment_default": reached(FPD_DAYS),
-        "ever_30dpd_60d": reached(EVER_DPD),
-        "repaid_on_time": settled_on is not None and settled_on <= due,
-        "loss_amount": loss(now).net,
-    }
+    labels.update(
+        {
+            "fpd_matured": True,
+            "first_payment_default": past_due_after(facts.position, due, FPD_DAYS, settled_on),
+            "repaid_on_time": settled_on is not None and settled_on <= due,
+        }
+    )
+    if as_of >= due + timedelta(days=MATURE_AFTER_DAYS):
+        labels.update(
+            {
+                "label_matured": True,
+                "ever_30dpd_60d": past_due_after(facts.position, due, EVER_DPD, settled_on),
+                "loss_amount": loss(now).net,
+            }
+        )
+    return labels
 
 
 def write(
@@ -439,10 +521,14 @@ def write(
         "int": pa.int32(),
         "bool": pa.bool_(),
         "money": pa.decimal128(14, 2),
+        "rate": pa.decimal128(18, 12),  # a command's rates carry at most 12 decimal places
         "float": pa.float64(),
     }
     schema = pa.schema(
-        [pa.field(c.name, types[c.kind], metadata={"description": c.description, "kind": c.kind}) for c in COLUMNS],
+        [
+            pa.field(c.name, types[c.kind], metadata={"description": c.description, "kind": c.kind, "role": c.role})
+            for c in COLUMNS
+        ],
         metadata={
             "as_of": as_of.isoformat(),
             "known_at": known_at.isoformat(),
@@ -482,9 +568,14 @@ def _text(value: Any, kind: str) -> str:
         return ""
     if kind == "money":
         return f"{value:.2f}"
-    if kind in ("date", "timestamp"):
-        text: str = value.isoformat()
+    if kind == "rate":
+        return format(value, "f")  # never an exponent (str(Decimal("0.0000001")) is "1E-7")
+    if kind == "timestamp":
+        text: str = value.astimezone(UTC).isoformat()
         return text
+    if kind == "date":
+        day: str = value.isoformat()
+        return day
     if kind == "bool":
         return "true" if value else "false"
     return str(value)

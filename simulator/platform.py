@@ -1,7 +1,11 @@
 """A deterministic, seeded micro-loan platform: the command stream it would send the ledger.
 
-Each borrower has a hidden risk (probability of default). A scoring model sees
-it through noise (less noise after its version changes mid-period), a policy
+Each borrower has a hidden risk (probability of default). Two scoring models see
+it through noise, on a traffic split: the champion (``risk-2026.1``, 70% of
+applications) through more noise than the challenger (``risk-2026.2``, 30%), so
+the challenger ranks borrowers better. The applicant mix drifts: new borrowers
+come more and more from the partner channel, whose applicants are riskier, so
+the scores drift down over the period. A policy
 approves and prices within the cost cap, 2-4 banks fund, and each loan's life is
 planned at application: repaid early, on time, late or in parts; or defaulted,
 chased in-house, then by collection agencies of different skill from M1 or M2
@@ -56,6 +60,11 @@ AGENCIES = (
 AGENCY_SHARE = (0.40, 0.35, 0.25)  # of the loans handed to an agency
 TERMS_DAYS = (7, 14, 21, 30)
 APPROVE_SCORE_MIN = 0.60
+# (version, share of applications, noise on the hidden risk): the champion first
+MODELS = (("risk-2026.1", 0.70, 0.15), ("risk-2026.2", 0.30, 0.04))
+# new borrowers from the partner channel: this share on the first day, growing to PARTNER_SHARE_END on the last
+PARTNER_SHARE_START, PARTNER_SHARE_END = 0.10, 0.80
+RISK_SHAPE = {"app": (0.6, 3.5), "partner": (1.0, 1.6)}  # beta distribution of hidden risk by channel
 
 
 @dataclass
@@ -63,6 +72,7 @@ class Borrower:
     borrower_id: str
     risk: float  # hidden: probability that a loan goes bad
     free_from: date | None = None  # may apply again from this day (None: never)
+    channel: str = "app"  # where the borrower came from; repeat applications come the same way
 
 
 @dataclass
@@ -108,7 +118,6 @@ class Simulator:
         self.banks = BANKS[:banks]
         self.bad_lines = bad_lines
         self.cost_cap = cost_cap
-        self.model_switch = start + timedelta(days=days // 2)
         self.borrowers: list[Borrower] = []
         self.loans: dict[str, PlannedLoan] = {}
         self.hidden_risk: dict[str, float] = {}
@@ -155,7 +164,12 @@ class Simulator:
         regulars = [b for b in self.borrowers if b.free_from is not None and b.free_from <= day]
         if regulars and self.rng.random() < 0.35:
             return self.rng.choice(regulars)
-        b = Borrower(f"BR{len(self.borrowers):06d}", risk=min(0.95, self.rng.betavariate(1.3, 4.0)))
+        progress = (day - self.start).days / max(1, self.days_of_applications - 1)
+        partner = self.rng.random() < PARTNER_SHARE_START + (PARTNER_SHARE_END - PARTNER_SHARE_START) * progress
+        channel = "partner" if partner else "app"
+        b = Borrower(
+            f"BR{len(self.borrowers):06d}", risk=min(0.95, self.rng.betavariate(*RISK_SHAPE[channel])), channel=channel
+        )
         self.borrowers.append(b)
         self.hidden_risk[b.borrower_id] = b.risk
         return b
@@ -166,9 +180,8 @@ class Simulator:
     def _plan_loan(self, loan_id: str, borrower: Borrower, day: date) -> None:
         rng = self.rng
         borrower.free_from = None  # busy until this loan closes
-        noise = 0.09 if day < self.model_switch else 0.05
+        version, _, noise = MODELS[0] if rng.random() < MODELS[0][1] else MODELS[1]
         score = min(1.0, max(0.0, 1.0 - borrower.risk + rng.gauss(0, noise)))
-        version = "risk-2026.1" if day < self.model_switch else "risk-2026.2"
         requested = Decimal(rng.randrange(5, 51) * 100)
         term_days = rng.choice(TERMS_DAYS)
         approved = score >= APPROVE_SCORE_MIN
@@ -190,7 +203,7 @@ class Simulator:
                 "principal": fmt(requested),
                 "term_days": term_days,
                 "product": "payday" if term_days <= 14 else "salary",
-                "channel": rng.choice(("app", "app", "partner")),
+                "channel": borrower.channel,
             },
         )
         scored_at = self._at(day, t0 + 0.01)
@@ -411,8 +424,9 @@ class _Life:
     def pay(self, on: date, amount: Decimal | None) -> None:
         """A repayment valued ``on``: None means the payoff. Its callback may be late, doubled or reversed."""
         rng = self.rng
+        payoff = amount is None
         over = ZERO
-        if amount is None and self.aside.random() < 0.03:  # the borrower rounds the payoff up: refunded
+        if payoff and self.aside.random() < 0.03:  # the borrower rounds the payoff up: refunded
             over = Decimal(self.aside.randint(1, 1000)) / 100
         amount = self.owed(on) + over if amount is None else amount
         if amount <= 0:
@@ -439,7 +453,9 @@ class _Life:
                 arrives + timedelta(minutes=5),
                 {**cmd, "idempotency_key": f"bad-float-{ref}", "bank_ref": f"bad-float-{ref}", "amount": float(amount)},
             )
-        if rng.random() < 0.015:  # bounced: reversed, and the borrower pays again
+        # bounced: reversed, and the borrower pays off again. Only a payoff bounces: a part-payment paid
+        # off again would close a loan planned to go bad, or pay twice beside the payoff planned after it
+        if rng.random() < 0.015 and payoff:
             back = arrives + timedelta(days=rng.randint(1, 2))
             self.emit(
                 back,

@@ -103,6 +103,10 @@ def get_routes(api: Api) -> list[tuple[str, list[str], list[str]]]:
     return routes
 
 
+# Routes whose answer covers every application of the book (the model report): only the platform reads them.
+PLATFORM_ONLY = {"/v1/reports/models"}
+
+
 def responses_for(api: Api, who: str) -> list[tuple[str, int, Any]]:
     """Every GET route, each loan of the book in its path, its required parameters filled in."""
     answers = []
@@ -156,6 +160,9 @@ def test_a_party_token_never_receives_another_partys_loan_event_or_amount_on_any
         loan = path.split("/")[3] if path.startswith("/v1/loans/") else None
         if loan in hidden:
             assert status == 404 and body["error"]["code"] == "loan_not_found", (path, body)  # never 403
+            continue
+        if path in PLATFORM_ONLY:  # a report over the whole book: refused to a party, never cut to its share
+            assert (status, body["error"]["code"]) == (403, "missing_scope"), (path, body)
             continue
         assert status == 200, (path, status, body)
         seen = strings_in(body)

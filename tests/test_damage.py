@@ -66,7 +66,7 @@ def repaid_line() -> str:
     ],
     ids=["state not JSON", "bogus topic"],
 )
-@pytest.mark.parametrize("args", [["loan", "show", "L1"], ["loan", "show", "L1", "--known-at", "2999-01-01T00:00:00Z"]])
+@pytest.mark.parametrize("args", [["loan", "show", "L1"], ["loan", "show", "L1", "--known-at", "2099-01-01T00:00:00Z"]])
 def test_an_event_that_cannot_be_decoded_names_the_loan_and_version_not_a_traceback(ledger, change, why, args):
     """Reproduction: `loan show` printed a raw traceback for a state that is not JSON or a bogus topic."""
     ledger.append([command_from_dict(c) for c in domain_example()])

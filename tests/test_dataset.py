@@ -29,9 +29,9 @@ FEATURES = (
     "prior_loans",
     "prior_repaid_on_time",
     "prior_worst_dpd",
-    "days_since_last_loan",
+    "days_since_last_funded_loan",
     "outstanding_at_application",
-    "score",
+    "score",  # the incumbent model's score: a decision column, here as the strongest signal to learn from
 )
 LATER = datetime(2100, 1, 1, tzinfo=UTC)
 
@@ -87,9 +87,25 @@ def test_labels_on_hand_built_loans(ledger):
     assert (late["repaid_on_time"], late["first_payment_default"], late["ever_30dpd_60d"]) == (False, True, False)
     assert (bad["first_payment_default"], bad["ever_30dpd_60d"], bad["loss_amount"]) == (True, True, D("900.00"))
     assert no["decision"] == "declined" and not no["label_matured"] and no["first_payment_default"] is None
-    # the windows close 60 days after the due date (2026-05-14): not before
+    # due 2026-03-15: the first-payment window closes at due + 7 (03-22), the 60-day one at due + 60 (05-14)
+    fpd = lambda day: {  # noqa: E731
+        k: by_loan(ledger, day)["LATE"][k]
+        for k in ("fpd_matured", "first_payment_default", "repaid_on_time", "label_matured", "ever_30dpd_60d")
+    }
+    assert fpd(date(2026, 3, 21)) == dict.fromkeys(("first_payment_default", "repaid_on_time", "ever_30dpd_60d")) | {
+        "fpd_matured": False,
+        "label_matured": False,
+    }
+    assert fpd(date(2026, 3, 22)) == {
+        "fpd_matured": True,
+        "first_payment_default": True,
+        "repaid_on_time": False,
+        "label_matured": False,
+        "ever_30dpd_60d": None,
+    }
     assert not by_loan(ledger, date(2026, 5, 13))["ON"]["label_matured"]
-    assert by_loan(ledger, date(2026, 5, 13))["ON"]["repaid_on_time"] is None
+    assert by_loan(ledger, date(2026, 5, 13))["ON"]["loss_amount"] is None
+    assert by_loan(ledger, date(2026, 5, 14))["ON"]["label_matured"]
 
 
 def test_features_are_the_borrowers_history_as_known_at_application(ledger):
@@ -100,15 +116,18 @@ def test_features_are_the_borrowers_history_as_known_at_application(ledger):
     third = applied("THIRD", occurred_at="2026-04-02T10:00:00+08:00")
     add(ledger, third)
     r = by_loan(ledger, date(2026, 4, 30))
-    assert r["FIRST"]["prior_loans"] == 0 and r["FIRST"]["days_since_last_loan"] is None
+    assert r["FIRST"]["prior_loans"] == 0 and r["FIRST"]["days_since_last_funded_loan"] is None
     assert (
+        r["SECOND"]["prior_applications"],
         r["SECOND"]["prior_loans"],
         r["SECOND"]["prior_repaid_on_time"],
         r["SECOND"]["prior_worst_dpd"],
-        r["SECOND"]["days_since_last_loan"],
+        r["SECOND"]["days_since_last_funded_loan"],
         r["SECOND"]["outstanding_at_application"],
-    ) == (1, 0, 4, 32, D("0.00"))
-    assert r["THIRD"]["decision"] == "pending" and r["THIRD"]["days_since_last_loan"] == 1
+    ) == (1, 1, 0, 4, 31, D("0.00"))  # FIRST was funded on 2026-03-01, SECOND applied on 2026-04-01
+    # SECOND, approved but not funded, is an application before THIRD, not a loan
+    assert (r["THIRD"]["prior_applications"], r["THIRD"]["prior_loans"]) == (2, 1)
+    assert r["THIRD"]["decision"] == "pending" and r["THIRD"]["days_since_last_funded_loan"] == 32
 
 
 @settings(max_examples=3)
@@ -157,6 +176,10 @@ def test_a_model_learns_from_the_exported_features(tmp_path):
     )
     table = pq.read_table(out)
     assert all(table.schema.field(c.name).metadata[b"description"] for c in COLUMNS)
+    assert {c.name: table.schema.field(c.name).metadata[b"role"].decode() for c in COLUMNS} == {
+        c.name: c.role for c in COLUMNS
+    }
+    assert set(FEATURES) - {"score"} <= {c.name for c in COLUMNS if c.role == "feature"}
     data = [r for r in table.to_pylist() if r["label_matured"]]
     assert len(data) > 1000
     x = np.array([[float(r[f] or 0) for f in FEATURES] for r in data])

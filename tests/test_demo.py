@@ -23,6 +23,8 @@ def test_the_demo_book_is_the_book_ledger_balances_shows(store_url):
     as_of = demo["as_of"]
     assert demo["book_by_bank"] and sum(line["loans"] for line in demo["book_by_bank"]) > 0
     assert {line["key"] for line in demo["book_by_agency"]} > {"inhouse"}  # agencies hold part of the book
+    assert [m["model_version"] for m in demo["models"]] == ["risk-2026.1", "risk-2026.2"]  # champion, challenger
+    assert all(m["psi_by_period"][0] == [0.0, "stable"] for m in demo["models"])  # each against its first month
     for by in ("bank", "bucket", "channel", "agency", "model"):
         printed = demo[f"book_by_{by}"]
         balances = run("balances", "--as-of", as_of, "--by", by, "--db", store_url, "--json")

@@ -26,8 +26,16 @@ BANK = "CMB-X"
 @pytest.fixture
 def portfolio(store_url):
     app = Ledger(Settings(db_url=store_url))
-    simulated_ledger(app, seed=30, loans=200, days=30)  # a seed whose stream reverses a CMB-X repayment
+    simulated_ledger(app, seed=30, loans=200, days=30)
     rows = sorted(ledger_movements(app, BANK).all(), key=lambda m: (m.value_date, m.bank_ref))
+    if "reversal" not in {m.type for m in rows}:  # the simulated stream may not bounce a CMB-X payment: bounce one
+        for m in (m for m in rows if m.type == "repayment"):
+            bounce = {"type": "reversed", "loan_id": m.loan_id, "idempotency_key": f"rev-{m.bank_ref}",
+                      "occurred_at": "2026-02-15T10:00:00+08:00", "reverses": m.bank_ref,
+                      "reason": "returned"}  # fmt: skip
+            if app.append([command_from_dict(bounce)])[0].status == "appended":
+                break
+        rows = sorted(ledger_movements(app, BANK).all(), key=lambda m: (m.value_date, m.bank_ref))
     assert {m.type for m in rows} == {"disbursement", "repayment", "reversal"}  # the cases below need all three
     app.close()
     return store_url, [[m.bank_ref, m.loan_id, m.type, f"{m.amount:.2f}", m.value_date.isoformat()] for m in rows]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, date, datetime
 from decimal import Decimal as D
 
@@ -16,12 +17,12 @@ from ledger.app import Ledger
 from ledger.commands import command_from_dict
 from ledger.config import Settings
 from projections.dataset import rows
-from projections.reports import ever30_curves, vintages
+from projections.reports import cohort_table, vintages
 
 LATER = datetime(2100, 1, 1, tzinfo=UTC)
 
 
-def test_vintage_report_draws_curves_and_roll_rates(tmp_path):
+def test_vintage_report_draws_weekly_cohort_curves_and_roll_rates(tmp_path):
     url = f"sqlite:///{tmp_path}/r.db"
     app = Ledger(Settings(db_url=url))
     simulated_ledger(app, seed=5, loans=400, days=60)
@@ -32,24 +33,48 @@ def test_vintage_report_draws_curves_and_roll_rates(tmp_path):
     assert result.exit_code == 0
     report = json.loads(result.output)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert set(report["ever30"]) >= {"2026-01", "2026-02"}
-    for points in report["ever30"].values():
-        assert points == sorted(points) and all(0 <= p <= 1 for p in points)  # cumulative: never falls
-    assert report["ever30"]["2026-01"][-1] > 0
+    assert report["cohort"] == "week" and report["curve_days"] == [1, 4, 7, 10, 15, 20, 30, 45, 60]
+    cohorts = {c["cohort"]: c for c in report["cohorts"]}
+    assert {"2026-W01", "2026-W05", "2026-W09"} <= set(cohorts)
+    for c in cohorts.values():
+        for curve in (c["curve"], c["curve_amount"]):
+            points = [p for p in curve if p is not None]
+            assert points == sorted(points, reverse=True) and all(
+                0 <= p <= 1 for p in points
+            )  # loans cure, never un-cure
+            assert curve == points + [None] * (len(curve) - len(points))  # a cohort's points stop where its data does
+        assert (c["fpd_rate"], c["ever30_rate"]) == (c["curve"][2], c["curve"][6])  # FPD is +7, ever 30+ is +30
+        assert c["small"] == (c["loans"] < report["small_cohort"])
+    assert (
+        cohorts["2026-W02"]["ever30_rate"] > 0 and cohorts["2026-W02"]["fpd_rate"] >= cohorts["2026-W02"]["ever30_rate"]
+    )
     rolls = report["roll_rates"]
     assert rolls["M3"].keys() <= {"M3+", "written_off", "repaid"}  # from M3 a loan is written off, cured or worse
     assert rolls["current"].get("M1", 0) > 0
+    # by month and by channel: the same loans, split
+    by_args = ["--cohort", "month", "--by", "channel", "--db", url, "--json"]
+    by = json.loads(
+        CliRunner().invoke(cli, ["report", "vintage", "--out", str(out), "--as-of", "2026-06-30", *by_args]).output
+    )
+    assert {c["group"] for c in by["cohorts"]} == {"app", "partner"}
+    assert sum(c["loans"] for c in by["cohorts"]) == sum(c["loans"] for c in report["cohorts"])
+    assert {c["cohort"] for c in by["cohorts"]} == {"2026-01", "2026-02", "2026-03"}
     app.close()
 
 
 def test_the_data_dictionary_describes_every_column():
     from pathlib import Path
 
-    from projections.dataset import COLUMNS
+    from projections.dataset import COLUMNS, ROLES
 
     doc = (Path(__file__).parent.parent / "docs" / "datasets.md").read_text()
     for c in COLUMNS:
-        assert f"| `{c.name}` | {c.kind} | {c.description} |" in doc, c.name
+        assert c.role in ROLES, c.name
+        assert f"| `{c.name}` | {c.kind} | {c.role} | {c.description} |" in doc, c.name
+    for role, meaning in ROLES.items():
+        assert f"| `{role}` | {meaning} |" in doc, role
+    documented = re.findall(r"^\| `([a-z_0-9]+)` \| [a-z]+ \| [a-z]+ \| ", doc, re.MULTILINE)
+    assert documented == [c.name for c in COLUMNS]  # nothing documented that the file lacks, in file order
 
 
 # ---- one definition of each figure, wherever it is shown ----------------------------------------------
@@ -88,7 +113,8 @@ def test_ever_30_is_dpd_of_30_or_more_in_the_table_the_curve_and_the_dataset(led
     loans = list(ledger.get_loans(["A", "B"]).values())
     [line] = vintages(loans, as_of)
     assert (line.loans, line.ever_30) == (2, 1)
-    assert ever30_curves(loans, as_of)["2026-03"][-1] == 0.5
+    [cohort] = cohort_table(loans, as_of, "month")
+    assert cohort.as_dict(as_of)["ever30_rate"] == 0.5
     labels = {r["loan_id"]: r["ever_30dpd_60d"] for r in rows(ledger, as_of, LATER)}
     assert labels == {"A": True, "B": False}
 
@@ -133,9 +159,8 @@ def test_an_error_in_the_cost_cap_check_is_a_bug_not_a_rejection(ledger, monkeyp
         ledger.append([command_from_dict(approved("CAP"))])
 
 
-def test_the_vintage_png_shows_the_figures_of_the_table(ledger, store_url, tmp_path):
+def test_the_vintage_png_and_text_show_the_figures_of_the_json(ledger, store_url, tmp_path):
     from collections import Counter
-    from datetime import timedelta
 
     from PIL import Image
 
@@ -148,8 +173,10 @@ def test_the_vintage_png_shows_the_figures_of_the_table(ledger, store_url, tmp_p
     assert shown.exit_code == 0, shown.output
     report = json.loads(shown.output)
     drawn = json.loads(Image.open(out).text["Description"])  # what the PNG was drawn from
-    assert drawn == {k: report[k] for k in ("until", "ever30", "cohorts")} | {"roll_rates": report["roll_rate_percent"]}
-    # the data ends well before the as-of date: no month-end after it is drawn
+    assert drawn == {k: report[k] for k in ("until", "cohort", "by", "cohorts")} | {
+        "roll_rates": report["roll_rate_percent"]
+    }
+    # the data ends well before the as-of date: no day after it is counted
     until = date.fromisoformat(report["until"])
     loans = [ledger.repository.get(i) for i in funded_loan_ids(ledger)]
     assert until < date(2026, 12, 31) and until == max(
@@ -163,17 +190,24 @@ def test_the_vintage_png_shows_the_figures_of_the_table(ledger, store_url, tmp_p
         )
         for loan in loans
     )
-    assert report["cohorts"] == dict(sorted(Counter(loan.funded_on.strftime("%Y-%m") for loan in loans).items()))
-    for month, points in report["ever30"].items():
-        last_month_end = date.fromisoformat(f"{month}-01")
-        for _ in range(len(points)):
-            last_month_end = (last_month_end.replace(day=28) + timedelta(days=4)).replace(day=1)
-        last_month_end -= timedelta(days=1)
-        assert last_month_end <= until < last_month_end + timedelta(days=32)  # stops at the last month-end with data
-        [line] = [v for v in vintages(loans, last_month_end) if v.month == month]
-        assert points[-1] == line.ever_30 / line.loans  # the curve ends where the vintage table stands
-    # and the text table prints the same roll rates the chart shows
+    weeks = Counter("{}-W{:02d}".format(*loan.funded_on.isocalendar()[:2]) for loan in loans)
+    assert {c["cohort"]: c["loans"] for c in report["cohorts"]} == dict(sorted(weeks.items()))
+    assert any(c["small"] for c in report["cohorts"])  # 150 loans over 45 days: every week is under 100
+    # one definition of ever 30+ and FPD: the cohorts count what the dataset's labels say
+    labels = {r["loan_id"]: r for r in rows(ledger, until, LATER) if r["label_matured"]}
+    week_of = {loan.loan_id: "{}-W{:02d}".format(*loan.funded_on.isocalendar()[:2]) for loan in loans}
+    complete = [c for c in report["cohorts"] if c["curve"][-1] is not None]  # every loan has reached due + 60
+    assert complete
+    for c in complete:
+        mine = [labels[loan_id] for loan_id, week in week_of.items() if week == c["cohort"]]
+        assert c["ever30_rate"] == round(sum(r["ever_30dpd_60d"] for r in mine) / len(mine), 4)
+        assert c["fpd_rate"] == round(sum(r["first_payment_default"] for r in mine) / len(mine), 4)
+    # the text has headed columns, marks small cohorts, and prints the roll rates the chart shows
     human = CliRunner().invoke(cli, args).output.splitlines()
+    header = human[3].split()
+    assert header[:3] == ["cohort", "loans", "funded"] and header[-9:] == [f"+{k}" for k in report["curve_days"]]
+    first = next(line for line in human if line.startswith(report["cohorts"][0]["cohort"]))
+    assert first.split()[1] == f"{report['cohorts'][0]['loans']}*"
     for row, cells in report["roll_rate_percent"].items():
         [printed] = [line.split() for line in human if line.split()[:1] == [row]]
         assert [float(p.rstrip("%")) for p in printed[1:]] == list(cells.values())

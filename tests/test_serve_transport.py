@@ -127,7 +127,7 @@ def test_a_body_over_10_mib_sent_whole_before_reading_gets_413(start):
     with pytest.raises(urllib.error.HTTPError) as answer:
         urllib.request.urlopen(request, timeout=WITHIN_S)
     assert answer.value.code == 413
-    assert "10 MiB" in json.loads(answer.value.read())["error"]
+    assert "10 MiB" in json.loads(answer.value.read())["error"]["message"]
     # a bad token is answered the same way: after the body, never with a reset
     request.headers["Authorization"] = "Bearer nope"
     with pytest.raises(urllib.error.HTTPError) as answer:

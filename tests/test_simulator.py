@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal as D
 from itertools import pairwise
 
@@ -96,3 +96,34 @@ def test_defaults_fall_as_the_score_rises(tmp_path):
     assert rate(low) > 2 * rate(high), (rate(low), rate(high))
     assert rate(high) < D("0.10")
     app.close()
+
+
+def test_a_champion_and_a_stronger_challenger_score_in_parallel_while_the_applicant_mix_drifts():
+    import numpy as np
+
+    from projections.model_report import auc
+
+    sim = Simulator(21, 3000, START, days=90)
+    applications = {}
+    versions = {}
+    for day, commands in sim.days():
+        for c in commands:
+            if c["type"] == "applied":
+                applications[c["loan_id"]] = (day, c["channel"])
+            elif c["type"] == "scored":
+                versions[c["loan_id"]] = c["model_version"]
+    thirds = [START + timedelta(days=30 * k) for k in (1, 2)]
+    early = [loan for loan, (day, _) in applications.items() if day < thirds[0]]
+    late = [loan for loan, (day, _) in applications.items() if day >= thirds[1]]
+    for group in (early, late):  # a 70/30 traffic split all along, not a switch
+        share = sum(versions[loan] == "risk-2026.2" for loan in group) / len(group)
+        assert 0.25 < share < 0.35, share
+    partner = lambda group: sum(applications[loan][1] == "partner" for loan in group) / len(group)  # noqa: E731
+    assert partner(late) > partner(early) + 0.2  # the mix drifts towards the riskier channel
+    mean_score = lambda group: np.mean([sim.loans[loan].score for loan in group])  # noqa: E731
+    assert mean_score(late) < mean_score(early) - 0.03
+    power = {}
+    for version in ("risk-2026.1", "risk-2026.2"):
+        funded = [p for p in sim.loans.values() if p.funded_on is not None and versions[p.loan_id] == version]
+        power[version] = auc(np.array([p.score for p in funded]), np.array([p.bad for p in funded]))
+    assert power["risk-2026.2"] > power["risk-2026.1"] + 0.05, power

@@ -2,10 +2,10 @@
 
 ``python tests/support/stored_golden.py`` rewrites ``stored_golden.jsonl`` from the code on
 ``sys.path``; it was written by the append path as it was before the parsing and event-creation
-speed-ups (commit d733726), and tests/test_stored_bytes.py holds today's path to it. Issue 24
-rewrote it when the simulator's stream changed (agencies): the events of the hand-written lines
-(the examples and ``_EXTRA``) were compared with the old file first, and only the lines that issue
-changed differ.
+speed-ups (commit d733726), and tests/test_stored_bytes.py holds today's path to it. The simulated
+part of its input is frozen in ``stored_golden_input.jsonl`` (the simulator's stream as of the
+merge of issues 21, 22 and 24: agencies, waivers, refunds, two models), so the simulator may change
+its traffic without changing what this test stores; ``--simulated`` rewrites that file too.
 """
 
 from __future__ import annotations
@@ -13,10 +13,12 @@ from __future__ import annotations
 import json
 import re
 import sys
-from datetime import date
 from pathlib import Path
 
 GOLDEN = Path(__file__).with_name("stored_golden.jsonl")
+# The simulator's stream as it was when the golden file was written (seed 11, 120 loans, 30 days,
+# bad lines), frozen: the simulator may change its traffic without changing what this test stores.
+SIMULATED = Path(__file__).with_name("stored_golden_input.jsonl")
 EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples"
 # The library stamps each event with the time it was created: the one field that differs by run.
 _TIMESTAMP = re.compile(rb'"timestamp":\{"_type_":"datetime_iso","_data_":"[^"]*"\}')
@@ -51,9 +53,8 @@ _EXTRA = [
 
 def input_lines() -> list[str]:
     from ledger.commands import COMMAND_TYPES
-    from simulator.platform import Simulator
 
-    lines = list(Simulator(11, 120, date(2026, 1, 1), days=30, bad_lines=True).lines())
+    lines = SIMULATED.read_text(encoding="utf-8").splitlines()
     for name in COMMAND_TYPES:  # the examples in the contract's order, which tells their loan's life
         lines += (EXAMPLES / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()
     lines += [json.dumps(c, ensure_ascii=False) for c in _EXTRA]
@@ -92,6 +93,13 @@ if __name__ == "__main__":
     from ledger.app import Ledger
     from ledger.config import Settings
 
+    if "--simulated" in sys.argv[1:]:  # freeze today's simulated stream (seed 11, 120 loans, 30 days, bad lines)
+        from datetime import date
+
+        from simulator.platform import Simulator
+
+        simulated = Simulator(11, 120, date(2026, 1, 1), days=30, bad_lines=True).lines()
+        SIMULATED.write_text("".join(line + "\n" for line in simulated), encoding="utf-8")
     with tempfile.TemporaryDirectory() as d:
         app = Ledger(Settings(db_url=f"sqlite:///{d}/golden.db"))
         rows = stored(app)
