@@ -261,3 +261,26 @@ def test_verifys_own_stream_id_of_a_loan_is_the_ledgers(loan_id):
     from ledger.verify import _loan_stream
 
     assert _loan_stream(loan_id) == loan_uuid(loan_id).bytes
+
+
+def test_a_store_with_reconciliation_runs_verifies_and_a_forged_run_still_fails(store_url, tmp_path):
+    """Reproduction (found with issue 26): one `ledger reconcile` made `verify` report the run's events
+    unreadable ("no idempotency key"): they are recorded without a command, so they have no key."""
+    book(store_url)
+    file = tmp_path / "bank.csv"
+    file.write_text("bank_ref,loan_id,type,amount,value_date\n", encoding="utf-8")
+    for _ in range(2):  # the stream's first event and a later one
+        assert run("reconcile", file, "--bank", "BANKA", "--json", "--db", store_url).exit_code == 0
+    code, report = verify(store_url)
+    assert (code, report.get("problems", [])) == (0, []), report
+    # the exemption is the runs' stream's, not any keyless event's: a keyless event in a loan's stream is named
+    with raw(store_url) as con, triggers_off(store_url, con, EVENTS[kind(store_url)]):
+        con.execute(
+            q(
+                store_url,
+                f"UPDATE {EVENTS[kind(store_url)]} SET state = %s WHERE originator_id = %s AND originator_version = 2",
+            ),
+            (b'{"timestamp": {"_type_": "datetime_iso", "_data_": "2026-01-01T00:00:00+00:00"}}', oid(store_url, "L2")),
+        )
+    code, report = verify(store_url)
+    assert code == 1 and ("L2", 2, "unreadable") in problems(report), report
