@@ -276,6 +276,9 @@ cli.add_command(balances)
 cli.add_command(projections)
 
 from cli.reconcile import reconcile  # noqa: E402
+from cli.settle import settle  # noqa: E402
+
+cli.add_command(settle)
 
 cli.add_command(reconcile)
 
