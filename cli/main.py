@@ -280,6 +280,10 @@ from cli.settle import settle  # noqa: E402
 
 cli.add_command(settle)
 
+from cli.journal import journal  # noqa: E402
+
+cli.add_command(journal)
+
 cli.add_command(reconcile)
 
 from cli.dataset import dataset  # noqa: E402

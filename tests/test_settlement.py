@@ -24,7 +24,7 @@ from ledger.config import Settings, parse_bank_terms
 from ledger.handlers import handle
 from ledger.settle import recorded_settlement, statement_of
 from projections import runner
-from projections.balances import bank_payables, trial_balance
+from projections.balances import account_balances, bank_payables, trial_balance
 from simulator.platform import Simulator
 from simulator.run import AGREEMENTS, run_simulation
 
@@ -236,7 +236,7 @@ def agreed_ledger(store_url):
     app.close()
 
 
-def test_a_simulated_book_settled_day_by_day_owes_each_bank_its_principal_outstanding(agreed_ledger):
+def test_a_book_settled_day_by_day_owes_each_bank_its_principal_outstanding(agreed_ledger, store_url, tmp_path):
     """The issue's done condition, on both stores: after settling every bank every simulated day, each
     bank's funding payable is the principal its borrowers still owe on loans it was not compensated for,
     and the guarantee was used."""
@@ -270,3 +270,51 @@ def test_a_simulated_book_settled_day_by_day_owes_each_bank_its_principal_outsta
     for bank in ("ICBC-X", "CMB-X"):
         recorded = recorded_settlement(app, bank, last)
         assert recorded is not None and recorded.lines_sha256 == statement_of(app, bank, last).sha256
+    _the_journal_export_sums_to_the_balances(app, db, store_url, tmp_path, report.first_day, last)
+
+
+def _sums(rows) -> dict[str, D]:
+    totals: dict[str, D] = {}
+    for account, debit, credit in rows:
+        totals[account] = totals.get(account, D("0.00")) + D(debit) - D(credit)
+    return {a: v for a, v in totals.items() if v}
+
+
+def _the_journal_export_sums_to_the_balances(app, db, store_url, tmp_path, first, last):
+    """ledger journal export: per account, the rows of FROM..TO sum to balances --as-of TO less
+    balances --as-of the day before FROM (from the book's first day: balances --accounts itself), in
+    CSV and in Parquet, with every accrual night a row of its own."""
+    import csv
+
+    import pyarrow.parquet as pq
+
+    middle = first + (last - first) / 2
+    for start, end in ((first, middle), (middle + timedelta(days=1), last)):
+        out = tmp_path / "journal.csv"
+        ledger_cli("journal", "export", "--from", start, "--to", end, "--out", out, "--db", store_url)
+        with open(out, encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+        assert all(start <= date.fromisoformat(r["date"]) <= end for r in rows)
+        exported = _sums((r["account"], r["debit"], r["credit"]) for r in rows)
+        before = account_balances(db, start - timedelta(days=1))
+        after = account_balances(db, end)
+        wanted = {a: after.get(a, D(0)) - before.get(a, D(0)) for a in {*after, *before}}
+        assert exported == {a: v for a, v in wanted.items() if v}
+        parquet = tmp_path / "journal.parquet"
+        ledger_cli(
+            "journal",
+            "export",
+            "--from",
+            start,
+            "--to",
+            end,
+            "--out",
+            parquet,
+            "--format",
+            "parquet",
+            "--db",
+            store_url,
+        )
+        table = pq.read_table(parquet).to_pylist()
+        assert _sums((r["account"], r["debit"], r["credit"]) for r in table) == exported
+        assert any(r["night"] is not None for r in table) and any(r["event"].startswith("remitted:") for r in table)
