@@ -9,7 +9,15 @@ import click
 from cli.common import EXIT_PROBLEM, echo_json, open_ledger, parse_day, parse_moment, store_options, workers_option
 from domain.money import fmt
 from projections import runner
-from projections.balances import AMOUNTS, GROUPINGS, account_balances, bank_payables, portfolio, trial_balance
+from projections.balances import (
+    AMOUNTS,
+    GROUPINGS,
+    account_balances,
+    bank_payables,
+    bank_payables_json,
+    portfolio,
+    trial_balance,
+)
 from projections.loan_view import today_in_shanghai
 
 _page_size = click.option(
@@ -52,17 +60,7 @@ def balances(
         if by_account is not None:
             out["accounts"] = {account: fmt(v) for account, v in by_account.items()}
         if by == "bank":
-            out["banks"] = [
-                {
-                    "bank": b.bank,
-                    "funded": fmt(b.funded),
-                    "remitted": fmt(b.remitted),
-                    "compensated": fmt(b.compensated),
-                    "interest": fmt(b.interest),
-                    "owed": fmt(b.owed),
-                }
-                for b in banks
-            ]
+            out["banks"] = bank_payables_json(banks)
         echo_json(out)
     else:
         click.echo(f"balances as of {day} by {by}" + (f", as known at {moment.isoformat()}" if moment else ""))

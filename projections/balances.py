@@ -21,6 +21,7 @@ from uuid import UUID
 from domain.delinquency import BUCKETS, bucket, days_past_due
 from domain.journal import BANK_INTEREST, MEMO, OVERPAYMENTS, RECEIVABLE, RECOVERY
 from domain.loan import INHOUSE
+from domain.money import fmt
 from projections.db import ViewDb
 from projections.journal_view import micros
 from projections.parties import Condition, holders
@@ -350,9 +351,13 @@ class BankPayable:
     owed: Decimal  # funding payable: funded - remitted - compensated
 
 
-def bank_payables(db: ViewDb, as_of: date, known_at: datetime | None = None) -> list[BankPayable]:
-    """Per bank, from the journal's funding payable and bank interest lines (point lines: no runs)."""
+def bank_payables(
+    db: ViewDb, as_of: date, known_at: datetime | None = None, *, where_loans: Sequence[Condition] = ()
+) -> list[BankPayable]:
+    """Per bank, from the journal's funding payable and bank interest lines (point lines: no runs);
+    ``where_loans``: only the loans these conditions on ``proj_loans l`` select (a party's own book)."""
     where, params = _lines(as_of, known_at)
+    where, params = _of_loans(where, params, where_loans)
     payable = "account LIKE 'funding_payable:%'"
     rows = db.query(
         f"SELECT bank, -SUM(CASE WHEN {payable} AND entry = 'funding' THEN amount_fen ELSE 0 END), "
@@ -364,3 +369,18 @@ def bank_payables(db: ViewDb, as_of: date, known_at: datetime | None = None) -> 
         params,
     )
     return [BankPayable(bank, *(_fen_to_amount(int(v or 0)) for v in values)) for bank, *values in rows]
+
+
+def bank_payables_json(payables: list[BankPayable]) -> list[dict[str, str]]:
+    """As ``balances --json`` and ``GET /v1/balances`` give them: amounts with 2 places."""
+    return [
+        {
+            "bank": b.bank,
+            "funded": fmt(b.funded),
+            "remitted": fmt(b.remitted),
+            "compensated": fmt(b.compensated),
+            "interest": fmt(b.interest),
+            "owed": fmt(b.owed),
+        }
+        for b in payables
+    ]

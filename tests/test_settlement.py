@@ -318,3 +318,45 @@ def _the_journal_export_sums_to_the_balances(app, db, store_url, tmp_path, first
         table = pq.read_table(parquet).to_pylist()
         assert _sums((r["account"], r["debit"], r["credit"]) for r in table) == exported
         assert any(r["night"] is not None for r in table) and any(r["event"].startswith("remitted:") for r in table)
+
+
+def test_a_bank_reads_its_own_settlement_over_http_and_no_one_elses(store_url):
+    """GET /v1/banks/{bank}/settlements/{date}: the bank's token and the platform's read the statement
+    ledger settle recorded (same lines, same digest); another bank's token, a channel's and an unsettled
+    day get 404; lines come a page of loans at a time."""
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from ledger.tokens import create_token
+
+    append(store_url, [*ex1("EX1"), *ex1("EX2"), *ex1("EX3")])
+    append(store_url, [{**c, "bank": "BANKB"} if c["type"] == "funded" else c for c in ex1("OTHER")])
+    printed = json.loads(ledger_cli("settle", "--bank", "BANKA", "--date", "2026-03-08", "--json", "--db", store_url))
+    app = create_app(Settings(db_url=store_url, bank_terms=parse_bank_terms(TERMS)))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        tokens = {
+            who: create_token(app.state.ledger, who, ["read"], party=party)
+            for who, party in (("platform", None), ("a", "bank:BANKA"), ("b", "bank:BANKB"), ("c", "channel:app"))
+        }
+
+        def get(who, path, **params):
+            return client.get(path, params=params, headers={"Authorization": f"Bearer {tokens[who]}"})
+
+        path = "/v1/banks/BANKA/settlements/2026-03-08"
+        mine = get("a", path).json()
+        assert mine == get("platform", path).json()
+        assert (mine["total"], mine["lines_sha256"], mine["loans_settled"]) == ("1481.58", printed["lines_sha256"], 3)
+        assert [(line["loan_id"], line["kind"], line["amount"]) for line in mine["lines"]] == [
+            (loan_id, kind, amount)
+            for loan_id in ("EX1", "EX2", "EX3")
+            for kind, amount in (("principal", "493.10"), ("interest", "0.76"))
+        ]
+        first = get("a", path, limit=2).json()
+        rest = get("a", path, limit=2, cursor=first["next_cursor"]).json()
+        assert first["lines"] + rest["lines"] == mine["lines"] and rest["next_cursor"] is None
+        for who in ("b", "c"):
+            refused = get(who, path)
+            assert refused.status_code == 404 and "EX1" not in refused.text, who
+        assert get("platform", "/v1/banks/BANKA/settlements/2026-03-09").status_code == 404  # not settled
+        assert get("platform", "/v1/banks/BANKB/settlements/2026-03-08").status_code == 404
+        assert get("platform", "/v1/banks/BANKA/settlements/2026-02-30").status_code == 422
