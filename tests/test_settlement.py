@@ -360,3 +360,29 @@ def test_a_bank_reads_its_own_settlement_over_http_and_no_one_elses(store_url):
         assert get("platform", "/v1/banks/BANKA/settlements/2026-03-09").status_code == 404  # not settled
         assert get("platform", "/v1/banks/BANKB/settlements/2026-03-08").status_code == 404
         assert get("platform", "/v1/banks/BANKA/settlements/2026-02-30").status_code == 422
+
+
+def test_remittance_rows_of_a_bank_file_reconcile_against_the_settled_bank_days(store_url, tmp_path):
+    """A settled bank-day is one remittance (reference settle:<bank>:<day>, its total, negative when a
+    reversal exceeds it): matched, or the same breaks as any movement."""
+    append(store_url, ex1())
+    ledger_cli("settle", "--bank", "BANKA", "--date", "2026-03-08", "--db", store_url)
+    append(store_url, [reversal("EX1", "R-EX1")])
+    ledger_cli("settle", "--bank", "BANKA", "--date", "2026-03-09", "--db", store_url)
+    header = "bank_ref,loan_id,type,amount,value_date\n"
+    header += "R-EX1,EX1,repayment,500.00,2026-03-08\nrev-R-EX1,EX1,reversal,500.00,2026-03-09\n"  # matched too
+    day1 = "settle:BANKA:2026-03-08,,remittance,493.86,2026-03-08\n"
+    day2 = "settle:BANKA:2026-03-09,,remittance,-493.86,2026-03-09\n"
+
+    def reconcile(text, code):
+        path = tmp_path / "bank.csv"
+        path.write_text(header + text, encoding="utf-8")
+        return json.loads(ledger_cli("reconcile", path, "--bank", "BANKA", "--json", "--db", store_url, code=code))
+
+    clean = reconcile(day1 + day2, 0)
+    assert clean["matched"] == 4 and clean["totals"]["remittance"] == {"bank": "0.00", "ledger": "0.00"}
+    wrong = reconcile(day1.replace("493.86", "493.68") + day2, 1)
+    assert [b["kind"] for b in wrong["breaks"]] == ["amount_mismatch"]
+    assert wrong["net_difference"] == "0.18"  # the bank says less went out to it than the ledger remitted
+    missing = reconcile(day1 + day2.replace("2026-03-09\n", "2026-03-08\n").replace("settle:BANKA:2026-03-09", "X"), 1)
+    assert sorted(b["kind"] for b in missing["breaks"]) == ["missing_in_bank", "missing_in_ledger"]
