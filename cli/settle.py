@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import re
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -10,8 +12,12 @@ import click
 
 from cli.common import EXIT_PROBLEM, echo_json, open_ledger, parse_day, store_options
 from ledger.eod import FutureDay, check_closable
-from ledger.settle import SettlementOrder, run_settle
+from ledger.settle import SettlementOrder, bank_days, run_settle
 from projections.loan_view import today_in_shanghai
+from projections.runner import catch_up, views
+from projections.settlements import bank_loan_uuids
+
+BANK = re.compile(r"[A-Za-z0-9_-]{1,64}", re.ASCII)  # as the funded command's bank
 
 
 @click.command()
@@ -29,11 +35,21 @@ def settle(bank: str, day: str | None, out: str | None, db_url: str | None, as_j
         check_closable(settle_on, today)  # before the store is even opened: nothing written
     except FutureDay as e:
         raise click.BadParameter(str(e), param_hint="--date") from None
+    if not BANK.fullmatch(bank):
+        raise click.BadParameter(f"{bank[:80]!r} is not a bank as funded commands name one", param_hint="--bank")
     app = open_ledger(db_url)
+    catch_up(app)  # the view knows which of the bank's loans may have something to remit
+    days = bank_days(app, bank)
+    candidates = bank_loan_uuids(views(app), bank, settle_on, None if days is None else days.last_day)
+    first = next(candidates, None)
+    if first is None and days is None:
+        raise click.BadParameter(f"no loan was funded by {bank} by {settle_on}: nothing to settle", param_hint="--bank")
+    candidates = itertools.chain([] if first is None else [first], candidates)
     try:
-        statement = run_settle(app, bank, settle_on, today)
+        statement = run_settle(app, bank, settle_on, today, candidates=candidates)
     except SettlementOrder as e:
         raise click.BadParameter(str(e), param_hint="--date") from None
+
     if out:
         Path(out).write_text(statement.csv_text(), encoding="utf-8")
     summary = statement.as_dict()

@@ -39,6 +39,10 @@ class SettlementRefused(LedgerError):
     """A bank-day whose recorded fact and the loans' remittances disagree, or could not be recorded: exit 1."""
 
 
+class UnknownBank(ValueError):
+    """No loan was ever funded by the bank: nothing to settle, and no bank-day is recorded (exit 2)."""
+
+
 class SettlementOrder(ValueError):
     """A day before the bank's last settled day: its lines are on later statements already (exit 2)."""
 
@@ -196,20 +200,23 @@ def run_settle(app: Ledger, bank: str, day: date, today: date, candidates: Itera
         return _already_settled(app, days.last, bank, day)
 
     on_statement: list[UUID] = []  # loans with a part in the bank-day: remitted now, or by an earlier run
+    funded_by_bank = days is not None  # a bank settled before has funded loans
     appended = 0
     rejected: list[tuple[str, str]] = []
     ids = funded_loan_ids(app) if candidates is None else candidates
     for batch in chunks(ids, app.settings.batch_size):
 
-        def settle_batch(batch: list[UUID] = batch) -> tuple[list[UUID], list[Remitted], list[Outcome]]:
+        def settle_batch(batch: list[UUID] = batch) -> tuple[list[UUID], list[Remitted], list[Outcome], bool]:
             # keys derive from (bank, day, loan): after a lost connection the batch is worked out again
             # and what had been committed comes back duplicate
             parts: list[UUID] = []
+            seen: list[UUID] = []
             cmds: list[Remitted] = []
             due: dict[str, Loan | None] = {}
             for uuid, loan in app.get_loans_by_uuid(batch).items():
                 if loan is None or loan.bank != bank:
                     continue
+                seen.append(uuid)
                 if loan.remittances and loan.remittances[-1].day == day:
                     parts.append(uuid)  # an earlier run that stopped before recording the bank-day
                     continue
@@ -218,14 +225,17 @@ def run_settle(app: Ledger, bank: str, day: date, today: date, candidates: Itera
                     parts.append(uuid)
                     cmds.append(cmd)
                     due[loan.loan_id] = loan
-            return parts, cmds, app.append(cmds, loans=due)
+            return parts, cmds, app.append(cmds, loans=due), bool(seen)
 
-        parts, cmds, outcomes = retrying(app.settings.retry_seconds, f"settle {bank} {day}", settle_batch)
+        parts, cmds, outcomes, any_seen = retrying(app.settings.retry_seconds, f"settle {bank} {day}", settle_batch)
         on_statement.extend(parts)
+        funded_by_bank = funded_by_bank or any_seen
         for cmd, outcome in zip(cmds, outcomes, strict=True):
             appended += outcome.status == APPENDED
             if outcome.error:
                 rejected.append((cmd.loan_id, outcome.error))
+    if not funded_by_bank and candidates is None:  # (the CLI asks the view first, and refuses it itself)
+        raise UnknownBank(f"no loan was funded by {bank} (by {day}): nothing to settle")
     statement = statement_of(app, bank, day, on_statement)
     statement.appended, statement.rejected = appended, rejected
     if rejected:

@@ -8,10 +8,11 @@ the statement names them (domain/settlement.py).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import date
 from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 from domain.journal import BANK_INTEREST
 from domain.settlement import Remittance
@@ -59,3 +60,19 @@ def settlement_lines(
         )
         lines.extend((loan_id, kind, amount) for kind, amount in r.lines())
     return lines, (loan_ids[limit - 1] if more else None)
+
+
+def bank_loan_uuids(db: ViewDb, bank: str, day: date, last_settled: date | None) -> Iterator[UUID]:
+    """The loans a settlement of ``bank`` for ``day`` may concern, as the store's stream ids: funded by
+    then, and not repaid in full before the bank's last settled day (that settlement remitted all of
+    such a loan; a reversal since has re-opened it in the view). Read to the end before the first id
+    is handed out, 16 bytes a loan (as the end of day's candidates)."""
+    since = (last_settled or date.min).toordinal()
+    ids = bytearray()
+    for (loan_uuid,) in db.stream(
+        "SELECT loan_uuid FROM proj_loans WHERE bank = ? AND funded_day <= ? "
+        "AND (settled_day IS NULL OR settled_day >= ?) ORDER BY loan_id",
+        (bank, day.toordinal(), since),
+    ):
+        ids += UUID(loan_uuid).bytes
+    return (UUID(bytes=bytes(ids[i : i + 16])) for i in range(0, len(ids), 16))

@@ -130,6 +130,10 @@ def test_settling_a_bank_day_again_adds_nothing_and_the_order_is_kept(store_url,
     tomorrow = date.today() + timedelta(days=2)
     future = ledger_cli("settle", "--bank", "BANKA", "--date", tomorrow, "--db", store_url, code=2)
     assert "only a day that has begun can be closed" in future
+    unknown = ledger_cli("settle", "--bank", "NOBANK", "--date", "2026-03-08", "--db", store_url, code=2)
+    assert "no loan was funded by NOBANK by 2026-03-08" in unknown
+    garbled = ledger_cli("settle", "--bank", "BANK A;", "--date", "2026-03-08", "--db", store_url, code=2)
+    assert "'BANK A;' is not a bank" in garbled and "Traceback" not in garbled
 
 
 @pytest.mark.parametrize(
@@ -198,28 +202,39 @@ def _remit(loan: Loan, day: date) -> None:
 
 @settings(max_examples=60)
 @given(
-    st.lists(st.tuples(st.integers(0, 40), st.integers(1, 60_000)), min_size=1, max_size=6),
+    st.lists(
+        st.tuples(st.integers(0, 39), st.integers(1, 60_000), st.one_of(st.none(), st.integers(1, 10))),
+        min_size=1,
+        max_size=6,
+    ),
     st.sampled_from(["0.08", "0.09", "0.123", "0"]),
 )
 def test_settled_day_by_day_the_bank_gets_its_principal_and_exactly_its_nightly_interest(payments, rate):
-    """Whatever the partial repayments, settled every day: the principal remitted is the principal
-    received to date, and once the loan is repaid the interest remitted is exactly the sum over
-    nights of round_half_up(P(d) x rate / 365), every night counted on its own (the pro-rata rounding
-    never drifts); the loan's journal keeps the payable equal to the principal still owed."""
+    """Whatever the partial repayments, and reversals of them days after they were remitted, settled
+    every day: each day the loan's payable is the principal still owed (a reversal comes back as a
+    negative line the day it is known), and once the loan is repaid the bank got exactly its principal
+    and the sum over nights of round_half_up(P(d) x rate / 365), each night counted on its own."""
     funded_on = date(2026, 3, 1)
-    commands = [applied(), approved(grace_days=0), funded()]
-    for i, (offset, fen) in enumerate(sorted(payments)):
-        commands.append(repaid(ref=f"R{i}", amount=f"{fen / 100:.2f}", value_date=str(funded_on + timedelta(offset))))
-    payoff = funded_on + timedelta(days=41)
-    commands.append(repaid(ref="PAYOFF", amount="2000.00", value_date=str(payoff)))  # repays the rest
-    loan = _loan_with(f"BANKA=rate:{rate}", commands)
+    loan = _loan_with(f"BANKA=rate:{rate}", [applied(), approved(grace_days=0), funded()])
+    arriving: dict[int, list[dict]] = {}  # day recorded -> commands
+    for i, (offset, fen, reversed_after) in enumerate(sorted(payments, key=lambda p: p[:2])):
+        day = str(funded_on + timedelta(offset))
+        arriving.setdefault(offset, []).append(repaid(ref=f"R{i}", amount=f"{fen / 100:.2f}", value_date=day))
+        if reversed_after is not None and offset + reversed_after <= 40:
+            on = funded_on + timedelta(offset + reversed_after)
+            arriving.setdefault(offset + reversed_after, []).append(reversal("L1", f"R{i}", str(on)))
+    payoff = str(funded_on + timedelta(days=41))
+    arriving[41] = [repaid(ref="PAYOFF", amount="2000.00", value_date=payoff)]  # repays the rest
+    terms = Settings(bank_terms=parse_bank_terms(f"BANKA=rate:{rate}"))
     for n in range(42):
         day = funded_on + timedelta(days=n)
+        for c in arriving.get(n, []):
+            handle(loan, command_from_dict(c), terms)
         _remit(loan, day)
         owed = loan.position(day).outstanding.principal
         payable = balances_as_of(journal_lines(loan, loan.position(FAR_FUTURE)), day).get("funding_payable:BANKA")
         assert -(payable or 0) == owed
-    # the nightly figure, counted independently night by night
+    # the nightly figure, counted independently night by night on the principal as finally known
     expected = 0
     for n in range(41):
         night = funded_on + timedelta(days=n)
