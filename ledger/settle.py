@@ -22,7 +22,7 @@ from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError
 
-from domain.bank_settlements import BankSettlements
+from domain.bank_settlements import BankSettlements, settled_key, stream_name
 from domain.errors import LedgerError
 from domain.loan import SHANGHAI, Loan
 from domain.money import ZERO, fmt
@@ -31,6 +31,7 @@ from ledger.app import APPENDED, Ledger, Outcome, chunks
 from ledger.commands import Remitted
 from ledger.eod import check_closable, funded_loan_ids
 from ledger.retry import retrying
+from ledger.store import KeyRecord
 
 STATEMENT_COLUMNS = ("bank", "value_date", "loan_id", "kind", "amount")
 
@@ -264,12 +265,17 @@ def recorded_settlement(app: Ledger, bank: str, day: date) -> BankSettlements.Se
 
 
 def _record(app: Ledger, bank: str, statement: Statement) -> None:
-    """The bank-day's fact, once: a concurrent run that recorded it first makes this one a repeat."""
+    """The bank-day's fact, once: a concurrent run that recorded it first makes this one a repeat.
+    Each event goes with its idempotency record (domain/bank_settlements.py), so `ledger verify` and
+    a second writer see it as they see a loan's."""
     stream_id = BankSettlements.create_id(bank)
+    name = stream_name(bank)
     for _ in range(app.settings.max_retries):
         days = bank_days(app, bank)
+        keys: list[KeyRecord] = []
         if days is None:
-            stream = BankSettlements(bank=bank)
+            stream = BankSettlements(bank=bank, idempotency_key=name)
+            keys.append(KeyRecord(name, name, hashlib.sha256(name.encode()).hexdigest(), "settled"))
         else:
             if days.last is not None and days.last.value_date >= statement.day:
                 if days.last.value_date != statement.day or days.last.lines_sha256 != statement.sha256:
@@ -281,6 +287,7 @@ def _record(app: Ledger, bank: str, statement: Statement) -> None:
             opened: BankSettlements = app.repository.get(stream_id, version=1)
             stream = opened
             stream.version = days.version
+        key = settled_key(bank, statement.day)
         stream.record_day(
             value_date=statement.day,
             loans=statement.loans,
@@ -290,9 +297,11 @@ def _record(app: Ledger, bank: str, statement: Statement) -> None:
             compensation=statement.total_of("compensation"),
             total=statement.total,
             lines_sha256=statement.sha256,
+            idempotency_key=key,
         )
+        keys.append(KeyRecord(key, name, statement.sha256, "settled"))
         try:
-            app.save(stream)
+            app.save(stream, idempotency=keys)
             return
         except IntegrityError:
             continue

@@ -134,6 +134,10 @@ def test_settling_a_bank_day_again_adds_nothing_and_the_order_is_kept(store_url,
     assert "no loan was funded by NOBANK by 2026-03-08" in unknown
     garbled = ledger_cli("settle", "--bank", "BANK A;", "--date", "2026-03-08", "--db", store_url, code=2)
     assert "'BANK A;' is not a bank" in garbled and "Traceback" not in garbled
+    # the bank-days are proved unedited with the loans (each fact with its idempotency record)
+    assert json.loads(ledger_cli("verify", "--json", "--db", store_url))["ok"] is True
+    # and the bank's stream is no loan, whatever its name
+    assert "no loan settlements:BANKA" in ledger_cli("loan", "show", "settlements:BANKA", "--db", store_url, code=1)
 
 
 @pytest.mark.parametrize(
@@ -286,6 +290,7 @@ def test_a_book_settled_day_by_day_owes_each_bank_its_principal_outstanding(agre
         recorded = recorded_settlement(app, bank, last)
         assert recorded is not None and recorded.lines_sha256 == statement_of(app, bank, last).sha256
     _the_journal_export_sums_to_the_balances(app, db, store_url, tmp_path, report.first_day, last)
+    assert json.loads(ledger_cli("verify", "--json", "--db", store_url))["ok"] is True
 
 
 def _sums(rows) -> dict[str, D]:
