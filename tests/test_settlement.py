@@ -406,3 +406,44 @@ def test_remittance_rows_of_a_bank_file_reconcile_against_the_settled_bank_days(
     assert wrong["net_difference"] == "0.18"  # the bank says less went out to it than the ledger remitted
     missing = reconcile(day1 + day2.replace("2026-03-09\n", "2026-03-08\n").replace("settle:BANKA:2026-03-09", "X"), 1)
     assert sorted(b["kind"] for b in missing["breaks"]) == ["missing_in_bank", "missing_in_ledger"]
+
+
+def test_the_stored_form_of_the_settlement_events_is_pinned(store_url):
+    """The bytes a funding under an agreement, a remittance and a bank-day store (time stamps aside):
+    a later refactor that changed them would change what replay reads."""
+    append(store_url, ex1())
+    ledger_cli("settle", "--bank", "BANKA", "--date", "2026-03-08", "--db", store_url)
+    app = Ledger(Settings(db_url=store_url))
+    try:
+        states = {
+            n.topic.rpartition(".")[2]: json.loads(n.state)
+            for n in app.recorder.select_notifications(start=1, limit=100)
+        }
+    finally:
+        app.close()
+    for state in states.values():
+        state.pop("timestamp")
+    decimal = lambda text: {"_type_": "decimal_str", "_data_": text}  # noqa: E731
+    on = {"_type_": "date_iso", "_data_": "2026-03-08"}
+    assert states["Funded"]["bank_terms"] == {"rate": decimal("0.08"), "guarantee_dpd": 60}
+    assert states["Remitted"] == {
+        "bank": "BANKA",
+        "value_date": on,
+        "principal": decimal("493.10"),
+        "interest": decimal("0.76"),
+        "compensation_principal": decimal("0.00"),
+        "compensation_interest": decimal("0.00"),
+        "idempotency_key": "settle:BANKA:2026-03-08:EX1",
+        "occurred_at": {"_type_": "datetime_iso", "_data_": "2026-03-08T23:59:59+08:00"},
+    }
+    settled = {k: v for k, v in states["Settled"].items() if k != "lines_sha256"}
+    assert settled == {
+        "value_date": on,
+        "loans": 1,
+        "lines": 2,
+        "principal": decimal("493.10"),
+        "interest": decimal("0.76"),
+        "compensation": decimal("0.00"),
+        "total": decimal("493.86"),
+        "idempotency_key": "settle:BANKA:2026-03-08",
+    }
