@@ -447,3 +447,41 @@ def test_the_stored_form_of_the_settlement_events_is_pinned(store_url):
         "total": decimal("493.86"),
         "idempotency_key": "settle:BANKA:2026-03-08",
     }
+
+
+def test_two_runs_settling_one_bank_day_at_once_record_it_once(store_url):
+    """Two processes' worth of `ledger settle` on the same bank-day, started together: each loan is
+    remitted once, the bank-day recorded once, and both print the same statement."""
+    import threading
+
+    from ledger.settle import run_settle
+
+    append(store_url, [c for n in range(6) for c in ex1(f"EX{n}")])
+    day = date(2026, 3, 8)
+    start, results, errors = threading.Barrier(2), [], []
+
+    def settle() -> None:
+        app = Ledger(Settings(db_url=store_url))
+        try:
+            start.wait()
+            results.append(run_settle(app, "BANKA", day, day))
+        except Exception as e:  # reported below, with the other run's result
+            errors.append(repr(e))
+        finally:
+            app.close()
+
+    runs = [threading.Thread(target=settle) for _ in range(2)]
+    for run in runs:
+        run.start()
+    for run in runs:
+        run.join()
+    assert not errors, errors
+    assert [r.sha256 for r in results] == [results[0].sha256] * 2 and results[0].loans == 6
+    assert sum(r.appended for r in results) == 6  # every loan's part appended by one run or the other
+    app = Ledger(Settings(db_url=store_url))
+    try:
+        facts = [n for n in app.recorder.select_notifications(start=1, limit=1000) if n.topic.endswith(".Settled")]
+        assert len(facts) == 1
+        assert all(len([e for e in app.loan_events(f"EX{n}") if isinstance(e, Loan.Remitted)]) == 1 for n in range(6))
+    finally:
+        app.close()
