@@ -20,7 +20,7 @@ from api import errors, schemas
 from api.body import MAX_BATCH, MAX_BODY_BYTES
 from api.errors import ApiError, json_response
 from api.requestlog import RequestLog, setup_logging
-from api.routes import balances, commands, journal, loans, ops, reports
+from api.routes import balances, commands, journal, loans, ops, reports, settlements
 from api.services import Services
 from api.writer import WriteLane
 from ledger.app import Ledger
@@ -29,7 +29,15 @@ from ledger.config import Settings, settings_from_env
 __all__ = ["MAX_BATCH", "MAX_BODY_BYTES", "ApiError", "create_app", "create_app_from_env", "json_response"]
 
 # Every router of the API, in the order their paths are matched; a new resource adds its router here.
-ROUTERS: list[APIRouter] = [commands.router, loans.router, balances.router, journal.router, reports.router, ops.router]
+ROUTERS: list[APIRouter] = [
+    commands.router,
+    loans.router,
+    balances.router,
+    journal.router,
+    reports.router,
+    settlements.router,
+    ops.router,
+]
 
 
 def create_app(settings: Settings) -> FastAPI:

@@ -77,11 +77,23 @@ class BalanceGroup(Balances5):
     loans: int
 
 
+class BankPayable(BaseModel):
+    """Principal the bank advanced, remitted to it, paid under its guarantee, its interest, still owed."""
+
+    bank: str
+    funded: str
+    remitted: str
+    compensated: str
+    interest: str
+    owed: str
+
+
 class Balances(BaseModel):
     as_of: str
     by: str
     groups: list[BalanceGroup]
     trial_balance: str
+    banks: list[BankPayable] | None = None  # with by=bank
 
 
 class LoanRow(BaseModel):
@@ -129,6 +141,28 @@ class Journal(BaseModel):
     from_: str = Field(alias="from")
     to: str
     lines: list[JournalLine]
+    next_cursor: str | None
+
+
+class SettlementLine(BaseModel):
+    loan_id: str
+    kind: str  # principal, interest, principal_reversal, interest_reversal, compensation_principal, ...
+    amount: str
+
+
+class Settlement(BaseModel):
+    """A bank-day as `ledger settle` recorded it; ``lines`` a page of its loans, in loan id order."""
+
+    bank: str
+    value_date: str
+    recorded_at: str
+    loans_settled: int
+    principal: str
+    interest: str
+    compensation: str
+    total: str
+    lines_sha256: str
+    lines: list[SettlementLine]
     next_cursor: str | None
 
 

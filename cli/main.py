@@ -276,6 +276,13 @@ cli.add_command(balances)
 cli.add_command(projections)
 
 from cli.reconcile import reconcile  # noqa: E402
+from cli.settle import settle  # noqa: E402
+
+cli.add_command(settle)
+
+from cli.journal import journal  # noqa: E402
+
+cli.add_command(journal)
 
 cli.add_command(reconcile)
 

@@ -9,7 +9,15 @@ import click
 from cli.common import EXIT_PROBLEM, echo_json, open_ledger, parse_day, parse_moment, store_options, workers_option
 from domain.money import fmt
 from projections import runner
-from projections.balances import AMOUNTS, GROUPINGS, account_balances, portfolio, trial_balance
+from projections.balances import (
+    AMOUNTS,
+    GROUPINGS,
+    account_balances,
+    bank_payables,
+    bank_payables_json,
+    portfolio,
+    trial_balance,
+)
 from projections.loan_view import today_in_shanghai
 
 _page_size = click.option(
@@ -39,6 +47,7 @@ def balances(
     groups = portfolio(db, day, by, moment)
     trial = trial_balance(db, day, moment)
     by_account = account_balances(db, day, moment) if accounts else None
+    banks = bank_payables(db, day, moment) if by == "bank" else []
     if as_json:
         out = {
             "as_of": day,
@@ -50,6 +59,8 @@ def balances(
             out["known_at"] = moment
         if by_account is not None:
             out["accounts"] = {account: fmt(v) for account, v in by_account.items()}
+        if by == "bank":
+            out["banks"] = bank_payables_json(banks)
         echo_json(out)
     else:
         click.echo(f"balances as of {day} by {by}" + (f", as known at {moment.isoformat()}" if moment else ""))
@@ -59,6 +70,12 @@ def balances(
             click.echo(
                 f"  {str(g.key):<12}{g.loans:>7}{g.funded:>8}" + "".join(f"{amounts[c]:>15,.2f}" for c in AMOUNTS)
             )
+        if banks:
+            names = ("funded", "remitted", "compensated", "interest", "owed")
+            click.echo("  what each bank advanced, was remitted (principal, its interest) and is still owed")
+            click.echo(f"  {'bank':<12}" + "".join(f"{n:>15}" for n in names))
+            for b in banks:
+                click.echo(f"  {b.bank:<12}" + "".join(f"{getattr(b, n):>15,.2f}" for n in names))
         for account, balance in (by_account or {}).items():
             click.echo(f"  {account:<40}{balance:>18,.2f}")
         click.echo(f"  trial balance {fmt(trial)}")

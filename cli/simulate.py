@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -12,13 +13,13 @@ import click
 from cli.common import EXIT_PROBLEM, echo_json, open_ledger, parse_day, store_options
 from domain.loan import Loan
 from ledger.app import Ledger
-from ledger.config import redact
+from ledger.config import parse_bank_terms, redact
 from ledger.eod import funded_loan_ids
 from projections import runner
-from projections.balances import PARTS, Group, portfolio
+from projections.balances import PARTS, Group, bank_payables, portfolio
 from projections.reports import vintages
 from simulator.platform import Simulator
-from simulator.run import SimulationReport, run_simulation
+from simulator.run import AGREEMENTS, SimulationReport, run_simulation
 
 DEMO_START = date(2026, 1, 1)
 DEMO_BOOKS = ("bank", "bucket", "channel", "agency", "model")  # the book is shown grouped by each
@@ -59,7 +60,7 @@ def simulate(
             n = sum(f.write(line + "\n") > 0 for line in sim.lines())
         echo_json({"out": out, "commands": n}) if as_json else click.echo(f"wrote {n} commands to {out}")
         return
-    app = open_ledger(db_url, create=True)
+    app = _with_agreements(open_ledger(db_url, create=True))
     sim = Simulator(
         seed, loans, first, days=days, banks=banks, bad_lines=bad_lines, cost_cap=app.settings.cost_caps.lowest()
     )
@@ -80,7 +81,7 @@ def demo(loans: int, seed: int, db_url: str | None, as_json: bool) -> None:
         for leftover in (path, Path("ledger-demo.db-wal"), Path("ledger-demo.db-shm")):
             leftover.unlink(missing_ok=True)
         db_url = f"sqlite:///{path}"
-    app = open_ledger(db_url, create=True)
+    app = _with_agreements(open_ledger(db_url, create=True))
     sim = Simulator(seed, loans, DEMO_START, days=90, cost_cap=app.settings.cost_caps.lowest())
     foreign = _other_loan(app, {p.loan_id for p in sim.plan()})
     if foreign is not None:  # synthetic loans must never mix into a real book
@@ -97,6 +98,7 @@ def demo(loans: int, seed: int, db_url: str | None, as_json: bool) -> None:
     books = {by: [g for g in portfolio(db, as_of, by) if g.loans] for by in DEMO_BOOKS}
     vintage = vintages(loans_now, as_of)
     monitoring = _models(app, as_of)
+    banks = bank_payables(db, as_of)
     if as_json:
         echo_json(
             {
@@ -106,6 +108,7 @@ def demo(loans: int, seed: int, db_url: str | None, as_json: bool) -> None:
                 **{f"book_by_{by}": [_book_row(g) for g in groups] for by, groups in books.items()},
                 "vintages": [vars(v) | {"net_loss_rate": v.net_loss_rate} for v in vintage],
                 "models": monitoring,
+                "banks": [{k: str(v) for k, v in vars(b).items()} for b in banks],
             }
         )
         return
@@ -117,6 +120,11 @@ def demo(loans: int, seed: int, db_url: str | None, as_json: bool) -> None:
             click.echo(
                 f"  {line.key:<13}{line.loans:>7}" + "".join(f"{line.amounts[p]:>14,}" for p in (*PARTS, "total"))
             )
+    names = ("funded", "remitted", "compensated", "interest", "owed")
+    click.echo("\n  the banks: principal advanced, remitted, compensated (guarantee), their interest, still owed")
+    click.echo(f"  {'bank':<13}" + "".join(f"{n:>14}" for n in names))
+    for b in banks:
+        click.echo(f"  {b.bank:<13}" + "".join(f"{getattr(b, n):>14,}" for n in names))
     click.echo(
         f"\n  vintage  {'loans':>6} {'funded':>14} {'repaid':>7} {'ever 30+':>9} {'written off':>13} "
         f"{'recovered':>11} {'net loss':>9}"
@@ -140,6 +148,14 @@ def demo(loans: int, seed: int, db_url: str | None, as_json: bool) -> None:
     click.echo(f"           ledger balances --as-of {as_of} --by bucket --db {redact(db_url)}")
     click.echo(f"           ledger report partners --as-of {as_of} --by agency --db {redact(db_url)}")
     click.echo(f"           ledger report models --as-of {as_of} --out models.png --db {redact(db_url)}")
+
+
+def _with_agreements(app: Ledger) -> Ledger:
+    """The simulated banks' agreements (two banks with a yield, one with a guarantee) unless the
+    deployment configured its own in LEDGER_BANK_TERMS: the daily settlement then has something to do."""
+    if not app.settings.bank_terms:
+        app.settings = replace(app.settings, bank_terms=parse_bank_terms(AGREEMENTS))
+    return app
 
 
 def _models(app: Ledger, as_of: date) -> list[dict[str, Any]]:

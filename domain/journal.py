@@ -6,6 +6,7 @@ The chart a finance team recognises:
 - ``cash_in_transit:<bank>``   money received from the borrower (and refunds paid back), through the bank
 - ``interest_income``, ``fee_income``, ``penalty_income``, ``recovery_income``
 - ``write_off_expense``, ``waiver_expense``
+- ``bank_interest_expense``    the funding bank's yield, remitted to it (domain/settlement.py)
 - ``overpayments_owed``        excess received, owed back to the borrower
 - ``memo:written_off:principal|interest|fee|penalty`` against ``memo:written_off_contra``:
   what a written-off borrower still owes, off the book (the two sides sum to zero)
@@ -45,6 +46,7 @@ OVERPAYMENTS = "overpayments_owed"
 RECOVERY = "recovery_income"
 WRITE_OFF = "write_off_expense"
 WAIVER = "waiver_expense"
+BANK_INTEREST = "bank_interest_expense"
 MEMO = "memo:written_off:"  # + component: what a written-off borrower still owes
 MEMO_CONTRA = "memo:written_off_contra"
 PARTS = ("penalty", "interest", "fee", "principal")
@@ -144,6 +146,14 @@ def journal_lines(loan: Loan, position: Position | None = None) -> list[JournalL
         written = [(part, w.get(part)) for part in PARTS]
         post("write_off", loan.written_off_on, [(WRITE_OFF, w.total), *((_RECEIVABLES[p], -v) for p, v in written)])
         post("write_off:memo", loan.written_off_on, [(MEMO_CONTRA, -w.total), *((_MEMOS[p], v) for p, v in written)])
+    payable = f"funding_payable:{loan.bank}"
+    for r in loan.remittances:  # a settlement with the bank: principal and its yield remitted, or the guarantee
+        remitted = r.principal + r.interest
+        post(f"remitted:{r.day}", r.day, ((payable, r.principal), (BANK_INTEREST, r.interest), (cash, -remitted)))
+        compensation = r.compensation_principal + r.compensation_interest
+        guarantee = r.compensation_principal, r.compensation_interest
+        paid_out = ((payable, guarantee[0]), (BANK_INTEREST, guarantee[1]), (cash, -compensation))
+        post(f"compensated:{r.day}", r.day, paid_out)
     return lines
 
 

@@ -22,6 +22,7 @@ from eventsourcing.domain import Aggregate, event
 from domain.errors import CostCapExceeded, IllegalTransition, RuleViolation
 from domain.money import fmt
 from domain.position import Movement, Position, position_as_of
+from domain.settlement import NO_AGREEMENT, BankTerms, Remittance, remittance_due
 from domain.terms import (
     COMPONENTS,
     PRINCIPAL_MAX,
@@ -110,6 +111,17 @@ class Loan(Aggregate):
             bank_ref: str
             amount: Decimal
             value_date: date
+            idempotency_key: str
+            occurred_at: datetime
+            bank_terms: dict[str, Any] | None  # absent from the stored event when the bank had no agreement
+
+        class Remitted(Aggregate.Event):
+            bank: str
+            value_date: date
+            principal: Decimal
+            interest: Decimal
+            compensation_principal: Decimal
+            compensation_interest: Decimal
             idempotency_key: str
             occurred_at: datetime
 
@@ -218,6 +230,8 @@ class Loan(Aggregate):
         self.assignments: list[Assignment] = []  # in value-date order; only the last may still be open
         self.keys: set[str] = {idempotency_key}
         self.adjustments: list[MoneyIn] = []  # waivers and refunds, with their reversals
+        self.bank_terms: BankTerms = NO_AGREEMENT  # the funding bank's agreement, fixed at funding
+        self.remittances: list[Remittance] = []  # what each settlement with the bank remitted for this loan
 
     # ---- commands: rules first, then the event ------------------------------
     def score_application(
@@ -274,6 +288,7 @@ class Loan(Aggregate):
         value_date: date,
         idempotency_key: str,
         occurred_at: datetime,
+        bank_terms: BankTerms | None = None,
     ) -> None:
         self._require("funded", {"approved"})
         assert self.terms is not None
@@ -287,6 +302,47 @@ class Loan(Aggregate):
             bank_ref=bank_ref,
             amount=amount,
             value_date=value_date,
+            idempotency_key=idempotency_key,
+            occurred_at=occurred_at,
+            bank_terms=None if bank_terms is None else bank_terms.as_event(),
+        )
+        if bank_terms is None:
+            # A bank without an agreement: the stored event carries no ``bank_terms`` field at all, so a
+            # funding's stored bytes are what they were before agreements existed (replay reads the default).
+            del self.pending_events[-1].__dict__["bank_terms"]
+
+    def remit(self, *, bank: str, value_date: date, idempotency_key: str, occurred_at: datetime) -> None:
+        """The settlement with the funding bank for ``value_date``: the loan's lines, worked out from its
+        facts now (domain/settlement.py) and recorded, so a replay never works them out again."""
+        command = "remitted"
+        self._require(command, {"funded", "written_off"})
+        funded_on = self._funded_on()
+        if bank != self.bank:
+            self._reject(command, f"the loan was funded by {self.bank}, not {bank}")
+        if value_date < funded_on:
+            self._reject(command, f"value_date {value_date} is before funding on {funded_on}")
+        if self.remittances and value_date <= self.remittances[-1].day:
+            self._reject(command, f"already settled with {bank} for {self.remittances[-1].day}")
+        terms = self.terms
+        if terms is None:  # a funded loan always has its terms
+            raise RuleViolation(self.loan_id, command, "loan has no terms")
+        due = remittance_due(
+            terms.principal,
+            funded_on,
+            self.position(value_date),
+            self.bank_terms,
+            self.remittances,
+            self.written_off_on,
+        )
+        if due is None:
+            raise RuleViolation(self.loan_id, command, f"nothing to remit to {bank} for {value_date}")
+        self._remitted(
+            bank=bank,
+            value_date=value_date,
+            principal=due.principal,
+            interest=due.interest,
+            compensation_principal=due.compensation_principal,
+            compensation_interest=due.compensation_interest,
             idempotency_key=idempotency_key,
             occurred_at=occurred_at,
         )
@@ -514,14 +570,44 @@ class Loan(Aggregate):
 
     @event("Funded")
     def _funded(
-        self, bank: str, bank_ref: str, amount: Decimal, value_date: date, idempotency_key: str, occurred_at: datetime
+        self,
+        bank: str,
+        bank_ref: str,
+        amount: Decimal,
+        value_date: date,
+        idempotency_key: str,
+        occurred_at: datetime,
+        bank_terms: dict[str, Any] | None = None,
     ) -> None:
+        self.bank_terms = BankTerms.from_event(bank_terms)
         self.bank = bank
         self.bank_ref = bank_ref
         self.funded_on = value_date
         self.funding_key = idempotency_key
         self.phase = "funded"
         self.keys.add(idempotency_key)
+
+    @event("Remitted")
+    def _remitted(
+        self,
+        bank: str,
+        value_date: date,
+        principal: Decimal,
+        interest: Decimal,
+        compensation_principal: Decimal,
+        compensation_interest: Decimal,
+        idempotency_key: str,
+        occurred_at: datetime,
+    ) -> None:
+        self.remittances.append(
+            Remittance(value_date, principal, interest, compensation_principal, compensation_interest)
+        )
+        self.keys.add(idempotency_key)
+
+    @property
+    def compensated_on(self) -> date | None:
+        """The day the bank was compensated for this loan (its guarantee), if it was."""
+        return next((r.day for r in self.remittances if r.compensated), None)
 
     @event("Repaid")
     def _repaid(

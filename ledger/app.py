@@ -342,9 +342,11 @@ class Ledger(Application[UUID]):
         with damage_named(loan_id):
             if known_at is None:
                 try:
-                    return self.repository.get(loan_uuid(loan_id))
+                    found: object = self.repository.get(loan_uuid(loan_id))
                 except AggregateNotFoundError:
                     return None
+                # a bank's settlements live on a stream named like a loan's (ledger/settle.py): no loan
+                return found if isinstance(found, Loan) else None
             loan: Loan | None = None
             for e in self.loan_events(loan_id, known_at):
                 loan = e.mutate(loan)
@@ -392,7 +394,10 @@ class Ledger(Application[UUID]):
     def loan_events(self, loan_id: str, known_at: datetime | None = None) -> list[Loan.Event]:
         """The loan's events in order; with ``known_at``, the prefix recorded by then."""
         with damage_named(loan_id):
-            events = [loan_event(e) for e in self.events.get(loan_uuid(loan_id))]
+            stored = list(self.events.get(loan_uuid(loan_id)))
+            if stored and not isinstance(stored[0], Loan.Event):
+                return []  # a bank's settlements (a stream named like a loan's, ledger/settle.py): no loan
+            events = [loan_event(e) for e in stored]
         if known_at is None:
             return events
         known: list[Loan.Event] = []

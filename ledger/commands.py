@@ -325,6 +325,18 @@ class Refunded(_Command):
     value_date: CalendarDate
 
 
+class Remitted(_Command):
+    """The settlement with the funding bank for a day (``ledger settle``), one loan's part of it.
+
+    Not part of the wire format: only the settlement job makes it, with a key derived from
+    (bank, day, loan); the amounts are worked out from the loan's facts when it is applied.
+    """
+
+    type: Literal["remitted"]
+    bank: Ident
+    value_date: CalendarDate
+
+
 Command = Annotated[
     Applied
     | Scored

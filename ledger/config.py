@@ -8,12 +8,14 @@ default would accept events and lose them at exit.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from decimal import Decimal
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from domain.delinquency import DEFAULT_WRITE_OFF_DPD
 from domain.money import DEFAULT_MAX_AMOUNT, InvalidAmount, parse_amount
+from domain.settlement import BankTerms
 from domain.terms import COMPONENTS, DEFAULT_ALLOCATION_ORDER, DEFAULT_COST_CAP, CostCaps
 
 DEFAULT_DB_URL = "sqlite:///ledger.db"
@@ -42,6 +44,7 @@ class Settings:
     # False for a role that may only read and insert history: the owner's `ledger init` set the store
     # up, and opening it must not try to create or upgrade anything (docs/audit.md, the GRANTs)
     setup_store: bool = True
+    bank_terms: dict[str, BankTerms] = field(default_factory=dict)  # LEDGER_BANK_TERMS: each bank's agreement
 
     def allocation_order(self, product: str) -> tuple[str, ...]:
         return self.allocation_orders.get(product, DEFAULT_ALLOCATION_ORDER)
@@ -144,6 +147,7 @@ def settings_from_env(db_url: str | None = None, env: dict[str, str] | None = No
         retry_seconds=retry_seconds,
         write_off_dpd=write_off_dpd,
         allocation_orders=_parse_orders(env.get("LEDGER_ALLOCATION_ORDERS", "")),
+        bank_terms=parse_bank_terms(env.get("LEDGER_BANK_TERMS", "")),
     )
 
 
@@ -175,6 +179,45 @@ def _parse_orders(text: str) -> dict[str, tuple[str, ...]]:
             )
         orders[product.strip()] = order
     return orders
+
+
+MAX_BANKS = 1000  # agreements in one setting: a deployment has a handful of funding banks
+_BANK = re.compile(r"[A-Za-z0-9_-]{1,64}", re.ASCII)  # a bank as the funded command names it
+_RATE = re.compile(r"(0|[1-9][0-9]?)?(\.[0-9]{1,8})?", re.ASCII)
+_DPD = re.compile(r"[1-9][0-9]{0,3}", re.ASCII)
+
+
+def parse_bank_terms(text: str) -> dict[str, BankTerms]:
+    """``LEDGER_BANK_TERMS``: ``BANK=rate:0.08,guarantee_dpd:60;OTHER=rate:0.09``. Every part is checked,
+    and a malformed one is named (ConfigError, exit 2): a typo here would misprice every loan funded."""
+    name = "LEDGER_BANK_TERMS"
+    terms: dict[str, BankTerms] = {}
+    items = [part.strip() for part in text.split(";") if part.strip()]
+    if len(items) > MAX_BANKS:
+        raise ConfigError(f"{name}: {len(items)} agreements, at most {MAX_BANKS}")
+    for item in items:
+        bank, sep, spec = (p.strip() for p in item.partition("="))
+        if not sep or not _BANK.fullmatch(bank):
+            raise ConfigError(f"{name}: {item!r} must be BANK=rate:R[,guarantee_dpd:N] (BANK as in funded's bank)")
+        if bank in terms:
+            raise ConfigError(f"{name}: bank {bank!r} has two agreements")
+        fields: dict[str, str] = {}
+        for part in (p.strip() for p in spec.split(",")):
+            key, sep, value = (p.strip() for p in part.partition(":"))
+            if not sep or key not in ("rate", "guarantee_dpd") or key in fields:
+                raise ConfigError(f"{name}: {bank}: {part!r} must be rate:R or guarantee_dpd:N, each at most once")
+            fields[key] = value
+        rate = fields.get("rate")
+        if rate is None or not rate.strip(".") or not _RATE.fullmatch(rate):
+            raise ConfigError(f"{name}: {bank}: rate {rate!r} must be an annual rate such as 0.08 (from 0 to 1)")
+        dpd = fields.get("guarantee_dpd")
+        if dpd is not None and not _DPD.fullmatch(dpd):
+            raise ConfigError(f"{name}: {bank}: guarantee_dpd {dpd!r} must be a whole number of days from 1 to 3650")
+        try:
+            terms[bank] = BankTerms(Decimal(rate), None if dpd is None else int(dpd))
+        except ValueError as e:
+            raise ConfigError(f"{name}: {bank}: {e}") from None
+    return terms
 
 
 def redact(url: str) -> str:

@@ -63,7 +63,10 @@ def handle(loan: Loan | None, cmd: c._Command, settings: Settings) -> Loan:
             value_date=cmd.value_date,
             idempotency_key=key,
             occurred_at=at,
+            bank_terms=settings.bank_terms.get(cmd.bank),
         )
+    elif isinstance(cmd, c.Remitted):
+        loan.remit(bank=cmd.bank, value_date=cmd.value_date, idempotency_key=key, occurred_at=at)
     elif isinstance(cmd, c.Repaid):
         loan.receive(
             kind="repayment",

@@ -19,8 +19,9 @@ from typing import Any
 from uuid import UUID
 
 from domain.delinquency import BUCKETS, bucket, days_past_due
-from domain.journal import MEMO, OVERPAYMENTS, RECEIVABLE, RECOVERY
+from domain.journal import BANK_INTEREST, MEMO, OVERPAYMENTS, RECEIVABLE, RECOVERY
 from domain.loan import INHOUSE
+from domain.money import fmt
 from projections.db import ViewDb
 from projections.journal_view import micros
 from projections.parties import Condition, holders
@@ -336,3 +337,50 @@ def open_loan_uuids(db: ViewDb, day: date) -> Iterator[UUID]:
     ):
         ids += UUID(loan_uuid).bytes
     return (UUID(bytes=bytes(ids[i : i + 16])) for i in range(0, len(ids), 16))
+
+
+@dataclass(frozen=True)
+class BankPayable:
+    """What the book owes a funding bank as of a date: principal funded, remitted, compensated, still owed."""
+
+    bank: str
+    funded: Decimal  # principal the bank advanced
+    remitted: Decimal  # principal remitted to it (net of reversals carried over)
+    compensated: Decimal  # principal paid to it under its guarantee
+    interest: Decimal  # its yield remitted (with the compensation's)
+    owed: Decimal  # funding payable: funded - remitted - compensated
+
+
+def bank_payables(
+    db: ViewDb, as_of: date, known_at: datetime | None = None, *, where_loans: Sequence[Condition] = ()
+) -> list[BankPayable]:
+    """Per bank, from the journal's funding payable and bank interest lines (point lines: no runs);
+    ``where_loans``: only the loans these conditions on ``proj_loans l`` select (a party's own book)."""
+    where, params = _lines(as_of, known_at)
+    where, params = _of_loans(where, params, where_loans)
+    payable = "account LIKE 'funding_payable:%'"
+    rows = db.query(
+        f"SELECT bank, -SUM(CASE WHEN {payable} AND entry = 'funding' THEN amount_fen ELSE 0 END), "
+        f"SUM(CASE WHEN {payable} AND entry LIKE 'remitted:%' THEN amount_fen ELSE 0 END), "
+        f"SUM(CASE WHEN {payable} AND entry LIKE 'compensated:%' THEN amount_fen ELSE 0 END), "
+        f"SUM(CASE WHEN account = '{BANK_INTEREST}' THEN amount_fen ELSE 0 END), "
+        f"-SUM(CASE WHEN {payable} THEN amount_fen ELSE 0 END) "
+        f"FROM proj_journal WHERE {where} AND ({payable} OR account = '{BANK_INTEREST}') GROUP BY bank ORDER BY bank",
+        params,
+    )
+    return [BankPayable(bank, *(_fen_to_amount(int(v or 0)) for v in values)) for bank, *values in rows]
+
+
+def bank_payables_json(payables: list[BankPayable]) -> list[dict[str, str]]:
+    """As ``balances --json`` and ``GET /v1/balances`` give them: amounts with 2 places."""
+    return [
+        {
+            "bank": b.bank,
+            "funded": fmt(b.funded),
+            "remitted": fmt(b.remitted),
+            "compensated": fmt(b.compensated),
+            "interest": fmt(b.interest),
+            "owed": fmt(b.owed),
+        }
+        for b in payables
+    ]

@@ -34,7 +34,7 @@ NAME = "book"
 VIEWS = ("proj_journal", "proj_loans", "proj_assignments", "proj_collections")  # what it writes, a rebuild empties
 CACHE_LOANS = 20_000  # loans held between pages; bounds memory (a few KB each), not correctness
 _LOAN_TOPIC = f"{Loan.__module__}:{Loan.__qualname__}."  # other streams (reconciliation runs) have no place here
-_MONEY_EVENTS = frozenset({"Funded", "Repaid", "Collected", "WrittenOff", "Reversed", "Waived", "Refunded"})
+_MONEY_EVENTS = frozenset({"Funded", "Repaid", "Collected", "WrittenOff", "Reversed", "Waived", "Refunded", "Remitted"})
 _NOTED_EVENTS = frozenset({"Applied", "Scored", *custody_view.EVENTS})  # see _note
 
 

@@ -309,6 +309,7 @@ _EVENTS = {
     "Recalled",
     "Waived",
     "Refunded",
+    "Remitted",
 }
 
 

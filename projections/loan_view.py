@@ -24,6 +24,7 @@ EVENT_TYPES = {
     "Recalled": "recalled",
     "Waived": "waived",
     "Refunded": "refunded",
+    "Remitted": "remitted",
 }
 _INTERNAL = {"originator_id", "originator_version", "timestamp", "originator_topic"}
 

@@ -25,6 +25,7 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 
+from domain.bank_settlements import BankSettlements
 from domain.errors import InvalidAmount
 from domain.loan import SHANGHAI, Loan
 from domain.money import ZERO, fmt, parse_amount
@@ -32,7 +33,9 @@ from domain.reconciliation import BankReconciliations
 from ledger.app import Ledger
 
 COLUMNS = ("bank_ref", "loan_id", "type", "amount", "value_date")
-TYPES = ("disbursement", "repayment", "reversal")
+# a remittance: the platform's transfer to the bank for a settled bank-day (ledger settle), by its
+# reference settle:<bank>:<day>, its amount the bank-day's total (negative: the bank pays it back)
+TYPES = ("disbursement", "repayment", "reversal", "remittance")
 MAX_ROW_CHARS = 4096
 
 
@@ -72,7 +75,7 @@ class Report:
         """Bank minus ledger, money in (repayments) minus money out (disbursements, reversals)."""
 
         def net(t: dict[str, Decimal]) -> Decimal:
-            return t["repayment"] - t["disbursement"] - t["reversal"]
+            return t["repayment"] - t["disbursement"] - t["reversal"] - t["remittance"]
 
         return net(self.bank_totals) - net(self.ledger_totals)
 
@@ -111,8 +114,14 @@ def ledger_movements(app: Ledger, bank: str) -> LedgerSide:
     funded_by: dict[UUID, tuple[str, str]] = {}  # loan uuid -> (loan_id, bank)
     by_key: dict[str, Movement] = {}  # repayments by idempotency key, for reversals to find
     movements = LedgerSide()
-    for n in app.notifications(Loan.Applied, Loan.Funded, Loan.Repaid, Loan.Reversed):
+    settlements = BankSettlements.create_id(bank)
+    for n in app.notifications(Loan.Applied, Loan.Funded, Loan.Repaid, Loan.Reversed, BankSettlements.Settled):
         e = app.mapper.to_domain_event(n)
+        if isinstance(e, BankSettlements.Settled):
+            if e.originator_id == settlements and e.total:  # a bank-day with nothing to remit moves no money
+                day = e.value_date
+                movements.add(Movement(remittance_ref(bank, day), "", "remittance", e.total, day))
+            continue
         if isinstance(e, Loan.Applied):
             loan_ids[e.originator_id] = e.loan_id
             continue
@@ -135,6 +144,11 @@ def ledger_movements(app: Ledger, bank: str) -> LedgerSide:
             on = e.occurred_at.astimezone(SHANGHAI).date()
             movements.add(Movement(e.idempotency_key, loan_id, "reversal", by_key[e.reverses].amount, on))
     return movements
+
+
+def remittance_ref(bank: str, day: date) -> str:
+    """The reference of a bank-day's remittance: the platform sends it with the transfer."""
+    return f"settle:{bank}:{day.isoformat()}"
 
 
 def read_bank_file(path: Path) -> Iterator[tuple[int, Movement | str]]:
@@ -161,8 +175,11 @@ def read_bank_file(path: Path) -> Iterator[tuple[int, Movement | str]]:
             if kind not in TYPES:
                 yield line, f"type: {kind!r} is not one of {', '.join(TYPES)}"
                 continue
+            # a remittance may be negative: a bank-day whose reversals exceed what it remitted
+            negative = kind == "remittance" and amount_text.startswith("-")
             try:
-                amount = parse_amount(amount_text, "amount")
+                amount = parse_amount(amount_text[1:] if negative else amount_text, "amount")
+                amount = -amount if negative else amount
             except InvalidAmount as e:
                 yield line, str(e)
                 continue

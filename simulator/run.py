@@ -7,11 +7,21 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
 
+from domain.loan import loan_uuid
+from domain.money import ZERO
 from ledger.app import Ledger
 from ledger.eod import run_eod
 from ledger.ingest import append_lines
+from ledger.settle import SettlementOrder, run_settle
 from simulator.platform import Simulator
+
+# The simulated banks' agreements, when the deployment configures none (LEDGER_BANK_TERMS): two banks
+# with a yield, one of them with a guarantee; the other simulated banks fund without an agreement.
+AGREEMENTS = "ICBC-X=rate:0.08,guarantee_dpd:60;CMB-X=rate:0.09"
 
 
 @dataclass
@@ -21,6 +31,7 @@ class SimulationReport:
     commands: Counter[tuple[str, str]] = field(default_factory=Counter)  # (type, status) -> count
     eod: Counter[tuple[str, str]] = field(default_factory=Counter)
     rejected: list[tuple[str, str, str]] = field(default_factory=list)  # (key, loan, error)
+    settled: dict[str, dict[str, Decimal]] = field(default_factory=dict)  # bank -> principal, interest, ...
 
     @property
     def unplanned_rejections(self) -> list[tuple[str, str, str]]:
@@ -28,10 +39,16 @@ class SimulationReport:
 
 
 def run_simulation(
-    app: Ledger, sim: Simulator, progress: Callable[[date], None] | None = None, until: date | None = None
+    app: Ledger,
+    sim: Simulator,
+    progress: Callable[[date], None] | None = None,
+    until: date | None = None,
+    settle: bool = True,
 ) -> SimulationReport:
-    """Append each simulated day, then close it with the end-of-day job; stop after ``until``."""
+    """Append each simulated day, close it with the end-of-day job and settle it with every bank
+    (``settle``); stop after ``until``."""
     report = SimulationReport()
+    bank_of: dict[str, str] = {}  # loan -> the bank that funded it
     for day, commands in sim.days():
         if until is not None and day > until:
             break
@@ -43,9 +60,40 @@ def run_simulation(
             report.commands[(cmd["type"], item.outcome.status)] += 1
             if item.outcome.error:
                 report.rejected.append((cmd["idempotency_key"], cmd["loan_id"], item.outcome.error))
-        eod = run_eod(app, day, candidates=sim.open_loans(day))
+        open_loans = sim.open_loans(day)
+        eod = run_eod(app, day, candidates=open_loans)
         report.eod.update(eod.outcomes)
         report.rejected += [(f"eod:{day}", loan_id, error) for loan_id, error in eod.rejected]
+        if settle:
+            _settle_day(app, day, commands, open_loans, bank_of, report)
         if progress:
             progress(day)
     return report
+
+
+def _settle_day(
+    app: Ledger,
+    day: date,
+    commands: list[dict[str, Any]],
+    open_loans: list[UUID],
+    bank_of: dict[str, str],
+    report: SimulationReport,
+) -> None:
+    """The day's settlement with each bank: its loans touched that day, and those past due (the guarantee)."""
+    for c in commands:
+        if c["type"] == "funded" and isinstance(c.get("bank"), str):
+            bank_of.setdefault(c["loan_id"], c["bank"])
+    names = {loan_uuid(loan_id): loan_id for loan_id in bank_of}
+    touched = {loan_uuid(c["loan_id"]) for c in commands if c.get("loan_id") in bank_of}
+    by_bank: dict[str, list[UUID]] = {}
+    for uuid in sorted(touched | {u for u in open_loans if u in names}):
+        by_bank.setdefault(bank_of[names[uuid]], []).append(uuid)
+    for bank in sorted(set(bank_of.values())):
+        try:
+            statement = run_settle(app, bank, day, day, candidates=by_bank.get(bank, []))
+        except SettlementOrder:
+            continue  # the stream again on a store that settled later days already: they carry this one
+        totals = report.settled.setdefault(bank, dict.fromkeys(("principal", "interest", "compensation"), ZERO))
+        for kind in totals:
+            totals[kind] += statement.total_of(kind)
+        report.rejected += [(f"settle:{bank}:{day}", loan_id, error) for loan_id, error in statement.rejected]

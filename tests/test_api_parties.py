@@ -18,6 +18,7 @@ from api.app import create_app
 from cli.main import cli
 from ledger.app import Ledger
 from ledger.config import Settings
+from ledger.settle import run_settle
 from ledger.tokens import TokenError, authenticate, create_token
 from projections.balances import GROUPINGS
 
@@ -85,10 +86,21 @@ def book(api):
     return api
 
 
+@pytest.fixture
+def settled_book(book):
+    """The book with the repayments' day settled with each bank (issue 26): a statement is the bank's alone."""
+    for bank in BANKS:
+        statement = run_settle(book.ledger, bank, date.fromisoformat(SETTLED_ON), date.fromisoformat(SETTLED_ON))
+        assert statement.loans == 2, statement
+    return book
+
+
 # ---- every GET route, from the OpenAPI document ----------------------------------------------------
 # A value for each query parameter a route may require; a new route with a required parameter not
 # here fails this test until one is added (so no route escapes it).
 REQUIRED_VALUES = {"as_of": AS_OF, "from": "2026-01-01", "to": "2026-12-31"}
+BANKS = ("BANKA", "BANKB")
+SETTLED_ON = "2026-03-08"  # the repayments' day (support.commands.repaid)
 
 
 def get_routes(api: Api) -> list[tuple[str, list[str], list[str]]]:
@@ -117,6 +129,8 @@ def responses_for(api: Api, who: str) -> list[tuple[str, int, Any]]:
         if "as_of" in accepted:
             query["as_of"] = AS_OF
         paths = [path.replace("{loan_id}", loan_id) for loan_id in BOOK] if "{loan_id}" in path else [path]
+        if "{bank}" in path:  # each bank's settlement of the settled day
+            paths = [p.replace("{bank}", bank).replace("{date}", SETTLED_ON) for p in paths for bank in BANKS]
         assert not any("{" in p for p in paths), f"fill the path parameters of {path}"
         queries = [{**query, "by": by} for by in GROUPINGS] if "by" in accepted else [query]
         for concrete in paths:
@@ -151,15 +165,18 @@ def others(party_kind: str, name: str) -> tuple[set[str], set[str]]:
 @pytest.mark.parametrize(
     "party", ["bank:BANKA", "bank:BANKB", "channel:CHAN1", "channel:CHAN2", "agency:AGENCY1", "agency:AGENCY2"]
 )
-def test_a_party_token_never_receives_another_partys_loan_event_or_amount_on_any_get_route(book, party):
+def test_a_party_token_never_receives_another_partys_loan_event_or_amount_on_any_get_route(settled_book, party):
     kind, name = party.split(":")
     hidden, words = others(kind, name)
-    answers = responses_for(book, party.replace(":", "-"))
+    answers = responses_for(settled_book, party.replace(":", "-"))
     assert {path for path, _, _ in answers} >= {"/v1/loans", "/v1/balances", "/v1/journal"}
     for path, status, body in answers:
         loan = path.split("/")[3] if path.startswith("/v1/loans/") else None
         if loan in hidden:
             assert status == 404 and body["error"]["code"] == "loan_not_found", (path, body)  # never 403
+            continue
+        if path.startswith("/v1/banks/") and (kind, name) != ("bank", path.split("/")[3]):
+            assert (status, body["error"]["code"]) == (404, "not_found"), (path, body)  # another bank's: none
             continue
         if path in PLATFORM_ONLY:  # a report over the whole book: refused to a party, never cut to its share
             assert (status, body["error"]["code"]) == (403, "missing_scope"), (path, body)

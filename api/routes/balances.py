@@ -13,7 +13,7 @@ from api.errors import INVALID_PARAMETER, ApiError, json_response
 from api.params import strict_query
 from api.services import services
 from domain.money import fmt
-from projections.balances import GROUPINGS, portfolio, trial_balance
+from projections.balances import GROUPINGS, bank_payables, bank_payables_json, portfolio, trial_balance
 from projections.loan_view import today_in_shanghai
 
 router = APIRouter(tags=["balances"], dependencies=[Depends(strict_query)])
@@ -55,6 +55,8 @@ async def get_balances(
         }
         if moment:
             out["known_at"] = moment
+        if by == "bank":  # what each bank advanced, was remitted and is still owed (issue 26)
+            out["banks"] = bank_payables_json(bank_payables(db, day, moment, where_loans=where))
         return out
 
     return json_response(200, await svc.blocking(read))
