@@ -17,8 +17,10 @@ import hashlib
 import hmac
 import os
 import secrets
+import tempfile
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -35,12 +37,17 @@ from api.errors import ApiError
 from api.services import Services, services
 from domain.errors import DamagedStream
 from domain.money import fmt
+from ledger.eod import funded_loan_ids
 from ledger.tokens import Token, authenticate, authenticate_digest, token_digest
+from ledger.verify_runs import last_verify_run
 from projections.audit_trail import export_rows
 from projections.balances import AMOUNTS, portfolio, trial_balance
+from projections.dataset import rows
 from projections.lists import BadCursor, decode_cursor, loan_page
 from projections.loan_view import show_loan, today_in_shanghai
+from projections.model_report import model_report, plot_models
 from projections.parties import owned
+from projections.reports import cohort_table, last_data_day, plot_vintage, roll_rate_percentages, roll_rates
 
 HERE = Path(__file__).resolve().parent
 SESSION_KEY_ENV = "LEDGER_UI_SESSION_KEY"
@@ -374,3 +381,87 @@ def _recorded(svc: Services, loan_id: str, known_at: datetime | None) -> Iterato
         if cut is not None and row["recorded_at_utc"] > cut:
             break  # recording order: nothing after this was known then
         yield row
+
+
+# ---- the reports: the vintage and model-monitoring charts, drawn by the code `ledger report` runs ----
+# They cover every loan and application of the book, so only the platform's tokens see them (a party's
+# token is refused, as ``GET /v1/reports/models`` refuses it).
+
+CHARTS = ("vintage", "models")
+_PLOTTING = threading.Lock()  # matplotlib's pyplot keeps global state: one chart drawn at a time
+
+
+def _platform_only(request: Request, caller: Caller) -> HTMLResponse | None:
+    if caller.token.party is None:
+        return None
+    message = f"token {caller.token.name!r} is a party's: the reports cover the whole book"
+    return _error(request, caller, 403, message)
+
+
+@router.get("/ui/reports", response_class=HTMLResponse)
+async def reports_page(request: Request) -> Response:
+    try:
+        caller = await _caller(request)
+    except _LoginNeeded:
+        return _to_login()
+    refused = _platform_only(request, caller)
+    if refused is not None:
+        return refused
+    dates = _dates(request, caller)
+    if isinstance(dates, HTMLResponse):
+        return dates
+    day, moment = dates
+    query = urlencode({"as_of": day.isoformat(), **({"known_at": moment.isoformat()} if moment else {})})
+    svc = services(request)
+    last = await svc.blocking(last_verify_run, svc.ledger)
+    return _render(
+        request,
+        "reports.html",
+        caller=caller,
+        as_of=day,
+        known_at=moment,
+        known_at_text="" if moment is None else moment.isoformat(),
+        query=query,
+        verify=last,
+    )
+
+
+@router.get("/ui/charts/{name}.png")
+async def chart(request: Request, name: str) -> Response:
+    try:
+        caller = await _caller(request)
+    except _LoginNeeded:
+        return Response(status_code=401)
+    if name not in CHARTS or caller.token.party is not None:
+        return Response(status_code=404 if name not in CHARTS else 403)
+    dates = _dates(request, caller)
+    if isinstance(dates, HTMLResponse):
+        return Response(status_code=422)
+    day, moment = dates
+    svc = services(request)
+    draw = _draw_vintage if name == "vintage" else _draw_models
+    png = await svc.blocking(draw, svc.ledger, day, moment)
+    return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
+
+
+def _drawn(plot: Callable[[str], Any]) -> bytes:
+    with tempfile.TemporaryDirectory(prefix="ledger-chart-") as folder, _PLOTTING:
+        path = Path(folder) / "chart.png"
+        plot(str(path))
+        return path.read_bytes()
+
+
+def _draw_vintage(app: Any, day: date, _known_at: datetime | None) -> bytes:
+    """`ledger report vintage --as-of DAY` (weekly cohorts), the same steps as cli/report.py."""
+    loans = [app.repository.get(i) for i in funded_loan_ids(app)]
+    until = min(day, last_data_day(loans) or day)
+    cohorts = cohort_table(loans, until, "week", None)
+    rates = roll_rate_percentages(roll_rates(loans, until))
+    return _drawn(lambda path: plot_vintage(cohorts, rates, until, "week", None, path))
+
+
+def _draw_models(app: Any, day: date, known_at: datetime | None) -> bytes:
+    """`ledger report models --as-of DAY [--known-at T] --out F.png` (monthly periods)."""
+    moment = known_at or datetime.now(UTC)
+    report = model_report(rows(app, day, moment), day, moment, "month")
+    return _drawn(lambda path: plot_models(report, path))

@@ -8,11 +8,13 @@ from html.parser import HTMLParser
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from fastapi.testclient import TestClient
 from ui_book import AS_OF, BEFORE_REPAYMENTS, build
 
 from api import ui
 from api.app import create_app
+from cli.main import cli
 from ledger.config import Settings
 from ledger.tokens import revoke_token
 
@@ -219,7 +221,7 @@ def test_every_page_labels_its_fields_heads_its_tables_and_shows_no_personal_dat
     web.login("platform")
     pages = [web.get("/ui/", as_of=AS_OF, by=by).text for by in ui.BOOK_GROUPINGS]
     pages += [web.get("/ui/loans").text, web.get("/ui/loans/L1", known_at=web.between).text]
-    pages += [web.get("/ui/loans/NOPE").text, web.get("/ui/login").text]
+    pages += [web.get("/ui/loans/NOPE").text, web.get("/ui/login").text, web.get("/ui/reports", as_of=AS_OF).text]
     for html in pages:
         problems = accessibility_problems(html)
         assert not problems, problems
@@ -279,3 +281,28 @@ class _Checker(HTMLParser):
         super().close()
         if not self.saw_title:
             self.problems.append("no <title>")
+
+
+def test_the_reports_draw_the_cli_charts_and_show_when_verify_last_ran(web, store_url, tmp_path):
+    web.login("platform")
+    assert 'id="verify-result">No run recorded' in web.get("/ui/reports", as_of=AS_OF).text
+    ran = CliRunner().invoke(cli, ["verify", "--db", store_url])
+    assert ran.exit_code == 0, ran.output
+    page = web.get("/ui/reports", as_of=AS_OF)
+    facts = {row[0]: row[1] for row in cells(page.text, "verify")}
+    assert facts["result"] == "ok" and facts["problems"] == "0" and facts["events, loans"] == "8, 2"
+    assert facts["ran at (UTC)"][:4] == "2026" and len(facts["ran at (UTC)"]) == 19
+    known_at = "2026-12-01T00:00:00+00:00"
+    for name, extra in (("vintage", []), ("models", ["--known-at", known_at])):
+        out = tmp_path / f"{name}.png"
+        drawn = CliRunner().invoke(
+            cli, ["report", name, "--as-of", AS_OF, *extra, "--out", str(out), "--db", store_url]
+        )
+        assert drawn.exit_code == 0, drawn.output
+        chart = web.get(f"/ui/charts/{name}.png", as_of=AS_OF, known_at=known_at)
+        assert chart.headers["content-type"] == "image/png"
+        assert chart.content == out.read_bytes(), name  # the command's own chart, byte for byte
+    web.login("banka")  # the reports cover the whole book: a party's token is refused them
+    assert web.get("/ui/reports").status_code == 403
+    assert web.get("/ui/charts/vintage.png").status_code == 403
+    assert "Reports" not in web.get("/ui/").text

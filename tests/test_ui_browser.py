@@ -108,6 +108,13 @@ def test_an_auditor_opens_the_book_and_a_loan_replays_it_and_a_bank_sees_only_it
         early = balances(page)
         assert early["principal"] == "1000.00" and early["total"] != now["total"]
 
+        page.get_by_role("link", name="Reports").click()
+        page.wait_for_load_state("load")  # the page and its images: both charts drawn
+        assert page.locator("#verify-result").inner_text().startswith("No run recorded")
+        sizes = [page.locator("img.chart").nth(i).evaluate("img => img.naturalWidth") for i in range(2)]
+        assert all(width > 500 for width in sizes), sizes  # both charts arrived as images
+        page.screenshot(path=str(shots / "reports.png"), full_page=True)
+
         page.get_by_role("button", name="Log out").click()
         page.wait_for_url(f"{base}/ui/login")
         page.goto(f"{base}/ui/loans/L1")
@@ -125,5 +132,5 @@ def test_an_auditor_opens_the_book_and_a_loan_replays_it_and_a_bank_sees_only_it
         assert page.locator("table tbody tr th").all_inner_texts()[:1] == ["state"]
     finally:
         context.close()
-    for name in ("login", "book", "loans", "loan", "loan-known-at", "foreign-loan"):
+    for name in ("login", "book", "loans", "loan", "loan-known-at", "reports", "foreign-loan"):
         assert (shots / f"{name}.png").stat().st_size > 10_000, name  # a rendered page, not a blank one
