@@ -20,6 +20,7 @@ import secrets
 import tempfile
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -40,6 +41,8 @@ from domain.money import fmt
 from ledger.eod import funded_loan_ids
 from ledger.tokens import Token, authenticate, authenticate_digest, token_digest
 from ledger.verify_runs import last_verify_run
+from projections import book as book_projection
+from projections import runner
 from projections.audit_trail import export_rows
 from projections.balances import AMOUNTS, portfolio, trial_balance
 from projections.dataset import rows
@@ -63,6 +66,12 @@ MAX_TIMELINE = 2000  # events a loan page lists (a loan's stream is far shorter;
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 static = StaticFiles(directory=str(HERE / "static"))
+
+
+BOOK_CACHE_SIZE = 64  # book pages kept (each a few groups of figures): the latest asked for
+BOOK_VIEW = book_projection.NAME
+_BOOK_CACHE: OrderedDict[tuple[Any, ...], dict[str, Any]] = OrderedDict()
+_BOOK_CACHE_LOCK = threading.Lock()
 
 
 class _LoginNeeded(Exception):
@@ -232,9 +241,21 @@ async def book(request: Request) -> Response:
 
     def read() -> dict[str, Any]:
         db = svc.caught_up_views()
+        # the book's figures are a function of these and of what the views hold: the same question at
+        # the same position of the views is answered from memory (a big book takes seconds to add up)
+        key = (svc.settings.db_url, day, moment, by, tuple(where), runner.position(db, BOOK_VIEW))
+        with _BOOK_CACHE_LOCK:
+            if key in _BOOK_CACHE:
+                _BOOK_CACHE.move_to_end(key)
+                return _BOOK_CACHE[key]
         groups = portfolio(db, day, by, moment, where_loans=where)
         rows = [{"key": g.key, "loans": g.loans, **{k: fmt(v) for k, v in g.amounts.items()}} for g in groups]
-        return {"groups": rows, "trial_balance": fmt(trial_balance(db, day, moment, where_loans=where))}
+        found = {"groups": rows, "trial_balance": fmt(trial_balance(db, day, moment, where_loans=where))}
+        with _BOOK_CACHE_LOCK:
+            _BOOK_CACHE[key] = found
+            while len(_BOOK_CACHE) > BOOK_CACHE_SIZE:
+                _BOOK_CACHE.popitem(last=False)
+        return found
 
     try:
         found = await svc.blocking(read)

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
-from ui_book import AS_OF, BEFORE_REPAYMENTS, build
+from support.commands import applied, approved, funded
+from ui_book import AS_OF, BEFORE_REPAYMENTS, append, build
 
 from api import ui
 from api.app import create_app
@@ -306,3 +307,14 @@ def test_the_reports_draw_the_cli_charts_and_show_when_verify_last_ran(web, stor
     assert web.get("/ui/reports").status_code == 403
     assert web.get("/ui/charts/vintage.png").status_code == 403
     assert "Reports" not in web.get("/ui/").text
+
+
+def test_the_book_page_shows_what_was_appended_since_it_was_last_shown(web):
+    """The book's figures are kept for a question asked again; a new event makes it a new question."""
+    web.login("platform")
+    before = cells(web.get("/ui/", as_of=AS_OF).text)[1:]
+    assert cells(web.get("/ui/", as_of=AS_OF).text)[1:] == before
+    ledger = web.client.app.state.ledger  # type: ignore[attr-defined]
+    append(ledger, [applied("L3"), approved("L3"), funded("L3", bank="BANKC", bank_ref="C-L3", idempotency_key="C-L3")])
+    after = cells(web.get("/ui/", as_of=AS_OF).text)[1:]
+    assert [row[0] for row in after] == ["BANKA", "BANKB", "BANKC"] and after[:2] == before
