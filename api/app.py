@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from api import errors, schemas
+from api import errors, schemas, ui
 from api.body import MAX_BATCH, MAX_BODY_BYTES
 from api.errors import ApiError, json_response
 from api.requestlog import RequestLog, setup_logging
@@ -67,6 +67,8 @@ def create_app(settings: Settings) -> FastAPI:
     errors.install(app)
     for router in ROUTERS:
         app.include_router(router)
+    app.include_router(ui.router)  # the auditor's web view (api/ui.py): pages, outside the OpenAPI document
+    app.mount("/ui/static", ui.static, name="ui-static")
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

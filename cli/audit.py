@@ -9,16 +9,21 @@ import csv
 import json
 import os
 import re
+import sqlite3
 import sys
 from contextlib import AbstractContextManager, nullcontext
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
+import psycopg
+from eventsourcing.persistence import PersistenceError
 
 from cli.common import EXIT_PROBLEM, echo_json, open_ledger, parse_moment, printable, store_options
 from ledger.verify import BadCheckpoint, check_checkpoint, make_checkpoint
 from ledger.verify import verify as verify_store
+from ledger.verify_runs import record_verify_run
 from projections.audit_trail import COLUMNS, export_rows
 from projections.jsonable import to_jsonable
 
@@ -97,8 +102,18 @@ def verify(checkpoint_file: str | None, db_url: str | None, as_json: bool) -> No
     checkpoint = _read_checkpoint(checkpoint_file) if checkpoint_file else None
     app = open_ledger(db_url)
     total = app.recorder.max_notification_id() or 0
+    started = datetime.now(UTC)
     with _progress(total, "verifying", as_json) as bar:
         report = verify_store(app.recorder, checkpoint, progress=bar.update if bar else None)
+    head = checkpoint["head"] if checkpoint else None
+    # for the web view's "latest verify"; the run's answer stands whether or not it is recorded. A role
+    # that may only read and insert history (LEDGER_SETUP_STORE=no) creates no table: its runs are not recorded
+    if app.settings.setup_store:
+        try:
+            record_verify_run(app, started, report.ok, report.events, report.streams, report.total, head)
+        except (PersistenceError, psycopg.Error, sqlite3.Error) as e:
+            message = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+            click.echo(f"warning: this run was not recorded for the web view: {message}", err=True)
     if as_json:
         echo_json(report.as_json())
     elif report.ok:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import resource
+import secrets
 import signal
 
 import click
@@ -73,6 +74,14 @@ def serve(
     os.environ[MAX_CONNECTIONS_ENV] = str(per_worker)
     os.environ[HEADER_TIMEOUT_ENV] = str(header_timeout)
     os.environ[BODY_TIMEOUT_ENV] = str(body_timeout)
+    from api.ui import SESSION_KEY_ENV
+
+    # the web view's sessions are signed with one key that every worker shares (api/ui.py): the operator's,
+    # or a fresh one for this run (then a restart asks for the token again)
+    given = os.environ.get(SESSION_KEY_ENV)
+    if given is not None and len(given) < 32:
+        raise click.UsageError(f"{SESSION_KEY_ENV} must be at least 32 characters (or unset: a key per run)")
+    os.environ[SESSION_KEY_ENV] = given or secrets.token_hex(32)
     # After a graceful shutdown uvicorn restores the handlers it found and raises the signal again,
     # so the process would die "by SIGTERM"; finding no-op handlers, it returns and we exit 0.
     for sig in (signal.SIGTERM, signal.SIGINT):

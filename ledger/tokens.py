@@ -236,7 +236,16 @@ def authenticate(app: Any, token: str) -> Token | None:
     A lost connection is retried like every other store call (``settings.retry_seconds``): a
     database restart delays the answer, it does not turn a valid token into an error.
     """
-    digest = _digest(token)
+    return authenticate_digest(app, _digest(token))
+
+
+def token_digest(token: str) -> str:
+    """The hash the ledger keeps of a token (what a web session carries instead of the token)."""
+    return _digest(token)
+
+
+def authenticate_digest(app: Any, digest: str) -> Token | None:
+    """As ``authenticate``, from the token's hash (``token_digest``): the web view's session."""
     db = _db(app)
     statement = f"SELECT token_sha256, {_COLUMNS} FROM ledger_tokens WHERE token_sha256 = ?"
 
