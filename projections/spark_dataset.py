@@ -95,9 +95,11 @@ def session(master: str | None, partitions: int) -> Any:
         from pyspark.sql import SparkSession
     except ImportError as e:
         raise SparkMissing(f"the Spark engine needs pyspark and pandas ({e.name} is missing): {INSTALL}") from None
-    # The workers must run this interpreter (its packages), not whatever python3 is first on PATH.
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    if not master or master.startswith("local"):
+        # Local workers must run this interpreter (its packages), not whatever python3 is first on
+        # PATH. On a cluster the executors' Python is the cluster's (spark.pyspark.python).
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     builder = SparkSession.builder.appName("loan-ledger dataset")
     if master:
         builder = builder.master(master)
@@ -114,6 +116,9 @@ def _configured(builder: Any, partitions: int) -> Any:
     return (
         builder.config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.shuffle.partitions", str(partitions))
+        # the rows are Python work, not bytes: keep the partitions asked for rather than let adaptive
+        # execution merge a small shuffle into one task on one core
+        .config("spark.sql.adaptive.coalescePartitions.enabled", "false")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
         .config("spark.sql.sources.partitionColumnTypeInference.enabled", "false")
