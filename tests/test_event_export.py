@@ -104,3 +104,25 @@ def test_parquet_refuses_the_filters_of_the_audit_trail(ledger, store_url, tmp_p
         cli, ["events", "export", "--out", str(tmp_path / "x.jsonl"), "--after-id", "3", "--db", store_url]
     )
     assert result.exit_code == 2 and "--after-id" in result.output
+
+
+def test_a_run_stopped_after_its_manifest_is_finished_by_the_next_not_exported_again(
+    ledger, store_url, tmp_path, monkeypatch
+):
+    from projections import event_export
+
+    add(ledger, *domain_example("L1"))
+    out = tmp_path / "events"
+
+    def stopped(out, record):
+        raise OSError("the machine went down while moving the files in")
+
+    publish = event_export._publish
+    monkeypatch.setattr(event_export, "_publish", stopped)
+    code, failed = export(store_url, out)
+    assert code == 2 and "went down" in failed["error"] and (out / "_staging" / "manifest.json").exists()
+    assert not list(out.glob("bucket=*"))  # nothing published yet
+    monkeypatch.setattr(event_export, "_publish", publish)
+    code, summary = export(store_url, out)
+    assert code == 0 and summary["events"] == 0  # the stopped run's events are in, once
+    assert table(out)["notification_id"].to_pylist() == [1, 2, 3] and not (out / "_staging").exists()
