@@ -1,12 +1,12 @@
 """`ledger dataset export --engine spark`: the training rows computed by Spark from the Parquet event log.
 
 The rows are the single-machine export's, by the same function: each borrower's events are grouped
-on a Spark worker (``groupBy("borrower_id").applyInPandas``), decoded into loan histories by
-``_LoanHistory.decode`` and turned into rows by ``borrower_rows`` (projections/dataset.py), exactly
-as ``rows()`` does from the store. ``borrower_frame`` below is the one seam between the two: a
-borrower's events in, that borrower's rows out. The events come from ``ledger events export
---format parquet``, whose ``data`` column is each event's stored JSON, byte for byte, so decimals and
-times reach the row function as they would from the store.
+on a Spark worker (repartitioned by borrower and sorted by borrower, loan and version, then
+``mapInArrow``), decoded into loan histories by ``_LoanHistory.decode`` and turned into rows by
+``borrower_rows`` (projections/dataset.py), exactly as ``rows()`` does from the store.
+``rows_from_events`` below is the one seam between the two: events in, rows out. The events come
+from ``ledger events export --format parquet``, whose ``data`` column is each event's stored JSON,
+byte for byte, so decimals and times reach the row function as they would from the store.
 
 pyspark (and pandas) are an optional extra (``pip install 'loan-ledger[spark]'``), imported here
 only, when the Spark engine is asked for.
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from datetime import date, datetime
 from typing import Any
 
@@ -25,6 +26,7 @@ from domain.loan import loan_uuid
 from projections.dataset import COLUMNS, _LoanHistory, borrower_rows
 
 INSTALL = "pip install 'loan-ledger[spark]'"
+ROWS_PER_BATCH = 10_000  # rows handed back to Spark at a time
 EVENT_COLUMNS = ("notification_id", "loan_id", "borrower_id", "version", "topic", "data")
 
 
@@ -45,31 +47,64 @@ def _first_line(error: BaseException) -> str:
     return type(error).__name__
 
 
-def borrower_frame(events: Any, as_of: date, known_at: datetime) -> Any:
-    """One borrower's events (a pandas DataFrame of EVENT_COLUMNS) -> that borrower's rows (a pandas DataFrame)."""
-    import pandas as pd
+def rows_from_events(batches: Iterator[Any], as_of: date, known_at: datetime) -> Iterator[Any]:
+    """Arrow batches of events, sorted by borrower, loan and version -> Arrow batches of their rows.
 
-    events = events.sort_values(["loan_id", "version"], kind="stable")
+    The seam between Spark and the row function: each borrower's events (a run of consecutive rows,
+    which may cross batches) become loan histories (``_LoanHistory.decode``) and then rows
+    (``borrower_rows``), as ``rows()`` does from the store. Plain Python per event and one Arrow
+    conversion per batch of rows: a pandas frame per borrower cost ~20 ms of CPU a borrower.
+    """
+    import pyarrow as pa
+
+    schema = arrow_schema()
+    out: list[dict[str, Any]] = []
     loans: dict[str, list[Notification]] = {}
-    for nid, loan_id, version, topic, data in zip(
-        events["notification_id"], events["loan_id"], events["version"], events["topic"], events["data"], strict=True
-    ):
-        loans.setdefault(loan_id, []).append(
-            Notification(
-                originator_id=loan_uuid(loan_id),
-                originator_version=int(version),
-                topic=topic,
-                state=data.encode(),
-                id=int(nid),
+    borrower: str | None = None
+
+    def finish() -> None:
+        out.extend(borrower_rows([_LoanHistory.decode(stored) for stored in loans.values()], as_of, known_at))
+
+    for batch in batches:
+        columns = batch.to_pydict()
+        for nid, loan_id, borrower_id, version, topic, data in zip(*(columns[c] for c in EVENT_COLUMNS), strict=True):
+            if borrower_id != borrower:
+                if borrower is not None:
+                    finish()
+                loans, borrower = {}, borrower_id
+                if len(out) >= ROWS_PER_BATCH:
+                    yield from pa.Table.from_pylist(out, schema).to_batches()
+                    out = []
+            loans.setdefault(loan_id, []).append(
+                Notification(
+                    originator_id=loan_uuid(loan_id),
+                    originator_version=version,
+                    topic=topic,
+                    state=data.encode(),
+                    id=nid,
+                )
             )
-        )
-    histories = [_LoanHistory.decode(stored) for stored in loans.values()]
-    out = list(borrower_rows(histories, as_of, known_at))
-    frame = pd.DataFrame({c.name: pd.Series([row[c.name] for row in out], dtype=object) for c in COLUMNS})
-    for c in COLUMNS:
-        if c.kind == "timestamp":  # Spark's Arrow conversion takes a datetime column, not objects
-            frame[c.name] = pd.to_datetime(frame[c.name], utc=True)
-    return frame
+    if borrower is not None:
+        finish()
+    if out:
+        yield from pa.Table.from_pylist(out, schema).to_batches()
+
+
+def arrow_schema() -> Any:
+    """The single-machine file's types (projections/dataset.py ``write``), for the batches handed to Spark."""
+    import pyarrow as pa
+
+    kinds = {
+        "string": pa.string(),
+        "date": pa.date32(),
+        "timestamp": pa.timestamp("us", tz="UTC"),
+        "int": pa.int32(),
+        "bool": pa.bool_(),
+        "money": pa.decimal128(14, 2),
+        "rate": pa.decimal128(18, 12),
+        "float": pa.float64(),
+    }
+    return pa.schema([pa.field(c.name, kinds[c.kind]) for c in COLUMNS])
 
 
 def spark_schema() -> Any:
@@ -130,11 +165,15 @@ def _configured(builder: Any, partitions: int) -> Any:
 def dataset_frame(spark: Any, events_dir: str, as_of: date, known_at: datetime) -> Any:
     """The training rows as a Spark DataFrame, from the Parquet event log at ``events_dir``."""
 
-    def rows_of(events: Any) -> Any:
-        return borrower_frame(events, as_of, known_at)
+    def rows_of(batches: Iterator[Any]) -> Iterator[Any]:
+        return rows_from_events(batches, as_of, known_at)
 
     events = spark.read.parquet(events_dir).select(*EVENT_COLUMNS)
-    return events.groupBy("borrower_id").applyInPandas(rows_of, schema=spark_schema())
+    partitions = int(spark.conf.get("spark.sql.shuffle.partitions"))
+    by_borrower = events.repartition(partitions, "borrower_id").sortWithinPartitions(
+        "borrower_id", "loan_id", "version"
+    )
+    return by_borrower.mapInArrow(rows_of, schema=spark_schema())
 
 
 def export(
