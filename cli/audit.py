@@ -165,8 +165,15 @@ def events() -> None:
 @click.option("--loan", "loan_id", metavar="ID", help="Only this loan's events.")
 @click.option("--from", "recorded_from", metavar="TIMESTAMP", help="Recorded at or after (ISO 8601 with offset).")
 @click.option("--to", "recorded_to", metavar="TIMESTAMP", help="Recorded before (ISO 8601 with offset).")
-@click.option("--out", required=True, metavar="FILE", help="Where to write the rows.")
-@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True)
+@click.option("--out", required=True, metavar="FILE", help="Where to write the rows (parquet: a directory).")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv", "parquet"]), default="jsonl", show_default=True)
+@click.option(
+    "--after-id",
+    "after_id",
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="parquet: only events after this notification id (default: after the last one already in --out).",
+)
 @store_options
 def export(
     loan_id: str | None,
@@ -174,10 +181,19 @@ def export(
     recorded_to: str | None,
     out: str,
     fmt: str,
+    after_id: int | None,
     db_url: str | None,
     as_json: bool,
 ) -> None:
-    """Write the audit trail: recorded time (UTC), occurred time, value date, amount and hashes per event."""
+    """Write the audit trail: recorded time (UTC), occurred time, value date, amount and hashes per event.
+
+    With --format parquet, the log of loan events for Spark (docs/scaling.md): a directory partitioned
+    by borrower bucket and month, appended to incrementally by notification id."""
+    if fmt == "parquet":
+        _export_parquet(loan_id or recorded_from or recorded_to, out, after_id, db_url, as_json)
+        return
+    if after_id is not None:
+        raise click.BadParameter("only with --format parquet", param_hint="--after-id")
     start, end = parse_moment(recorded_from, "--from"), parse_moment(recorded_to, "--to")
     if start and end and end <= start:
         raise click.BadParameter(f"{recorded_to} is not after --from {recorded_from}", param_hint="--to")
@@ -204,3 +220,38 @@ def export(
         echo_json({"out": out, "format": fmt, "events": written})
     else:
         click.echo(f"{written} events written to {out} ({fmt})")
+
+
+def _export_parquet(narrowed: str | None, out: str, after_id: int | None, db_url: str | None, as_json: bool) -> None:
+    from projections.event_export import ExportDirError, export_parquet
+
+    if narrowed:
+        raise click.BadParameter(
+            "--format parquet exports the whole log incrementally; --loan, --from and --to are for jsonl and csv",
+            param_hint="--format",
+        )
+    target = Path(out)
+    if target.exists() and not target.is_dir():
+        raise click.BadParameter(f"{out} is a file; --format parquet writes a directory", param_hint="--out")
+    app = open_ledger(db_url)
+    try:
+        report = export_parquet(app, target, after_id)
+    except ExportDirError as e:
+        raise click.BadParameter(str(e), param_hint="--out") from None
+    except OSError as e:
+        raise click.BadParameter(f"cannot write {out}: {e}", param_hint="--out") from None
+    summary = {
+        "out": out,
+        "format": "parquet",
+        "after_id": report.after_id,
+        "through": report.head,
+        "events": report.events,
+        "files": report.files,
+    }
+    if as_json:
+        echo_json(summary)
+    else:
+        click.echo(
+            f"{report.events} events after notification {report.after_id} through {report.head} "
+            f"written to {out} in {report.files} new file(s) (parquet)"
+        )

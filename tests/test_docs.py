@@ -222,3 +222,17 @@ def test_the_demos_lock_pulls_no_test_tool_and_each_lock_pins_its_extra():
     tools = {"pytest", "pytest-xdist", "hypothesis", "mypy", "ruff", "scikit-learn", "scipy", "httpx"}
     assert tools <= set(test) and not tools & set(runtime)
     assert not set(runtime) & set(test)  # one pin per package
+
+
+def test_the_spark_extra_is_pinned_in_its_own_lock_and_installed_by_the_test_command():
+    """pyspark and pandas are an optional extra: not in the demo's install, exact in requirements-spark.lock,
+    and installed by the README's test command, so the Spark engine's test runs (and nothing skips)."""
+    import tomllib
+
+    runtime, spark = _pins(ROOT / "requirements.lock"), _pins(ROOT / "requirements-spark.lock")
+    extra = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["optional-dependencies"]
+    pinned = dict(re.split(r"==", r, maxsplit=1) for r in extra["spark"])
+    assert pinned == {name: spark[name] for name in pinned} and {"pyspark", "pandas", "py4j"} <= set(spark)
+    assert not set(runtime) & set(spark) and not set(spark) & set(_pins(ROOT / "requirements-test.lock"))
+    _, tests = _commands_in((ROOT / "README.md").read_text(encoding="utf-8"))
+    assert "-r requirements-spark.lock" in tests and "spark]" in tests
