@@ -96,9 +96,8 @@ def _sqlite_after(after: Key | None) -> tuple[str, list[str | int]]:
 
 
 class ChainedSQLite(ClockSQLite):
-    """For LedgerSQLiteRecorder. ``chain_enabled`` is for the benchmark's no-chain baseline only."""
+    """For LedgerSQLiteRecorder."""
 
-    chain_enabled = True
     events_table_name: str
     datastore: Any
 
@@ -137,7 +136,7 @@ class ChainedSQLite(ClockSQLite):
             stored_events = self._stamp(c, stored_events)  # recorded time, under the write lock
         # the library's insert (its statement names no columns, so it cannot be reused), plus the hash
         hashes: Sequence[str | None] = [None] * len(stored_events)
-        if self.chain_enabled and stored_events:
+        if stored_events:
             hashes = _hashes_in_order(stored_events, self._previous_hashes(c, stored_events))
         statement = (
             f"INSERT INTO {self.events_table_name} (originator_id, originator_version, topic, state, chain_hash) "
@@ -288,7 +287,7 @@ class ChainedSQLite(ClockSQLite):
 
 
 class ChainedPostgres(ClockPostgres):
-    """For LedgerPostgresRecorder. ``chain_enabled`` is for the benchmark's no-chain baseline only.
+    """For LedgerPostgresRecorder.
 
     The previous hashes are read in ``_insert_events``, before the library takes its
     table lock, so that read is not inside the lock. The hashes themselves are
@@ -297,7 +296,6 @@ class ChainedPostgres(ClockPostgres):
     within one ``insert_events`` call.
     """
 
-    chain_enabled = True
     events_table_name: str
     datastore: Any
     _pending = threading.local()
@@ -369,7 +367,7 @@ class ChainedPostgres(ClockPostgres):
     def _insert_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
         super()._insert_events(curs, stored_events, **kwargs)  # type: ignore[misc]
         self._pending.previous = None
-        if self.chain_enabled and stored_events:
+        if stored_events:
             self._pending.previous = self._previous_hashes(curs, stored_events)
 
     def chain_for(self, stored_events: Sequence[StoredEvent]) -> list[str | None]:
