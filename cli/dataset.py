@@ -30,7 +30,8 @@ def export(as_of: str, known_at: str | None, out: str, fmt: str, db_url: str | N
     """One row per application: features known before the decision, labels once matured."""
     app = open_ledger(db_url)
     day = parse_day(as_of, "--as-of")
-    assert day is not None  # --as-of is required
+    if day is None:  # --as-of is required: click refuses its absence first
+        raise click.BadParameter("is required", param_hint="--as-of")
     moment = parse_moment(known_at, "--known-at") or datetime.now(UTC)
     n = write(rows(app, day, moment), out, fmt, day, moment)
     if as_json:

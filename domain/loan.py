@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 from eventsourcing.domain import Aggregate, event
 
-from domain.errors import CostCapExceeded, IllegalTransition, RuleViolation
+from domain.errors import BrokenInvariant, CostCapExceeded, IllegalTransition, RuleViolation
 from domain.money import fmt
 from domain.position import Movement, Position, position_as_of
 from domain.terms import (
@@ -234,7 +234,8 @@ class Loan(Aggregate):
         self._require("scored", {"applied"})
         fields: dict[str, object] = {}
         if decision == "approved":
-            assert terms is not None
+            if terms is None:
+                raise BrokenInvariant(f"loan {self.loan_id} ({self.phase}): an approval carries its terms")
             if not PRINCIPAL_MIN <= terms.principal <= PRINCIPAL_MAX:
                 self._reject("scored", f"principal {terms.principal} is outside {PRINCIPAL_MIN}-{PRINCIPAL_MAX}")
             if not TERM_DAYS_MIN <= terms.term_days <= TERM_DAYS_MAX:
@@ -276,7 +277,8 @@ class Loan(Aggregate):
         occurred_at: datetime,
     ) -> None:
         self._require("funded", {"approved"})
-        assert self.terms is not None
+        if self.terms is None:
+            raise BrokenInvariant(f"loan {self.loan_id} ({self.phase}): an approved loan has its terms")
         if amount != self.terms.principal:
             self._reject("funded", f"amount {amount} must equal the approved principal {self.terms.principal}")
         applied_on = self.applied_at.astimezone(SHANGHAI).date()
@@ -307,7 +309,8 @@ class Loan(Aggregate):
         """A repayment (bank_ref) or a collection (agency): money from the borrower."""
         command = "repaid" if kind == "repayment" else "collected"
         self._require(command, {"funded", "written_off"})
-        assert self.funded_on is not None
+        if self.funded_on is None:
+            raise BrokenInvariant(f"loan {self.loan_id} ({self.phase}): a funded loan has its funding date")
         if value_date < self.funded_on:
             self._reject(command, f"value_date {value_date} is before funding on {self.funded_on}")
         if bank_ref is not None:
@@ -316,7 +319,8 @@ class Loan(Aggregate):
         self._refuse_uncovered_refunds(command, [*self.movements(), incoming])
         if kind == "repayment":
             # ledger/handlers.py passes the command's required bank_ref with every repayment
-            assert bank_ref is not None
+            if bank_ref is None:
+                raise BrokenInvariant(f"loan {self.loan_id} ({self.phase}): a repayment carries its bank_ref")
             self._repaid(
                 amount=amount,
                 bank_ref=bank_ref,
@@ -327,7 +331,8 @@ class Loan(Aggregate):
             )
         else:
             # ...and the command's required agency with every collection
-            assert agency is not None
+            if agency is None:
+                raise BrokenInvariant(f"loan {self.loan_id} ({self.phase}): a collection carries its agency")
             self._check_collector(agency, value_date)
             self._collected(
                 amount=amount,
@@ -358,7 +363,8 @@ class Loan(Aggregate):
 
     def write_off(self, *, value_date: date, reason: str | None, idempotency_key: str, occurred_at: datetime) -> None:
         self._require("written_off", {"funded"})
-        assert self.funded_on is not None
+        if self.funded_on is None:
+            raise BrokenInvariant(f"loan {self.loan_id} ({self.phase}): a funded loan has its funding date")
         if value_date < self.funded_on:
             self._reject("written_off", f"value_date {value_date} is before funding on {self.funded_on}")
         if self.position(value_date).total == 0:
@@ -379,7 +385,6 @@ class Loan(Aggregate):
             self._reject(
                 "reversed", f"no repayment, collection, waiver or refund with idempotency_key {reverses!r} on this loan"
             )
-        assert target is not None
         if target.reversed_by is not None:
             self._reject("reversed", f"{reverses!r} was already reversed by {target.reversed_by!r}")
         rest = [m for m in self.movements() if m.key != reverses]
@@ -633,7 +638,8 @@ class Loan(Aggregate):
         """The contract's state names, derived as of a value date."""
         if self.phase in ("applied", "approved", "declined"):
             return self.phase
-        assert self.funded_on is not None
+        if self.funded_on is None:
+            raise BrokenInvariant(f"loan {self.loan_id} ({self.phase}): a funded loan has its funding date")
         if as_of < self.funded_on:
             return "approved"
         if self.written_off_on is not None and self.written_off_on <= as_of:
@@ -745,5 +751,5 @@ class Loan(Aggregate):
             reason = f"agency {agency!r} does not hold it on {value_date}: {holder} does"
         self._refuse("collected", value_date, reason)
 
-    def _reject(self, command: str, reason: str) -> None:
+    def _reject(self, command: str, reason: str) -> NoReturn:
         raise RuleViolation(self.loan_id, command, reason)

@@ -35,6 +35,7 @@ import psycopg
 from eventsourcing.persistence import StoredEvent
 from psycopg.sql import SQL, Identifier, Literal
 
+from domain.errors import BrokenInvariant
 from ledger.audit import chain_batch
 from ledger.commit_time import ClockPostgres, ClockSQLite
 
@@ -71,7 +72,8 @@ class Erasure:
 
 def stream_id(e: StoredEvent) -> UUID:
     """The library allows string ids; the ledger's streams are always UUIDs (see domain.loan.loan_uuid)."""
-    assert isinstance(e.originator_id, UUID), f"stream id {e.originator_id!r} is not a UUID"
+    if not isinstance(e.originator_id, UUID):
+        raise BrokenInvariant(f"stream id {e.originator_id!r} is not a UUID")
     return e.originator_id
 
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO, TypeVar
 
-from domain.errors import InvalidCommand
+from domain.errors import BrokenInvariant, InvalidCommand
 from ledger.app import INVALID_COMMAND, REJECTED, Ledger, Outcome
 from ledger.commands import MAX_LINE_BYTES, _Command, loan_id_of, parse_command
 
@@ -125,6 +125,7 @@ def append_numbered(app: Ledger, batches: Iterable[Sequence[tuple[int, _Line]]])
         if parsed:
             for (i, _), outcome in zip(parsed, app.append([cmd for _, cmd in parsed]), strict=True):
                 answers[i] = LineOutcome(batch[i][0], outcome)
-        for answer in answers:
-            assert answer is not None
+        for line_no, answer in zip((n for n, _ in batch), answers, strict=True):
+            if answer is None:
+                raise BrokenInvariant(f"line {line_no} was given no answer")
             yield answer
