@@ -89,9 +89,7 @@ def append_lines(app: Ledger, lines: Iterable[str | bytes]) -> Iterator[LineOutc
 def numbered_batches(lines: Iterable[_L], size: int) -> Iterator[list[tuple[int, _L]]]:
     """The non-blank lines with their line numbers, ``size`` lines a batch.
 
-    A batch is counted in lines of the file, valid or not, so where one ends depends on the file
-    alone: ``ledger append --workers N`` cuts the same batches without parsing a line, and each
-    part appends its share of each batch as one batch, with the same answers (ledger/append_parts.py).
+    A batch is counted in lines of the file, valid or not, so where one ends depends on the file alone.
     """
     batch: list[tuple[int, _L]] = []
     for line_no, line in enumerate(lines, start=1):

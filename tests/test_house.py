@@ -90,3 +90,13 @@ def test_invariants_that_protect_money_raise():
         allocate_fen(-1, {"principal": 100}, ("principal",))
     with pytest.raises(BrokenInvariant, match="whole number of fen"):
         to_fen(D("0.005"))
+
+
+def test_append_runs_in_one_process_and_refuses_workers(tmp_path):
+    """``ledger append --workers N`` was removed (docs/decisions.md, "One process appends a file")."""
+    from click.testing import CliRunner
+
+    from cli.main import cli
+
+    result = CliRunner().invoke(cli, ["append", "-", "--workers", "2", "--db", f"sqlite:///{tmp_path}/l.db"], input="")
+    assert result.exit_code == 2 and "No such option '--workers'" in result.output, result.output
