@@ -59,7 +59,7 @@ def annualised_cost_rate(terms: Terms) -> Decimal:
     """(interest over the term + fee) / principal, annualised on a 365-day year.
 
     For a single-payment loan this simple annualisation equals the IRR that
-    lenders must disclose (DOMAIN.md).
+    lenders must disclose (docs/rules.md, "Pricing and the cost cap").
     """
     cost = terms.principal * terms.daily_rate * terms.term_days + terms.fee
     return cost / terms.principal * Decimal(365) / Decimal(terms.term_days)

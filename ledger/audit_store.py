@@ -7,8 +7,8 @@ included), so existing stores gain it; every statement is idempotent.
 
 - Each event row carries its chain hash in a ``chain_hash`` column (see
   ledger/audit.py for the hash), written by the event's own INSERT. A side table
-  with a row per event measured 13-20% of append throughput on PostgreSQL (a
-  second row and index entry per event); a column costs the hashing only. The
+  with a row per event costs a second row and index entry per event (measured:
+  docs/decisions.md, "Figures out of the code"); a column costs the hashing only. The
   previous hashes of a batch's streams are read in one query inside the events'
   transaction, by primary key; no lock is taken beyond what the event insert
   already takes, so streams never wait on each other for the chain.
