@@ -100,3 +100,33 @@ def test_append_runs_in_one_process_and_refuses_workers(tmp_path):
 
     result = CliRunner().invoke(cli, ["append", "-", "--workers", "2", "--db", f"sqlite:///{tmp_path}/l.db"], input="")
     assert result.exit_code == 2 and "No such option '--workers'" in result.output, result.output
+
+
+# Which top-level folders each may import (README, "Where things live"). projections/ still reads
+# through ledger/ until the event store is a layer of its own (issue 25, item 1: then not ledger).
+MAY_IMPORT = {
+    "domain": set(),
+    "ledger": {"domain"},
+    "projections": {"domain", "ledger"},
+    "simulator": {"domain", "ledger"},
+    "api": {"domain", "ledger", "projections"},
+    "cli": {"domain", "ledger", "projections", "api", "simulator"},
+}
+
+
+def test_each_folder_imports_only_the_layers_below_it():
+    wrong = []
+    for package, allowed in MAY_IMPORT.items():
+        for path in sorted((ROOT / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                    names = [node.module]
+                else:
+                    continue
+                for name in names:
+                    top = name.split(".")[0]
+                    if top in MAY_IMPORT and top != package and top not in allowed:
+                        wrong.append(f"{path.relative_to(ROOT)}:{node.lineno} imports {name}")
+    assert wrong == []
