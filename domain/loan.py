@@ -394,7 +394,7 @@ class Loan(Aggregate):
     def assign(self, *, agency: str, value_date: date, idempotency_key: str, occurred_at: datetime) -> None:
         """Hand the loan to a collection agency from ``value_date``: past due that day, or written off."""
         command = "assigned"
-        self._require_funded(command, "only a funded loan can be handed to a collection agency")
+        self._require(command, {"funded", "written_off"}, "only a funded loan can be handed to a collection agency")
         funded_on = self._funded_on()
         if agency.casefold() == INHOUSE:
             self._refuse(
@@ -464,7 +464,7 @@ class Loan(Aggregate):
     def recall(self, *, value_date: date, idempotency_key: str, occurred_at: datetime) -> None:
         """Take the loan back from its agency from ``value_date`` (in-house again that day)."""
         command = "recalled"
-        self._require_funded(command, "only a funded loan can be with a collection agency")
+        self._require(command, {"funded", "written_off"}, "only a funded loan can be with a collection agency")
         current = self.current_assignment()
         if current is None:
             self._refuse(command, value_date, "it is not with a collection agency")
@@ -692,12 +692,12 @@ class Loan(Aggregate):
                 f"held on that day ({fmt(r.held)}){cause}",
             )
 
-    def _require(self, command: str, phases: set[str]) -> None:
-        if self.phase not in phases:
-            raise IllegalTransition(self.loan_id, self.phase, command)
+    # The refusals, one style: ``_require`` (the phase a command needs), ``_reject`` (a business rule
+    # broken in a legal phase) and ``_refuse`` (a collections rule, naming the loan's holder on the day).
+    # Each takes the command first and raises; none returns.
 
-    def _require_funded(self, command: str, reason: str) -> None:
-        if self.phase not in ("funded", "written_off"):
+    def _require(self, command: str, phases: set[str], reason: str = "") -> None:
+        if self.phase not in phases:
             raise IllegalTransition(self.loan_id, self.phase, command, reason)
 
     def _funded_on(self) -> date:
