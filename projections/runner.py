@@ -59,7 +59,7 @@ _caches: weakref.WeakKeyDictionary[Any, dict[str, book.LoanCache]] = (
 )  # app -> {name: LoanCache}
 
 
-class Part(Protocol):
+class LogShare(Protocol):
     """The share of the log one process of a rebuild in parts applies (partitions.Partition)."""
 
     @property
@@ -170,7 +170,7 @@ def _catch_up(
     db: ViewDb | None = None,
     track: str | None = None,
     loans: book.LoanCache | None = None,
-    part: Part | None = None,
+    part: LogShare | None = None,
 ) -> int:
     """The live views by default; a rebuild passes its own tables (db), tracking row and cache,
     and a rebuild in parts the part of the log this process applies (see partitions.py)."""
