@@ -1,12 +1,12 @@
 """Append throughput: the ledger's append path beside raw writes of the same rows, same run.
 
-    python bench/append.py [--commands 20000,100000] [--stores sqlite,postgres] [--repeat 1] [--workers N]
+    python bench/append.py [--commands 20000,100000] [--stores sqlite,postgres] [--repeat 1]
 
 For each size and store it prints commands/s through ``ledger.ingest.append_lines``
 (validation, idempotency, rules, events + keys + audit chain in one transaction
-per batch), the same without the audit chain (the recorder's ``chain_enabled``
-switched off, for this comparison only) and the chain's cost, in wall time (best
-run) and in CPU time per command (client plus PostgreSQL backends, median run: on a
+per batch), the same without the audit chain (its reads and hashing replaced by nothing
+inside the bench's own child process: the ledger has no switch for it) and the chain's
+cost, in wall time (best run) and in CPU time per command (client plus PostgreSQL backends, median run: on a
 shared machine the steadier figure), and the ledger's peak memory (max RSS of the
 child process that ran it), at each size: it stays flat as the file grows.
 
@@ -19,25 +19,6 @@ ratio to it in wall time (ledger cmd/s over raw rows/s), the same ratio in CPU (
 row over the ledger's CPU per command), and its peak memory (it holds all the rows at once,
 so it grows with the size; the ledger's does not). No idempotency keys, no loan reads, no
 rules on the raw side. PostgreSQL is a throwaway server started here, as in the tests.
-
-With ``--workers N``, a row under each: the same file through ``ledger append --workers N``'s code
-(``ledger.append_parts``, the parent and its N parts, process start-up included), commands/s, its
-ratio to the one-process row and to the raw baselines of the same run, CPU per command (parent,
-parts and PostgreSQL backends) and peak memory (the parent's, and the largest part's ``ru_maxrss``).
-Measured once, 20k commands, 2 cores shared with other jobs (one process at ~250-290 us CPU per
-command, 3x a quiet machine's): ``--workers 2`` 4,875 cmd/s on SQLite (1.28x one process) and 4,054
-on PostgreSQL (1.19x; 0.072x COPY, COPY itself 56k rows/s in that run), 377-384 us CPU per command
-(one process 248-289: each part's start-up, about 1 s of imports, is ~100 us a command at this
-size), 50-51 MB + 52-53 MB a part. Again on 2026-12-02 with nothing else running (this machine
-ran about 3x slower that day than on 2026-11-25: COPY 59-77k rows/s, one process 273-278 us CPU
-per command), PostgreSQL:
-
-    commands  one process  --workers 2    COPY ratio (one / two)  CPU us/cmd (one / two)  peak MB
-       20000  3,588 cmd/s  4,548 (1.27x)  0.061 / 0.077           278 / 345               55 / 51 + 52 a part
-      100000  3,651 cmd/s  5,155 (1.41x)  0.047 / 0.067           273 / 276               56 / 51 + 53 a part
-
-Two parts use about 1.4 of the 2 cores; the rest is the parent's reading and routing and the
-commits, which take the events table's lock one at a time.
 
 Measured (issue 15 asks >= 0.15x COPY), PostgreSQL 15, 500 per transaction, 2 cores shared with
 other jobs, so wall figures swing by 2x between runs; compare ratios within one run, and CPU:
@@ -59,8 +40,9 @@ profiler): parsing and validation ~14, fingerprint ~4, rules with the library's 
 adapter psycopg's text dumping of the insert's arrays ~8 and the chain ~4; the PostgreSQL
 backend adds ~25-30. Reaching 0.15x of COPY means about 35-40 us per command in all: binary
 (%b) array parameters in the store adapter, events built without the library's per-event objects
-(byte-identical, as tests/test_stored_bytes.py checks), and ``--workers`` processes partitioned by
-loan, together; none of the three alone gets there.
+(byte-identical, as tests/test_stored_bytes.py checks), and processes partitioned by loan, together;
+none of the three alone gets there (the last was built, measured at 1.27-1.41x one process, and
+removed: docs/decisions.md, "One process appends a file").
 """
 
 from __future__ import annotations
@@ -125,37 +107,18 @@ def run_ledger(url: str, path: str, chained: bool, queue) -> None:
     from ledger.ingest import append_lines
 
     app = Ledger(Settings(db_url=url, batch_size=BATCH))
-    app.recorder.chain_enabled = chained
+    if not chained:
+        # the baseline without the audit chain, in this child only: no previous-hash reads, no hashes
+        from ledger import audit_store
+
+        audit_store._hashes_in_order = lambda events, previous: [None] * len(events)
+        app.recorder._previous_hashes = lambda cursor, events: None
     started, cpu_started = time.perf_counter(), time.process_time() + server_cpu(url)
     with open(path) as f:
         statuses = [o.outcome.status for o in append_lines(app, f)]
     elapsed, cpu = time.perf_counter() - started, time.process_time() + server_cpu(url) - cpu_started
     assert statuses.count("appended") == len(statuses), "benchmark stream must be all valid"
     queue.put((len(statuses), elapsed, peak_rss_mb(), cpu))
-
-
-def run_parts(url: str, path: str, workers: int, queue) -> None:
-    """The same file through ``ledger append --workers N``'s code (ledger.append_parts), timed in a
-    fresh process: CPU and peak memory include the parts' (RUSAGE_CHILDREN, once they are joined)."""
-    import resource
-    from collections import Counter
-
-    from ledger.append_parts import append_in_parts
-    from ledger.config import Settings
-    from ledger.ingest import read_lines
-
-    statuses: Counter[str] = Counter()
-    started, cpu_started = time.perf_counter(), time.process_time() + server_cpu(url)
-    with open(path, "rb") as f:
-        append_in_parts(
-            Settings(db_url=url, batch_size=BATCH), read_lines(f), workers, lambda _, o: statuses.update([o.status])
-        )
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    elapsed = time.perf_counter() - started
-    cpu = time.process_time() + children.ru_utime + children.ru_stime + server_cpu(url) - cpu_started
-    assert statuses["appended"] == statuses.total(), "benchmark stream must be all valid"
-    # ru_maxrss of the largest part; it counts from the fork, so it may include this process's size then
-    queue.put((statuses.total(), elapsed, peak_rss_mb(), cpu, children.ru_maxrss / 1024))
 
 
 def server_cpu(url: str) -> float:
@@ -253,12 +216,6 @@ def main() -> None:
     parser.add_argument("--commands", default="20000,100000", help="sizes, comma-separated (peak memory per size)")
     parser.add_argument("--stores", default="sqlite,postgres")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each side; the best is shown")
-    parser.add_argument(
-        "--workers",
-        type=int,
-        default=0,
-        help="also time `ledger append --workers N` (its code, in a fresh process) on the same file",
-    )
     args = parser.parse_args()
 
     with Stores("bench-append-") as stores:
@@ -288,13 +245,11 @@ def main() -> None:
                 cpu_chain, cpu_plain = statistics.median(cpu["chain"]), statistics.median(cpu["plain"])
                 ledger_rate, plain_rate = n / t_ledger, n / t_plain
                 cells = []
-                raw_rates: dict[str, float] = {}
                 for method in ("insert", "copy"):
                     if method == "copy" and store != "postgres":
                         cells.append(f"{'-':>9} {'-':>6} {'-':>6} {'-':>7}")
                         continue
                     rate, cpu_row, rss = raw_side(stores, store, chained_url, method, args.repeat, runs)
-                    raw_rates[method] = rate
                     cells.append(f"{rate:>9,.0f} {ledger_rate / rate:>6.3f} {cpu_row / cpu_chain:>6.3f} {rss:>7.0f}")
                 print(
                     f"{n:>9} {store:<9} {ledger_rate:>13,.0f} {plain_rate:>9,.0f} "
@@ -303,32 +258,6 @@ def main() -> None:
                     f"{rss_ledger:>8.0f} {cells[0]} {cells[1]}",
                     flush=True,
                 )
-                if args.workers:
-                    print(
-                        parts_row(stores, store, str(path), args, runs, ledger_rate, cpu_chain, raw_rates), flush=True
-                    )
-
-
-def parts_row(stores: Stores, store: str, path: str, args, runs, one_rate: float, one_cpu: float, raw: dict) -> str:
-    """``--workers N`` on the same file, best of ``--repeat`` runs, beside the one-process row and the
-    raw baselines of the same run."""
-    best: tuple | None = None
-    cpus = []
-    for _ in range(args.repeat):
-        url = stores.url(store, f"bench_parts_{next(runs)}")
-        n, t, rss, used, parts_rss = in_child(run_parts, url, path, args.workers)
-        cpus.append(used / n * 1e6)
-        if best is None or t < best[1]:
-            best = (n, t, rss, parts_rss)
-    assert best is not None
-    n, t, rss, parts_rss = best
-    rate = n / t
-    ratios = ", ".join(f"{rate / r:.3f}x {m.upper()}" for m, r in sorted(raw.items()))
-    return (
-        f"{'':>9} {'':<9} --workers {args.workers}: {rate:,.0f} cmd/s ({rate / one_rate:.2f}x one process; {ratios}), "
-        f"CPU {statistics.median(cpus):,.0f} us/cmd (one process {one_cpu:,.0f}), "
-        f"peak MB {rss:.0f} + up to {parts_rss:.0f} a part"
-    )
 
 
 def raw_side(stores: Stores, store: str, source_url: str, method: str, repeat: int, runs) -> tuple[float, float, float]:

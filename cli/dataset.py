@@ -63,8 +63,8 @@ def export(
 ) -> None:
     """One row per application: features known before the decision, labels once matured."""
     day = parse_day(as_of, "--as-of")
-    if day is None:
-        raise click.BadParameter("a date is required", param_hint="--as-of")
+    if day is None:  # --as-of is required: click refuses its absence first
+        raise click.BadParameter("is required", param_hint="--as-of")
     moment = parse_moment(known_at, "--known-at") or datetime.now(UTC)
     if engine == "spark":
         n = _spark(events_dir, out, fmt, day, moment, master, partitions)

@@ -23,14 +23,13 @@ from cli.common import (
     workers_option,
 )
 from cli.render import event_line, loan_lines
-from cli.stopping import Interrupted, report_stop, stop_at_batch_boundary, stop_on_signal
+from cli.stopping import Interrupted, report_stop, stop_at_batch_boundary
 from domain.delinquency import BUCKETS
-from domain.errors import LedgerError
 from ledger.app import Outcome
-from ledger.config import redact, settings_from_env
+from ledger.config import redact
 from ledger.eod import run_eod
 from ledger.ingest import UnreadableInput, append_lines, read_lines
-from ledger.parts import PartCrashed, refuse_in_memory
+from ledger.parts import PartCrashed
 from ledger.retry import StoreUnavailable
 from projections.balances import STATES, open_loan_uuids
 from projections.lists import BadCursor, loan_page
@@ -67,13 +66,8 @@ def init(db_url: str | None, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("source", type=click.File("rb"), default="-")
-@workers_option(
-    "appending",
-    "the same answers in the same order, except when one idempotency key is used by two loans: "
-    "which of the two is stored then depends on which process commits first; see docs/decisions.md",
-)
 @store_options
-def append(source: BinaryIO, workers: int, db_url: str | None, as_json: bool) -> None:
+def append(source: BinaryIO, db_url: str | None, as_json: bool) -> None:
     """Append JSON Lines commands from FILE (or - for stdin).
 
     Each line is reported appended, duplicate or rejected (with its line number
@@ -95,33 +89,15 @@ def append(source: BinaryIO, workers: int, db_url: str | None, as_json: bool) ->
         elif o.error:
             click.echo(f"line {line}: rejected: {printable(o.error)}")
 
-    if workers == 1:
-        app = open_ledger(db_url)
-        with stop_at_batch_boundary(app) as guarded:  # SIGINT/SIGTERM: finish the batch in flight, then stop
-            try:
-                for item in append_lines(guarded, read_lines(guarded.watch(source))):
-                    emit(item.line, item.outcome)
-            except (Interrupted, StoreUnavailable) as stop:
-                report_stop(stop, totals, last_line, as_json)
-            except UnreadableInput as e:
-                report_stop(UnreadableInput(f"cannot read {source.name}: {e}"), totals, last_line, as_json)
-    else:
-        from ledger.append_parts import append_in_parts
-
-        settings = settings_from_env(db_url)
+    app = open_ledger(db_url)
+    with stop_at_batch_boundary(app) as guarded:  # SIGINT/SIGTERM: finish the batch in flight, then stop
         try:
-            refuse_in_memory(settings.db_url, "an append with --workers")
-        except LedgerError as e:
-            raise click.UsageError(str(e)) from None
-        open_ledger(db_url).close()  # the same refusals as one process: no such file, no store
-        with stop_on_signal() as signals:  # SIGINT/SIGTERM: the parts finish their batch in flight, then stop
-            try:
-                append_in_parts(settings, read_lines(source), workers, emit, signals.check)
-            except (Interrupted, StoreUnavailable, PartCrashed) as stop:
-                report_stop(stop, totals, last_line, as_json, in_parts=True)
-            except UnreadableInput as e:
-                unreadable = UnreadableInput(f"cannot read {source.name}: {e}")
-                report_stop(unreadable, totals, last_line, as_json, in_parts=True)
+            for item in append_lines(guarded, read_lines(guarded.watch(source))):
+                emit(item.line, item.outcome)
+        except (Interrupted, StoreUnavailable) as stop:
+            report_stop(stop, totals, last_line, as_json)
+        except UnreadableInput as e:
+            report_stop(UnreadableInput(f"cannot read {source.name}: {e}"), totals, last_line, as_json)
     if not as_json:
         click.echo(f"appended {totals['appended']}, duplicate {totals['duplicate']}, rejected {totals['rejected']}")
     if totals["rejected"]:

@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from cli.common import EXIT_PROBLEM, echo_json, open_ledger, parse_day, store_options
+from domain.errors import BrokenInvariant
 from domain.loan import Loan
 from ledger.app import Ledger
 from ledger.config import parse_bank_terms, redact
@@ -185,7 +186,8 @@ def _other_loan(app: Ledger, demo_loans: set[str]) -> str | None:
     """A loan id in the store that the demo would not have written, if any."""
     for n in app.notifications(Loan.Applied):
         e = app.mapper.to_domain_event(n)
-        assert isinstance(e, Loan.Applied)  # the only topic selected
+        if not isinstance(e, Loan.Applied):  # the only topic selected
+            raise BrokenInvariant(f"notification {n.id}: {type(e).__name__} where an application was selected")
         if e.loan_id not in demo_loans:
             return e.loan_id
     return None

@@ -20,7 +20,6 @@ from typing import Any, BinaryIO, TypeVar
 import click
 
 from ledger.ingest import UnreadableInput
-from ledger.parts import PartCrashed
 from ledger.retry import StoreUnavailable
 
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + the signal's number, as shells report it
@@ -103,13 +102,6 @@ def stop_at_batch_boundary(app: Any) -> Iterator[Any]:
 
 
 @contextmanager
-def stop_on_signal() -> Iterator[Signals]:
-    """For ``append --workers``: the parent checks between batches and tells its parts to stop."""
-    with _on_signals(Signals()) as signals:
-        yield signals
-
-
-@contextmanager
 def _on_signals(signals: _S) -> Iterator[_S]:
     previous = {s: signal.signal(s, signals.on_signal) for s in EXIT_SIGNAL}
     try:
@@ -119,36 +111,16 @@ def _on_signals(signals: _S) -> Iterator[_S]:
             signal.signal(s, handler)
 
 
-def report_stop(
-    error: Exception, totals: Counter[str], last_line: int, as_json: bool, *, in_parts: bool = False
-) -> None:
-    """One line on stderr naming what was committed, then the exit code for the cause.
-
-    ``in_parts`` (``--workers N``): the lines answered are not the first lines of the file, so
-    the message counts them and says what became of the others.
-    """
+def report_stop(error: Exception, totals: Counter[str], last_line: int, as_json: bool) -> None:
+    """One line on stderr naming what was committed, then the exit code for the cause."""
     done = f"appended {totals['appended']}, duplicate {totals['duplicate']}, rejected {totals['rejected']}"
-    if in_parts:
-        n = totals.total()
-        answered = f"{n} {'line' if n == 1 else 'lines'} answered above ({done}), not only the first lines of the file"
-    else:
-        answered = (f"lines up to {last_line}" if last_line else "no line") + f" answered ({done})"
+    answered = (f"lines up to {last_line}" if last_line else "no line") + f" answered ({done})"
     if not as_json:
         click.echo(done)
     if isinstance(error, Interrupted):
-        if in_parts:
-            tail = (
-                "lines not answered were not written, or were in the parts' batches in flight, "
-                "each written whole or not at all"
-                if error.in_flight
-                else "lines not answered were not written"
-            )
-        else:
-            tail = (
-                "the batch in flight was written whole or not at all"
-                if error.in_flight
-                else "nothing after it was written"
-            )
+        tail = (
+            "the batch in flight was written whole or not at all" if error.in_flight else "nothing after it was written"
+        )
         click.echo(
             f"Error: interrupted by {error}: {answered}; {tail}; "
             "re-run the file to continue (stored lines are answered duplicate)",
@@ -156,18 +128,17 @@ def report_stop(
         )
         sys.exit(EXIT_SIGNAL[signal.Signals(error.signum)])
     if isinstance(error, UnreadableInput):
-        tail = "lines not answered were not written" if in_parts else "nothing after it was written"
         click.echo(
-            f"Error: {error}; {answered}; {tail}; fix the input, then re-run it (stored lines are answered duplicate)",
+            f"Error: {error}; {answered}; nothing after it was written; "
+            "fix the input, then re-run it (stored lines are answered duplicate)",
             err=True,
         )
         sys.exit(2)
-    if not isinstance(error, (StoreUnavailable, PartCrashed)):
+    if not isinstance(error, StoreUnavailable):
         raise error
-    later = "lines not answered may be partly written" if in_parts else "later lines may be partly written"
-    when = "when the store is back " if isinstance(error, StoreUnavailable) else ""
     click.echo(
-        f"Error: {error}; {answered}; {later}: re-run the file {when}(stored lines are answered duplicate)",
+        f"Error: {error}; {answered}; later lines may be partly written: re-run the file when the store is back "
+        "(stored lines are answered duplicate)",
         err=True,
     )
     sys.exit(2)

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 from eventsourcing.domain import Aggregate, event
 
-from domain.errors import CostCapExceeded, IllegalTransition, RuleViolation
+from domain.errors import BrokenInvariant, CostCapExceeded, IllegalTransition, RuleViolation
 from domain.money import fmt
 from domain.position import Movement, Position, position_as_of
 from domain.settlement import NO_AGREEMENT, BankTerms, Remittance, remittance_due
@@ -248,7 +248,8 @@ class Loan(Aggregate):
         self._require("scored", {"applied"})
         fields: dict[str, object] = {}
         if decision == "approved":
-            assert terms is not None
+            if terms is None:
+                raise BrokenInvariant(f"loan {self.loan_id} ({self.phase}): an approval carries its terms")
             if not PRINCIPAL_MIN <= terms.principal <= PRINCIPAL_MAX:
                 self._reject("scored", f"principal {terms.principal} is outside {PRINCIPAL_MIN}-{PRINCIPAL_MAX}")
             if not TERM_DAYS_MIN <= terms.term_days <= TERM_DAYS_MAX:
@@ -291,7 +292,8 @@ class Loan(Aggregate):
         bank_terms: BankTerms | None = None,
     ) -> None:
         self._require("funded", {"approved"})
-        assert self.terms is not None
+        if self.terms is None:
+            raise BrokenInvariant(f"loan {self.loan_id} ({self.phase}): an approved loan has its terms")
         if amount != self.terms.principal:
             self._reject("funded", f"amount {amount} must equal the approved principal {self.terms.principal}")
         applied_on = self.applied_at.astimezone(SHANGHAI).date()
@@ -363,7 +365,8 @@ class Loan(Aggregate):
         """A repayment (bank_ref) or a collection (agency): money from the borrower."""
         command = "repaid" if kind == "repayment" else "collected"
         self._require(command, {"funded", "written_off"})
-        assert self.funded_on is not None
+        if self.funded_on is None:
+            raise BrokenInvariant(f"loan {self.loan_id} ({self.phase}): a funded loan has its funding date")
         if value_date < self.funded_on:
             self._reject(command, f"value_date {value_date} is before funding on {self.funded_on}")
         if bank_ref is not None:
@@ -372,7 +375,8 @@ class Loan(Aggregate):
         self._refuse_uncovered_refunds(command, [*self.movements(), incoming])
         if kind == "repayment":
             # ledger/handlers.py passes the command's required bank_ref with every repayment
-            assert bank_ref is not None
+            if bank_ref is None:
+                raise BrokenInvariant(f"loan {self.loan_id} ({self.phase}): a repayment carries its bank_ref")
             self._repaid(
                 amount=amount,
                 bank_ref=bank_ref,
@@ -383,7 +387,8 @@ class Loan(Aggregate):
             )
         else:
             # ...and the command's required agency with every collection
-            assert agency is not None
+            if agency is None:
+                raise BrokenInvariant(f"loan {self.loan_id} ({self.phase}): a collection carries its agency")
             self._check_collector(agency, value_date)
             self._collected(
                 amount=amount,
@@ -414,7 +419,8 @@ class Loan(Aggregate):
 
     def write_off(self, *, value_date: date, reason: str | None, idempotency_key: str, occurred_at: datetime) -> None:
         self._require("written_off", {"funded"})
-        assert self.funded_on is not None
+        if self.funded_on is None:
+            raise BrokenInvariant(f"loan {self.loan_id} ({self.phase}): a funded loan has its funding date")
         if value_date < self.funded_on:
             self._reject("written_off", f"value_date {value_date} is before funding on {self.funded_on}")
         if self.position(value_date).total == 0:
@@ -435,7 +441,6 @@ class Loan(Aggregate):
             self._reject(
                 "reversed", f"no repayment, collection, waiver or refund with idempotency_key {reverses!r} on this loan"
             )
-        assert target is not None
         if target.reversed_by is not None:
             self._reject("reversed", f"{reverses!r} was already reversed by {target.reversed_by!r}")
         rest = [m for m in self.movements() if m.key != reverses]
@@ -445,7 +450,7 @@ class Loan(Aggregate):
     def assign(self, *, agency: str, value_date: date, idempotency_key: str, occurred_at: datetime) -> None:
         """Hand the loan to a collection agency from ``value_date``: past due that day, or written off."""
         command = "assigned"
-        self._require_funded(command, "only a funded loan can be handed to a collection agency")
+        self._require(command, {"funded", "written_off"}, "only a funded loan can be handed to a collection agency")
         funded_on = self._funded_on()
         if agency.casefold() == INHOUSE:
             self._refuse(
@@ -515,7 +520,7 @@ class Loan(Aggregate):
     def recall(self, *, value_date: date, idempotency_key: str, occurred_at: datetime) -> None:
         """Take the loan back from its agency from ``value_date`` (in-house again that day)."""
         command = "recalled"
-        self._require_funded(command, "only a funded loan can be with a collection agency")
+        self._require(command, {"funded", "written_off"}, "only a funded loan can be with a collection agency")
         current = self.current_assignment()
         if current is None:
             self._refuse(command, value_date, "it is not with a collection agency")
@@ -719,7 +724,8 @@ class Loan(Aggregate):
         """The contract's state names, derived as of a value date."""
         if self.phase in ("applied", "approved", "declined"):
             return self.phase
-        assert self.funded_on is not None
+        if self.funded_on is None:
+            raise BrokenInvariant(f"loan {self.loan_id} ({self.phase}): a funded loan has its funding date")
         if as_of < self.funded_on:
             return "approved"
         if self.written_off_on is not None and self.written_off_on <= as_of:
@@ -772,12 +778,12 @@ class Loan(Aggregate):
                 f"held on that day ({fmt(r.held)}){cause}",
             )
 
-    def _require(self, command: str, phases: set[str]) -> None:
-        if self.phase not in phases:
-            raise IllegalTransition(self.loan_id, self.phase, command)
+    # The refusals, one style: ``_require`` (the phase a command needs), ``_reject`` (a business rule
+    # broken in a legal phase) and ``_refuse`` (a collections rule, naming the loan's holder on the day).
+    # Each takes the command first and raises; none returns.
 
-    def _require_funded(self, command: str, reason: str) -> None:
-        if self.phase not in ("funded", "written_off"):
+    def _require(self, command: str, phases: set[str], reason: str = "") -> None:
+        if self.phase not in phases:
             raise IllegalTransition(self.loan_id, self.phase, command, reason)
 
     def _funded_on(self) -> date:
@@ -831,5 +837,5 @@ class Loan(Aggregate):
             reason = f"agency {agency!r} does not hold it on {value_date}: {holder} does"
         self._refuse("collected", value_date, reason)
 
-    def _reject(self, command: str, reason: str) -> None:
+    def _reject(self, command: str, reason: str) -> NoReturn:
         raise RuleViolation(self.loan_id, command, reason)

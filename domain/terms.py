@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 
-from domain.errors import CostCapExceeded
+from domain.errors import BrokenInvariant, CostCapExceeded
 
 CAP_PLACES_MAX = 6  # a cap's decimal places: its fraction keeps the journal's ceiling inside 64 bits
 
@@ -38,10 +38,18 @@ class Terms:
     def __post_init__(self) -> None:
         # Invariants, not input validation (that happens at the boundary): a
         # Terms that breaks them is a bug and must not reach the ledger.
-        assert self.principal > 0 and self.term_days > 0
-        assert self.daily_rate >= 0 and self.penalty_daily_rate >= 0 and self.fee >= 0
-        assert self.grace_days >= 0
-        assert sorted(self.allocation_order) == sorted(COMPONENTS)
+        # Raised, not asserted: they must hold under ``python -O`` too.
+        if not (self.principal > 0 and self.term_days > 0):
+            raise BrokenInvariant(f"terms: principal {self.principal} and term {self.term_days} days must be positive")
+        if not (self.daily_rate >= 0 and self.penalty_daily_rate >= 0 and self.fee >= 0):
+            raise BrokenInvariant(
+                f"terms: daily rate {self.daily_rate}, penalty rate {self.penalty_daily_rate} "
+                f"and fee {self.fee} must not be negative"
+            )
+        if self.grace_days < 0:
+            raise BrokenInvariant(f"terms: grace of {self.grace_days} days is negative")
+        if sorted(self.allocation_order) != sorted(COMPONENTS):
+            raise BrokenInvariant(f"terms: allocation order {self.allocation_order} is not each component once")
 
     def due_date(self, funded_on: date) -> date:
         return funded_on + timedelta(days=self.term_days)
@@ -51,7 +59,7 @@ def annualised_cost_rate(terms: Terms) -> Decimal:
     """(interest over the term + fee) / principal, annualised on a 365-day year.
 
     For a single-payment loan this simple annualisation equals the IRR that
-    lenders must disclose (DOMAIN.md).
+    lenders must disclose (docs/rules.md, "Pricing and the cost cap").
     """
     cost = terms.principal * terms.daily_rate * terms.term_days + terms.fee
     return cost / terms.principal * Decimal(365) / Decimal(terms.term_days)
@@ -74,9 +82,11 @@ class CostCaps:
     caps: tuple[CostCap, ...]
 
     def __post_init__(self) -> None:
-        assert self.caps and self.caps[0].since is None, "a schedule starts with a cap in force from the beginning"
+        if not self.caps or self.caps[0].since is not None:
+            raise BrokenInvariant("cost caps: a schedule starts with a cap in force from the beginning")
         dated = [c.since for c in self.caps[1:]]
-        assert all(d is not None for d in dated) and dated == sorted(dated), "dates in increasing order"  # type: ignore[type-var]
+        if any(d is None for d in dated) or dated != sorted(dated):  # type: ignore[type-var]
+            raise BrokenInvariant("cost caps: the dated caps must be in increasing date order")
 
     @classmethod
     def flat(cls, rate: Decimal) -> CostCaps:
@@ -116,8 +126,7 @@ class CostCaps:
         """The cap in force on ``day``."""
         in_force = self.caps[0]
         for cap in self.caps[1:]:
-            assert cap.since is not None
-            if cap.since > day:
+            if cap.since is not None and cap.since > day:
                 break
             in_force = cap
         return in_force

@@ -33,6 +33,7 @@ from eventsourcing.persistence import IntegrityError, JSONTranscoder, Mapper, No
 from eventsourcing.utils import Environment, EnvType, get_topic
 
 from domain.errors import (
+    BrokenInvariant,
     CostCapExceeded,
     DamagedStream,
     IdempotencyConflict,
@@ -174,7 +175,8 @@ class Ledger(Application[UUID]):
         for i, first_i in repeats:
             # a repeat is a duplicate only of something that was stored
             first, first_outcome = commands[first_i], outcomes[first_i]
-            assert first_outcome is not None
+            if first_outcome is None:
+                raise BrokenInvariant(f"loan {first.loan_id}: command {first_i + 1} of the batch has no outcome")
             if first_outcome.status == REJECTED:
                 outcomes[i] = Outcome(
                     REJECTED,
@@ -186,8 +188,10 @@ class Ledger(Application[UUID]):
                 )
             else:
                 outcomes[i] = _repeat(commands[i], first.content_hash, first.loan_id)
-        assert all(o is not None for o in outcomes)
-        return outcomes  # type: ignore[return-value]
+        answered = [o for o in outcomes if o is not None]
+        if len(answered) != len(outcomes):
+            raise BrokenInvariant(f"{len(outcomes) - len(answered)} of {len(outcomes)} commands have no outcome")
+        return answered
 
     def _apply(
         self, commands: Sequence[_Command], by_loan: dict[str, list[int]], preloaded: dict[str, Loan | None]
@@ -197,7 +201,8 @@ class Ledger(Application[UUID]):
         answers: dict[str, list[Outcome]] = {}
         pending = {loan_id: [commands[i] for i in idx] for loan_id, idx in by_loan.items()}
         loans = {loan_id: preloaded[loan_id] for loan_id in pending if loan_id in preloaded}
-        assert all(loan is None or loan.loan_id == loan_id for loan_id, loan in loans.items()), "loans= by loan id"
+        if wrong := [loan_id for loan_id, loan in loans.items() if loan is not None and loan.loan_id != loan_id]:
+            raise BrokenInvariant(f"preloaded loans keyed by the wrong loan id: {wrong[:5]}")
         if unread := [loan_id for loan_id in pending if loan_id not in loans]:
             loans.update(self.get_loans(unread))
         conflicted: list[str] = []
@@ -471,7 +476,8 @@ def _repeat(cmd: _Command, stored_hash: str, stored_loan_id: str) -> Outcome:
 
 def loan_event(e: DomainEventProtocol[UUID]) -> Loan.Event:
     """A loan's stream holds only the Loan's own events; the library's reads type them as the bare protocol."""
-    assert isinstance(e, Loan.Event), f"{type(e).__name__} in a loan's stream"
+    if not isinstance(e, Loan.Event):
+        raise BrokenInvariant(f"{type(e).__name__} in a loan's stream")
     return e
 
 

@@ -7,8 +7,8 @@ included), so existing stores gain it; every statement is idempotent.
 
 - Each event row carries its chain hash in a ``chain_hash`` column (see
   ledger/audit.py for the hash), written by the event's own INSERT. A side table
-  with a row per event measured 13-20% of append throughput on PostgreSQL (a
-  second row and index entry per event); a column costs the hashing only. The
+  with a row per event costs a second row and index entry per event (measured:
+  docs/decisions.md, "Figures out of the code"); a column costs the hashing only. The
   previous hashes of a batch's streams are read in one query inside the events'
   transaction, by primary key; no lock is taken beyond what the event insert
   already takes, so streams never wait on each other for the chain.
@@ -35,6 +35,7 @@ import psycopg
 from eventsourcing.persistence import StoredEvent
 from psycopg.sql import SQL, Identifier, Literal
 
+from domain.errors import BrokenInvariant
 from ledger.audit import chain_batch
 from ledger.commit_time import ClockPostgres, ClockSQLite
 
@@ -71,7 +72,8 @@ class Erasure:
 
 def stream_id(e: StoredEvent) -> UUID:
     """The library allows string ids; the ledger's streams are always UUIDs (see domain.loan.loan_uuid)."""
-    assert isinstance(e.originator_id, UUID), f"stream id {e.originator_id!r} is not a UUID"
+    if not isinstance(e.originator_id, UUID):
+        raise BrokenInvariant(f"stream id {e.originator_id!r} is not a UUID")
     return e.originator_id
 
 
@@ -96,9 +98,8 @@ def _sqlite_after(after: Key | None) -> tuple[str, list[str | int]]:
 
 
 class ChainedSQLite(ClockSQLite):
-    """For LedgerSQLiteRecorder. ``chain_enabled`` is for the benchmark's no-chain baseline only."""
+    """For LedgerSQLiteRecorder."""
 
-    chain_enabled = True
     events_table_name: str
     datastore: Any
 
@@ -137,7 +138,7 @@ class ChainedSQLite(ClockSQLite):
             stored_events = self._stamp(c, stored_events)  # recorded time, under the write lock
         # the library's insert (its statement names no columns, so it cannot be reused), plus the hash
         hashes: Sequence[str | None] = [None] * len(stored_events)
-        if self.chain_enabled and stored_events:
+        if stored_events:
             hashes = _hashes_in_order(stored_events, self._previous_hashes(c, stored_events))
         statement = (
             f"INSERT INTO {self.events_table_name} (originator_id, originator_version, topic, state, chain_hash) "
@@ -288,7 +289,7 @@ class ChainedSQLite(ClockSQLite):
 
 
 class ChainedPostgres(ClockPostgres):
-    """For LedgerPostgresRecorder. ``chain_enabled`` is for the benchmark's no-chain baseline only.
+    """For LedgerPostgresRecorder.
 
     The previous hashes are read in ``_insert_events``, before the library takes its
     table lock, so that read is not inside the lock. The hashes themselves are
@@ -297,7 +298,6 @@ class ChainedPostgres(ClockPostgres):
     within one ``insert_events`` call.
     """
 
-    chain_enabled = True
     events_table_name: str
     datastore: Any
     _pending = threading.local()
@@ -369,7 +369,7 @@ class ChainedPostgres(ClockPostgres):
     def _insert_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
         super()._insert_events(curs, stored_events, **kwargs)  # type: ignore[misc]
         self._pending.previous = None
-        if self.chain_enabled and stored_events:
+        if stored_events:
             self._pending.previous = self._previous_hashes(curs, stored_events)
 
     def chain_for(self, stored_events: Sequence[StoredEvent]) -> list[str | None]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from uuid import UUID
 
+from domain.errors import BrokenInvariant
 from domain.loan import SHANGHAI, Loan
 from ledger.app import Ledger, Outcome, chunks
 from ledger.commands import _Command, command_from_dict
@@ -81,7 +82,8 @@ def eod_commands(loan: Loan, day: date, write_off_dpd: int) -> list[_Command]:
 def funded_loan_ids(app: Ledger) -> Iterator[UUID]:
     """Every loan that was ever funded, from the store's log (no projection needed)."""
     for n in app.notifications(Loan.Funded, page=10_000):
-        assert isinstance(n.originator_id, UUID)  # the ledger's streams are UUIDs (loan_uuid)
+        if not isinstance(n.originator_id, UUID):  # the ledger's streams are UUIDs (loan_uuid)
+            raise BrokenInvariant(f"notification {n.id}: stream id {n.originator_id!r} is not a UUID")
         yield n.originator_id
 
 
@@ -102,7 +104,8 @@ def run_eod(
             due: dict[str, Loan | None] = {}  # the loans that have something due, as just read
             closed_later = 0
             for loan_uuid, loan in app.get_loans_by_uuid(batch).items():  # one query for the batch
-                assert loan is not None, f"end-of-day candidate {loan_uuid} has no events"
+                if loan is None:
+                    raise BrokenInvariant(f"end-of-day candidate {loan_uuid} has no events")
                 closed = closed_through(loan)
                 closed_later += closed is not None and day < closed
                 wanted = eod_commands(loan, day, app.settings.write_off_dpd)

@@ -6,7 +6,7 @@ and adds what the deployment decides (cost cap, allocation order).
 
 from __future__ import annotations
 
-from domain.errors import IllegalTransition
+from domain.errors import BrokenInvariant, IllegalTransition
 from domain.loan import Loan
 from domain.terms import Terms
 from ledger import commands as c
@@ -35,8 +35,13 @@ def handle(loan: Loan | None, cmd: c._Command, settings: Settings) -> Loan:
         terms = None
         if cmd.decision == "approved":
             # the model's validator guarantees an approval carries every term
-            assert cmd.principal and cmd.term_days and cmd.daily_rate is not None and cmd.fee is not None
-            assert cmd.penalty_daily_rate is not None
+            if (
+                not (cmd.principal and cmd.term_days)
+                or cmd.daily_rate is None
+                or cmd.fee is None
+                or cmd.penalty_daily_rate is None
+            ):
+                raise BrokenInvariant(f"loan {cmd.loan_id}: an approval reached the handler without all its terms")
             terms = Terms(
                 principal=cmd.principal,
                 term_days=cmd.term_days,

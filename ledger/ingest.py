@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO, TypeVar
 
-from domain.errors import InvalidCommand
+from domain.errors import BrokenInvariant, InvalidCommand
 from ledger.app import INVALID_COMMAND, REJECTED, Ledger, Outcome
 from ledger.commands import MAX_LINE_BYTES, _Command, loan_id_of, parse_command
 
@@ -89,9 +89,7 @@ def append_lines(app: Ledger, lines: Iterable[str | bytes]) -> Iterator[LineOutc
 def numbered_batches(lines: Iterable[_L], size: int) -> Iterator[list[tuple[int, _L]]]:
     """The non-blank lines with their line numbers, ``size`` lines a batch.
 
-    A batch is counted in lines of the file, valid or not, so where one ends depends on the file
-    alone: ``ledger append --workers N`` cuts the same batches without parsing a line, and each
-    part appends its share of each batch as one batch, with the same answers (ledger/append_parts.py).
+    A batch is counted in lines of the file, valid or not, so where one ends depends on the file alone.
     """
     batch: list[tuple[int, _L]] = []
     for line_no, line in enumerate(lines, start=1):
@@ -125,6 +123,7 @@ def append_numbered(app: Ledger, batches: Iterable[Sequence[tuple[int, _Line]]])
         if parsed:
             for (i, _), outcome in zip(parsed, app.append([cmd for _, cmd in parsed]), strict=True):
                 answers[i] = LineOutcome(batch[i][0], outcome)
-        for answer in answers:
-            assert answer is not None
+        for line_no, answer in zip((n for n, _ in batch), answers, strict=True):
+            if answer is None:
+                raise BrokenInvariant(f"line {line_no} was given no answer")
             yield answer

@@ -1,4 +1,4 @@
-"""What every job split into processes by loan needs (append, eod and projections rebuild with --workers).
+"""What every job split into processes by loan needs (eod and projections rebuild with --workers).
 
 Kept in one place because each caller must get all of it right: a pool set up by hand
 without the one-task limit left a killed rebuild's processes waiting forever.

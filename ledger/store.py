@@ -29,7 +29,7 @@ from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteTransaction
 from eventsourcing.utils import TopicError
 from psycopg.sql import SQL, Identifier
 
-from domain.errors import UnreadableEvent
+from domain.errors import BrokenInvariant, UnreadableEvent
 from ledger import tokens
 
 # AUDIT (issue 13): the hash chain, append-only triggers and verify's reads are mixed in
@@ -212,7 +212,7 @@ class LedgerPostgresRecorder(ChainedPostgres, PostgresApplicationRecorder):
         ]
         # One statement with five arrays: the library's composite-array insert is text-encoded and
         # costs as much again in escaping and parsing. %b sends them binary: as text, psycopg quotes
-        # every bytea element in Python (client CPU per command measured 69.7 -> 63.5 µs).
+        # every bytea element in Python (measured: docs/decisions.md, "Figures out of the code").
         self._insert_unnest = SQL(
             "INSERT INTO {}.{} (originator_id, originator_version, topic, state, chain_hash) "  # AUDIT: chain_hash
             "SELECT * FROM unnest(%b::{}[], %b::bigint[], %b::text[], %b::bytea[], %b::text[]) "
@@ -257,7 +257,8 @@ class LedgerPostgresRecorder(ChainedPostgres, PostgresApplicationRecorder):
         commit, and retry a "pipeline aborted" ten times over 2 s. Connection loss is retried by the
         ledger (ledger.retry), with a deadline, not here.
         """
-        assert not self.datastore.enable_db_functions, "the database-function path skips _insert_events"
+        if self.datastore.enable_db_functions:
+            raise BrokenInvariant("the database-function path skips _insert_events: it must stay off")
         with self.datastore.get_connection() as conn, conn.transaction():
             with conn.cursor() as curs:
                 self._insert_events(curs, stored_events, **kwargs)

@@ -60,7 +60,7 @@ _LOAN_NAMESPACE = LOAN_NAMESPACE.bytes
 
 
 @dataclass
-class Report:
+class VerifyReport:
     events: int = 0
     streams: int = 0
     problems: list[dict[str, Any]] = field(default_factory=list)
@@ -156,7 +156,7 @@ class _Stream:
     unplaced: list[tuple[Any, Any]]  # (version as stored, notification id) of rows whose version is no count
 
 
-def _streams(recorder: LedgerRecorder, page: int, report: Report) -> Iterator[_Stream]:
+def _streams(recorder: LedgerRecorder, page: int, report: VerifyReport) -> Iterator[_Stream]:
     """Each stream's rows in version order, streams in id order, read a page at a time. A row whose
     stream id is no UUID belongs to no stream: it is named here and skipped."""
     current: Any = object()
@@ -200,8 +200,8 @@ def verify(
     *,
     page: int = PAGE,
     progress: Callable[[int], None] | None = None,
-) -> Report:
-    report = Report()
+) -> VerifyReport:
+    report = VerifyReport()
     heads = iter(checkpoint["heads"] if checkpoint else ())
     head = next(heads, None)
     unnamed: list[dict[str, Any]] = []  # problems of streams whose created event is gone
@@ -332,7 +332,12 @@ def _log_rows(recorder: LedgerRecorder, page: int) -> Iterator[tuple[Any, ...]]:
 
 
 def _check_log(
-    recorder: LedgerRecorder, report: Report, head: int | None, page: int, unnamed: list[dict[str, Any]], named: _Named
+    recorder: LedgerRecorder,
+    report: VerifyReport,
+    head: int | None,
+    page: int,
+    unnamed: list[dict[str, Any]],
+    named: _Named,
 ) -> _Log:
     log = _Log(LogDigest() if head is not None else None, [0] * KEY_BUCKETS, [0] * KEY_BUCKETS)
     before: datetime | None = None
@@ -378,7 +383,7 @@ def _check_log(
 
 
 def _add_for_stream(
-    report: Report,
+    report: VerifyReport,
     unnamed: list[dict[str, Any]],
     oid: UUID,
     version: int | None,
@@ -425,7 +430,7 @@ class _Named:
 
 
 def _check_keys(
-    recorder: LedgerRecorder, report: Report, log: _Log, page: int, unnamed: list[dict[str, Any]], named: _Named
+    recorder: LedgerRecorder, report: VerifyReport, log: _Log, page: int, unnamed: list[dict[str, Any]], named: _Named
 ) -> None:
     """Every event's key has its record and every record its event, as multisets of (key, stream)."""
     sums, counts = [0] * KEY_BUCKETS, [0] * KEY_BUCKETS

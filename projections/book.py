@@ -19,7 +19,7 @@ from uuid import UUID
 
 from eventsourcing.domain import OriginatorVersionError
 
-from domain.errors import DamagedStream
+from domain.errors import BrokenInvariant, DamagedStream
 from domain.journal import FAR_FUTURE, journal_lines
 from domain.loan import Loan
 from ledger.app import damage_named, loan_event
@@ -158,16 +158,19 @@ def _load(app: EventLog, db: ViewDb, first_versions: dict[UUID, int]) -> dict[UU
             before = loans.get(uuid)
             with damage_named(before.loan_id if before else partial(_loan_id, db, uuid)):
                 after = loan_event(app.mapper.to_domain_event(stored)).mutate(before)
-            assert after is not None  # a loan's events never discard it
+            if after is None:  # a loan's events never discard it
+                raise BrokenInvariant(f"stream {uuid}: version {stored.originator_version} discarded its loan")
             loans[uuid] = after
-    assert loans.keys() == first_versions.keys(), "a page's events continue loans the store does not have"
+    if loans.keys() != first_versions.keys():
+        raise BrokenInvariant("a page's events continue loans the store does not have")
     loan_ids = [loan.loan_id for loan in loans.values()]
     with db.transaction(commit=False) as c:
         facts = loans_view.read_facts(c, loan_ids)  # proj_loans before proj_journal, as every reader locks them
         lines = journal_view.read_open_lines(c, loan_ids)
     states = {}
     for uuid, loan in loans.items():
-        assert loan.loan_id in facts, f"loan {loan.loan_id} has events before this page but no row in proj_loans"
+        if loan.loan_id not in facts:
+            raise BrokenInvariant(f"loan {loan.loan_id} has events before this page but no row in proj_loans")
         states[uuid] = LoanState(loan, lines[loan.loan_id], *facts[loan.loan_id])
     return states
 

@@ -15,6 +15,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
+from domain.errors import BrokenInvariant
 from domain.journal import JournalLine
 from projections.db import Cursor
 
@@ -44,7 +45,8 @@ OpenLines = dict[tuple[str, str, date, Decimal, date | None, int, int], int]
 
 def micros(moment: datetime) -> int:
     """A recorded time as integer microseconds since the epoch: exact, and the same on both engines."""
-    assert moment.tzinfo is not None, moment
+    if moment.tzinfo is None:
+        raise BrokenInvariant(f"recorded time {moment} has no time zone")
     delta = moment - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
@@ -52,7 +54,8 @@ def micros(moment: datetime) -> int:
 def to_fen(amount: Decimal) -> int:
     hundredfold = amount * 100
     fen = int(hundredfold)
-    assert fen == hundredfold, amount  # whole fen, or the journal would not be exact
+    if fen != hundredfold:  # whole fen, or the journal would not be exact
+        raise BrokenInvariant(f"{amount} is not a whole number of fen")
     return fen
 
 
@@ -98,7 +101,8 @@ class JournalChanges:
                     at_us,
                     None,
                 ]
-        assert place < LINE_ID_SPAN, (loan_id, place)
+        if place >= LINE_ID_SPAN:
+            raise BrokenInvariant(f"loan {loan_id}: journal line {place} passes the span of {LINE_ID_SPAN} a loan")
 
     def write(self, c: Cursor) -> None:
         rows = list(self.opened.values())
@@ -123,7 +127,8 @@ class JournalChanges:
             )
             closed = c.curs.rowcount if self.closed else 0
         # Every close must meet exactly one open row; anything else means a view out of step with its log.
-        assert not self.closed or closed == len(self.closed), (closed, len(self.closed))
+        if self.closed and closed != len(self.closed):
+            raise BrokenInvariant(f"{len(self.closed)} journal lines to close met {closed} open rows")
 
 
 def read_open_lines(c: Cursor, loan_ids: Sequence[str]) -> dict[str, OpenLines]:

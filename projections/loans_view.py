@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
+from domain.errors import BrokenInvariant
 from domain.loan import SHANGHAI, Loan
 from projections.db import Cursor
 from projections.journal_view import OpenLines, to_fen
@@ -55,7 +56,8 @@ class LoanState:
 
 def loan_row(uuid: UUID, state: LoanState) -> tuple[Any, ...]:
     loan = state.loan
-    assert loan is not None
+    if loan is None:
+        raise BrokenInvariant(f"stream {uuid}: a row for no loan")
     funded = due = None
     if loan.terms is not None and loan.funded_on is not None:
         funded = loan.funded_on.toordinal()

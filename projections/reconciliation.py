@@ -26,7 +26,7 @@ from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 
 from domain.bank_settlements import BankSettlements
-from domain.errors import InvalidAmount
+from domain.errors import BrokenInvariant, InvalidAmount
 from domain.loan import SHANGHAI, Loan
 from domain.money import ZERO, fmt, parse_amount
 from domain.reconciliation import BankReconciliations
@@ -270,7 +270,8 @@ def history(app: Ledger, bank: str | None = None) -> list[dict[str, Any]]:
     runs: list[dict[str, Any]] = []
     for n in app.notifications(BankReconciliations.Ran):
         e = app.mapper.to_domain_event(n)
-        assert isinstance(e, BankReconciliations.Ran)  # the only topic selected
+        if not isinstance(e, BankReconciliations.Ran):  # the only topic selected
+            raise BrokenInvariant(f"notification {n.id}: {type(e).__name__} where a reconciliation run was selected")
         opened: BankReconciliations = app.repository.get(e.originator_id, version=1)
         stream_bank = opened.bank
         if bank is None or stream_bank == bank:

@@ -59,7 +59,7 @@ _caches: weakref.WeakKeyDictionary[Any, dict[str, book.LoanCache]] = (
 )  # app -> {name: LoanCache}
 
 
-class Part(Protocol):
+class LogShare(Protocol):
     """The share of the log one process of a rebuild in parts applies (partitions.Partition)."""
 
     @property
@@ -148,7 +148,8 @@ def catch_up(
 
     ``progress`` is told how far each page moved the position, in notification ids.
     """
-    assert page_size > 0
+    if page_size <= 0:
+        raise ValueError(f"page_size must be positive, not {page_size}")
     done = [0]
 
     def resume() -> int:
@@ -169,7 +170,7 @@ def _catch_up(
     db: ViewDb | None = None,
     track: str | None = None,
     loans: book.LoanCache | None = None,
-    part: Part | None = None,
+    part: LogShare | None = None,
 ) -> int:
     """The live views by default; a rebuild passes its own tables (db), tracking row and cache,
     and a rebuild in parts the part of the log this process applies (see partitions.py)."""
@@ -270,7 +271,8 @@ def rebuild(
     them up from there as usual. The rows are the same: a loan's rows depend on its own events
     and their notification ids only.
     """
-    assert workers >= 1
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, not {workers}")
     live = views(app)
     shadow = ViewDb(app.recorder.datastore, schema.REBUILD_SUFFIX)
     track = name + schema.REBUILD_SUFFIX

@@ -34,6 +34,7 @@ from typing import Any
 from uuid import UUID
 
 from domain.delinquency import DEFAULT_WRITE_OFF_DPD
+from domain.errors import BrokenInvariant
 from domain.loan import INHOUSE, SHANGHAI, loan_uuid
 from domain.money import FEN, ZERO, fmt
 from domain.position import Movement, position_as_of
@@ -109,7 +110,8 @@ class Simulator:
         bad_lines: bool = False,
         cost_cap: Decimal = DEFAULT_COST_CAP,
     ):
-        assert 2 <= banks <= len(BANKS)
+        if not 2 <= banks <= len(BANKS):
+            raise ValueError(f"banks must be from 2 to {len(BANKS)}, not {banks}")
         self.rng = Random(seed)
         self.seed = seed
         self.loans_wanted = loans
@@ -308,12 +310,14 @@ class _Life:
         self.due = date.min  # the due date, once collections begin
 
     def owed(self, on: date) -> Decimal:
-        assert self.loan.funded_on is not None
+        if self.loan.funded_on is None:
+            raise BrokenInvariant(f"simulated loan {self.loan.loan_id} is owed nothing before it is funded")
         return position_as_of(self.terms, self.loan.funded_on, self.movements, on, self.loan.written_off_from).total
 
     def live(self) -> None:
         rng, loan = self.rng, self.loan
-        assert loan.funded_on is not None and loan.due_date is not None
+        if loan.funded_on is None or loan.due_date is None:
+            raise BrokenInvariant(f"simulated loan {loan.loan_id} lives before it is funded")
         due = loan.due_date
         if not loan.bad:
             style = rng.choices(("early", "on_time", "late", "parts"), (0.25, 0.55, 0.12, 0.08))[0]

@@ -54,14 +54,16 @@ def ledger(store_url) -> Ledger:
 
 
 @pytest.fixture(params=STORES)
-def new_store(request, tmp_path_factory, pg_server):
-    """A factory of empty stores of one kind: for hypothesis, whose examples share fixtures."""
+def new_store(request, tmp_path_factory):
+    """A factory of empty stores of one kind: for hypothesis, whose examples share fixtures.
+    The PostgreSQL server is asked for only by the PostgreSQL case: a SQLite run never starts it."""
+    server = request.getfixturevalue("pg_server") if request.param == "postgres" else None
 
     def make() -> str:
         n = next(_db_numbers)
-        if request.param == "sqlite":
+        if server is None:
             return f"sqlite:///{tmp_path_factory.mktemp('store')}/ledger{n}.db"
-        return pg_server.create_database(f"t{os.getpid()}_{n}")
+        return server.create_database(f"t{os.getpid()}_{n}")
 
     return make
 

@@ -36,6 +36,13 @@ FEATURES = (
 LATER = datetime(2100, 1, 1, tzinfo=UTC)
 
 
+def a_moment_after(moment: datetime) -> datetime:
+    """The clock's first reading later than ``moment``: waits for the clock to move, not a fixed time."""
+    while (now := datetime.now(UTC)) <= moment:
+        time.sleep(0.001)
+    return now
+
+
 def add(app, *dicts):
     outcomes = app.append([command_from_dict(d) for d in dicts])
     assert {o.status for o in outcomes} <= {"appended", "duplicate"}, outcomes
@@ -137,10 +144,9 @@ def test_events_recorded_after_the_cut_never_change_what_is_exported_as_known_th
     sim = Simulator(seed, 120, START, days=30)
     run_simulation(app, sim, until=START + timedelta(days=cut_days))  # the log as it stood at the cut
     head_at_cut = app.recorder.max_notification_id()
-    time.sleep(0.01)
-    cut = datetime.now(UTC)
+    cut = a_moment_after(datetime.now(UTC))  # later than every event recorded so far
     before = list(rows(app, date(2026, 9, 1), cut))
-    time.sleep(0.01)
+    a_moment_after(cut)  # and every event recorded from here on is later than the cut
     run_simulation(app, Simulator(seed, 120, START, days=30))  # the rest of the stream, recorded after the cut
     assert app.recorder.max_notification_id() > head_at_cut
     after_cut = list(rows(app, date(2026, 9, 1), cut))
@@ -226,9 +232,8 @@ def test_rows_are_those_of_replaying_every_loan_through_the_aggregate(ledger):
     must still be what replaying each loan through the aggregate gives, for any as-of and known-at."""
     sim = Simulator(2024, 300, START, days=45)
     run_simulation(ledger, sim, until=START + timedelta(days=25))
-    time.sleep(0.01)
-    cut = datetime.now(UTC)
-    time.sleep(0.01)
+    cut = a_moment_after(datetime.now(UTC))  # later than every event recorded so far
+    a_moment_after(cut)  # and every event recorded from here on is later than the cut
     run_simulation(ledger, Simulator(2024, 300, START, days=45))  # the rest, recorded after the cut
     everything = list(dataset_replay.rows(ledger, date(2026, 12, 31), LATER))
     assert sum(r["label_matured"] for r in everything) > 100
