@@ -96,6 +96,9 @@ def serve(
         access_log=False,  # api.app logs one JSON line per request instead
         log_level="info",
         timeout_graceful_shutdown=30,
+        # uvicorn kills a worker that does not answer its ping within this; its default (5 s) killed every
+        # worker still importing the application on a loaded machine, for good (seen under CI load)
+        timeout_worker_healthcheck=60,
     )
 
 
