@@ -43,12 +43,13 @@ def test_spark_rows_equal_the_single_machine_export_column_by_column(spark, ledg
     events = tmp_path / "events"
     sim = Simulator(2024, 300, START, days=45)
     run_simulation(ledger, sim, until=START + timedelta(days=25))
+    head = ledger.recorder.max_notification_id()  # the log's end at the first export (settlements' events too)
     assert invoke("events", "export", "--format", "parquet", "--out", str(events), "--db", store_url)[0] == 0
     exported = ds.dataset(events, format="parquet", partitioning="hive").to_table()
     cut = max(exported["recorded_at"].to_pylist()).isoformat()  # as known at the end of the first run
     run_simulation(ledger, Simulator(2024, 300, START, days=45))  # the rest, recorded after the cut
     code, second = invoke("events", "export", "--format", "parquet", "--out", str(events), "--db", store_url)
-    assert code == 0 and second["events"] > 0 and second["after_id"] == exported.num_rows
+    assert code == 0 and second["events"] > 0 and second["after_id"] == head
 
     answers = {}
     for as_of, known_at in (("2026-02-10", cut), ("2026-12-31", LATER)):
