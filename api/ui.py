@@ -223,8 +223,8 @@ def _dates(request: Request, caller: Caller) -> tuple[date, datetime | None] | H
     return day, moment
 
 
-@router.get("/ui/", response_class=HTMLResponse)
-async def book(request: Request) -> Response:
+async def _page(request: Request) -> tuple[Caller, date, datetime | None] | Response:
+    """A page's caller, ``as_of`` and ``known_at``; else the login redirect or the error page to answer."""
     try:
         caller = await _caller(request)
     except _LoginNeeded:
@@ -232,7 +232,15 @@ async def book(request: Request) -> Response:
     dates = _dates(request, caller)
     if isinstance(dates, HTMLResponse):
         return dates
-    day, moment = dates
+    return caller, *dates
+
+
+@router.get("/ui/", response_class=HTMLResponse)
+async def book(request: Request) -> Response:
+    page = await _page(request)
+    if isinstance(page, Response):
+        return page
+    caller, day, moment = page
     by = _form_value(request, "by") or "bank"
     if by not in BOOK_GROUPINGS:
         return _error(request, caller, 422, f"by: {by[:64]!r} is not one of {', '.join(BOOK_GROUPINGS)}")
@@ -276,14 +284,10 @@ async def book(request: Request) -> Response:
 
 @router.get("/ui/loans", response_class=HTMLResponse)
 async def loans(request: Request) -> Response:
-    try:
-        caller = await _caller(request)
-    except _LoginNeeded:
-        return _to_login()
-    dates = _dates(request, caller)
-    if isinstance(dates, HTMLResponse):
-        return dates
-    day, _ = dates
+    page = await _page(request)
+    if isinstance(page, Response):
+        return page
+    caller, day, _ = page
     search = _form_value(request, "q")
     cursor = _form_value(request, "cursor")
     if search is not None and len(search) > MAX_SEARCH:
@@ -320,14 +324,10 @@ async def loans(request: Request) -> Response:
 
 @router.get("/ui/loans/{loan_id}", response_class=HTMLResponse)
 async def loan(request: Request, loan_id: str) -> Response:
-    try:
-        caller = await _caller(request)
-    except _LoginNeeded:
-        return _to_login()
-    dates = _dates(request, caller)
-    if isinstance(dates, HTMLResponse):
-        return dates
-    day, moment = dates
+    page = await _page(request)
+    if isinstance(page, Response):
+        return page
+    caller, day, moment = page
     known = f" known at {moment.isoformat()}" if moment else ""
     if len(loan_id) > MAX_SEARCH:
         return _error(request, caller, 404, f"no loan {loan_id[:MAX_SEARCH]}{known}")
