@@ -17,6 +17,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from domain.errors import DamagedStream
+from eventstore.retry import StoreUnavailable
 from ledger.app import (
     CONTENTION,
     DAMAGED_STREAM,
@@ -26,7 +27,6 @@ from ledger.app import (
     RULE_VIOLATION,
     Outcome,
 )
-from ledger.retry import StoreUnavailable
 from projections.jsonable import to_jsonable
 from projections.runner import ProjectionFailed
 

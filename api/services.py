@@ -15,9 +15,9 @@ from anyio import to_thread
 from fastapi import Request
 
 from api.writer import WriteLane
+from eventstore.retry import retrying
 from ledger.app import Ledger
 from ledger.config import Settings
-from ledger.retry import retrying
 from projections import runner
 
 READ_THREADS = 8  # blocking store calls at once for reads and token checks: under the connection pool's size

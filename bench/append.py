@@ -109,7 +109,7 @@ def run_ledger(url: str, path: str, chained: bool, queue) -> None:
     app = Ledger(Settings(db_url=url, batch_size=BATCH))
     if not chained:
         # the baseline without the audit chain, in this child only: no previous-hash reads, no hashes
-        from ledger import audit_store
+        from eventstore import audit_store
 
         audit_store._hashes_in_order = lambda events, previous: [None] * len(events)
         app.recorder._previous_hashes = lambda cursor, events: None

@@ -2,7 +2,7 @@
 
 Personal data never enters an event (events cannot be edited); it lives in its
 own table, so erasing it is a delete there, and then making sure the store's
-files keep no copy of the deleted bytes (ledger/audit_store.py). The command
+files keep no copy of the deleted bytes (eventstore/audit_store.py). The command
 says "erased" only once that is checked; otherwise it exits 1 naming what holds
 the bytes and what to run to finish.
 """

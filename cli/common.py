@@ -19,10 +19,10 @@ from urllib.parse import unquote, urlsplit
 import click
 
 from domain.errors import LedgerError
+from eventstore.retry import CONNECTION_ERRORS, StoreUnavailable, retrying
 from ledger.app import Ledger
 from ledger.commands import parse_date, parse_timestamp
 from ledger.config import ConfigError, Settings, redact, settings_from_env, sqlite_path
-from ledger.retry import CONNECTION_ERRORS, StoreUnavailable, retrying
 from projections.jsonable import to_jsonable
 
 EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2

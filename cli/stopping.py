@@ -19,8 +19,8 @@ from typing import Any, BinaryIO, TypeVar
 
 import click
 
+from eventstore.retry import StoreUnavailable
 from ledger.ingest import UnreadableInput
-from ledger.retry import StoreUnavailable
 
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + the signal's number, as shells report it
 

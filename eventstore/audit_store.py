@@ -1,12 +1,12 @@
 """The audit side of the store: append-only triggers, the hash chain, reads for ``verify``.
 
-Mixed into the recorders in ledger/store.py (kept here so that file stays about
+Mixed into the recorders in eventstore/store.py (kept here so that file stays about
 connections and the ledger's own tables). Everything is created by
 ``_create_table``, which runs whenever a Ledger opens a store (``ledger init``
 included), so existing stores gain it; every statement is idempotent.
 
 - Each event row carries its chain hash in a ``chain_hash`` column (see
-  ledger/audit.py for the hash), written by the event's own INSERT. A side table
+  eventstore/audit.py for the hash), written by the event's own INSERT. A side table
   with a row per event costs a second row and index entry per event (measured:
   docs/decisions.md, "Figures out of the code"); a column costs the hashing only. The
   previous hashes of a batch's streams are read in one query inside the events'
@@ -36,8 +36,8 @@ from eventsourcing.persistence import StoredEvent
 from psycopg.sql import SQL, Identifier, Literal
 
 from domain.errors import BrokenInvariant
-from ledger.audit import chain_batch
-from ledger.commit_time import ClockPostgres, ClockSQLite
+from eventstore.audit import chain_batch
+from eventstore.commit_time import ClockPostgres, ClockSQLite
 
 APPEND_ONLY = ("ledger_idempotency", "ledger_erasures")
 BACKFILL_PAGE = 5000

@@ -30,12 +30,12 @@ from eventsourcing.utils import TopicError
 from psycopg.sql import SQL, Identifier
 
 from domain.errors import BrokenInvariant, UnreadableEvent
-from ledger import tokens
+from eventstore import token_table
 
 # AUDIT (issue 13): the hash chain, append-only triggers and verify's reads are mixed in
-# from ledger/audit_store.py; they must come first in the bases to wrap _insert_events.
+# from eventstore/audit_store.py; they must come first in the bases to wrap _insert_events.
 # The PostgreSQL event INSERT below carries the chain_hash column (marked AUDIT).
-from ledger.audit_store import ChainedPostgres, ChainedSQLite
+from eventstore.audit_store import ChainedPostgres, ChainedSQLite
 
 # "OFFSET 0" keeps a LATERAL subquery from being flattened into a join, so PostgreSQL probes the
 # primary key once per id (a nested loop) whatever its statistics say about the table's size.
@@ -107,12 +107,12 @@ class LedgerSQLiteRecorder(ChainedSQLite, SQLiteApplicationRecorder):
             " key TEXT PRIMARY KEY, loan_id TEXT NOT NULL,"
             " content_hash TEXT NOT NULL, command TEXT NOT NULL)",
             "CREATE TABLE IF NOT EXISTS ledger_borrowers ( borrower_id TEXT PRIMARY KEY, data TEXT NOT NULL)",
-            tokens.SQLITE_CREATE_TABLE,
+            token_table.SQLITE_CREATE_TABLE,
         ]
 
     def _create_table(self, c: Any) -> None:
         super()._create_table(c)
-        tokens.upgrade_sqlite(c)  # an older store's token table gains the party and expiry columns
+        token_table.upgrade_sqlite(c)  # an older store's token table gains the party and expiry columns
 
     def _insert_events(self, c: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
         returning: Sequence[int] | None = super()._insert_events(c, stored_events, **kwargs)
@@ -208,7 +208,7 @@ class LedgerPostgresRecorder(ChainedPostgres, PostgresApplicationRecorder):
             SQL(
                 "CREATE TABLE IF NOT EXISTS {}.ledger_borrowers ( borrower_id text PRIMARY KEY, data jsonb NOT NULL)"
             ).format(schema),
-            *tokens.postgres_create_table(self._schema),
+            *token_table.postgres_create_table(self._schema),
         ]
         # One statement with five arrays: the library's composite-array insert is text-encoded and
         # costs as much again in escaping and parsing. %b sends them binary: as text, psycopg quotes
@@ -255,7 +255,7 @@ class LedgerPostgresRecorder(ChainedPostgres, PostgresApplicationRecorder):
         or loan versions first) is raised by its statement, and the pool turns it into the
         IntegrityError that Ledger.append's fallback handles; the library would keep it aside,
         commit, and retry a "pipeline aborted" ten times over 2 s. Connection loss is retried by the
-        ledger (ledger.retry), with a deadline, not here.
+        ledger (eventstore.retry), with a deadline, not here.
         """
         if self.datastore.enable_db_functions:
             raise BrokenInvariant("the database-function path skips _insert_events: it must stay off")

@@ -45,12 +45,12 @@ from domain.errors import (
     UnreadableEvent,
 )
 from domain.loan import Loan, loan_uuid
-from ledger.audit_store import stream_id
+from eventstore.audit_store import stream_id
+from eventstore.retry import retrying
+from eventstore.store import DateAsISO, KeyRecord, LedgerRecorder, LoanMapper
 from ledger.commands import Applied, _Command
 from ledger.config import Settings, store_env
 from ledger.handlers import handle
-from ledger.retry import retrying
-from ledger.store import DateAsISO, KeyRecord, LedgerRecorder, LoanMapper
 
 APPENDED, DUPLICATE, REJECTED = "appended", "duplicate", "rejected"
 

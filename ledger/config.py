@@ -253,7 +253,7 @@ def store_env(url: str) -> dict[str, str]:
             "PERSISTENCE_MODULE": "eventsourcing.sqlite",
             "SQLITE_DBNAME": path,
             "SQLITE_LOCK_TIMEOUT": "30",
-            "APPLICATION_RECORDER_TOPIC": "ledger.store:LedgerSQLiteRecorder",
+            "APPLICATION_RECORDER_TOPIC": "eventstore.store:LedgerSQLiteRecorder",
         }
     if parts.scheme in ("postgresql", "postgres"):
         dbname = unquote(parts.path.lstrip("/"))
@@ -273,7 +273,7 @@ def store_env(url: str) -> dict[str, str]:
             "POSTGRES_POOL_SIZE": "4",
             "POSTGRES_LOCK_TIMEOUT": "30",
             "POSTGRES_CONNECT_TIMEOUT": str(CONNECT_TIMEOUT_SECONDS),
-            "APPLICATION_RECORDER_TOPIC": "ledger.store:LedgerPostgresRecorder",
+            "APPLICATION_RECORDER_TOPIC": "eventstore.store:LedgerPostgresRecorder",
         }
     raise ConfigError(
         f"unsupported store URL {redact(url)!r}: use sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DBNAME"

@@ -15,9 +15,9 @@ from uuid import UUID
 
 from domain.errors import BrokenInvariant
 from domain.loan import SHANGHAI, Loan
+from eventstore.retry import retrying
 from ledger.app import Ledger, Outcome, chunks
 from ledger.commands import _Command, command_from_dict
-from ledger.retry import retrying
 
 
 @dataclass

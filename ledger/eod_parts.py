@@ -102,8 +102,8 @@ def merged(day: date, reports: list[EodReport], order: Iterable[UUID]) -> EodRep
 
 def _part(settings: Settings, day: date, share: bytes, part: EodPart) -> EodReport:
     """One part, in its own process: the one-process end of day over its share."""
+    from eventstore.retry import retrying
     from ledger.app import Ledger
-    from ledger.retry import retrying
 
     part.still_wanted(_stop)
     app = retrying(settings.retry_seconds, "opening the store", lambda: Ledger(settings))

@@ -27,11 +27,11 @@ from domain.errors import LedgerError
 from domain.loan import SHANGHAI, Loan
 from domain.money import ZERO, fmt
 from domain.settlement import remittance_due
+from eventstore.retry import retrying
+from eventstore.store import KeyRecord
 from ledger.app import APPENDED, Ledger, Outcome, chunks
 from ledger.commands import Remitted
 from ledger.eod import check_closable, funded_loan_ids
-from ledger.retry import retrying
-from ledger.store import KeyRecord
 
 STATEMENT_COLUMNS = ("bank", "value_date", "loan_id", "kind", "amount")
 

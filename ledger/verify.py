@@ -1,9 +1,9 @@
-"""``ledger verify`` and ``ledger checkpoint``: read the store in pages and apply ledger/audit.py.
+"""``ledger verify`` and ``ledger checkpoint``: read the store in pages and apply eventstore/audit.py.
 
 verify makes three passes, each a page at a time, so memory stays flat however long the log:
 
 1. the events in (stream, version) order, one stream at a time: each stream's chain
-   (ledger/audit.py ``check_stream``) and, with a checkpoint, each stream's head then against
+   (eventstore/audit.py ``check_stream``) and, with a checkpoint, each stream's head then against
    the stream now (a removed tail shows there);
 2. the log in notification order: recorded times never go backwards (the store stamps them at
    commit, in this order), every state is readable, and, with a checkpoint, the log digest up to
@@ -31,7 +31,7 @@ from uuid import UUID
 
 from domain.loan import LOAN_NAMESPACE
 from domain.reconciliation import BankReconciliations
-from ledger.audit import (
+from eventstore.audit import (
     EDITED,
     INSERTED,
     MISDATED,
@@ -47,7 +47,7 @@ from ledger.audit import (
 )
 
 if TYPE_CHECKING:
-    from ledger.store import LedgerRecorder
+    from eventstore.store import LedgerRecorder
 
 PAGE = 5000
 CHECKPOINT_FORMAT = "loan-ledger checkpoint v1"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from ledger.sql import StoreSql
+from eventstore.sql import StoreSql
 
 KEEP = 100  # runs kept: the web view shows the latest; the rest is history enough for a glance
 

@@ -14,7 +14,7 @@ from typing import Any
 from eventsourcing.persistence import StoredEvent
 
 from domain.loan import loan_uuid
-from ledger.audit import loan_id_of
+from eventstore.audit import loan_id_of
 from projections.loan_view import EVENT_TYPES
 
 PAGE = 2000

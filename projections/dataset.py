@@ -43,8 +43,8 @@ from domain.money import ZERO
 from domain.outcomes import EVER_DPD, EVER_WINDOW_DAYS, FPD_DAYS, loss, past_due_after
 from domain.position import Movement, Position, position_as_of
 from domain.terms import Terms, annualised_cost_rate
+from eventstore.audit_store import stream_id
 from ledger.app import Ledger
-from ledger.audit_store import stream_id
 from projections import runner
 
 MATURE_AFTER_DAYS = EVER_WINDOW_DAYS  # the 60-day labels' window has closed by due + 60

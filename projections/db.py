@@ -3,7 +3,7 @@
 Views live beside the events, reached through the store's own datastore (its
 pool, its settings), so that a page's view rows and its tracking position
 commit in one transaction of the same database: that is the whole of
-exactly-once. The SQL itself is the store's (ledger/sql.py): ``?`` placeholders,
+exactly-once. The SQL itself is the store's (eventstore/sql.py): ``?`` placeholders,
 tuples back, on both engines; a ViewDb adds the views' names (a rebuild's
 ``_next`` tables), streaming and the schema.
 """
@@ -17,7 +17,7 @@ from typing import Any
 from eventsourcing.persistence import OperationalError
 from psycopg.rows import tuple_row
 
-from ledger.sql import Cursor, Row, StoreSql, plain
+from eventstore.sql import Cursor, Row, StoreSql, plain
 from projections import schema
 
 __all__ = ["STREAM_ROWS", "Cursor", "Row", "ViewDb"]

@@ -102,8 +102,8 @@ def _positions(db: ViewDb, tracks: list[str]) -> list[int]:
 
 def _part(settings: Any, name: str, page_size: int, part: Partition) -> tuple[int, tuple[int, str, str] | None]:
     """One part, in its own process: (events applied, (notification id, loan, error) if it stopped on one)."""
+    from eventstore.retry import retrying
     from ledger.app import Ledger
-    from ledger.retry import retrying
 
     app = Ledger(settings)
     try:

@@ -18,7 +18,7 @@ Gaps in notification ids are safe to step over, and reading "ids after my
 position" never skips a committed event:
 - PostgreSQL: every insert into the events table first takes
   ``LOCK TABLE ... IN EXCLUSIVE MODE`` (the library's recorder and ours, see
-  ledger/store.py), so a transaction draws its ids from the sequence and commits
+  eventstore/store.py), so a transaction draws its ids from the sequence and commits
   before the next writer draws any. Ids become visible in increasing order; a
   gap is a transaction that drew ids and rolled back, and a sequence never
   hands those ids out again, so the gap can never fill in behind a reader.
@@ -42,7 +42,7 @@ import psycopg
 
 from domain.errors import LedgerError
 from domain.loan import Loan
-from ledger.retry import CONNECTION_ERRORS, retrying
+from eventstore.retry import CONNECTION_ERRORS, retrying
 from projections import book, collector, schema
 from projections.db import _SCHEMA_LOCK, ViewDb
 from projections.source import EventLog
@@ -318,7 +318,7 @@ def _swap(live: ViewDb, name: str, track: str) -> None:
     with live.transaction() as c:
         if live.postgres:
             # Wait for no reader longer than the deadlock check (1 s) would: a reader holding one view
-            # while it asks for the other must win, and this swap is retried (ledger.retry).
+            # while it asks for the other must win, and this swap is retried (eventstore.retry).
             c.execute("SET LOCAL lock_timeout = '500ms'")
             c.execute("SELECT pg_advisory_xact_lock(?)", (_SCHEMA_LOCK,))
             # Tracking rows before tables, in the order runners take them.

@@ -9,8 +9,8 @@ from uuid import UUID
 from eventsourcing.persistence import Mapper
 
 if TYPE_CHECKING:
+    from eventstore.store import LedgerRecorder
     from ledger.config import Settings
-    from ledger.store import LedgerRecorder
 
 
 class EventLog(Protocol):

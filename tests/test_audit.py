@@ -23,8 +23,8 @@ from support.tamper import EVENTS, kind, raw, triggers_off
 
 from cli.main import cli
 from domain.loan import loan_uuid
+from eventstore.audit import GENESIS, chain_hash, encode_event
 from ledger.app import Ledger
-from ledger.audit import GENESIS, chain_hash, encode_event
 from ledger.commands import command_from_dict
 from ledger.config import Settings
 

@@ -16,8 +16,8 @@ from test_audit import book, oid, problems, q, run, verify
 
 from cli.main import cli
 from domain.loan import loan_uuid
+from eventstore.audit import chain_hash
 from ledger.app import Ledger
-from ledger.audit import chain_hash
 from ledger.commands import command_from_dict
 from ledger.config import Settings
 

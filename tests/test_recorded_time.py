@@ -12,7 +12,7 @@ from support.commands import applied, approved, domain_example, funded, repaid
 from support.tamper import raw
 
 from domain.loan import loan_uuid
-from ledger import commit_time
+from eventstore import commit_time
 from ledger.app import Ledger
 from ledger.commands import command_from_dict
 from ledger.config import Settings

@@ -17,8 +17,8 @@ from eventsourcing.persistence import InfrastructureFactory
 from eventsourcing.tests.persistence import ApplicationRecorderTestCase, NonInterleavingNotificationIDsBaseCase
 from eventsourcing.utils import Environment
 
+from eventstore.store import LedgerPostgresRecorder, LedgerSQLiteRecorder
 from ledger.config import store_env
-from ledger.store import LedgerPostgresRecorder, LedgerSQLiteRecorder
 
 _numbers = itertools.count()
 

@@ -128,7 +128,7 @@ def test_only_what_waiting_can_cure_is_retried(tmp_path):
 
     from eventsourcing.persistence import OperationalError
 
-    from ledger.retry import StoreUnavailable, retrying
+    from eventstore.retry import StoreUnavailable, retrying
 
     calls = []
 
