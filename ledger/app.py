@@ -20,15 +20,14 @@ import random
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
-from eventsourcing.domain import DomainEventProtocol, OriginatorVersionError
 from eventsourcing.persistence import IntegrityError, JSONTranscoder, Mapper, Notification, Recording
 from eventsourcing.utils import Environment, EnvType, get_topic
 
@@ -42,12 +41,12 @@ from domain.errors import (
     InvalidCommand,
     LedgerError,
     RuleViolation,
-    UnreadableEvent,
 )
 from domain.loan import Loan, loan_uuid
 from eventstore.audit_store import stream_id
 from eventstore.retry import retrying
 from eventstore.store import DateAsISO, KeyRecord, LedgerRecorder, LoanMapper
+from eventstore.streams import damage_named, loan_event
 from ledger.commands import Applied, _Command
 from ledger.config import Settings, store_env
 from ledger.handlers import handle
@@ -448,21 +447,6 @@ def _in_command_order(staged: list[_Staged]) -> list[Loan.Event]:
     return [e for _, e in tagged]
 
 
-@contextmanager
-def damage_named(loan: str | Callable[[], str]) -> Iterator[None]:
-    """The library's version error says which version, never which loan: an operator needs both.
-
-    ``loan`` may be a function, called only when a stream is damaged: finding a name can cost a
-    query, which must not be paid for every healthy loan (a rebuild of 1M loans paid it 1M times).
-    """
-    try:
-        yield
-    except OriginatorVersionError as e:
-        raise DamagedStream(loan if isinstance(loan, str) else loan(), *e.args) from None
-    except UnreadableEvent as e:
-        raise UnreadableEvent(loan if isinstance(loan, str) else loan(), e.version, e.why) from None
-
-
 def _version(loan: Loan | None) -> int | None:
     return None if loan is None else loan.version
 
@@ -472,13 +456,6 @@ def _repeat(cmd: _Command, stored_hash: str, stored_loan_id: str) -> Outcome:
         return Outcome(DUPLICATE, cmd.loan_id)
     error = IdempotencyConflict(cmd.idempotency_key, stored_loan_id)
     return Outcome(REJECTED, cmd.loan_id, str(error), *reason_of(error))
-
-
-def loan_event(e: DomainEventProtocol[UUID]) -> Loan.Event:
-    """A loan's stream holds only the Loan's own events; the library's reads type them as the bare protocol."""
-    if not isinstance(e, Loan.Event):
-        raise BrokenInvariant(f"{type(e).__name__} in a loan's stream")
-    return e
 
 
 _T = TypeVar("_T")

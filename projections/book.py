@@ -23,7 +23,7 @@ from domain.errors import BrokenInvariant, DamagedStream
 from domain.journal import FAR_FUTURE, journal_lines
 from domain.loan import Loan
 from eventstore.audit_store import stream_id
-from ledger.app import damage_named, loan_event
+from eventstore.streams import damage_named, loan_event
 from projections import collector, custody_view, journal_view, loans_view
 from projections.db import Cursor, ViewDb
 from projections.journal_view import JournalChanges, micros
