@@ -20,9 +20,10 @@ import click
 
 from domain.errors import LedgerError
 from eventstore.retry import CONNECTION_ERRORS, StoreUnavailable, retrying
+from eventstore.urls import sqlite_path
 from ledger.app import Ledger
 from ledger.commands import parse_date, parse_timestamp
-from ledger.config import ConfigError, Settings, redact, settings_from_env, sqlite_path
+from ledger.config import ConfigError, Settings, redact, settings_from_env
 from projections.jsonable import to_jsonable
 
 EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2

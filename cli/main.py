@@ -25,12 +25,12 @@ from cli.common import (
 from cli.render import event_line, loan_lines
 from cli.stopping import Interrupted, report_stop, stop_at_batch_boundary
 from domain.delinquency import BUCKETS
+from eventstore.parts import PartCrashed
 from eventstore.retry import StoreUnavailable
 from ledger.app import Outcome
 from ledger.config import redact
 from ledger.eod import run_eod
 from ledger.ingest import UnreadableInput, append_lines, read_lines
-from ledger.parts import PartCrashed
 from projections.balances import STATES, open_loan_uuids
 from projections.lists import BadCursor, loan_page
 from projections.loan_view import show_loan, today_in_shanghai

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from domain.errors import LedgerError
-from ledger.config import sqlite_path
+from eventstore.urls import sqlite_path
 
 # spawn, not fork: a fork would share the parent's open connections with the parts
 SPAWN = multiprocessing.get_context("spawn")

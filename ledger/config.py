@@ -17,6 +17,7 @@ from domain.delinquency import DEFAULT_WRITE_OFF_DPD
 from domain.money import DEFAULT_MAX_AMOUNT, InvalidAmount, parse_amount
 from domain.settlement import BankTerms
 from domain.terms import COMPONENTS, DEFAULT_ALLOCATION_ORDER, DEFAULT_COST_CAP, CostCaps
+from eventstore.urls import sqlite_path
 
 DEFAULT_DB_URL = "sqlite:///ledger.db"
 # Seconds to wait for a PostgreSQL connection: a wrong password or an unreachable host should
@@ -232,14 +233,6 @@ def redact(url: str) -> str:
     user = parts.username or ""
     host = parts.netloc.rpartition("@")[2]
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
-
-
-def sqlite_path(url: str) -> str | None:
-    """The file a ``sqlite:///PATH`` URL names (None for another kind of store)."""
-    parts = urlsplit(url)
-    if parts.scheme != "sqlite":
-        return None
-    return unquote(parts.path[1:] if parts.path.startswith("/") else parts.path)
 
 
 def store_env(url: str) -> dict[str, str]:

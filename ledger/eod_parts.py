@@ -24,9 +24,9 @@ from typing import Any
 from uuid import UUID
 
 from domain.loan import loan_uuid
+from eventstore.parts import SPAWN, Part, PartCrashed, refuse_in_memory, spawn_pool
 from ledger.config import Settings
 from ledger.eod import EodReport, run_eod
-from ledger.parts import SPAWN, Part, PartCrashed, refuse_in_memory, spawn_pool
 
 
 @dataclass(frozen=True)

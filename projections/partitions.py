@@ -25,7 +25,7 @@ from concurrent.futures import FIRST_EXCEPTION, wait
 from dataclasses import dataclass
 from typing import Any
 
-from ledger.parts import Part, refuse_in_memory, spawn_pool
+from eventstore.parts import Part, refuse_in_memory, spawn_pool
 from projections import book, runner, schema
 from projections.db import ViewDb
 from projections.source import EventLog

@@ -19,12 +19,12 @@ from test_races import cli as ledger_process
 
 from cli.main import cli
 from domain.loan import Loan, loan_uuid
+from eventstore.parts import Abandoned
 from ledger import eod_parts
 from ledger.app import Ledger
 from ledger.commands import command_from_dict
 from ledger.config import Settings
 from ledger.eod import EodReport
-from ledger.parts import Abandoned
 from projections import runner
 from simulator.platform import Simulator
 from simulator.run import run_simulation

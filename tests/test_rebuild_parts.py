@@ -16,10 +16,10 @@ from test_races import cli
 from test_rebuild_readers import reading, rebuilding
 
 from domain.errors import LedgerError
+from eventstore.parts import Abandoned
 from ledger.app import Ledger
 from ledger.commands import command_from_dict
 from ledger.config import Settings
-from ledger.parts import Abandoned
 from projections import partitions, runner
 
 
