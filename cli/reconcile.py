@@ -13,8 +13,9 @@ import click
 
 from cli.common import EXIT_PROBLEM, echo_json, open_ledger, parse_day, store_options
 from domain.money import fmt
+from ledger.reconciliation_runs import record_run
 from projections.jsonable import to_jsonable
-from projections.reconciliation import TYPES, Report, history, record
+from projections.reconciliation import TYPES, Report, history
 from projections.reconciliation import reconcile as run_reconcile
 
 
@@ -91,7 +92,7 @@ def reconcile(
             _write_out(out, report)
         except OSError as e:
             raise click.UsageError(f"cannot write --out {out}: {e.strerror}") from None
-    record(app, report)
+    record_run(app, bank, report.run_record())
     for line in lines:
         click.echo(line)
     if not report.clean:

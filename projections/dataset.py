@@ -44,8 +44,8 @@ from domain.outcomes import EVER_DPD, EVER_WINDOW_DAYS, FPD_DAYS, loss, past_due
 from domain.position import Movement, Position, position_as_of
 from domain.terms import Terms, annualised_cost_rate
 from eventstore.audit_store import stream_id
-from ledger.app import Ledger
 from projections import runner
+from projections.source import EventLog
 
 MATURE_AFTER_DAYS = EVER_WINDOW_DAYS  # the 60-day labels' window has closed by due + 60
 FPD_MATURE_AFTER_DAYS = FPD_DAYS  # first-payment default (and repaid on time) are known by due + 7
@@ -162,7 +162,7 @@ COLUMNS = (
 )
 
 
-def rows(app: Ledger, as_of: date, known_at: datetime) -> Iterator[dict[str, Any]]:
+def rows(app: EventLog, as_of: date, known_at: datetime) -> Iterator[dict[str, Any]]:
     """The dataset's rows, streamed borrower by borrower (ordered by borrower, then place in the log)."""
     runner.catch_up(app)  # the projection lists every borrower's loans
     db = runner.views(app)

@@ -23,7 +23,7 @@ import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, wait
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from eventstore.parts import Part, refuse_in_memory, spawn_pool
 from projections import book, runner, schema
@@ -66,9 +66,12 @@ def fill(
     tracks = [part_track(track, i, workers) for i in range(workers)]
     with shadow.transaction() as c:
         c.executemany("INSERT INTO proj_tracking (name, position) VALUES (?, 0)", [(t,) for t in tracks])
+    # each part opens the store again in its own process, with the class of the log it was given
+    # (ledger.app.Ledger from the CLI and the API), sent by name: projections/ never imports it
+    opener = cast("Callable[[Any], EventLog]", type(app))
     with spawn_pool(workers) as pool:
         futures = [
-            pool.submit(_part, app.settings, name, page_size, Partition(i, workers, os.getpid(), head))
+            pool.submit(_part, opener, app.settings, name, page_size, Partition(i, workers, os.getpid(), head))
             for i in range(workers)
         ]
         reported = 0
@@ -100,12 +103,13 @@ def _positions(db: ViewDb, tracks: list[str]) -> list[int]:
     return [position for (position,) in rows] or [0]
 
 
-def _part(settings: Any, name: str, page_size: int, part: Partition) -> tuple[int, tuple[int, str, str] | None]:
+def _part(
+    opener: Callable[[Any], EventLog], settings: Any, name: str, page_size: int, part: Partition
+) -> tuple[int, tuple[int, str, str] | None]:
     """One part, in its own process: (events applied, (notification id, loan, error) if it stopped on one)."""
     from eventstore.retry import retrying
-    from ledger.app import Ledger
 
-    app = Ledger(settings)
+    app = opener(settings)
     try:
         shadow = ViewDb(app.recorder.datastore, schema.REBUILD_SUFFIX)
         track = part_track(name + schema.REBUILD_SUFFIX, part.index, part.count)

@@ -22,15 +22,12 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError
-from eventsourcing.persistence import IntegrityError
-
 from domain.bank_settlements import BankSettlements
 from domain.errors import BrokenInvariant, InvalidAmount
 from domain.loan import SHANGHAI, Loan
 from domain.money import ZERO, fmt, parse_amount
 from domain.reconciliation import BankReconciliations
-from ledger.app import Ledger
+from projections.source import EventLog
 
 COLUMNS = ("bank_ref", "loan_id", "type", "amount", "value_date")
 # a remittance: the platform's transfer to the bank for a settled bank-day (ledger settle), by its
@@ -79,6 +76,21 @@ class Report:
 
         return net(self.bank_totals) - net(self.ledger_totals)
 
+    def run_record(self) -> dict[str, Any]:
+        """What the write side records of this run (ledger.reconciliation_runs.record_run): the
+        comparison is the read side's, recording it is a command of the ledger's."""
+        return {
+            "file_name": self.file_name,
+            "file_sha256": self.file_sha256,
+            "date_from": self.date_from,
+            "date_to": self.date_to,
+            "rows": self.rows,
+            "matched": self.matched,
+            "breaks": dict(Counter(b["kind"] for b in self.breaks)),
+            "malformed": len(self.malformed),
+            "net_difference": fmt(self.net_difference),
+        }
+
 
 @dataclass
 class LedgerSide:
@@ -108,7 +120,7 @@ class LedgerSide:
             yield from extra
 
 
-def ledger_movements(app: Ledger, bank: str) -> LedgerSide:
+def ledger_movements(app: EventLog, bank: str) -> LedgerSide:
     """Every money movement the ledger holds for the bank, by bank_ref."""
     loan_ids: dict[UUID, str] = {}  # loan uuid -> loan_id (only Applied carries it)
     funded_by: dict[UUID, tuple[str, str]] = {}  # loan uuid -> (loan_id, bank)
@@ -192,7 +204,7 @@ def read_bank_file(path: Path) -> Iterator[tuple[int, Movement | str]]:
 
 
 def reconcile(
-    app: Ledger,
+    app: EventLog,
     path: Path,
     bank: str,
     date_from: date | None = None,
@@ -240,33 +252,7 @@ def reconcile(
     return report
 
 
-def record(app: Ledger, report: Report) -> None:
-    """Append the run to the bank's reconciliation stream (retrying if another run got there first)."""
-    for _ in range(app.settings.max_retries):
-        try:
-            stream: BankReconciliations = app.repository.get(BankReconciliations.create_id(report.bank))
-        except AggregateNotFoundError:  # the bank's first run; anything else is a fault, not a new stream
-            stream = BankReconciliations(bank=report.bank)
-        stream.record_run(
-            file_name=report.file_name,
-            file_sha256=report.file_sha256,
-            date_from=report.date_from,
-            date_to=report.date_to,
-            rows=report.rows,
-            matched=report.matched,
-            breaks=dict(Counter(b["kind"] for b in report.breaks)),
-            malformed=len(report.malformed),
-            net_difference=fmt(report.net_difference),
-        )
-        try:
-            app.save(stream)
-            return
-        except IntegrityError:
-            continue
-    raise RuntimeError(f"could not record the reconciliation run for {report.bank}: concurrent runs")
-
-
-def history(app: Ledger, bank: str | None = None) -> list[dict[str, Any]]:
+def history(app: EventLog, bank: str | None = None) -> list[dict[str, Any]]:
     runs: list[dict[str, Any]] = []
     for n in app.notifications(BankReconciliations.Ran):
         e = app.mapper.to_domain_event(n)

@@ -1,19 +1,70 @@
-"""What the read side needs from the store, and nothing more: the log, the way to decode it, and
-the deployment's settings. ``ledger.app.Ledger`` provides it; a projection never needs to append."""
+"""The read side's port to the store: the log, a stream's events, the way to decode them, and the
+views' own database, and nothing that writes. A projection never appends, erases or records.
+
+The CLI and the API pass the concrete ``ledger.app.Ledger``, which meets it; projections/ imports
+nothing of ledger/ (tests/test_house.py checks). Every member is read-only (a property), so the
+write side's wider recorder and settings still meet the narrower types here.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol
 from uuid import UUID
 
-from eventsourcing.persistence import Mapper
+from eventsourcing.persistence import Mapper, Notification, StoredEvent
 
-if TYPE_CHECKING:
-    from eventstore.store import LedgerRecorder
-    from ledger.config import Settings
+
+class LogReader(Protocol):
+    """The reads of the store's recorder a projection uses: the log in order, some streams whole."""
+
+    @property
+    def datastore(self) -> Any: ...  # the views' database: the same store, its own tables
+
+    def max_notification_id(self) -> int | None: ...
+
+    def select_notifications(
+        self, start: int | None, limit: int, stop: int | None = None, topics: Sequence[str] = ()
+    ) -> Sequence[Notification]: ...
+
+    def select_events_of(self, originator_ids: Sequence[UUID]) -> list[StoredEvent]: ...
+
+    def notifications_of(self, originator_ids: Sequence[UUID]) -> list[Notification]: ...
+
+
+class StreamReader(Protocol):
+    """One stream rebuilt, as at a version (the first event of a bank's reconciliation stream)."""
+
+    def get(self, aggregate_id: UUID, *, version: int | None = None) -> Any: ...
+
+
+class ReadSettings(Protocol):
+    """What a reader needs of the deployment's settings: where the store is, how long to ride out a
+    lost connection, how often to retry a lost race."""
+
+    @property
+    def db_url(self) -> str: ...
+
+    @property
+    def retry_seconds(self) -> float: ...
+
+    @property
+    def max_retries(self) -> int: ...
 
 
 class EventLog(Protocol):
-    recorder: LedgerRecorder  # notifications in order, a batch of streams, and the views' own database
-    mapper: Mapper[UUID]  # stored events to domain events
-    settings: Settings  # how long to ride through a lost connection
+    @property
+    def recorder(self) -> LogReader: ...
+
+    @property
+    def mapper(self) -> Mapper[UUID]: ...  # stored events to domain events
+
+    @property
+    def settings(self) -> ReadSettings: ...
+
+    @property
+    def repository(self) -> StreamReader: ...
+
+    def notifications(self, *event_classes: type, page: int = 5000) -> Iterator[Notification]: ...
+
+    def close(self) -> None: ...  # (a rebuild's part closes the log it opened)

@@ -103,13 +103,12 @@ def test_append_runs_in_one_process_and_refuses_workers(tmp_path):
 
 
 # Which top-level folders each may import (README, "Where things live"). The event store sits below
-# both sides. projections/ still reads through ledger/ (its Ledger and event helpers) until the
-# read-only port is in (issue 25, item 1, second part: then not ledger).
+# both sides; projections/ reads through its port (projections/source.py), never through ledger/.
 MAY_IMPORT = {
     "domain": set(),
     "eventstore": {"domain"},
     "ledger": {"domain", "eventstore"},
-    "projections": {"domain", "eventstore", "ledger"},
+    "projections": {"domain", "eventstore"},
     "simulator": {"domain", "eventstore", "ledger"},
     "api": {"domain", "eventstore", "ledger", "projections"},
     "cli": {"domain", "eventstore", "ledger", "projections", "api", "simulator"},
@@ -132,3 +131,23 @@ def test_each_folder_imports_only_the_layers_below_it():
                     if top in MAY_IMPORT and top != package and top not in allowed:
                         wrong.append(f"{path.relative_to(ROOT)}:{node.lineno} imports {name}")
     assert wrong == []
+
+
+def test_the_read_sides_port_offers_no_way_to_write():
+    """A projection gets the log through projections.source.EventLog: reads only. The write side's
+    recorder (insert events, erase a borrower) and the ledger's save are not on it."""
+    from projections.source import EventLog, LogReader, ReadSettings, StreamReader
+
+    def members(protocol: type) -> set[str]:
+        return {name for name in vars(protocol) if not name.startswith("_")}
+
+    assert members(LogReader) == {
+        "datastore",
+        "max_notification_id",
+        "select_notifications",
+        "select_events_of",
+        "notifications_of",
+    }
+    assert members(StreamReader) == {"get"}
+    assert members(ReadSettings) == {"db_url", "retry_seconds", "max_retries"}
+    assert members(EventLog) == {"recorder", "mapper", "settings", "repository", "notifications", "close"}

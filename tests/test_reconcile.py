@@ -257,19 +257,20 @@ def test_a_run_that_fails_is_not_recorded(store_url, tmp_path):
 
 
 def test_a_fault_reading_the_run_stream_is_not_taken_for_a_first_run(store_url, tmp_path, monkeypatch):
-    from projections.reconciliation import reconcile, record
+    from ledger.reconciliation_runs import record_run
+    from projections.reconciliation import reconcile
 
     hand_built(store_url, LEDGERS["disbursement"])
     app = Ledger(Settings(db_url=store_url))
     report = reconcile(app, write(tmp_path / "bank.csv", [DISBURSEMENT_ROW]), "BANKA")
-    record(app, report)
+    record_run(app, "BANKA", report.run_record())
 
     def unreadable(*_, **__):
         raise OSError("the store went away")
 
     monkeypatch.setattr(app.repository, "get", unreadable)
     with pytest.raises(OSError, match="the store went away"):
-        record(app, report)
+        record_run(app, "BANKA", report.run_record())
     app.close()
 
 
