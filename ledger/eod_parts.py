@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
 from uuid import UUID
 
 from domain.loan import loan_uuid
-from eventstore.parts import SPAWN, Part, PartCrashed, refuse_in_memory, spawn_pool
+from eventstore.parts import Part, run_parts
 from ledger.config import Settings
 from ledger.eod import EodReport, run_eod
 
@@ -32,14 +30,6 @@ from ledger.eod import EodReport, run_eod
 @dataclass(frozen=True)
 class EodPart(Part):
     job = "the end of day"
-
-
-_stop: Any = None  # in a part: the event its end of day sets when interrupted
-
-
-def _remember(stop: Any) -> None:
-    global _stop
-    _stop = stop
 
 
 def shares(candidates: Iterable[UUID], count: int) -> tuple[bytes, list[bytes]]:
@@ -58,30 +48,10 @@ def _uuids(share: bytes) -> Iterator[UUID]:
 
 def run_eod_in_parts(settings: Settings, day: date, candidates: Iterable[UUID], workers: int) -> EodReport:
     """``run_eod`` over ``candidates`` in ``workers`` processes: the same events and the same report."""
-    refuse_in_memory(settings.db_url, "an end of day in parts")
     whole, parts = shares(candidates, workers)
-    stop = SPAWN.Event()
-    with spawn_pool(workers, initializer=_remember, initargs=(stop,)) as pool:
-        futures = [
-            pool.submit(_part, settings, day, share, EodPart(i, workers, os.getpid())) for i, share in enumerate(parts)
-        ]
-        answers: list[EodReport | BaseException] = []
-        try:
-            for i, future in enumerate(futures):  # each waited for: no part is left writing behind our back
-                try:
-                    answers.append(future.result())
-                except BrokenProcessPool:
-                    answers.append(PartCrashed(f"eod {day}: part {i + 1} of {workers} stopped without an answer"))
-                except Exception as e:  # noqa: BLE001 (the first part's error is raised once all have stopped)
-                    answers.append(e)
-        except BaseException:
-            # interrupted (Ctrl-C): the parts stop after their batch in flight, which leaving the pool waits for
-            stop.set()
-            raise
-    for answer in answers:
-        if isinstance(answer, BaseException):
-            raise answer
-    return merged(day, [a for a in answers if isinstance(a, EodReport)], _uuids(whole))
+    tasks = [(_part, (settings, day, share, EodPart(i, workers, os.getpid()))) for i, share in enumerate(parts)]
+    reports = run_parts(f"the end of day {day} in parts", settings.db_url, tasks)
+    return merged(day, reports, _uuids(whole))
 
 
 def merged(day: date, reports: list[EodReport], order: Iterable[UUID]) -> EodReport:
@@ -105,10 +75,10 @@ def _part(settings: Settings, day: date, share: bytes, part: EodPart) -> EodRepo
     from eventstore.retry import retrying
     from ledger.app import Ledger
 
-    part.still_wanted(_stop)
+    part.still_wanted()
     app = retrying(settings.retry_seconds, "opening the store", lambda: Ledger(settings))
     try:
         # checked after each batch is committed: a part stops at a batch boundary, as one process would be killed
-        return run_eod(app, day, candidates=_uuids(share), progress=lambda _: part.still_wanted(_stop))
+        return run_eod(app, day, candidates=_uuids(share), progress=lambda _: part.still_wanted())
     finally:
         app.close()

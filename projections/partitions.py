@@ -21,11 +21,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_EXCEPTION, wait
 from dataclasses import dataclass
 from typing import Any, cast
 
-from eventstore.parts import Part, refuse_in_memory, spawn_pool
+from eventstore.parts import Part, refuse_in_memory, run_parts
 from projections import book, runner, schema
 from projections.db import ViewDb
 from projections.source import EventLog
@@ -61,7 +60,8 @@ def fill(
     Returns the events applied. Raises the projection's failure if a part met an event it
     cannot apply (recorded, as one process would).
     """
-    refuse_in_memory(app.settings.db_url, "a rebuild in parts")
+    job = f"a rebuild of {name} in parts"
+    refuse_in_memory(app.settings.db_url, job)  # before the new tables are touched (run_parts checks again)
     head = app.recorder.max_notification_id() or 0
     tracks = [part_track(track, i, workers) for i in range(workers)]
     with shadow.transaction() as c:
@@ -69,32 +69,29 @@ def fill(
     # each part opens the store again in its own process, with the class of the log it was given
     # (ledger.app.Ledger from the CLI and the API), sent by name: projections/ never imports it
     opener = cast("Callable[[Any], EventLog]", type(app))
-    with spawn_pool(workers) as pool:
-        futures = [
-            pool.submit(_part, opener, app.settings, name, page_size, Partition(i, workers, os.getpid(), head))
-            for i in range(workers)
-        ]
-        reported = 0
-        while True:
-            finished, running = wait(futures, timeout=PROGRESS_SECONDS, return_when=FIRST_EXCEPTION)
-            if progress:
-                at = min(_positions(shadow, tracks))
-                if at > reported:
-                    progress(at - reported)
-                    reported = at
-            if not running or any(f.exception() for f in finished):
-                break
-        results = [f.result() for f in futures]  # a part that crashed raises its error here
+    tasks = [
+        (_part, (opener, app.settings, name, page_size, Partition(i, workers, os.getpid(), head)))
+        for i in range(workers)
+    ]
+    reported = [0]
+
+    def watch() -> None:
+        at = min(_positions(shadow, tracks))
+        if progress and at > reported[0]:  # (asked for only with a progress bar)
+            progress(at - reported[0])
+            reported[0] = at
+
+    results = run_parts(job, app.settings.db_url, tasks, watch if progress else None, PROGRESS_SECONDS)
     failures = sorted(failure for _, failure in results if failure is not None)
     if failures:
         failure = runner.ProjectionFailed(name, *failures[0])
-        runner._set_failure(shadow, name, failure)
+        runner.set_failure(shadow, name, failure)
         raise failure
     with shadow.transaction() as c:
         c.execute("UPDATE proj_tracking SET position = ? WHERE name = ?", (head, track))
         c.executemany("DELETE FROM proj_tracking WHERE name = ?", [(t,) for t in tracks])
-    if progress and head > reported:
-        progress(head - reported)
+    if progress and head > reported[0]:
+        progress(head - reported[0])
     return sum(done for done, _ in results)
 
 
@@ -117,7 +114,7 @@ def _part(
 
         def resume() -> int:
             loans.clear()
-            return runner._catch_up(
+            return runner.apply_log(
                 app, name, page_size * part.count, None, done, db=shadow, track=track, loans=loans, part=part
             )
 

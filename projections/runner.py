@@ -133,7 +133,7 @@ def _failure(db: ViewDb, name: str) -> str | None:
     return rows[0][0] if rows else None
 
 
-def _set_failure(db: ViewDb, name: str, failure: ProjectionFailed | None) -> None:
+def set_failure(db: ViewDb, name: str, failure: ProjectionFailed | None) -> None:
     with db.transaction() as c:
         c.execute("DELETE FROM proj_meta WHERE key = ?", (f"failed:{name}",))
         if failure is not None:
@@ -156,12 +156,12 @@ def catch_up(
         # After a lost connection: start again from the committed position, with no cached state
         # (a page whose commit was lost with the connection may or may not have been written).
         cache(app, name).clear()
-        return _catch_up(app, name, page_size, progress, done)
+        return apply_log(app, name, page_size, progress, done)
 
     return retrying(app.settings.retry_seconds, f"projection {name}", resume)
 
 
-def _catch_up(
+def apply_log(
     app: EventLog,
     name: str,
     page_size: int,
@@ -207,7 +207,7 @@ def _catch_up(
                 continue
             failure = ProjectionFailed(name, notes[0].id, _loan_of(app, db, notes[0]), _one_line(e))
             if part is None:  # a part's failure is recorded by the rebuild that started it: the first one wins
-                _set_failure(db, name, failure)
+                set_failure(db, name, failure)
             raise failure from e
         loans.put(page.states)
         size = page_size
@@ -216,7 +216,7 @@ def _catch_up(
             progress(new_at - at)
         at = new_at
     if failed_before:
-        _set_failure(db, name, None)  # it got past the event that stopped it (fixed code, or a rebuild)
+        set_failure(db, name, None)  # it got past the event that stopped it (fixed code, or a rebuild)
     return done[0]
 
 
@@ -287,7 +287,7 @@ def rebuild(
 
         def resume() -> int:
             loans.clear()
-            return _catch_up(app, name, page_size, progress, done, db=shadow, track=track, loans=loans)
+            return apply_log(app, name, page_size, progress, done, db=shadow, track=track, loans=loans)
 
         retrying(seconds, f"rebuilding projection {name}", resume)
         retrying(seconds, f"swapping in the rebuilt {name}", lambda: _swap(live, name, track))

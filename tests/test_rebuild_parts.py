@@ -74,7 +74,7 @@ def test_a_part_that_cannot_apply_an_event_stops_the_rebuild_and_records_it(stor
 
     with pytest.raises(runner.ProjectionFailed) as alone:
         runner.rebuild(app)
-    runner._set_failure(runner.views(app), "book", None)
+    runner.set_failure(runner.views(app), "book", None)
     with pytest.raises(runner.ProjectionFailed) as in_parts:
         runner.rebuild(app, workers=2)
     assert str(in_parts.value) == str(alone.value)
