@@ -6,8 +6,18 @@ import sys
 
 import click
 
-from cli.common import EXIT_PROBLEM, echo_json, open_ledger, parse_day, parse_moment, store_options, workers_option
+from cli.common import (
+    EXIT_PROBLEM,
+    Unavailable,
+    echo_json,
+    open_ledger,
+    parse_day,
+    parse_moment,
+    store_options,
+    workers_option,
+)
 from domain.money import fmt
+from eventstore.parts import PartCrashed
 from projections import runner
 from projections.balances import (
     AMOUNTS,
@@ -131,7 +141,10 @@ def projections_rebuild(name: str | None, page_size: int, workers: int, db_url: 
     for projection in [name] if name else sorted(runner.PROJECTIONS):
         head = app.recorder.max_notification_id() or 0
         with click.progressbar(length=head, label=f"rebuilding {projection}", file=sys.stderr, hidden=as_json) as bar:
-            n = runner.rebuild(app, projection, page_size=page_size, progress=bar.update, workers=workers)
+            try:
+                n = runner.rebuild(app, projection, page_size=page_size, progress=bar.update, workers=workers)
+            except PartCrashed as e:  # the live views are untouched; the next rebuild drops the new tables
+                raise Unavailable(f"{e}; the live views are unchanged, and running the command again is safe") from None
         echo_json({"name": projection, "events": n}) if as_json else click.echo(
             f"{projection}: rebuilt from {n} events"
         )
