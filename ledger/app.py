@@ -43,6 +43,7 @@ from domain.errors import (
     RuleViolation,
 )
 from domain.loan import Loan, loan_uuid
+from eventstore import library
 from eventstore.audit_store import stream_id
 from eventstore.retry import retrying
 from eventstore.store import DateAsISO, KeyRecord, LedgerRecorder, LoanMapper
@@ -332,13 +333,9 @@ class Ledger(Application[UUID]):
         return self._commit(processing_event, **kwargs)
 
     def _commit(self, processing_event: ProcessingEvent[UUID], **kwargs: Any) -> list[Recording[UUID]]:
-        """The library's save from its collected events on: one transaction, in the events' order."""
-        processing_event.saved_kwargs.update(kwargs)
-        recordings = self._record(processing_event)
-        self._take_snapshots(processing_event)
-        self._notify(recordings)
-        self.notify(processing_event.events)  # deprecated, but the library still calls it
-        return recordings
+        """The library's save from its collected events on (through eventstore/library.py, where
+        every use of the library's internals is listed and pinned)."""
+        return library.commit(self, processing_event, **kwargs)
 
     # ---- reading ----------------------------------------------------------------
     def get_loan(self, loan_id: str, known_at: datetime | None = None) -> Loan | None:
