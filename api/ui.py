@@ -38,9 +38,9 @@ from api.errors import ApiError
 from api.services import Services, services
 from domain.errors import DamagedStream
 from domain.money import fmt
+from eventstore.verify_runs import last_verify_run
 from ledger.eod import funded_loan_ids
 from ledger.tokens import Token, authenticate, authenticate_digest, token_digest
-from ledger.verify_runs import last_verify_run
 from projections import book as book_projection
 from projections import runner
 from projections.audit_trail import export_rows

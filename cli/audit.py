@@ -21,9 +21,9 @@ import psycopg
 from eventsourcing.persistence import PersistenceError
 
 from cli.common import EXIT_PROBLEM, echo_json, open_ledger, parse_moment, printable, store_options
+from eventstore.verify_runs import record_verify_run
 from ledger.verify import BadCheckpoint, check_checkpoint, make_checkpoint
 from ledger.verify import verify as verify_store
-from ledger.verify_runs import record_verify_run
 from projections.audit_trail import COLUMNS, export_rows
 from projections.jsonable import to_jsonable
 
