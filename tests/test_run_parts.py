@@ -33,3 +33,21 @@ def test_a_job_is_not_split_over_a_store_other_processes_cannot_open_nor_into_to
         run_parts("a job", "sqlite:///:memory:", [(part_tasks.answer, ("a",))])
     with pytest.raises(ValueError, match=r"a job: 65 parts \(1 to 64\)"):
         run_parts("a job", f"sqlite:///{tmp_path}/l.db", [(part_tasks.answer, ("a",))] * 65)
+
+
+def test_a_rebuild_whose_part_died_is_one_line_and_exit_2_not_a_traceback(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from cli.main import cli
+    from projections import runner
+
+    def part_died(*_, **__):
+        raise PartCrashed("a rebuild of book in parts: part 2 of 2 stopped without an answer")
+
+    url = f"sqlite:///{tmp_path}/l.db"
+    assert CliRunner().invoke(cli, ["init", "--db", url]).exit_code == 0
+    monkeypatch.setattr(runner, "rebuild", part_died)
+    result = CliRunner().invoke(cli, ["projections", "rebuild", "book", "--workers", "2", "--db", url])
+    assert result.exit_code == 2, result.output
+    assert "part 2 of 2 stopped without an answer; the live views are unchanged" in result.output
+    assert "Traceback" not in result.output and not isinstance(result.exception, PartCrashed)
