@@ -16,6 +16,7 @@ from eventsourcing.persistence import StoredEvent
 from domain.loan import loan_uuid
 from eventstore.audit import loan_id_of
 from projections.loan_view import EVENT_TYPES
+from projections.source import EventLog
 
 PAGE = 2000
 COLUMNS = (
@@ -37,7 +38,10 @@ _VALUE_DATES = ("value_date", "as_of")  # overdue marks carry the day they were 
 
 
 def export_rows(
-    app: Any, loan_id: str | None = None, recorded_from: datetime | None = None, recorded_to: datetime | None = None
+    app: EventLog,
+    loan_id: str | None = None,
+    recorded_from: datetime | None = None,
+    recorded_to: datetime | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Rows recorded in [recorded_from, recorded_to), of one loan or all, in recording order."""
     names: dict[Any, str] = {}
@@ -48,7 +52,7 @@ def export_rows(
         for nid, stream, version, topic, state, hash_hex, previous in page:
             if version == 1:
                 names[stream] = loan_id_of(state) or stream.hex
-            event = app.mapper.to_domain_event(StoredEvent(stream, version, topic, state))
+            event: Any = app.mapper.to_domain_event(StoredEvent(stream, version, topic, state))
             recorded = event.timestamp.astimezone(UTC)
             if (recorded_from and recorded < recorded_from) or (recorded_to and recorded >= recorded_to):
                 continue

@@ -10,6 +10,7 @@ from domain.loan import SHANGHAI, Loan
 from domain.money import ZERO, fmt
 from domain.position import cost_cap_of
 from domain.terms import annualised_cost_rate
+from projections.source import EventLog
 
 EVENT_TYPES = {
     "Applied": "applied",
@@ -115,7 +116,7 @@ def loan_view(loan: Loan, events: list[Loan.Event], as_of: date, known_at: datet
 
 
 def show_loan(
-    app: Any,
+    app: EventLog,
     loan_id: str,
     as_of: date,
     known_at: datetime | None,

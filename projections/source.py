@@ -9,10 +9,14 @@ write side's wider recorder and settings still meet the narrower types here.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
 
 from eventsourcing.persistence import Mapper, Notification, StoredEvent
+
+from domain.loan import Loan
+from eventstore.audit_store import ExportRow
 
 
 class LogReader(Protocol):
@@ -30,6 +34,8 @@ class LogReader(Protocol):
     def select_events_of(self, originator_ids: Sequence[UUID]) -> list[StoredEvent]: ...
 
     def notifications_of(self, originator_ids: Sequence[UUID]) -> list[Notification]: ...
+
+    def audit_export_page(self, after_nid: int, limit: int, originator_id: UUID | None) -> list[ExportRow]: ...
 
 
 class StreamReader(Protocol):
@@ -66,5 +72,9 @@ class EventLog(Protocol):
     def repository(self) -> StreamReader: ...
 
     def notifications(self, *event_classes: type, page: int = 5000) -> Iterator[Notification]: ...
+
+    def loan_with_events(
+        self, loan_id: str, known_at: datetime | None = None
+    ) -> tuple[Loan | None, list[Loan.Event]]: ...
 
     def close(self) -> None: ...  # (a rebuild's part closes the log it opened)

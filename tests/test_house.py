@@ -147,7 +147,16 @@ def test_the_read_sides_port_offers_no_way_to_write():
         "select_notifications",
         "select_events_of",
         "notifications_of",
+        "audit_export_page",
     }
     assert members(StreamReader) == {"get"}
     assert members(ReadSettings) == {"db_url", "retry_seconds", "max_retries"}
-    assert members(EventLog) == {"recorder", "mapper", "settings", "repository", "notifications", "close"}
+    assert members(EventLog) == {
+        "recorder",
+        "mapper",
+        "settings",
+        "repository",
+        "notifications",
+        "loan_with_events",
+        "close",
+    }
