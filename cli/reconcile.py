@@ -14,7 +14,7 @@ import click
 from cli.common import EXIT_PROBLEM, echo_json, open_ledger, parse_day, store_options
 from domain.money import fmt
 from projections.jsonable import to_jsonable
-from projections.reconciliation import TYPES, Report, history, record
+from projections.reconciliation import TYPES, ReconciliationReport, history, record
 from projections.reconciliation import reconcile as run_reconcile
 
 
@@ -113,7 +113,7 @@ OUT_COLUMNS = (
 )
 
 
-def _write_out(out: str, report: Report) -> None:
+def _write_out(out: str, report: ReconciliationReport) -> None:
     """The breaks, then the malformed rows (kind ``malformed``, with the reason): every row needing a look."""
     with open(out, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
@@ -148,7 +148,7 @@ def _range(date_from: date | None, date_to: date | None) -> str:
     return f"{date_from}..{date_to}" if date_from and date_to else "no dated rows"
 
 
-def _human(bank: str, file_name: str, report: Report, totals: dict[str, dict[str, str]]) -> list[str]:
+def _human(bank: str, file_name: str, report: ReconciliationReport, totals: dict[str, dict[str, str]]) -> list[str]:
     lines = [
         f"{bank} {file_name} ({_range(report.date_from, report.date_to)}): {report.rows} rows, "
         f"{report.matched} matched, {len(report.breaks)} breaks, {len(report.malformed)} malformed rows"

@@ -130,3 +130,20 @@ def test_each_folder_imports_only_the_layers_below_it():
                     if top in MAY_IMPORT and top != package and top not in allowed:
                         wrong.append(f"{path.relative_to(ROOT)}:{node.lineno} imports {name}")
     assert wrong == []
+
+
+# The API's wire shapes (api/schemas.py) are named after what they describe, like the rows they carry.
+SHAPES = ROOT / "api" / "schemas.py"
+
+
+def test_no_two_classes_share_a_name():
+    """One name, one meaning: a reader meeting ``Movement`` or ``Report`` must not have to ask which one."""
+    where: dict[str, list[str]] = {}
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            if path == SHAPES:
+                continue
+            for node in ast.parse(path.read_text(), str(path)).body:
+                if isinstance(node, ast.ClassDef):
+                    where.setdefault(node.name, []).append(str(path.relative_to(ROOT)))
+    assert {name: paths for name, paths in where.items() if len(paths) > 1} == {}
