@@ -36,6 +36,7 @@ from ledger import tokens
 # from ledger/audit_store.py; they must come first in the bases to wrap _insert_events.
 # The PostgreSQL event INSERT below carries the chain_hash column (marked AUDIT).
 from ledger.audit_store import ChainedPostgres, ChainedSQLite
+from ledger.sql import in_chunks
 
 # "OFFSET 0" keeps a LATERAL subquery from being flattened into a join, so PostgreSQL probes the
 # primary key once per id (a nested loop) whatever its statistics say about the table's size.
@@ -141,13 +142,11 @@ class LedgerSQLiteRecorder(ChainedSQLite, SQLiteApplicationRecorder):
     def _rows_of(self, originator_ids: Sequence[UUID]) -> list[Any]:
         rows: list[Any] = []
         with self.datastore.transaction(commit=False) as c:
-            for start in range(0, len(originator_ids), 500):
-                chunk = [i.hex for i in originator_ids[start : start + 500]]
+            for where, params in in_chunks("originator_id", [i.hex for i in originator_ids]):
                 c.execute(
                     f"SELECT originator_id, originator_version, topic, state, rowid FROM {self.events_table_name} "
-                    f"WHERE originator_id IN ({','.join('?' * len(chunk))}) "
-                    "ORDER BY originator_id, originator_version",
-                    chunk,
+                    f"WHERE {where} ORDER BY originator_id, originator_version",
+                    params,
                 )
                 rows += c.fetchall()
         return rows
@@ -182,13 +181,8 @@ class LedgerSQLiteRecorder(ChainedSQLite, SQLiteApplicationRecorder):
     def find_keys(self, keys: Sequence[str]) -> dict[str, KeyRecord]:
         found: dict[str, KeyRecord] = {}
         with self.datastore.transaction(commit=False) as c:
-            for start in range(0, len(keys), 500):
-                chunk = list(keys[start : start + 500])
-                c.execute(
-                    "SELECT key, loan_id, content_hash, command FROM ledger_idempotency "
-                    f"WHERE key IN ({','.join('?' * len(chunk))})",
-                    chunk,
-                )
+            for where, params in in_chunks("key", keys):
+                c.execute(f"SELECT key, loan_id, content_hash, command FROM ledger_idempotency WHERE {where}", params)
                 for row in c.fetchall():
                     found[row[0]] = KeyRecord(row[0], row[1], row[2], row[3])
         return found
