@@ -23,7 +23,17 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import DomainEventProtocol
-from eventsourcing.persistence import Mapper, MapperDeserialisationError, Notification, StoredEvent, Transcoding
+from eventsourcing.persistence import (
+    DatetimeAsISO,
+    DecimalAsStr,
+    JSONTranscoder,
+    Mapper,
+    MapperDeserialisationError,
+    Notification,
+    StoredEvent,
+    Transcoding,
+    UUIDAsHex,
+)
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteTransaction
 from eventsourcing.utils import TopicError
@@ -64,6 +74,17 @@ class DateAsISO(Transcoding):
 
     def decode(self, data: str) -> date:
         return date.fromisoformat(data)
+
+
+def event_transcoder() -> JSONTranscoder:
+    """The transcoder the ledger's events are stored with, for readers without a Ledger (the dataset
+    rows, the event export, Spark's workers): the library's own transcodings (UUID, Decimal,
+    datetime), as ``Application.register_transcodings`` registers them, plus dates, as
+    ``Ledger.register_transcodings`` adds (tests/test_dataset_facts.py checks they agree)."""
+    transcoder = JSONTranscoder()
+    for transcoding in (UUIDAsHex(), DecimalAsStr(), DatetimeAsISO(), DateAsISO()):
+        transcoder.register(transcoding)
+    return transcoder
 
 
 class LoanMapper(Mapper[UUID]):

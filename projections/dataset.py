@@ -44,7 +44,7 @@ from domain.terms import Terms, annualised_cost_rate
 from ledger.app import Ledger
 from ledger.audit_store import stream_id
 from projections import runner
-from projections.dataset_facts import LoanHistory, stored_value
+from projections.dataset_facts import LoanHistory
 
 MATURE_AFTER_DAYS = EVER_WINDOW_DAYS  # the 60-day labels' window has closed by due + 60
 FPD_MATURE_AFTER_DAYS = FPD_DAYS  # first-payment default (and repaid on time) are known by due + 7
@@ -206,7 +206,7 @@ def borrower_rows(loans: list[LoanHistory], as_of: date, known_at: datetime) -> 
             "borrower_id": applied["borrower_id"],
             "applied_at": loan.occurred_at.astimezone(UTC),
             "application_date": application_date,
-            "requested_principal": stored_value(applied["principal"]),
+            "requested_principal": applied["principal"],
             "term_days": applied["term_days"],
             "product": applied["product"],
             "channel": applied["channel"],

@@ -9,17 +9,19 @@ these facts against replaying each loan through the aggregate.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from eventsourcing.persistence import Notification
+from eventsourcing.persistence import Notification, TranscodingNotRegisteredError
 
 from domain.errors import LedgerError
 from domain.position import Movement, Position, position_as_of
 from domain.terms import Terms
+from ledger.store import event_transcoder
+
+TRANSCODER = event_transcoder()  # the library's own decoding of the stored JSON, as the Ledger reads it
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,7 @@ class LoanHistory:
         self.loan_id: str = applied["loan_id"]
         self.applied = applied
         self.place = place  # the Applied event's notification id: its place in the log
-        self.occurred_at: datetime = stored_value(applied["occurred_at"])
+        self.occurred_at: datetime = applied["occurred_at"]
         self.recorded = recorded  # each event's recorded time, in version order (the Applied event first)
         self.later = later  # (version, event name, payload, notification id, occurred_at) after Applied
         self._facts: dict[tuple[int, ...], LoanFacts] = {}
@@ -73,13 +75,13 @@ class LoanHistory:
         applied: dict[str, Any] = {}
         place = 0
         for s in stored:
-            state = json.loads(s.state.decode())  # str: json need not guess the encoding
-            recorded.append(stored_value(state["timestamp"]))
+            state = decode_state(s)
+            recorded.append(state["timestamp"])
             name = s.topic.rpartition(".")[2]
             if name == "Applied":
                 applied, place = state, s.id
             elif name in LOAN_EVENTS:
-                later.append((s.originator_version, name, state, s.id, stored_value(state["occurred_at"])))
+                later.append((s.originator_version, name, state, s.id, state["occurred_at"]))
             else:
                 raise UnknownEvent(f"loan {applied.get('loan_id')!r}: event {s.topic!r} is unknown to the export")
         return cls(applied, recorded, later, place)
@@ -142,18 +144,13 @@ LOAN_EVENTS = {
 }
 
 
-def stored_value(encoded: Any) -> Any:
-    """One transcoded value as the library's JSON transcoder would return it."""
-    if not isinstance(encoded, dict):
-        return encoded
-    kind, data = encoded["_type_"], encoded["_data_"]
-    if kind == "decimal_str":
-        return Decimal(data)
-    if kind == "date_iso":
-        return date.fromisoformat(data)
-    if kind == "datetime_iso":
-        return datetime.fromisoformat(data)
-    raise UnknownEvent(f"unexpected transcoding {kind!r} in a loan event")
+def decode_state(stored: Notification) -> dict[str, Any]:
+    """One stored event's payload, its values decoded (decimals, dates, times) as the Ledger decodes them."""
+    try:
+        state: dict[str, Any] = TRANSCODER.decode(stored.state)
+    except TranscodingNotRegisteredError as e:
+        raise UnknownEvent(f"event {stored.topic!r} version {stored.originator_version}: {e}") from None
+    return state
 
 
 def facts_after(events: list[tuple[int, str, dict[str, Any], int, datetime]]) -> LoanFacts:
@@ -168,8 +165,8 @@ def facts_after(events: list[tuple[int, str, dict[str, Any], int, datetime]]) ->
             money_in.append(
                 Movement(
                     key=e["idempotency_key"],
-                    value_date=stored_value(e["value_date"]),
-                    amount=stored_value(e["amount"]),
+                    value_date=e["value_date"],
+                    amount=e["amount"],
                     kind="repayment" if name == "Repaid" else "collection",
                     seq=version - 1,  # the aggregate's version before the event, as Loan records it
                 )
@@ -178,8 +175,8 @@ def facts_after(events: list[tuple[int, str, dict[str, Any], int, datetime]]) ->
             money_in.append(
                 Movement(
                     key=e["idempotency_key"],
-                    value_date=stored_value(e["value_date"]),
-                    amount=stored_value(e["amount"]),
+                    value_date=e["value_date"],
+                    amount=e["amount"],
                     kind="waiver" if name == "Waived" else "refund",
                     seq=version - 1,
                     component=e.get("component"),
@@ -188,14 +185,13 @@ def facts_after(events: list[tuple[int, str, dict[str, Any], int, datetime]]) ->
         elif name == "Reversed":
             reversed_keys.add(e["reverses"])
         elif name == "Scored":
-            score, model_version, decision = stored_value(e["score"]), e["model_version"], e["decision"]
+            score, model_version, decision = e["score"], e["model_version"], e["decision"]
             if e["terms"]:
-                fields = {k: stored_value(v) for k, v in e["terms"].items()}
-                terms = Terms(**{**fields, "allocation_order": tuple(fields["allocation_order"])})
+                terms = Terms.from_event(e["terms"])
         elif name == "Funded":
-            funded_on = stored_value(e["value_date"])
+            funded_on = e["value_date"]
         elif name == "WrittenOff":
-            written_off_on = stored_value(e["value_date"])
+            written_off_on = e["value_date"]
     return LoanFacts(
         score=score,
         model_version=model_version,
