@@ -20,29 +20,9 @@ row over the ledger's CPU per command), and its peak memory (it holds all the ro
 so it grows with the size; the ledger's does not). No idempotency keys, no loan reads, no
 rules on the raw side. PostgreSQL is a throwaway server started here, as in the tests.
 
-Measured (issue 15 asks >= 0.15x COPY), PostgreSQL 15, 500 per transaction, 2 cores shared with
-other jobs, so wall figures swing by 2x between runs; compare ratios within one run, and CPU:
-
-    run                           size  ledger cmd/s  CPU us/cmd  INSERT ratio  COPY rows/s  COPY ratio  peak MB
-    before, alone                20000         4,702         102         0.103       79,555       0.059       56
-                                100000         3,391         121         0.109       89,917       0.038       57
-    before, --repeat 2          20000         9,898          96         0.143      177,647       0.056       56
-                                100000         5,829         108         0.105      185,037       0.031       56
-    after, right after it        20000        11,274          87         0.165      166,425       0.068       56
-                                100000        10,340          93         0.144      129,095       0.080       56
-
-"before" is commit d733726; "after" is this file's commit. CPU per command fell 9-14% (parsing
-about 18 -> 14 us, the fingerprint 6 -> 4 us, Ledger.save's Protocol checks gone); in CPU the
-ledger spends 70-110 times what COPY does per row (COPY ratio 0.009-0.013 in CPU). The 0.15x
-aim is not reached. Where the client's ~65 us per command now go (this file's lines, no
-profiler): parsing and validation ~14, fingerprint ~4, rules with the library's @event machinery
-~17 (about 14 of it the library's per-event objects), event to stored JSON ~10, and in the store
-adapter psycopg's text dumping of the insert's arrays ~8 and the chain ~4; the PostgreSQL
-backend adds ~25-30. Reaching 0.15x of COPY means about 35-40 us per command in all: binary
-(%b) array parameters in the store adapter, events built without the library's per-event objects
-(byte-identical, as tests/test_stored_bytes.py checks), and processes partitioned by loan, together;
-none of the three alone gets there (the last was built, measured at 1.27-1.41x one process, and
-removed: docs/decisions.md, "One process appends a file").
+The aim (issue 15) is a ledger ratio of at least 0.15x COPY. Figures measured with this bench, and
+where the client's time per command goes, are in docs/scaling.md ("Append: against raw COPY") and
+the README's benchmark table; they belong there, not here, so this text stays true as they move.
 """
 
 from __future__ import annotations

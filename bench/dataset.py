@@ -72,7 +72,8 @@ def export(url: str, out: str, replay: bool, queue) -> None:
     from ledger.app import Ledger
     from ledger.config import Settings
     from projections import runner
-    from projections.dataset import rows, write
+    from projections.dataset import rows
+    from projections.dataset_writers import write
 
     if replay:
         from support.dataset_replay import rows  # type: ignore[no-redef]

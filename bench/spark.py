@@ -86,7 +86,8 @@ def single(url: str, out: str, queue) -> None:
     from ledger.app import Ledger
     from ledger.config import Settings
     from projections import runner
-    from projections.dataset import rows, write
+    from projections.dataset import rows
+    from projections.dataset_writers import write
 
     app = Ledger(Settings(db_url=url))
     runner.catch_up(app)

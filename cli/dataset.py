@@ -8,7 +8,8 @@ from pathlib import Path
 import click
 
 from cli.common import Problem, echo_json, open_ledger, parse_day, parse_moment, store_options
-from projections.dataset import rows, write
+from projections.dataset import rows
+from projections.dataset_writers import write
 
 
 @click.group()

@@ -15,7 +15,7 @@ from cli.common import EXIT_PROBLEM, echo_json, open_ledger, parse_day, store_op
 from domain.money import fmt
 from ledger.reconciliation_runs import record_run
 from projections.jsonable import to_jsonable
-from projections.reconciliation import TYPES, Report, history
+from projections.reconciliation import TYPES, ReconciliationReport, history
 from projections.reconciliation import reconcile as run_reconcile
 
 
@@ -114,7 +114,7 @@ OUT_COLUMNS = (
 )
 
 
-def _write_out(out: str, report: Report) -> None:
+def _write_out(out: str, report: ReconciliationReport) -> None:
     """The breaks, then the malformed rows (kind ``malformed``, with the reason): every row needing a look."""
     with open(out, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
@@ -149,7 +149,7 @@ def _range(date_from: date | None, date_to: date | None) -> str:
     return f"{date_from}..{date_to}" if date_from and date_to else "no dated rows"
 
 
-def _human(bank: str, file_name: str, report: Report, totals: dict[str, dict[str, str]]) -> list[str]:
+def _human(bank: str, file_name: str, report: ReconciliationReport, totals: dict[str, dict[str, str]]) -> list[str]:
     lines = [
         f"{bank} {file_name} ({_range(report.date_from, report.date_to)}): {report.rows} rows, "
         f"{report.matched} matched, {len(report.breaks)} breaks, {len(report.malformed)} malformed rows"

@@ -570,7 +570,7 @@ class Loan(Aggregate):
         self.decided_at = occurred_at
         self.phase = "approved" if decision == "approved" else "declined"
         if terms:
-            self.terms = Terms(**{**terms, "allocation_order": tuple(terms["allocation_order"])})
+            self.terms = Terms.from_event(terms)
         self.keys.add(idempotency_key)
 
     @event("Funded")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
+from typing import Any
 
 from domain.errors import BrokenInvariant, CostCapExceeded
 
@@ -53,6 +54,12 @@ class Terms:
 
     def due_date(self, funded_on: date) -> date:
         return funded_on + timedelta(days=self.term_days)
+
+    @classmethod
+    def from_event(cls, stored: dict[str, Any]) -> Terms:
+        """The terms a Scored event carries (its ``terms`` field, values decoded): the aggregate's
+        reading and the dataset's, one rule."""
+        return cls(**{**stored, "allocation_order": tuple(stored["allocation_order"])})
 
 
 def annualised_cost_rate(terms: Terms) -> Decimal:

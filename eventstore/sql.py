@@ -10,12 +10,35 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from eventsourcing.postgres import PostgresDatastore
 from psycopg.rows import tuple_row
 
 Row = tuple[Any, ...]  # one result row: portable scalars (int, str, None)
+T = TypeVar("T")
+
+# Values matched per query by in_chunks: far below SQLite's 32,766 bound variables, and a
+# statement short enough that its planning stays cheap; a longer list is several queries.
+IN_CHUNK = 500
+
+
+def in_chunks(
+    column: str, values: Sequence[T], postgres: bool = False, size: int = IN_CHUNK
+) -> Iterator[tuple[str, Sequence[Any]]]:
+    """``column`` matched against ``values`` a chunk at a time: each chunk's condition and parameters.
+
+    SQLite binds each value (``column IN (?,?,...)``); PostgreSQL binds the chunk as one array
+    (``column = ANY(?)``), so its statement text is the same for every chunk.
+    """
+    if size < 1:
+        raise ValueError(f"a chunk holds at least one value, not {size}")
+    for start in range(0, len(values), size):
+        chunk = list(values[start : start + size])
+        if postgres:
+            yield f"{column} = ANY(?)", (chunk,)
+        else:
+            yield f"{column} IN ({','.join('?' * len(chunk))})", chunk
 
 
 class StoreSql:

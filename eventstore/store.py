@@ -23,7 +23,17 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import DomainEventProtocol
-from eventsourcing.persistence import Mapper, MapperDeserialisationError, Notification, StoredEvent, Transcoding
+from eventsourcing.persistence import (
+    DatetimeAsISO,
+    DecimalAsStr,
+    JSONTranscoder,
+    Mapper,
+    MapperDeserialisationError,
+    Notification,
+    StoredEvent,
+    Transcoding,
+    UUIDAsHex,
+)
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteTransaction
 from eventsourcing.utils import TopicError
@@ -36,6 +46,7 @@ from eventstore import token_table
 # from eventstore/audit_store.py; they must come first in the bases to wrap _insert_events.
 # The PostgreSQL event INSERT below carries the chain_hash column (marked AUDIT).
 from eventstore.audit_store import ChainedPostgres, ChainedSQLite
+from eventstore.sql import in_chunks
 
 # "OFFSET 0" keeps a LATERAL subquery from being flattened into a join, so PostgreSQL probes the
 # primary key once per id (a nested loop) whatever its statistics say about the table's size.
@@ -63,6 +74,17 @@ class DateAsISO(Transcoding):
 
     def decode(self, data: str) -> date:
         return date.fromisoformat(data)
+
+
+def event_transcoder() -> JSONTranscoder:
+    """The transcoder the ledger's events are stored with, for readers without a Ledger (the dataset
+    rows, the event export, Spark's workers): the library's own transcodings (UUID, Decimal,
+    datetime), as ``Application.register_transcodings`` registers them, plus dates, as
+    ``Ledger.register_transcodings`` adds (tests/test_dataset_facts.py checks they agree)."""
+    transcoder = JSONTranscoder()
+    for transcoding in (UUIDAsHex(), DecimalAsStr(), DatetimeAsISO(), DateAsISO()):
+        transcoder.register(transcoding)
+    return transcoder
 
 
 class LoanMapper(Mapper[UUID]):
@@ -141,13 +163,11 @@ class LedgerSQLiteRecorder(ChainedSQLite, SQLiteApplicationRecorder):
     def _rows_of(self, originator_ids: Sequence[UUID]) -> list[Any]:
         rows: list[Any] = []
         with self.datastore.transaction(commit=False) as c:
-            for start in range(0, len(originator_ids), 500):
-                chunk = [i.hex for i in originator_ids[start : start + 500]]
+            for where, params in in_chunks("originator_id", [i.hex for i in originator_ids]):
                 c.execute(
                     f"SELECT originator_id, originator_version, topic, state, rowid FROM {self.events_table_name} "
-                    f"WHERE originator_id IN ({','.join('?' * len(chunk))}) "
-                    "ORDER BY originator_id, originator_version",
-                    chunk,
+                    f"WHERE {where} ORDER BY originator_id, originator_version",
+                    params,
                 )
                 rows += c.fetchall()
         return rows
@@ -182,13 +202,8 @@ class LedgerSQLiteRecorder(ChainedSQLite, SQLiteApplicationRecorder):
     def find_keys(self, keys: Sequence[str]) -> dict[str, KeyRecord]:
         found: dict[str, KeyRecord] = {}
         with self.datastore.transaction(commit=False) as c:
-            for start in range(0, len(keys), 500):
-                chunk = list(keys[start : start + 500])
-                c.execute(
-                    "SELECT key, loan_id, content_hash, command FROM ledger_idempotency "
-                    f"WHERE key IN ({','.join('?' * len(chunk))})",
-                    chunk,
-                )
+            for where, params in in_chunks("key", keys):
+                c.execute(f"SELECT key, loan_id, content_hash, command FROM ledger_idempotency WHERE {where}", params)
                 for row in c.fetchall():
                     found[row[0]] = KeyRecord(row[0], row[1], row[2], row[3])
         return found

@@ -1,5 +1,5 @@
 """Recording a reconciliation run: a command of the write side, given what the read side compared
-(projections/reconciliation.py ``Report.run_record``). The CLI records a run after showing it."""
+(projections/reconciliation.py ``ReconciliationReport.run_record``). The CLI records a run after showing it."""
 
 from __future__ import annotations
 

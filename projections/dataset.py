@@ -19,7 +19,8 @@ So the same (as_of, known_at) gives identical rows whatever is appended later.
 
 Borrowers are read a chunk at a time (their loans' events in one query), so
 memory follows the chunk, not the book. Events are decoded once, straight from
-their stored JSON, into the few facts the rows use (no Loan aggregate), and
+their stored JSON, into the few facts the rows use (no Loan aggregate:
+projections/dataset_facts.py; the files are written by projections/dataset_writers.py), and
 balances come from the domain's ``position_as_of``: the same rules as every
 other figure, applied as few times as the rows need. tests/test_dataset.py
 checks the rows against replaying each loan through the aggregate.
@@ -27,7 +28,6 @@ checks the rows against replaying each loan through the aggregate.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -37,14 +37,13 @@ from uuid import UUID
 
 from eventsourcing.persistence import Notification
 
-from domain.errors import LedgerError
 from domain.loan import SHANGHAI
 from domain.money import ZERO
 from domain.outcomes import EVER_DPD, EVER_WINDOW_DAYS, FPD_DAYS, loss, past_due_after
-from domain.position import Movement, Position, position_as_of
 from domain.terms import Terms, annualised_cost_rate
 from eventstore.audit_store import stream_id
 from projections import runner
+from projections.dataset_facts import LoanHistory
 from projections.source import EventLog
 
 MATURE_AFTER_DAYS = EVER_WINDOW_DAYS  # the 60-day labels' window has closed by due + 60
@@ -189,196 +188,11 @@ def rows(app: EventLog, as_of: date, known_at: datetime) -> Iterator[dict[str, A
         for stored in app.recorder.notifications_of(list(uuids)):
             events[uuids[stream_id(stored)]].append(stored)
         for loan_ids in loans_of.values():
-            history = [_LoanHistory.decode(events[loan_id]) for loan_id in loan_ids if events[loan_id]]
+            history = [LoanHistory.decode(events[loan_id]) for loan_id in loan_ids if events[loan_id]]
             yield from borrower_rows(history, as_of, known_at)
 
 
-@dataclass(frozen=True)
-class _Facts:
-    """What a Loan aggregate would hold after some of its events: only what the rows use."""
-
-    score: Decimal | None = None
-    model_version: str | None = None
-    decision: str | None = None
-    terms: Terms | None = None
-    funded_on: date | None = None
-    movements: tuple[Movement, ...] = ()
-    written_off_on: date | None = None
-
-    def position(self, on: date) -> Position:
-        if self.terms is None or self.funded_on is None:
-            raise LedgerError(f"a {self.decision or 'pending'} loan has no position (not funded)")
-        return position_as_of(self.terms, self.funded_on, self.movements, on, self.written_off_on)
-
-
-class _LoanHistory:
-    """One loan's events, decoded once, with the facts after any selection of them (cached).
-
-    The same rules as the aggregate's ``@event`` methods, minus the aggregate: the
-    event payloads are read straight from the stored JSON (the library's
-    transcodings: decimals as strings, dates and times in ISO form).
-    """
-
-    __slots__ = ("loan_id", "applied", "place", "occurred_at", "recorded", "later", "_facts", "_settled")
-
-    def __init__(
-        self,
-        applied: dict[str, Any],
-        recorded: list[datetime],
-        later: list[tuple[int, str, dict[str, Any], int, datetime]],
-        place: int,
-    ):
-        self.loan_id: str = applied["loan_id"]
-        self.applied = applied
-        self.place = place  # the Applied event's notification id: its place in the log
-        self.occurred_at: datetime = _value(applied["occurred_at"])
-        self.recorded = recorded  # each event's recorded time, in version order (the Applied event first)
-        self.later = later  # (version, event name, payload, notification id, occurred_at) after Applied
-        self._facts: dict[tuple[int, ...], _Facts] = {}
-        self._settled: dict[tuple[int, ...], date] = {}  # selection -> the day the loan was settled, once seen
-
-    @classmethod
-    def decode(cls, stored: list[Notification]) -> _LoanHistory:
-        recorded: list[datetime] = []
-        later: list[tuple[int, str, dict[str, Any], int, datetime]] = []
-        applied: dict[str, Any] = {}
-        place = 0
-        for s in stored:
-            state = json.loads(s.state.decode())  # str: json need not guess the encoding
-            recorded.append(_value(state["timestamp"]))
-            name = s.topic.rpartition(".")[2]
-            if name == "Applied":
-                applied, place = state, s.id
-            elif name in _EVENTS:
-                later.append((s.originator_version, name, state, s.id, _value(state["occurred_at"])))
-            else:
-                raise UnknownEvent(f"loan {applied.get('loan_id')!r}: event {s.topic!r} is unknown to the export")
-        return cls(applied, recorded, later, place)
-
-    @property
-    def recorded_at(self) -> datetime:
-        return self.recorded[0]
-
-    def counts_for(self, application: _LoanHistory) -> bool:
-        """This loan's application came before ``application``: earlier in the log, and it happened first."""
-        return self.place < application.place and self.occurred_at < application.occurred_at
-
-    def seen_by(self, application: _LoanHistory) -> tuple[int, ...]:
-        """Which of the later events count for ``application`` (the rule in the module's docstring)."""
-        place, moment = application.place, application.occurred_at
-        return tuple(i for i, (_, _, _, nid, occurred) in enumerate(self.later) if nid < place and occurred < moment)
-
-    def known(self, moment: datetime) -> tuple[int, ...]:
-        """The later events recorded by ``moment`` (the first ones: recording follows version order)."""
-        n = 0
-        for t in self.recorded[1:]:
-            if t > moment:
-                break
-            n += 1
-        return tuple(range(n))
-
-    def facts(self, selection: tuple[int, ...]) -> _Facts:
-        facts = self._facts.get(selection)
-        if facts is None:
-            facts = self._facts[selection] = _facts_after([self.later[i] for i in selection])
-        return facts
-
-    def settled_by(self, selection: tuple[int, ...], on: date) -> date | None:
-        """The settlement day, if a position already showed the loan settled on or before ``on``."""
-        day = self._settled.get(selection)
-        return day if day is not None and day <= on else None
-
-    def saw(self, selection: tuple[int, ...], position: Position) -> None:
-        if position.settled_on is not None:
-            self._settled[selection] = position.settled_on
-
-
-class UnknownEvent(LedgerError):
-    """The log holds what this export cannot read: an event type or value added since it was written."""
-
-
-_EVENTS = {
-    "Scored",
-    "Funded",
-    "Repaid",
-    "Collected",
-    "Overdue",
-    "WrittenOff",
-    "Reversed",
-    "Assigned",
-    "Recalled",
-    "Waived",
-    "Refunded",
-    "Remitted",
-}
-
-
-def _value(encoded: Any) -> Any:
-    """One transcoded value as the library's JSON transcoder would return it."""
-    if not isinstance(encoded, dict):
-        return encoded
-    kind, data = encoded["_type_"], encoded["_data_"]
-    if kind == "decimal_str":
-        return Decimal(data)
-    if kind == "date_iso":
-        return date.fromisoformat(data)
-    if kind == "datetime_iso":
-        return datetime.fromisoformat(data)
-    raise UnknownEvent(f"unexpected transcoding {kind!r} in a loan event")
-
-
-def _facts_after(events: list[tuple[int, str, dict[str, Any], int, datetime]]) -> _Facts:
-    """The Loan aggregate's rules for each event (domain/loan.py), on the fields the rows use."""
-    score = model_version = decision = None
-    terms: Terms | None = None
-    funded_on = written_off_on = None
-    money_in: list[Movement] = []
-    reversed_keys: set[str] = set()
-    for version, name, e, _, _ in events:
-        if name in ("Repaid", "Collected"):
-            money_in.append(
-                Movement(
-                    key=e["idempotency_key"],
-                    value_date=_value(e["value_date"]),
-                    amount=_value(e["amount"]),
-                    kind="repayment" if name == "Repaid" else "collection",
-                    seq=version - 1,  # the aggregate's version before the event, as Loan records it
-                )
-            )
-        elif name in ("Waived", "Refunded"):  # what is owed or held changes: balances must see them
-            money_in.append(
-                Movement(
-                    key=e["idempotency_key"],
-                    value_date=_value(e["value_date"]),
-                    amount=_value(e["amount"]),
-                    kind="waiver" if name == "Waived" else "refund",
-                    seq=version - 1,
-                    component=e.get("component"),
-                )
-            )
-        elif name == "Reversed":
-            reversed_keys.add(e["reverses"])
-        elif name == "Scored":
-            score, model_version, decision = _value(e["score"]), e["model_version"], e["decision"]
-            if e["terms"]:
-                fields = {k: _value(v) for k, v in e["terms"].items()}
-                terms = Terms(**{**fields, "allocation_order": tuple(fields["allocation_order"])})
-        elif name == "Funded":
-            funded_on = _value(e["value_date"])
-        elif name == "WrittenOff":
-            written_off_on = _value(e["value_date"])
-    return _Facts(
-        score=score,
-        model_version=model_version,
-        decision=decision,
-        terms=terms,
-        funded_on=funded_on,
-        movements=tuple(m for m in money_in if m.key not in reversed_keys),
-        written_off_on=written_off_on,
-    )
-
-
-def borrower_rows(loans: list[_LoanHistory], as_of: date, known_at: datetime) -> Iterator[dict[str, Any]]:
+def borrower_rows(loans: list[LoanHistory], as_of: date, known_at: datetime) -> Iterator[dict[str, Any]]:
     """One borrower's rows, in the order their applications were logged."""
     applications = sorted((loan for loan in loans if loan.recorded_at <= known_at), key=lambda loan: loan.place)
     for i, loan in enumerate(applications):
@@ -392,7 +206,7 @@ def borrower_rows(loans: list[_LoanHistory], as_of: date, known_at: datetime) ->
             "borrower_id": applied["borrower_id"],
             "applied_at": loan.occurred_at.astimezone(UTC),
             "application_date": application_date,
-            "requested_principal": _value(applied["principal"]),
+            "requested_principal": applied["principal"],
             "term_days": applied["term_days"],
             "product": applied["product"],
             "channel": applied["channel"],
@@ -431,7 +245,7 @@ def _terms(terms: Terms | None) -> dict[str, Any]:
     }
 
 
-def _history(application: _LoanHistory, earlier: list[_LoanHistory], on: date) -> dict[str, Any]:
+def _history(application: LoanHistory, earlier: list[LoanHistory], on: date) -> dict[str, Any]:
     """The earlier loans as the application saw them, valued at the end of ``on``."""
     prior = repaid_on_time = worst_dpd = 0
     outstanding = ZERO
@@ -467,7 +281,7 @@ def _history(application: _LoanHistory, earlier: list[_LoanHistory], on: date) -
     }
 
 
-def _labels(loan: _LoanHistory, known: tuple[int, ...], as_of: date) -> dict[str, Any]:
+def _labels(loan: LoanHistory, known: tuple[int, ...], as_of: date) -> dict[str, Any]:
     labels: dict[str, Any] = {
         "fpd_matured": False,
         "label_matured": False,
@@ -504,79 +318,3 @@ def _labels(loan: _LoanHistory, known: tuple[int, ...], as_of: date) -> dict[str
             }
         )
     return labels
-
-
-def write(
-    rows_in: Iterator[dict[str, Any]], path: str, fmt: str, as_of: date, known_at: datetime, batch_rows: int = 10_000
-) -> int:
-    """Stream rows to Parquet (each column described in the schema) or CSV; return how many."""
-    if fmt == "csv":
-        return _write_csv(rows_in, path)
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    types = {
-        "string": pa.string(),
-        "date": pa.date32(),
-        "timestamp": pa.timestamp("us", tz="UTC"),
-        "int": pa.int32(),
-        "bool": pa.bool_(),
-        "money": pa.decimal128(14, 2),
-        "rate": pa.decimal128(18, 12),  # a command's rates carry at most 12 decimal places
-        "float": pa.float64(),
-    }
-    schema = pa.schema(
-        [
-            pa.field(c.name, types[c.kind], metadata={"description": c.description, "kind": c.kind, "role": c.role})
-            for c in COLUMNS
-        ],
-        metadata={
-            "as_of": as_of.isoformat(),
-            "known_at": known_at.isoformat(),
-            "produced_by": "ledger dataset export (loan-ledger)",
-            "dictionary": "docs/datasets.md",
-        },
-    )
-    n = 0
-    with pq.ParquetWriter(path, schema) as writer:
-        batch: list[dict[str, Any]] = []
-        for row in rows_in:
-            batch.append(row)
-            if len(batch) >= batch_rows:
-                writer.write_table(pa.Table.from_pylist(batch, schema))
-                n += len(batch)
-                batch = []
-        writer.write_table(pa.Table.from_pylist(batch, schema))
-        n += len(batch)
-    return n
-
-
-def _write_csv(rows_in: Iterator[dict[str, Any]], path: str) -> int:
-    import csv
-
-    n = 0
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow([c.name for c in COLUMNS])
-        for row in rows_in:
-            writer.writerow([_text(row[c.name], c.kind) for c in COLUMNS])
-            n += 1
-    return n
-
-
-def _text(value: Any, kind: str) -> str:
-    if value is None:
-        return ""
-    if kind == "money":
-        return f"{value:.2f}"
-    if kind == "rate":
-        return format(value, "f")  # never an exponent (str(Decimal("0.0000001")) is "1E-7")
-    if kind == "timestamp":
-        text: str = value.astimezone(UTC).isoformat()
-        return text
-    if kind == "date":
-        day: str = value.isoformat()
-        return day
-    if kind == "bool":
-        return "true" if value else "false"
-    return str(value)

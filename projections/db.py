@@ -17,10 +17,10 @@ from typing import Any
 from eventsourcing.persistence import OperationalError
 from psycopg.rows import tuple_row
 
-from eventstore.sql import Cursor, Row, StoreSql, plain
+from eventstore.sql import Cursor, Row, StoreSql, in_chunks, plain
 from projections import schema
 
-__all__ = ["STREAM_ROWS", "Cursor", "Row", "ViewDb"]
+__all__ = ["STREAM_ROWS", "Cursor", "Row", "ViewDb", "in_chunks"]
 
 _SCHEMA_LOCK = 0x50524F4A  # "PROJ": PostgreSQL advisory lock held while creating the views
 _SCHEMA_ATTEMPTS = 5

@@ -33,7 +33,7 @@ from eventsourcing.utils import get_topic
 
 from domain.errors import LedgerError
 from domain.loan import Loan
-from projections.dataset import _value  # the stored JSON's transcodings, read as the dataset reads them
+from projections.dataset_facts import decode_state  # the stored JSON, decoded as the Ledger decodes it
 
 BUCKETS = 32  # borrower buckets: Spark's readers split by file; 32 keeps a day's files few and a bucket small
 PAGE = 5000  # events read from the store at a time
@@ -177,8 +177,8 @@ def export_parquet(app: Any, out: Path, after_id: int | None = None) -> ExportRe
             for note in page:
                 loan_id, borrower_id = owners.of(note.originator_id)
                 state = note.state.decode()
-                body = json.loads(state)
-                recorded = _value(body["timestamp"])
+                body = decode_state(note)
+                recorded = body["timestamp"]
                 value_date = body.get("value_date") or body.get("as_of")
                 amount = body.get("amount")
                 row = {
@@ -189,9 +189,9 @@ def export_parquet(app: Any, out: Path, after_id: int | None = None) -> ExportRe
                     "type": note.topic.rpartition(".")[2],
                     "topic": note.topic,
                     "recorded_at": recorded,
-                    "occurred_at": _value(body["occurred_at"]) if body.get("occurred_at") else None,
-                    "value_date": _value(value_date) if value_date else None,
-                    "amount": _value(amount) if amount is not None else None,
+                    "occurred_at": body.get("occurred_at"),
+                    "value_date": value_date,
+                    "amount": amount,
                     "data": state,
                 }
                 buffers.setdefault((bucket_of(borrower_id), f"{recorded:%Y-%m}"), []).append(row)

@@ -17,7 +17,7 @@ from typing import Any
 
 from domain.errors import BrokenInvariant
 from domain.journal import JournalLine
-from projections.db import Cursor
+from projections.db import Cursor, in_chunks
 
 LINE_ID_SPAN = 1 << 16  # line ids an event may open: id = notification id * span + place
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -138,15 +138,8 @@ def read_open_lines(c: Cursor, loan_ids: Sequence[str]) -> dict[str, OpenLines]:
         "SELECT loan_id, entry, account, value_day, until_day, amount_fen, run_offset, run_divisor, line_id "
         "FROM proj_journal "
     )
-    for start in range(0, len(loan_ids), 500):
-        chunk = list(loan_ids[start : start + 500])
-        if c.postgres:
-            rows = c.query(select + "WHERE loan_id = ANY(?) AND known_to_us IS NULL ORDER BY line_id", (chunk,))
-        else:
-            rows = c.query(
-                select + f"WHERE loan_id IN ({','.join('?' * len(chunk))}) AND known_to_us IS NULL ORDER BY line_id",
-                chunk,
-            )
+    for where, params in in_chunks("loan_id", loan_ids, c.postgres):
+        rows = c.query(select + f"WHERE {where} AND known_to_us IS NULL ORDER BY line_id", params)
         for loan_id, entry, account, value_day, until_day, amount_fen, offset, divisor, line_id in rows:
             line = (
                 entry,

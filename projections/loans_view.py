@@ -9,7 +9,7 @@ from uuid import UUID
 
 from domain.errors import BrokenInvariant
 from domain.loan import SHANGHAI, Loan
-from projections.db import Cursor
+from projections.db import Cursor, in_chunks
 from projections.journal_view import OpenLines, to_fen
 
 _COLUMNS = (
@@ -106,13 +106,11 @@ def read_facts(c: Cursor, loan_ids: Sequence[str]) -> dict[str, tuple[Any, ...]]
     """(settled_day, funded_at_us, written_off_at_us, applied_at_us, decided_at_us) of loans this
     runner has not cached: LoanState's fields after its open lines, in order."""
     found: dict[str, tuple[Any, ...]] = {}
-    for start in range(0, len(loan_ids), 500):
-        chunk = list(loan_ids[start : start + 500])
-        where = "loan_id = ANY(?)" if c.postgres else f"loan_id IN ({','.join('?' * len(chunk))})"
+    for where, params in in_chunks("loan_id", loan_ids, c.postgres):
         for loan_id, *facts in c.query(
             "SELECT loan_id, settled_day, funded_at_us, written_off_at_us, applied_at_us, decided_at_us "
             f"FROM proj_loans WHERE {where}",
-            (chunk,) if c.postgres else chunk,
+            params,
         ):
             found[loan_id] = tuple(facts)
     return found

@@ -12,7 +12,7 @@ at a recorded time. Beside them, what each role is judged by:
   principal written off, the part of it recovered, and the net loss.
 
 Rates are Decimal to 4 places, None when there is nothing to divide by. Amounts are
-integer fen until ``Party.figures`` renders them.
+integer fen until ``PartyBook.figures`` renders them.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ class Spells:
 
 
 @dataclass
-class Party:
+class PartyBook:
     key: str
     # the book, as `balances --by` shows it
     loans: int = 0  # owing something on the date
@@ -119,16 +119,16 @@ class Party:
         return out
 
 
-def partners(db: ViewDb, as_of: date, by: str, known_at: datetime | None = None) -> list[Party]:
+def partners(db: ViewDb, as_of: date, by: str, known_at: datetime | None = None) -> list[PartyBook]:
     """Each party of the kind ``by`` with anything to show as of the date, as known at ``known_at``."""
     if by not in BY:
         raise ValueError(f"cannot report partners by {by!r}; one of {', '.join(BY)}")
-    parties: dict[str, Party] = {}
+    parties: dict[str, PartyBook] = {}
 
-    def party(key: str) -> Party:
+    def party(key: str) -> PartyBook:
         found = parties.get(key)
         if found is None:
-            found = parties[key] = Party(key)
+            found = parties[key] = PartyBook(key)
         return found
 
     for line in book_lines(db, as_of, known_at, agencies=by == "agency"):

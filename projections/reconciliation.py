@@ -37,7 +37,10 @@ MAX_ROW_CHARS = 4096
 
 
 @dataclass(frozen=True, slots=True)  # a million of these for a big bank: no per-object dict
-class Movement:
+class BankMovement:
+    """Money through the bank's account for a loan, as a bank file states it or as the ledger holds it
+    (not domain.position.Movement, which is money applied to a loan's balances)."""
+
     bank_ref: str
     loan_id: str
     type: str
@@ -49,7 +52,9 @@ class Movement:
 
 
 @dataclass
-class Report:
+class ReconciliationReport:
+    """One bank file reconciled against the ledger: counts, breaks, malformed lines, totals by type."""
+
     bank: str
     file_name: str
     file_sha256: str = ""
@@ -96,16 +101,16 @@ class Report:
 class LedgerSide:
     """The ledger's movements for a bank: the first per bank_ref, and any later ones sharing it."""
 
-    by_ref: dict[str, Movement] = field(default_factory=dict)
-    shared: dict[str, list[Movement]] = field(default_factory=dict)
+    by_ref: dict[str, BankMovement] = field(default_factory=dict)
+    shared: dict[str, list[BankMovement]] = field(default_factory=dict)
 
-    def add(self, m: Movement) -> None:
+    def add(self, m: BankMovement) -> None:
         if m.bank_ref in self.by_ref:
             self.shared.setdefault(m.bank_ref, []).append(m)
         else:
             self.by_ref[m.bank_ref] = m
 
-    def take(self, bank_ref: str, loan_id: str) -> tuple[Movement | None, list[Movement]]:
+    def take(self, bank_ref: str, loan_id: str) -> tuple[BankMovement | None, list[BankMovement]]:
         """The movement a bank row matches (its own loan's, if several share the ref), and the others."""
         first = self.by_ref.pop(bank_ref, None)
         if first is None:
@@ -114,7 +119,7 @@ class LedgerSide:
         mine = next((m for m in candidates if m.loan_id == loan_id), first)
         return mine, [m for m in candidates if m is not mine]
 
-    def all(self) -> Iterator[Movement]:
+    def all(self) -> Iterator[BankMovement]:
         yield from self.by_ref.values()
         for extra in self.shared.values():
             yield from extra
@@ -124,7 +129,7 @@ def ledger_movements(app: EventLog, bank: str) -> LedgerSide:
     """Every money movement the ledger holds for the bank, by bank_ref."""
     loan_ids: dict[UUID, str] = {}  # loan uuid -> loan_id (only Applied carries it)
     funded_by: dict[UUID, tuple[str, str]] = {}  # loan uuid -> (loan_id, bank)
-    by_key: dict[str, Movement] = {}  # repayments by idempotency key, for reversals to find
+    by_key: dict[str, BankMovement] = {}  # repayments by idempotency key, for reversals to find
     movements = LedgerSide()
     settlements = BankSettlements.create_id(bank)
     for n in app.notifications(Loan.Applied, Loan.Funded, Loan.Repaid, Loan.Reversed, BankSettlements.Settled):
@@ -132,7 +137,7 @@ def ledger_movements(app: EventLog, bank: str) -> LedgerSide:
         if isinstance(e, BankSettlements.Settled):
             if e.originator_id == settlements and e.total:  # a bank-day with nothing to remit moves no money
                 day = e.value_date
-                movements.add(Movement(remittance_ref(bank, day), "", "remittance", e.total, day))
+                movements.add(BankMovement(remittance_ref(bank, day), "", "remittance", e.total, day))
             continue
         if isinstance(e, Loan.Applied):
             loan_ids[e.originator_id] = e.loan_id
@@ -141,20 +146,20 @@ def ledger_movements(app: EventLog, bank: str) -> LedgerSide:
             loan_id = loan_ids[e.originator_id]
             funded_by[e.originator_id] = (loan_id, e.bank)
             if e.bank == bank:
-                movements.add(Movement(e.bank_ref, loan_id, "disbursement", e.amount, e.value_date))
+                movements.add(BankMovement(e.bank_ref, loan_id, "disbursement", e.amount, e.value_date))
             continue
         loan_id, loan_bank = funded_by[e.originator_id]
         if loan_bank != bank:
             continue
         if isinstance(e, Loan.Repaid):
-            m = Movement(e.bank_ref, loan_id, "repayment", e.amount, e.value_date)
+            m = BankMovement(e.bank_ref, loan_id, "repayment", e.amount, e.value_date)
             movements.add(m)
             by_key[e.idempotency_key] = m
         elif (
             isinstance(e, Loan.Reversed) and e.reverses in by_key
         ):  # reversals of repayments; collections do not pass through the bank
             on = e.occurred_at.astimezone(SHANGHAI).date()
-            movements.add(Movement(e.idempotency_key, loan_id, "reversal", by_key[e.reverses].amount, on))
+            movements.add(BankMovement(e.idempotency_key, loan_id, "reversal", by_key[e.reverses].amount, on))
     return movements
 
 
@@ -163,7 +168,7 @@ def remittance_ref(bank: str, day: date) -> str:
     return f"settle:{bank}:{day.isoformat()}"
 
 
-def read_bank_file(path: Path) -> Iterator[tuple[int, Movement | str]]:
+def read_bank_file(path: Path) -> Iterator[tuple[int, BankMovement | str]]:
     """(line number, movement or the reason the row is malformed), streaming."""
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.reader(f)
@@ -200,7 +205,7 @@ def read_bank_file(path: Path) -> Iterator[tuple[int, Movement | str]]:
             except ValueError:
                 yield line, f"value_date: {day_text!r} is not a date (YYYY-MM-DD)"
                 continue
-            yield line, Movement(bank_ref, loan_id, kind, amount, value_date)
+            yield line, BankMovement(bank_ref, loan_id, kind, amount, value_date)
 
 
 def reconcile(
@@ -210,8 +215,8 @@ def reconcile(
     date_from: date | None = None,
     date_to: date | None = None,
     tolerance_days: int = 0,
-) -> Report:
-    report = Report(bank, path.name, file_sha256=_sha256(path), date_from=date_from, date_to=date_to)
+) -> ReconciliationReport:
+    report = ReconciliationReport(bank, path.name, file_sha256=_sha256(path), date_from=date_from, date_to=date_to)
     ledger = ledger_movements(app, bank)
     seen: set[str] = set()
     lo, hi = date.max, date.min
@@ -280,7 +285,7 @@ def history(app: EventLog, bank: str | None = None) -> list[dict[str, Any]]:
 
 
 def _break(
-    kind: str, bank_ref: str, loan_id: str, mine: Movement | None, theirs: Movement | None, line: int | None
+    kind: str, bank_ref: str, loan_id: str, mine: BankMovement | None, theirs: BankMovement | None, line: int | None
 ) -> dict[str, Any]:
     return {
         "kind": kind,

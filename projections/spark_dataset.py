@@ -2,8 +2,9 @@
 
 The rows are the single-machine export's, by the same function: each borrower's events are grouped
 on a Spark worker (repartitioned by borrower and sorted by borrower, loan and version, then
-``mapInArrow``), decoded into loan histories by ``_LoanHistory.decode`` and turned into rows by
-``borrower_rows`` (projections/dataset.py), exactly as ``rows()`` does from the store.
+``mapInArrow``), decoded into loan histories by ``LoanHistory.decode`` (projections/dataset_facts.py)
+and turned into rows by ``borrower_rows`` (projections/dataset.py), exactly as ``rows()`` does from
+the store.
 ``rows_from_events`` below is the one seam between the two: events in, rows out. The events come
 from ``ledger events export --format parquet``, whose ``data`` column is each event's stored JSON,
 byte for byte, so decimals and times reach the row function as they would from the store.
@@ -23,7 +24,8 @@ from typing import Any
 from eventsourcing.persistence import Notification
 
 from domain.loan import loan_uuid
-from projections.dataset import COLUMNS, _LoanHistory, borrower_rows
+from projections.dataset import COLUMNS, borrower_rows
+from projections.dataset_facts import LoanHistory
 
 INSTALL = "pip install 'loan-ledger[spark]'"
 ROWS_PER_BATCH = 10_000  # rows handed back to Spark at a time
@@ -51,7 +53,7 @@ def rows_from_events(batches: Iterator[Any], as_of: date, known_at: datetime) ->
     """Arrow batches of events, sorted by borrower, loan and version -> Arrow batches of their rows.
 
     The seam between Spark and the row function: each borrower's events (a run of consecutive rows,
-    which may cross batches) become loan histories (``_LoanHistory.decode``) and then rows
+    which may cross batches) become loan histories (``LoanHistory.decode``) and then rows
     (``borrower_rows``), as ``rows()`` does from the store. Plain Python per event and one Arrow
     conversion per batch of rows: a pandas frame per borrower cost ~20 ms of CPU a borrower.
     """
@@ -63,7 +65,7 @@ def rows_from_events(batches: Iterator[Any], as_of: date, known_at: datetime) ->
     borrower: str | None = None
 
     def finish() -> None:
-        out.extend(borrower_rows([_LoanHistory.decode(stored) for stored in loans.values()], as_of, known_at))
+        out.extend(borrower_rows([LoanHistory.decode(stored) for stored in loans.values()], as_of, known_at))
 
     for batch in batches:
         columns = batch.to_pydict()

@@ -354,6 +354,16 @@ def test_the_openapi_document_describes_every_endpoint_and_the_commands(api):
     assert {"201", "200", "409", "422", "400", "401", "403", "413"} <= set(
         doc["paths"]["/v1/commands"]["post"]["responses"]
     )
+    # the answers several reads share, each described the same way wherever it can come
+    damaged = "a loan's stored events are damaged: `ledger verify`"
+    no_such_loan = "no such loan (or not the token's party's)"
+    for path, answers in (
+        ("/v1/loans/{loan_id}", {"404": no_such_loan, "409": damaged}),
+        ("/v1/loans/{loan_id}/events", {"404": no_such_loan, "409": damaged}),
+        ("/v1/balances", {"409": damaged}),
+    ):
+        responses = doc["paths"][path]["get"]["responses"]
+        assert {code: responses[code]["description"] for code in answers} == answers, path
 
 
 def test_a_body_streamed_without_a_length_is_cut_off_at_10_mib(api):

@@ -160,3 +160,20 @@ def test_the_read_sides_port_offers_no_way_to_write():
         "loan_with_events",
         "close",
     }
+
+
+# The API's wire shapes (api/schemas.py) are named after what they describe, like the rows they carry.
+SHAPES = ROOT / "api" / "schemas.py"
+
+
+def test_no_two_classes_share_a_name():
+    """One name, one meaning: a reader meeting ``Movement`` or ``Report`` must not have to ask which one."""
+    where: dict[str, list[str]] = {}
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            if path == SHAPES:
+                continue
+            for node in ast.parse(path.read_text(), str(path)).body:
+                if isinstance(node, ast.ClassDef):
+                    where.setdefault(node.name, []).append(str(path.relative_to(ROOT)))
+    assert {name: paths for name, paths in where.items() if len(paths) > 1} == {}

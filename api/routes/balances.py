@@ -11,6 +11,7 @@ from api import params, schemas
 from api.auth import Reader
 from api.errors import INVALID_PARAMETER, ApiError, json_response
 from api.params import strict_query
+from api.routes import DAMAGED_LOAN
 from api.services import services
 from domain.money import fmt
 from projections.balances import GROUPINGS, bank_payables, bank_payables_json, portfolio, trial_balance
@@ -24,7 +25,7 @@ router = APIRouter(tags=["balances"], dependencies=[Depends(strict_query)])
     summary="Portfolio balances and the trial balance (the `ledger balances --json` shape)",
     responses={
         200: {"model": schemas.Balances},
-        409: {"model": schemas.Error, "description": "a loan's stored events are damaged: `ledger verify`"},
+        **DAMAGED_LOAN,
         **schemas.errors(401, 403, 422),
     },
 )

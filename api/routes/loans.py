@@ -12,6 +12,7 @@ from api import params, schemas
 from api.auth import Reader
 from api.errors import LOAN_NOT_FOUND, ApiError, json_response
 from api.params import strict_query
+from api.routes import DAMAGED_LOAN, NO_SUCH_LOAN
 from api.services import services
 from projections.lists import DEFAULT_LIMIT, MAX_LIMIT, decode_number_cursor, encode_cursor, loan_page
 from projections.loan_view import event_record, show_loan, today_in_shanghai
@@ -73,8 +74,8 @@ async def list_loans(
     summary="One loan as of a value date, as known at a time (the `ledger loan show --json` shape)",
     responses={
         200: {"model": schemas.LoanView},
-        404: {"model": schemas.Error, "description": "no such loan (or not the token's party's)"},
-        409: {"model": schemas.Error, "description": "the loan's stored events are damaged: `ledger verify`"},
+        **NO_SUCH_LOAN,
+        **DAMAGED_LOAN,
         **schemas.errors(401, 403, 422),
     },
 )
@@ -102,8 +103,8 @@ async def get_loan(
     summary="A loan's events in version order, a page at a time (as known at a time)",
     responses={
         200: {"model": schemas.LoanEvents},
-        404: {"model": schemas.Error, "description": "no such loan (or not the token's party's)"},
-        409: {"model": schemas.Error, "description": "the loan's stored events are damaged: `ledger verify`"},
+        **NO_SUCH_LOAN,
+        **DAMAGED_LOAN,
         **schemas.errors(401, 403, 422),
     },
 )
