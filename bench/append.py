@@ -19,8 +19,9 @@ Before issue 29 the baseline was the ledger run's own stored event rows re-writt
 INSERT and binary COPY into a table shaped like the event store; the figures below are
 against that yardstick.
 
-Measured (issue 15 asks >= 0.15x COPY), PostgreSQL 15, 500 per transaction, 2 cores shared with
-other jobs, so wall figures swing by 2x between runs; compare ratios within one run, and CPU:
+Measured against that old yardstick (issue 15 asks >= 0.15x COPY), PostgreSQL 15, 500 per
+transaction, 2 cores shared with other jobs, so wall figures swing by 2x between runs; compare
+ratios within one run, and CPU:
 
     run                           size  ledger cmd/s  CPU us/cmd  INSERT ratio  COPY rows/s  COPY ratio  peak MB
     before, alone                20000         4,702         102         0.103       79,555       0.059       56

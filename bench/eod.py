@@ -12,7 +12,9 @@ floor any end of day pays to read its loans). With ``--workers 1,2``
 each count closes its own copy of the same book (``ledger eod --workers N``), beside the same raw
 read; "part MB" is the largest part's peak (ru_maxrss of the waited-for parts: an upper bound).
 
-Measured (issue 15, 2 shared cores, other benches running; ratio = eod / raw of the same run, the
+Measured against the OLD yardstick, a raw read that decoded each loan's events through the
+library's mapper (issue 29 replaced it: the README has both). Issue 15, 2 shared cores, other
+benches running; ratio = eod / raw of the same run, the
 figure to compare; two runs of each, before and after interleaved):
 
     store     loans   before: loans/s  ratio  MB      after: loans/s  ratio      MB

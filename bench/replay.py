@@ -9,8 +9,9 @@ and the runner's bounded loan cache is exercised as in production. Events are
 made by building commands directly and appending them through ``Ledger.append``
 500 at a time. The log is filled to ``--events``, then to twice that; at each
 size it prints, for each store:
-- a raw scan: ``select_notifications`` page by page, decoding every event,
-  nothing else (the floor any projection pays);
+- the baseline of bench/measure.py: a SELECT of the stored rows, page by page,
+  and ``json.loads`` of each state, by the plain driver (the floor any
+  projection pays; never the library's objects);
 - ``ledger projections rebuild --workers N`` for each N of ``--workers``: new
   tables filled from empty (decode, bring each touched loan up to date,
   re-derive its journal after each money event, write the rows and the
@@ -21,7 +22,9 @@ size it prints, for each store:
 ``--phases`` also splits the rebuild's time by phase (one more rebuild, timed
 per call; the timers cost a little).
 
-Measured (issue 15), PostgreSQL 15 on loopback, fsync off, 2 cores shared with
+Measured (issue 15) against the OLD yardstick, a raw scan that decoded every
+event through the library's mapper (issue 29 replaced it: the README has both),
+PostgreSQL 15 on loopback, fsync off, 2 cores shared with
 other helpers' benches and tests; the raw scan swung 36k-95k events/s between
 runs, so only the ratio within one run means anything:
 
