@@ -13,8 +13,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from api.errors import INVALID_TOKEN, MISSING_SCOPE, MISSING_TOKEN, TOKEN_EXPIRED, ApiError
-from api.services import services
-from ledger.tokens import Token, authenticate
+from api.services import Coalesced, Services, services
+from ledger.tokens import Token, authenticate_digest, token_digest
 from projections.parties import LoanScope, scope_of
 
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
@@ -36,7 +36,7 @@ async def bearer(request: Request) -> Token:
     if kind.lower() != "bearer" or not secret:
         raise ApiError(401, MISSING_TOKEN, "missing bearer token (Authorization: Bearer TOKEN)", headers=_CHALLENGE)
     svc = services(request)
-    token = await svc.blocking(authenticate, svc.ledger, secret)
+    token = await _token_checks(svc).get(token_digest(secret))
     if token is None:
         raise ApiError(401, INVALID_TOKEN, "invalid or revoked token", headers=_CHALLENGE)
     log_info = request.scope.get("ledger.log")
@@ -45,6 +45,31 @@ async def bearer(request: Request) -> Token:
     if token.expired():
         raise ApiError(401, TOKEN_EXPIRED, f"token {token.name!r} expired on {token.expires_on}", headers=_CHALLENGE)
     return token
+
+
+def _token_checks(svc: Services) -> Coalesced[str, Token]:
+    """The server process's token checks: concurrent requests' tokens, by hash, looked up together in one
+    worker-thread call (api/services.py ``Coalesced``): one thread hop and one store round trip per distinct
+    token for a burst of requests, each answer read after its request arrived (no cache)."""
+    checks: Coalesced[str, Token] | None = svc.token_checks
+    if checks is None:
+
+        async def lookup(digests: list[str]) -> dict[str, Token]:
+            return await svc.blocking(_authenticate_all, svc, digests)
+
+        checks = Coalesced(lookup)
+        svc.token_checks = checks
+    return checks
+
+
+def _authenticate_all(svc: Services, digests: list[str]) -> dict[str, Token]:
+    """Blocking: each token hash's unrevoked token (expired or not), leaving out the unknown ones."""
+    found = {}
+    for digest in digests:
+        token = authenticate_digest(svc.ledger, digest)
+        if token is not None:
+            found[digest] = token
+    return found
 
 
 async def reader(token: Annotated[Token, Depends(bearer)]) -> Caller:

@@ -9,8 +9,13 @@ loopback port, then
 2. 16 clients post batches of 500 commands (whole loans) until all are sent;
 3. `ledger append` of the batch phase's commands into a fresh database: as a
    process (startup included) and as `append_lines` in a process of its own.
-It prints requests/s, commands/s and p50/p99 request latency, then stops the
-server. Everything is bounded: fixed command counts, and a deadline per phase.
+4. the baseline, the transport's limit: bench/measure.py's plain ASGI app on uvicorn
+   (one process, httptools, no access log, answering with as many bytes as the
+   ledger's answer to a single) takes the singles phase's bodies from the same
+   clients.
+It prints requests/s, commands/s and p50/p99 request latency, the singles beside
+the baseline (ratio, each server's peak memory, the load average), then stops.
+Everything is bounded: fixed command counts, and a deadline per phase.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 
 from append import command_lines, run_ledger  # noqa: E402
-from measure import Stores, in_child  # noqa: E402
+from measure import PLAIN_BODY_ENV, Stores, compare, in_child, load_average, peak_tree_mb  # noqa: E402
 
 PHASE_DEADLINE_S = 600
 
@@ -84,15 +89,49 @@ class Server:
             except OSError:
                 time.sleep(0.1)
 
+    @classmethod
+    def plain(cls, body_bytes: int, log: Path) -> Server:
+        """The baseline: bench/measure.py's plain ASGI app on uvicorn, one process, httptools, no access log."""
+        self = cls.__new__(cls)
+        self.token = "-"
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.log = open(log, "w")  # noqa: SIM115 (open while the server runs)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "measure:plain_app", "--app-dir", str(ROOT / "bench")]
+            + ["--port", str(self.port), "--http", "httptools", "--no-access-log", "--lifespan", "off"],
+            cwd=ROOT,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, PLAIN_BODY_ENV: str(body_bytes)},
+        )
+        self._wait(log, "/")
+        return self
+
+    def _wait(self, log: Path, path: str) -> None:
+        deadline = time.monotonic() + 60
+        while True:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"the server did not start; see {log}")
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1)
+                conn.request("GET", path)
+                conn.getresponse().read()
+                return
+            except OSError:
+                time.sleep(0.1)
+
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
         self.proc.wait(timeout=60)
         self.log.close()
 
 
-def load(server: Server, path: str, work: list[list[bytes]], clients: int) -> tuple[float, list[float], int]:
-    """Each client posts its list of bodies in order; (elapsed s, latencies s, 5xx count)."""
+def load(server: Server, path: str, work: list[list[bytes]], clients: int) -> tuple[float, list[float], int, int]:
+    """Each client posts its list of bodies in order; (elapsed s, latencies s, 5xx count, an answer's bytes)."""
     latencies: list[float] = []
+    answer_bytes: list[int] = []
     failures: list[str] = []
     lock = threading.Lock()
     barrier = threading.Barrier(clients + 1)
@@ -110,6 +149,8 @@ def load(server: Server, path: str, work: list[list[bytes]], clients: int) -> tu
             response = conn.getresponse()
             payload = response.read()
             mine.append(time.perf_counter() - t0)
+            if not answer_bytes:
+                answer_bytes.append(len(payload))
             if response.status not in (200, 201) or b'"rejected":0' not in payload and path.endswith("batch"):
                 failures.append(f"{response.status} {payload[:200]!r}")
         with lock:
@@ -132,7 +173,7 @@ def load(server: Server, path: str, work: list[list[bytes]], clients: int) -> tu
     )
     if failures:
         raise SystemExit(f"{len(failures)} requests failed, e.g. {failures[:3]}")
-    return elapsed, latencies, len(failures)
+    return elapsed, latencies, len(failures), answer_bytes[0]
 
 
 def cpu_seconds(pid: int) -> float:
@@ -176,18 +217,30 @@ def main() -> None:
             print(f"{'':<28} {'requests/s':>10} {'commands/s':>10} {'p50 ms':>8} {'p99 ms':>8}")
             loans = by_loan(commands(args.singles, "S"))
             work = [[line.encode() for loan in loans[k :: args.clients] for line in loan] for k in range(args.clients)]
-            elapsed, latencies, _ = load(server, "/v1/commands", work, args.clients)
+            load_at_start = load_average()
+            elapsed, latencies, _, answer = load(server, "/v1/commands", work, args.clients)
+            singles, work_singles = (len(latencies), elapsed, peak_tree_mb(server.proc.pid)), work
             report("POST /v1/commands (1)", len(latencies), args.singles, elapsed, latencies)
 
             batch_lines = commands(args.batched, "M")
             batches = [batch_lines[i : i + 500] for i in range(0, len(batch_lines), 500)]  # 100 whole loans each
             bodies = [f'{{"commands":[{",".join(b)}]}}'.encode() for b in batches]
             work = [bodies[k :: args.clients] for k in range(args.clients)]
-            elapsed, latencies, _ = load(server, "/v1/commands/batch", work, args.clients)
+            elapsed, latencies, _, _ = load(server, "/v1/commands/batch", work, args.clients)
             api_rate = args.batched / elapsed
             report("POST /v1/commands/batch (500)", len(latencies), args.batched, elapsed, latencies)
         finally:
             server.stop()
+
+        # the baseline: the same single-command bodies, the same clients, against the transport alone
+        plain = Server.plain(answer, stores.dir / "plain.log")
+        try:
+            elapsed, latencies, _, _ = load(plain, "/v1/commands", work_singles, args.clients)
+            baseline = (len(latencies), elapsed, peak_tree_mb(plain.proc.pid))
+            report(f"plain ASGI app ({answer} B answer)", len(latencies), len(latencies), elapsed, latencies)
+        finally:
+            plain.stop()
+        print(compare(f"singles, {args.clients} clients", "req/s", singles, baseline, load_at_start))
 
         path = stores.dir / "batched.jsonl"
         path.write_text("\n".join(batch_lines) + "\n")
@@ -200,7 +253,7 @@ def main() -> None:
             capture_output=True,
         )
         cli_rate = args.batched / (time.perf_counter() - started)
-        n, t_inproc, _ = in_child(run_ledger, stores.url("postgres", "bench_inproc"), str(path))
+        n, t_inproc, _, _ = in_child(run_ledger, stores.url("postgres", "bench_inproc"), str(path), True)
         inproc_rate = n / t_inproc
         print(f"{'ledger append (process)':<28} {'':>10} {cli_rate:>10,.0f}")
         print(f"{'append_lines (in process)':<28} {'':>10} {inproc_rate:>10,.0f}")

@@ -6,12 +6,15 @@ Fills a ledger with ``--loans`` loans funded on one day (so all fall due togethe
 the end-of-day job for a day on which every one of them crosses into M1: each is loaded, judged
 and marked, the marks appended in batches. Then the book doubles (as many loans again, funded a
 day later) and the next day is closed over all of them. For each size it prints loans/s and the
-peak memory of the process that ran the job, beside a raw select-and-decode of the same loans'
-events in the same run (the floor any end of day pays to read its loans). With ``--workers 1,2``
+peak memory of the process that ran the job, beside the baseline of bench/measure.py in the same
+run: the plain driver selecting the same loans' stored rows and ``json.loads`` of each state (the
+floor any end of day pays to read its loans). With ``--workers 1,2``
 each count closes its own copy of the same book (``ledger eod --workers N``), beside the same raw
 read; "part MB" is the largest part's peak (ru_maxrss of the waited-for parts: an upper bound).
 
-Measured (issue 15, 2 shared cores, other benches running; ratio = eod / raw of the same run, the
+Measured against the OLD yardstick, a raw read that decoded each loan's events through the
+library's mapper (issue 29 replaced it: the README has both). Issue 15, 2 shared cores, other
+benches running; ratio = eod / raw of the same run, the
 figure to compare; two runs of each, before and after interleaved):
 
     store     loans   before: loans/s  ratio  MB      after: loans/s  ratio      MB
@@ -50,7 +53,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 
-from measure import Stores, in_child, new_loan, peak_rss_mb  # noqa: E402
+from measure import (  # noqa: E402
+    Stores,
+    baseline_read_streams,
+    compare,
+    in_child,
+    load_average,
+    new_loan,
+    peak_rss_mb,
+    stream_ids,
+)
 
 FUNDED = date(2026, 1, 1)
 TERM_DAYS = 14
@@ -98,24 +110,6 @@ def end_of_day(url: str, day: date, workers: int, queue) -> None:
     queue.put((report.loans_checked, marked, elapsed, peak_rss_mb(), parts))
 
 
-def raw_read(url: str, queue) -> None:
-    """Every loan's events, selected in batches of 500 loans and decoded: nothing judged, nothing written."""
-    from ledger.app import Ledger
-    from ledger.config import Settings
-
-    app = Ledger(Settings(db_url=url))
-    ids = []
-    start = 1
-    while notes := app.recorder.select_notifications(start, 10_000):
-        ids += [n.originator_id for n in notes if n.originator_version == 1]
-        start = notes[-1].id + 1
-    started = time.perf_counter()
-    for i in range(0, len(ids), 500):
-        for stored in app.recorder.select_events_of(ids[i : i + 500]):
-            app.mapper.to_domain_event(stored)
-    queue.put((len(ids), time.perf_counter() - started, peak_rss_mb()))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--loans", type=int, default=20_000)
@@ -124,8 +118,7 @@ def main() -> None:
     args = parser.parse_args()
     counts = [int(w) for w in args.workers.split(",")]
     print(f"end of day with every loan due; {args.loans} loans, then {2 * args.loans}")
-    print(f"{'store':<9} {'loans':>8} {'workers':>7} {'eod loans/s':>12} {'raw loans/s':>12} {'ratio':>6} "
-          f"{'eod MB':>7} {'part MB':>7} {'raw MB':>7}")  # fmt: skip
+    print("baseline: SELECT of the same loans' stored rows, 500 loans a query, + json.loads of each state, same run")
     with Stores("bench-eod-") as stores:
         for store in args.stores.split(","):
             urls = {w: stores.url(store, f"bench_eod_w{w}") for w in counts}
@@ -134,16 +127,19 @@ def main() -> None:
                     in_child(fill, url, first, args.loans, funded)
                 # the day every loan funded so far is 5 days past due: each crosses into M1 (or stays there)
                 close = funded + timedelta(days=TERM_DAYS + 5)
+                load = load_average()
                 runs = {w: in_child(end_of_day, url, close, w) for w, url in urls.items()}
-                n_raw, raw_s, raw_mb = in_child(raw_read, urls[counts[0]])
-                raw_rate = n_raw / raw_s
+                # the loans' streams (each loan's first event is applied; the ledger's few own streams aside)
+                loans = stream_ids(urls[counts[0]])
+                raw = in_child(baseline_read_streams, urls[counts[0]], loans)
                 for workers, (checked, marked, elapsed, eod_mb, part_mb) in runs.items():
-                    assert checked == size * args.loans, (checked, size)
-                    eod_rate = checked / elapsed
-                    part = f"{part_mb:.0f}" if part_mb else "-"  # one process has no parts
-                    ratio = eod_rate / raw_rate
-                    print(f"{store:<9} {checked:>8} {workers:>7} {eod_rate:>12,.0f} {raw_rate:>12,.0f} {ratio:>6.2f} "
-                          f"{eod_mb:>7.0f} {part:>7} {raw_mb:>7.0f}  ({marked} marked)")  # fmt: skip
+                    if checked != size * args.loans:
+                        raise SystemExit(f"the end of day checked {checked} loans, not {size * args.loans}")
+                    part = f", largest part {part_mb:.0f} MB" if part_mb else ""  # one process has no parts
+                    label = f"{store} {checked} loans, --workers {workers}"
+                    print(
+                        compare(label, "loans/s", (checked, elapsed, eod_mb), raw, load) + f" ({marked} marked){part}"
+                    )
 
 
 if __name__ == "__main__":

@@ -9,8 +9,9 @@ and the runner's bounded loan cache is exercised as in production. Events are
 made by building commands directly and appending them through ``Ledger.append``
 500 at a time. The log is filled to ``--events``, then to twice that; at each
 size it prints, for each store:
-- a raw scan: ``select_notifications`` page by page, decoding every event,
-  nothing else (the floor any projection pays);
+- the baseline of bench/measure.py: a SELECT of the stored rows, page by page,
+  and ``json.loads`` of each state, by the plain driver (the floor any
+  projection pays; never the library's objects);
 - ``ledger projections rebuild --workers N`` for each N of ``--workers``: new
   tables filled from empty (decode, bring each touched loan up to date,
   re-derive its journal after each money event, write the rows and the
@@ -21,7 +22,9 @@ size it prints, for each store:
 ``--phases`` also splits the rebuild's time by phase (one more rebuild, timed
 per call; the timers cost a little).
 
-Measured (issue 15), PostgreSQL 15 on loopback, fsync off, 2 cores shared with
+Measured (issue 15) against the OLD yardstick, a raw scan that decoded every
+event through the library's mapper (issue 29 replaced it: the README has both),
+PostgreSQL 15 on loopback, fsync off, 2 cores shared with
 other helpers' benches and tests; the raw scan swung 36k-95k events/s between
 runs, so only the ratio within one run means anything:
 
@@ -74,7 +77,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 
-from measure import Stores, in_child, peak_rss_mb  # noqa: E402
+from measure import Stores, baseline_read, compare, in_child, load_average, peak_rss_mb  # noqa: E402
 
 PAGE = 1000
 BATCH = 500
@@ -178,20 +181,6 @@ def fill(url: str, loans_per_day: int, events: int, queue) -> None:
                 assert {o.status for o in outcomes} == {"appended"}, [o for o in outcomes if o.error][:3]
 
 
-def raw_scan(url: str, queue) -> None:
-    from ledger.app import Ledger
-    from ledger.config import Settings
-
-    app = Ledger(Settings(db_url=url))
-    started, n, start = time.perf_counter(), 0, 1
-    while notes := app.recorder.select_notifications(start, PAGE):
-        for note in notes:
-            app.mapper.to_domain_event(note)
-        n += len(notes)
-        start = notes[-1].id + 1
-    queue.put((n, time.perf_counter() - started, peak_rss_mb()))
-
-
 def rebuild(url: str, workers: int, queue) -> None:
     """What ``ledger projections rebuild --workers N`` does: new tables filled, then swapped in."""
     from ledger.app import Ledger
@@ -266,26 +255,21 @@ def main() -> None:
     parser.add_argument("--phases", action="store_true")
     parser.add_argument("--workers", default="1,2", help="rebuilds to time, by processes (--workers N)")
     args = parser.parse_args()
-    print(
-        f"{'store':<9} {'events':>8} {'raw scan ev/s':>14} {'workers':>7} {'rebuild ev/s':>13} {'ratio':>6} "
-        f"{'scan peak MB':>13} {'rebuild peak MB':>16} {'part peak MB':>13}"
-    )
+    print("rebuild beside the baseline: SELECT of the stored rows + json.loads of each state, same run")
     with Stores("bench-replay-") as stores:
         for store in args.stores.split(","):
             url = stores.url(store, "bench_replay")
             for size in (args.events, 2 * args.events):
                 head = in_child(fill, url, args.loans_per_day, size)
-                n, t_scan, rss_scan = in_child(raw_scan, url)
+                load = load_average()
+                scan = in_child(baseline_read, url)
                 for workers in map(int, args.workers.split(",")):
                     m, t_rebuild, rss_rebuild, rss_part = in_child(rebuild, url, workers)
-                    assert n == m, (n, m, head)
-                    scan_rate, rebuild_rate = n / t_scan, m / t_rebuild
-                    print(
-                        f"{store:<9} {n:>8} {scan_rate:>14,.0f} {workers:>7} {rebuild_rate:>13,.0f} "
-                        f"{rebuild_rate / scan_rate:>6.0%} {rss_scan:>13.0f} {rss_rebuild:>16.0f} "
-                        f"{f'{rss_part:.0f}' if rss_part else '-':>13}",  # one process has no parts
-                        flush=True,
-                    )
+                    if scan[0] != m:
+                        raise SystemExit(f"the rebuild read {m} events, the baseline {scan[0]} (head {head})")
+                    part = f", largest part {rss_part:.0f} MB" if rss_part else ""  # one process has no parts
+                    label = f"{store} {m} events, --workers {workers}"
+                    print(compare(label, "events/s", (m, t_rebuild, rss_rebuild), scan, load) + part, flush=True)
             if args.phases:
                 n, elapsed, spent = in_child(rebuild_phases, url)
                 print(f"  {store}: rebuild of {n} events with timers, {n / elapsed:,.0f} ev/s; microseconds per event:")

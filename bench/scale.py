@@ -8,7 +8,9 @@ code path (what the CLI runs) in a fresh process, and reports its time, its rate
 memory: the append of the whole stream through ``append_lines``, a rebuild of the book
 projection, a dataset export (Parquet), and the end of day for the last day; ``--workers N``
 runs the rebuild and the end of day in N processes each (peak memory is then the main
-process's; each part's is about the one-process figure or less). Not part of CI:
+process's; each part's is about the one-process figure or less). The append and the rebuild
+are each followed by bench/measure.py's baseline (the same lines by COPY / executemany into a
+plain table; the log by SELECT + ``json.loads``), with the ratio and the load average. Not part of CI:
 at 1M loans it takes the better part of an hour on 2 cores.
 """
 
@@ -25,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 
-from measure import Stores, in_child, peak_rss_mb  # noqa: E402
+from measure import Stores, baseline_read, baseline_write, compare, in_child, load_average, peak_rss_mb  # noqa: E402
 
 START = date(2026, 1, 1)
 
@@ -183,9 +185,16 @@ def main() -> None:
             (f"eod {last_day}", end_of_day, (url, last_day, args.workers), "loans checked"),
         ]
         for name, fn, fn_args, unit in steps:
+            load = load_average()
             n, seconds, peak_mb, detail = in_child(fn, *fn_args)
             print(f"{name:<22} {n:>10,} {unit:<14} {seconds:>8.0f} s {n / seconds:>10,.0f}/s  peak {peak_mb:,.0f} MB"
                   + (f"  {detail}" if detail else ""), flush=True)  # fmt: skip
+            if name == "append":  # the baselines of bench/measure.py, in the same run
+                base = in_child(baseline_write, stores.url(args.store, "scale_plain"), str(path), 500)
+                print("    " + compare("append", "cmd/s", (n, seconds, peak_mb), base, load), flush=True)
+            elif name == "projections rebuild":
+                base = in_child(baseline_read, url)
+                print("    " + compare("rebuild", "events/s", (n, seconds, peak_mb), base, load), flush=True)
 
 
 if __name__ == "__main__":
