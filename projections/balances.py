@@ -115,10 +115,11 @@ def _quiet_trial_balance(db: ViewDb, as_of: date, where_loans: Sequence[Conditio
         for condition, _ in where_loans
     )
     quiet_args = [day, *(arg for _, args in where_loans for arg in args)]
-    [(quiet_total, other_total)] = db.query(
-        f"SELECT (SELECT SUM(q.total_fen) FROM proj_loan_sums q WHERE {quiet}), "
-        f"(SELECT SUM({_AS_OF}) FROM proj_journal WHERE {where})",
-        [*quiet_args, *[day] * _AS_OF_DAYS, *params],
+    # proj_journal named before proj_loan_sums: a rebuild's swap (runner._swap) locks the journal first
+    [(other_total, quiet_total)] = db.query(
+        f"SELECT (SELECT SUM({_AS_OF}) FROM proj_journal WHERE {where}), "
+        f"(SELECT SUM(q.total_fen) FROM proj_loan_sums q WHERE {quiet})",
+        [*[day] * _AS_OF_DAYS, *params, *quiet_args],
     )
     return _fen_to_amount(int(quiet_total or 0) + int(other_total or 0))
 
