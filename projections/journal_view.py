@@ -120,7 +120,8 @@ class JournalChanges:
 
     opened: dict[int, list[Any]] = field(default_factory=dict)  # line_id -> new row
     closed: list[tuple[int, int]] = field(default_factory=list)  # (known_to_us, line_id) of committed rows
-    sums: dict[str, list[Any]] = field(default_factory=dict)  # loan_id -> its proj_loan_sums row, as it now is
+    # loan_id -> the lines that hold now, summed into its proj_loan_sums row once, when the page is written
+    sums: dict[str, list[JournalLine]] = field(default_factory=dict)
 
     def record(
         self, loan_id: str, bank: str, open_lines: OpenLines, lines: list[JournalLine], notification_id: int, at_us: int
@@ -159,7 +160,7 @@ class JournalChanges:
                 ]
         if place >= LINE_ID_SPAN:
             raise BrokenInvariant(f"loan {loan_id}: journal line {place} passes the span of {LINE_ID_SPAN} a loan")
-        self.sums[loan_id] = loan_sums(loan_id, lines)
+        self.sums[loan_id] = lines
 
     def write(self, c: Cursor) -> None:
         rows = list(self.opened.values())
@@ -187,7 +188,7 @@ class JournalChanges:
         c.executemany(
             f"INSERT INTO proj_loan_sums ({', '.join(_SUM_COLUMNS)}) VALUES ({','.join('?' * len(_SUM_COLUMNS))}) "
             f"ON CONFLICT (loan_id) DO UPDATE SET {sums}",
-            list(self.sums.values()),
+            [loan_sums(loan_id, lines) for loan_id, lines in self.sums.items()],
         )
         # Every close must meet exactly one open row; anything else means a view out of step with its log.
         if self.closed and closed != len(self.closed):
