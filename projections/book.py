@@ -31,7 +31,8 @@ from projections.loans_view import LoanState
 from projections.source import EventLog
 
 NAME = "book"
-VIEWS = ("proj_journal", "proj_loans", "proj_assignments", "proj_collections")  # what it writes, a rebuild empties
+# what it writes, a rebuild empties
+VIEWS = ("proj_journal", "proj_loans", "proj_assignments", "proj_collections", "proj_loan_sums")
 CACHE_LOANS = 20_000  # loans held between pages; bounds memory (a few KB each), not correctness
 _LOAN_TOPIC = f"{Loan.__module__}:{Loan.__qualname__}."  # other streams (reconciliation runs) have no place here
 _MONEY_EVENTS = frozenset({"Funded", "Repaid", "Collected", "WrittenOff", "Reversed", "Waived", "Refunded", "Remitted"})

@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from domain.errors import BrokenInvariant
-from domain.journal import JournalLine
+from domain.journal import MEMO, OVERPAYMENTS, RECEIVABLE, RECOVERY, JournalLine
 from projections.db import Cursor, in_chunks
 
 LINE_ID_SPAN = 1 << 16  # line ids an event may open: id = notification id * span + place
@@ -36,6 +36,21 @@ _COLUMNS = (
     "known_to_us",
 )
 _KNOWN_TO = _COLUMNS.index("known_to_us")
+_SUM_COLUMNS = (
+    "loan_id",
+    "quiet_day",
+    "principal_fen",
+    "interest_fen",
+    "fee_fen",
+    "penalty_fen",
+    "overpayment_fen",
+    "still_due_fen",
+    "written_off_fen",
+    "recovered_fen",
+    "total_fen",
+)
+_PARTS = ("principal", "interest", "fee", "penalty")
+_STILL_DUE = {MEMO + part for part in ("principal", "interest", "fee")}
 
 # A loan's lines that hold now -> their row's line_id. Keys are plain tuples equal to the JournalLines
 # (same hash, same equality): the cyclic collector stops tracking a plain tuple of atoms after one
@@ -49,6 +64,46 @@ def micros(moment: datetime) -> int:
         raise BrokenInvariant(f"recorded time {moment} has no time zone")
     delta = moment - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def line_fen(amount_fen: int, value_day: int, until_day: int | None, offset: int, divisor: int) -> int:
+    """A line's whole amount in fen, once every night of a run has passed: the figure projections/balances.py
+    sums in SQL for a day on or after the run's end (a floor run: the floor of its numerator)."""
+    if until_day is None:
+        return amount_fen
+    nights = until_day - value_day
+    if divisor == 1:
+        return amount_fen * nights
+    sign = -1 if amount_fen < 0 else 1
+    return sign * ((offset + abs(amount_fen) * nights) // divisor - offset // divisor)
+
+
+def loan_sums(loan_id: str, lines: Sequence[JournalLine]) -> list[Any]:
+    """The loan's proj_loan_sums row (schema.py) from the lines that hold now: the day from which none of
+    them changes with the date, and their sums as of that day, by the rules of balances._portfolio_rows."""
+    quiet = 0
+    fen = dict.fromkeys(_PARTS, 0)
+    overpayment = still_due = written_off = recovered = total = 0
+    for entry, account, value_date, amount, until, offset, divisor in lines:
+        value_day = value_date.toordinal()
+        until_day = None if until is None else until.toordinal()
+        amount_fen = to_fen(amount)
+        whole = line_fen(amount_fen, value_day, until_day, offset, divisor)
+        quiet = max(quiet, value_day if until_day is None else max(value_day, until_day))
+        total += whole
+        if account.startswith(RECEIVABLE):
+            part = account[len(RECEIVABLE) :]
+            if part in fen:
+                fen[part] += whole
+            if part == "principal" and entry == "write_off":
+                written_off -= amount_fen
+        elif account == OVERPAYMENTS:
+            overpayment -= amount_fen
+        elif account in _STILL_DUE:
+            still_due += amount_fen
+        elif account == RECOVERY:
+            recovered -= amount_fen
+    return [loan_id, quiet, *fen.values(), overpayment, still_due, written_off, recovered, total]
 
 
 def to_fen(amount: Decimal) -> int:
@@ -65,6 +120,8 @@ class JournalChanges:
 
     opened: dict[int, list[Any]] = field(default_factory=dict)  # line_id -> new row
     closed: list[tuple[int, int]] = field(default_factory=list)  # (known_to_us, line_id) of committed rows
+    # loan_id -> the lines that hold now, summed into its proj_loan_sums row once, when the page is written
+    sums: dict[str, list[JournalLine]] = field(default_factory=dict)
 
     def record(
         self, loan_id: str, bank: str, open_lines: OpenLines, lines: list[JournalLine], notification_id: int, at_us: int
@@ -103,6 +160,7 @@ class JournalChanges:
                 ]
         if place >= LINE_ID_SPAN:
             raise BrokenInvariant(f"loan {loan_id}: journal line {place} passes the span of {LINE_ID_SPAN} a loan")
+        self.sums[loan_id] = lines
 
     def write(self, c: Cursor) -> None:
         rows = list(self.opened.values())
@@ -126,6 +184,12 @@ class JournalChanges:
                 "UPDATE proj_journal SET known_to_us = ? WHERE line_id = ? AND known_to_us IS NULL", self.closed
             )
             closed = c.curs.rowcount if self.closed else 0
+        sums = ", ".join(f"{name} = excluded.{name}" for name in _SUM_COLUMNS[1:])
+        c.executemany(
+            f"INSERT INTO proj_loan_sums ({', '.join(_SUM_COLUMNS)}) VALUES ({','.join('?' * len(_SUM_COLUMNS))}) "
+            f"ON CONFLICT (loan_id) DO UPDATE SET {sums}",
+            [loan_sums(loan_id, lines) for loan_id, lines in self.sums.items()],
+        )
         # Every close must meet exactly one open row; anything else means a view out of step with its log.
         if self.closed and closed != len(self.closed):
             raise BrokenInvariant(f"{len(self.closed)} journal lines to close met {closed} open rows")

@@ -323,9 +323,10 @@ def _swap(live: ViewDb, name: str, track: str) -> None:
             c.execute("SELECT pg_advisory_xact_lock(?)", (_SCHEMA_LOCK,))
             # Tracking rows before tables, in the order runners take them.
             c.query("SELECT position FROM proj_tracking WHERE name IN (?, ?) FOR UPDATE", (name, track))
-            # readers join in this order (proj_loans, proj_journal, then the custody tables)
+            # readers join in this order (proj_loans, proj_journal, then the custody tables and the sums)
             c.execute(
-                "LOCK TABLE proj_loans, proj_journal, proj_assignments, proj_collections IN ACCESS EXCLUSIVE MODE"
+                "LOCK TABLE proj_loans, proj_journal, proj_assignments, proj_collections, proj_loan_sums "
+                "IN ACCESS EXCLUSIVE MODE"
             )
         [(built_to,)] = c.query("SELECT position FROM proj_tracking WHERE name = ?", (track,))
         for table in schema.VIEW_TABLES:

@@ -14,8 +14,17 @@ from __future__ import annotations
 
 import re
 
-SCHEMA_VERSION = "5"  # 4: floor runs (run_offset, run_divisor) for the cost ceiling; 5: assignments, collections
-TABLES = ("proj_journal", "proj_loans", "proj_tracking", "proj_meta", "proj_assignments", "proj_collections")
+SCHEMA_VERSION = "6"  # 4: floor runs (run_offset, run_divisor) for the cost ceiling; 5: assignments, collections;
+# 6: proj_loan_sums (each loan's journal summed once it no longer changes with the date)
+TABLES = (
+    "proj_journal",
+    "proj_loans",
+    "proj_tracking",
+    "proj_meta",
+    "proj_assignments",
+    "proj_collections",
+    "proj_loan_sums",
+)
 
 
 def create_statements(postgres: bool) -> list[str]:
@@ -55,6 +64,18 @@ def create_statements(postgres: bool) -> list[str]:
         # Not partial on known_to_us: closing a row then touches no index (and stays a HOT update
         # on PostgreSQL), and "as known at T" reads closed rows too.
         "CREATE INDEX IF NOT EXISTS proj_journal_loan ON proj_journal (loan_id)",
+        # Each loan's lines that hold now, summed as of quiet_day: the day from which none of them changes
+        # with the date (the last point line's day, the last run's end; a run with no end: never). As of
+        # any day D >= quiet_day the loan's balances are these sums; the book reads them instead of the
+        # loan's lines (projections/balances.py). Written with the journal, in the same transaction.
+        # The receivable parts, the overpayment, the memo still due, the principal written off and the
+        # recoveries as the balances sum them, and total_fen: every line (the trial balance's share).
+        "CREATE TABLE IF NOT EXISTS proj_loan_sums ("
+        " loan_id TEXT PRIMARY KEY, quiet_day INTEGER NOT NULL,"
+        " principal_fen BIGINT NOT NULL, interest_fen BIGINT NOT NULL, fee_fen BIGINT NOT NULL,"
+        " penalty_fen BIGINT NOT NULL, overpayment_fen BIGINT NOT NULL, still_due_fen BIGINT NOT NULL,"
+        " written_off_fen BIGINT NOT NULL, recovered_fen BIGINT NOT NULL, total_fen BIGINT NOT NULL)",
+        "CREATE INDEX IF NOT EXISTS proj_loan_sums_quiet ON proj_loan_sums (quiet_day)",
         "CREATE INDEX IF NOT EXISTS proj_loans_open ON proj_loans (phase, due_day)",
         "CREATE INDEX IF NOT EXISTS proj_loans_borrower ON proj_loans (borrower_id)",
         # Each spell of a loan with a collection agency (seq 1, 2, ... on the loan): held on the days
@@ -82,12 +103,13 @@ def drop_statements() -> list[str]:
 
 # A rebuild fills a second set of view tables beside the live ones, under these names plus
 # REBUILD_SUFFIX, then swaps them in (runner.rebuild). Indexes are renamed with their tables.
-VIEW_TABLES = ("proj_journal", "proj_loans", "proj_assignments", "proj_collections")
+VIEW_TABLES = ("proj_journal", "proj_loans", "proj_assignments", "proj_collections", "proj_loan_sums")
 VIEW_INDEXES = (
     "proj_journal_loan",
     "proj_loans_open",
     "proj_loans_borrower",
     "proj_assignments_agency",
+    "proj_loan_sums_quiet",
 )
 REBUILD_SUFFIX = "_next"
 _VIEW_NAME = re.compile(r"\b(" + "|".join(VIEW_TABLES + VIEW_INDEXES) + r")\b")
