@@ -68,6 +68,15 @@ def new_store(request, tmp_path_factory):
     return make
 
 
+@pytest.fixture(scope="session")
+def books(tmp_path_factory):
+    """Books built once per test process and store kind, each test given a copy of its own:
+    ``books.copy(name, store_url, build)`` (tests/support/stores.py)."""
+    from support.stores import Books
+
+    return Books(tmp_path_factory.mktemp("books"))
+
+
 @pytest.fixture
 def simulated_book(ledger):
     """The simulator as a fixture: ``simulated_book(seed, loans, ...)`` fills this test's ledger."""
