@@ -82,7 +82,9 @@ def stored(app: Ledger) -> dict[UUID, list]:
 def test_two_and_three_workers_store_the_same_events_and_print_the_same_report_as_one(new_store):
     urls = {1: new_store()}
     app = Ledger(Settings(db_url=urls[1]))
-    run_simulation(app, Simulator(30, 300, START, days=90), until=STOP)  # write-offs fall in (STOP, CLOSE]
+    # write-offs fall in (STOP, CLOSE]; no bank settlement: the end of day reads positions, which remittances
+    # to a bank do not move, and settling was half the simulation's time
+    run_simulation(app, Simulator(30, 300, START, days=90), until=STOP, settle=False)
     runner.catch_up(app)
     app.close()
     for workers in (2, 3):  # the same book, copied: the end of day is what differs
