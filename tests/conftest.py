@@ -26,6 +26,23 @@ STORES = ["sqlite", "postgres"]
 _db_numbers = itertools.count()
 
 
+# The modules whose tests take longest start first: the two workers then end together on the many short
+# tests instead of one finishing a 40 s test while the other idles (xdist hands tests out in this order).
+LONGEST_FIRST = (
+    "test_eod_workers.py",
+    "test_projections.py",
+    "test_dataset.py",
+    "test_spark_dataset.py",
+    "test_restart.py",
+    "test_model_report.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: n for n, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
+
+
 @pytest.fixture(scope="session")
 def pg_server():
     from pgserver import ThrowawayPostgres
@@ -66,6 +83,15 @@ def new_store(request, tmp_path_factory):
         return server.create_database(f"t{os.getpid()}_{n}")
 
     return make
+
+
+@pytest.fixture(scope="session")
+def books(tmp_path_factory):
+    """Books built once per test process and store kind, each test given a copy of its own:
+    ``books.copy(name, store_url, build)`` (tests/support/stores.py)."""
+    from support.stores import Books
+
+    return Books(tmp_path_factory.mktemp("books"))
 
 
 @pytest.fixture

@@ -102,7 +102,19 @@ class ThrowawayPostgres:
         try:
             self._run(find_pg_bin("pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
         finally:
-            shutil.rmtree(self.dir, ignore_errors=True)
+            # A test run leaves a database per test (hundreds of thousands of files): removing 600 of them
+            # took 91 s on the loaded 2-core machine (stopping the server 0.14 s), at the end of each worker.
+            # The server is stopped, nothing reads them: a process of their own removes them, unawaited.
+            try:
+                subprocess.Popen(
+                    ["rm", "-rf", "--", str(self.dir)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            except OSError:
+                shutil.rmtree(self.dir, ignore_errors=True)
 
     def url(self, dbname: str) -> str:
         return f"postgresql://postgres:postgres@127.0.0.1:{self.port}/{dbname}"

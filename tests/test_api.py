@@ -293,14 +293,19 @@ def test_projections_show_position_head_and_lag(api):
 
 
 # ---- operations --------------------------------------------------------------------------
-def test_healthz_is_503_when_the_store_does_not_answer(api):
-    assert api.client.get("/healthz").json() == {"status": "ok"}
-    api.ledger.recorder.datastore.close()
-    if hasattr(api.ledger.recorder.datastore, "pool"):  # PostgreSQL: a closed pool refuses connections
-        assert api.client.get("/healthz").status_code == 503
-    else:  # SQLite reopens its file on demand: make the file unreadable instead
-        api.ledger.recorder.datastore.pool._db_name = "/nonexistent/dir/ledger.db"  # noqa: SLF001
-        assert api.client.get("/healthz").status_code == 503
+def test_healthz_is_503_when_the_store_does_not_answer(store_url):
+    # a lost store is retried for retry_seconds before the answer (30 s by default, the whole of this
+    # test's time on PostgreSQL): 1 s gives the same 503
+    app = create_app(Settings(db_url=store_url, retry_seconds=1.0))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        ledger = app.state.ledger
+        assert client.get("/healthz").json() == {"status": "ok"}
+        ledger.recorder.datastore.close()
+        if hasattr(ledger.recorder.datastore, "pool"):  # PostgreSQL: a closed pool refuses connections
+            assert client.get("/healthz").status_code == 503
+        else:  # SQLite reopens its file on demand: make the file unreadable instead
+            ledger.recorder.datastore.pool._db_name = "/nonexistent/dir/ledger.db"  # noqa: SLF001
+            assert client.get("/healthz").status_code == 503
 
 
 def test_an_unexpected_error_is_500_with_a_request_id_and_a_logged_traceback(api, capsys, monkeypatch):

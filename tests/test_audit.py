@@ -437,10 +437,9 @@ def test_verify_and_checkpoint_read_in_pages_across_loans(store_url):
 def test_writers_racing_on_one_loan_leave_an_unbroken_chain(pg_server):
     """The loser of a race recomputes its hash from the winner's: no lock wider than the loan needed."""
     import multiprocessing
-    import time
 
     from support.commands import domain_example
-    from support.workers import append_one_at_a_time
+    from support.workers import append_one_at_a_time, started_together
 
     url = pg_server.create_database("chain_race")
     app = Ledger(Settings(db_url=url))
@@ -450,8 +449,8 @@ def test_writers_racing_on_one_loan_leave_an_unbroken_chain(pg_server):
         [json.dumps(repaid(ref=f"W{w}-{i}", amount="1.00", value_date="2026-03-05")) for i in range(6)]
         for w in range(4)
     ]
-    start_at = time.time() + 2.0
-    with multiprocessing.get_context("spawn").Pool(4) as pool:
-        results = pool.starmap(append_one_at_a_time, [(url, lines, start_at) for lines in work])
+    spawn = multiprocessing.get_context("spawn")
+    with spawn.Pool(4, started_together, (spawn.Barrier(4),)) as pool:  # all connected, then all go
+        results = pool.starmap(append_one_at_a_time, [(url, lines) for lines in work])
     assert all(s == ["appended"] * 6 for s in results), results
     assert verify(url) == (0, {"ok": True, "events": 3 + 24, "streams": 1})

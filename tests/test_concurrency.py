@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import time
 from datetime import date
 from decimal import Decimal as D
 
 import pytest
 from support.commands import domain_example, repaid
-from support.workers import append_one_at_a_time
+from support.workers import append_one_at_a_time, started_together
 
 from ledger.app import Ledger
 from ledger.commands import command_from_dict
@@ -38,9 +37,9 @@ def test_racing_writers_lose_no_update_count_nothing_twice_and_share_a_key_once(
         ]
         work.append(own[: OWN_REPAYMENTS // 2] + [shared] + own[OWN_REPAYMENTS // 2 :])
 
-    start_at = time.time() + 2.0  # every writer is connected before the first append
-    with multiprocessing.get_context("spawn").Pool(WRITERS) as pool:
-        results = pool.starmap(append_one_at_a_time, [(url, lines, start_at) for lines in work])
+    spawn = multiprocessing.get_context("spawn")
+    with spawn.Pool(WRITERS, started_together, (spawn.Barrier(WRITERS),)) as pool:  # all connected, then all go
+        results = pool.starmap(append_one_at_a_time, [(url, lines) for lines in work])
 
     for statuses in results:
         own = statuses[: OWN_REPAYMENTS // 2] + statuses[OWN_REPAYMENTS // 2 + 1 :]

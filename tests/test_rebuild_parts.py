@@ -94,7 +94,9 @@ def test_a_part_whose_rebuild_is_gone_writes_nothing_more():
 
 def test_a_rebuild_in_parts_killed_half_way_leaves_the_live_book_and_its_parts_stop(store_url):
     app = Ledger(Settings(db_url=store_url))
-    simulated_ledger(app, seed=13, loans=300, days=30)
+    # 100 loans: over 400 events, each a page of its own below, and the kill comes after the first
+    # page; the test fails (not passes) if the rebuild finished before it
+    simulated_ledger(app, seed=13, loans=100, days=30)
     runner.catch_up(app)
     whole, before = reading(app), snapshot(app)
     rebuild = cli("projections", "rebuild", "--page-size", "1", "--workers", "2", "--db", store_url)
