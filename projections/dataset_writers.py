@@ -18,16 +18,7 @@ def write(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    types = {
-        "string": pa.string(),
-        "date": pa.date32(),
-        "timestamp": pa.timestamp("us", tz="UTC"),
-        "int": pa.int32(),
-        "bool": pa.bool_(),
-        "money": pa.decimal128(14, 2),
-        "rate": pa.decimal128(18, 12),  # a command's rates carry at most 12 decimal places
-        "float": pa.float64(),
-    }
+    types = arrow_types()
     schema = pa.schema(
         [
             pa.field(c.name, types[c.kind], metadata={"description": c.description, "kind": c.kind, "role": c.role})
@@ -52,6 +43,22 @@ def write(
         writer.write_table(pa.Table.from_pylist(batch, schema))
         n += len(batch)
     return n
+
+
+def arrow_types() -> dict[str, Any]:
+    """Each column kind's Arrow type: the single-machine file's, and the batches handed to Spark."""
+    import pyarrow as pa
+
+    return {
+        "string": pa.string(),
+        "date": pa.date32(),
+        "timestamp": pa.timestamp("us", tz="UTC"),
+        "int": pa.int32(),
+        "bool": pa.bool_(),
+        "money": pa.decimal128(14, 2),
+        "rate": pa.decimal128(18, 12),  # a command's rates carry at most 12 decimal places
+        "float": pa.float64(),
+    }
 
 
 def _write_csv(rows_in: Iterator[dict[str, Any]], path: str) -> int:

@@ -26,6 +26,7 @@ from eventsourcing.persistence import Notification
 from domain.loan import loan_uuid
 from projections.dataset import COLUMNS, borrower_rows
 from projections.dataset_facts import LoanHistory
+from projections.dataset_writers import arrow_types
 
 INSTALL = "pip install 'loan-ledger[spark]'"
 ROWS_PER_BATCH = 10_000  # rows handed back to Spark at a time
@@ -93,19 +94,10 @@ def rows_from_events(batches: Iterator[Any], as_of: date, known_at: datetime) ->
 
 
 def arrow_schema() -> Any:
-    """The single-machine file's types (projections/dataset.py ``write``), for the batches handed to Spark."""
+    """The single-machine file's types (projections/dataset_writers.py), for the batches handed to Spark."""
     import pyarrow as pa
 
-    kinds = {
-        "string": pa.string(),
-        "date": pa.date32(),
-        "timestamp": pa.timestamp("us", tz="UTC"),
-        "int": pa.int32(),
-        "bool": pa.bool_(),
-        "money": pa.decimal128(14, 2),
-        "rate": pa.decimal128(18, 12),
-        "float": pa.float64(),
-    }
+    kinds = arrow_types()
     return pa.schema([pa.field(c.name, kinds[c.kind]) for c in COLUMNS])
 
 
