@@ -15,6 +15,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from click.testing import CliRunner
+from support.commands import assigned
 
 from cli.main import cli
 
@@ -49,7 +50,7 @@ def stores(pg_server):
         con.execute("DROP ROLE ledger_app")
 
 
-def test_the_documented_role_runs_the_ledger(stores):
+def test_the_documented_role_runs_the_ledger(stores, tmp_path):
     _, app = stores
     example = str(ROOT / "docs" / "examples" / "domain_example.jsonl")
     appended = run("append", example, "--db", app, env=ROLE_ENV)
@@ -57,6 +58,10 @@ def test_the_documented_role_runs_the_ledger(stores):
     assert "appended 3" in appended.output
     again = run("append", example, "--db", app, env=ROLE_ENV)
     assert "duplicate 3" in again.output
+    # an agency's hand-over: the projection writes the custody tables, which the role must be granted too
+    handed_over = tmp_path / "assigned.jsonl"
+    handed_over.write_text(json.dumps(assigned("AG-A", "2026-03-20")) + "\n")
+    assert run("append", str(handed_over), "--db", app, env=ROLE_ENV).exit_code == 0
     assert run("eod", "--date", "2026-04-01", "--db", app, env=ROLE_ENV).exit_code == 0
     assert run("projections", "catch-up", "--db", app, env=ROLE_ENV).exit_code == 0
     balances = run("balances", "--as-of", "2026-04-01", "--json", "--db", app, env=ROLE_ENV)
