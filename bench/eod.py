@@ -12,34 +12,8 @@ floor any end of day pays to read its loans). With ``--workers 1,2``
 each count closes its own copy of the same book (``ledger eod --workers N``), beside the same raw
 read; "part MB" is the largest part's peak (ru_maxrss of the waited-for parts: an upper bound).
 
-Measured against the OLD yardstick, a raw read that decoded each loan's events through the
-library's mapper (issue 29 replaced it: the README has both). Issue 15, 2 shared cores, other
-benches running; ratio = eod / raw of the same run, the
-figure to compare; two runs of each, before and after interleaved):
-
-    store     loans   before: loans/s  ratio  MB      after: loans/s  ratio      MB
-    sqlite    20000   4,193-4,406      0.16   59      4,344-5,689     0.17-0.22  57
-    sqlite    40000   4,158-6,316      0.23   61      5,126-7,588     0.30-0.35  57
-    postgres  20000   2,685-2,817      0.26   61      3,013-4,095     0.38-0.41  59
-    postgres  40000   3,577-4,160      0.40   64      3,252-4,637     0.32-0.50  60
-
-"After" hands the loans the end of day read to the append (each loan read and decoded once, not
-twice) and keeps the candidates as 16 bytes a loan. The issue's aim, 16k loans/s, is above the raw
-read itself on PostgreSQL here (~10k loans/s): no end of day that decodes every candidate through
-the library's mapper reaches it on this machine. What is left per loan: read and decode ~1/3,
-staging the mark through the domain rules ~1/5, the insert ~1/3, deciding the commands ~1/7.
-
-``--workers 1,2`` (one run, PostgreSQL, 2 shared cores, load average ~2.5 from other helpers; the
-times include starting the parts):
-
-    loans   workers  eod loans/s  raw loans/s  ratio  eod MB  part MB
-    20000   1        4,118        6,565        0.63   59      -
-    20000   2        4,638        6,565        0.71   53      58
-    40000   1        4,723        9,417        0.50   59      -
-    40000   2        8,089        9,417        0.86   55      59
-
-Two parts take 1.1-1.7x one process here: each part is client CPU (decode, rules, staging), so
-the gain is bounded by the free cores, which PostgreSQL shares on this machine.
+Figures measured with this bench, before and since issue 29, are in docs/scaling.md and the README;
+they belong there, not here, so this text stays true as they move.
 """
 
 from __future__ import annotations

@@ -22,45 +22,8 @@ size it prints, for each store:
 ``--phases`` also splits the rebuild's time by phase (one more rebuild, timed
 per call; the timers cost a little).
 
-Measured (issue 15) against the OLD yardstick, a raw scan that decoded every
-event through the library's mapper (issue 29 replaced it: the README has both),
-PostgreSQL 15 on loopback, fsync off, 2 cores shared with
-other helpers' benches and tests; the raw scan swung 36k-95k events/s between
-runs, so only the ratio within one run means anything:
-
-    before (commit d733726, reset + catch-up, one process), load 1.3 -> 4.4:
-    events   raw scan ev/s  rebuild ev/s  ratio  scan MB  rebuild MB
-    100054          55,910         8,947    16%       53         199
-    200053          35,965         5,792    16%       53         213
-
-    after, one run, load 2.7 -> 2.4 (16:30 UTC):
-    events   raw scan ev/s  workers  rebuild ev/s  ratio  scan MB  rebuild MB  part MB
-    100054          93,312        1        10,661    11%       53         198        -
-    100054          93,312        2        10,077    11%       53          50      150
-    200053          83,606        1         7,558     9%       53         212        -
-    200053          83,606        2        18,014    22%       53          51      205
-
-    after, a third run, load 2.2 -> 5.1 (16:32 UTC):
-    100054          88,917        1         7,651     9%       53         198        -
-    100054          88,917        2         7,895     9%       53          51      150
-    200053          71,445        1         6,401     9%       53         212        -
-    200053          71,445        2         8,863    12%       53          51      206
-
-    after, a second run, load 4.7 -> 6.2 (16:18 UTC):
-    100054          63,797        1         5,419     8%       53         198        -
-    100054          63,797        2         5,249     8%       53          51      146
-    200053          40,358        1         4,388    11%       53         212        -
-    200053          40,358        2         7,945    20%       53          51      201
-
-The one-process rebuild costs ~60-65 us of client CPU an event (decode ~12%,
-the domain's position and journal ~25%, the journal diff ~10%, COPY rows ~8%);
-two parts together spend ~7.5 s of CPU on 100k events against ~6.2 s for one
-process (each part reads the whole log and starts its own interpreter), so on a
-quiet 2-core machine they approach 2x, and on a busy one they gain nothing. At
-the larger size they also gain from holding twice the loans in cache between
-them (each part caches up to CACHE_LOANS of its own share, so fewer loans are
-reloaded from the store). The aim (rebuild >= 0.25x the raw scan) was not met:
-the best run reached 0.22x with two processes; see docs/decisions.md.
+Figures measured with this bench, before and since issue 29, are in docs/scaling.md and the README;
+they belong there, not here, so this text stays true as they move.
 """
 
 from __future__ import annotations
