@@ -10,7 +10,8 @@ tests/test_library_adapter.py so that an upgrade which moves one fails a test, n
   recorded time and the append-only triggers are written from inside them: if the library stopped
   calling one, events would be stored without their chain, silently.
 - The stored form (the transcoder's JSON, which commit_time.py splices a recorded time into and
-  projections/dataset.py parses) is pinned byte for byte by tests/test_stored_bytes.py.
+  the dataset's facts decode with the library's own transcoder, store.py ``event_transcoder``) is
+  pinned byte for byte by tests/test_stored_bytes.py.
 """
 
 from __future__ import annotations
