@@ -499,18 +499,67 @@ def bank_payables(
     db: ViewDb, as_of: date, known_at: datetime | None = None, *, where_loans: Sequence[Condition] = ()
 ) -> list[BankPayable]:
     """Per bank, from the journal's funding payable and bank interest lines (point lines: no runs);
-    ``where_loans``: only the loans these conditions on ``proj_loans l`` select (a party's own book)."""
+    ``where_loans``: only the loans these conditions on ``proj_loans l`` select (a party's own book).
+    As now known, with most loans quiet by the date, the quiet loans from their sums (as trial_balance)."""
+    if known_at is None and _mostly_quiet(db, as_of):
+        return _quiet_bank_payables(db, as_of, where_loans)
+    return _summed_bank_payables(db, as_of, known_at, where_loans)
+
+
+_PAYABLE = "account LIKE 'funding_payable:%'"
+_PAYABLE_SUMS = {  # BankPayable's amounts, in its order
+    "funded": f"-SUM(CASE WHEN {_PAYABLE} AND entry = 'funding' THEN amount_fen ELSE 0 END)",
+    "remitted": f"SUM(CASE WHEN {_PAYABLE} AND entry LIKE 'remitted:%' THEN amount_fen ELSE 0 END)",
+    "compensated": f"SUM(CASE WHEN {_PAYABLE} AND entry LIKE 'compensated:%' THEN amount_fen ELSE 0 END)",
+    "interest": f"SUM(CASE WHEN account = '{BANK_INTEREST}' THEN amount_fen ELSE 0 END)",
+    "owed": f"-SUM(CASE WHEN {_PAYABLE} THEN amount_fen ELSE 0 END)",
+}
+# the same amounts from a quiet loan's proj_loan_sums row
+_QUIET_PAYABLE_SUMS = {
+    "funded": "q.funded_fen",
+    "remitted": "q.remitted_fen",
+    "compensated": "q.compensated_fen",
+    "interest": "q.bank_interest_fen",
+    "owed": "q.payable_fen",
+}
+_PAYABLE_COLUMNS = ", ".join(f"{sql} AS {name}" for name, sql in _PAYABLE_SUMS.items())
+_PAYABLE_LINES = f"({_PAYABLE} OR account = '{BANK_INTEREST}')"
+
+
+def _summed_bank_payables(
+    db: ViewDb, as_of: date, known_at: datetime | None, where_loans: Sequence[Condition]
+) -> list[BankPayable]:
+    """From every funding payable and bank interest line: the full computation (the only one as known at)."""
     where, params = _lines(as_of, known_at)
     where, params = _of_loans(where, params, where_loans)
-    payable = "account LIKE 'funding_payable:%'"
     rows = db.query(
-        f"SELECT bank, -SUM(CASE WHEN {payable} AND entry = 'funding' THEN amount_fen ELSE 0 END), "
-        f"SUM(CASE WHEN {payable} AND entry LIKE 'remitted:%' THEN amount_fen ELSE 0 END), "
-        f"SUM(CASE WHEN {payable} AND entry LIKE 'compensated:%' THEN amount_fen ELSE 0 END), "
-        f"SUM(CASE WHEN account = '{BANK_INTEREST}' THEN amount_fen ELSE 0 END), "
-        f"-SUM(CASE WHEN {payable} THEN amount_fen ELSE 0 END) "
-        f"FROM proj_journal WHERE {where} AND ({payable} OR account = '{BANK_INTEREST}') GROUP BY bank ORDER BY bank",
+        f"SELECT bank, {_PAYABLE_COLUMNS} FROM proj_journal WHERE {where} AND {_PAYABLE_LINES} "
+        "GROUP BY bank ORDER BY bank",
         params,
+    )
+    return [BankPayable(bank, *(_fen_to_amount(int(v or 0)) for v in values)) for bank, *values in rows]
+
+
+def _quiet_bank_payables(db: ViewDb, as_of: date, where_loans: Sequence[Condition]) -> list[BankPayable]:
+    """As now known: each loan quiet by the date gives its payable sums (proj_loan_sums), the others their
+    lines as of it; a bank is listed when either part has a line of it, as in the full computation."""
+    day = as_of.toordinal()
+    where, params = _lines(as_of, None)
+    where, params = _of_loans(f"{where} AND {_NOT_QUIET} AND {_PAYABLE_LINES}", [*params, day], where_loans)
+    quiet = "q.quiet_day <= ? AND q.payable_lines > 0" + "".join(
+        f" AND EXISTS (SELECT 1 FROM proj_loans l WHERE l.loan_id = q.loan_id AND {condition})"
+        for condition, _ in where_loans
+    )
+    quiet_args = [day, *(arg for _, args in where_loans for arg in args)]
+    # one statement, so both parts see the same views; proj_journal named before proj_loan_sums: a
+    # rebuild's swap (runner._swap) locks the journal first
+    quiet_sums = ", ".join(f"SUM({sql}) AS {name}" for name, sql in _QUIET_PAYABLE_SUMS.items())
+    rows = db.query(
+        f"SELECT bank, {', '.join(f'SUM({name})' for name in _PAYABLE_SUMS)} FROM ("
+        f"SELECT bank, {_PAYABLE_COLUMNS} FROM proj_journal WHERE {where} GROUP BY bank UNION ALL "
+        f"SELECT q.bank AS bank, {quiet_sums} FROM proj_loan_sums q WHERE {quiet} GROUP BY q.bank"
+        ") parts GROUP BY bank ORDER BY bank",
+        [*params, *quiet_args],
     )
     return [BankPayable(bank, *(_fen_to_amount(int(v or 0)) for v in values)) for bank, *values in rows]
 

@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from domain.errors import BrokenInvariant
-from domain.journal import MEMO, OVERPAYMENTS, RECEIVABLE, RECOVERY, JournalLine
+from domain.journal import BANK_INTEREST, MEMO, OVERPAYMENTS, RECEIVABLE, RECOVERY, JournalLine
 from projections.db import Cursor, in_chunks
 
 LINE_ID_SPAN = 1 << 16  # line ids an event may open: id = notification id * span + place
@@ -48,7 +48,16 @@ _SUM_COLUMNS = (
     "written_off_fen",
     "recovered_fen",
     "total_fen",
+    # the funding payable and bank interest lines (point lines), as balances.bank_payables sums them
+    "bank",
+    "payable_lines",
+    "funded_fen",
+    "remitted_fen",
+    "compensated_fen",
+    "bank_interest_fen",
+    "payable_fen",
 )
+_PAYABLE = "funding_payable:"
 _PARTS = ("principal", "interest", "fee", "penalty")
 _STILL_DUE = {MEMO + part for part in ("principal", "interest", "fee")}
 
@@ -78,12 +87,14 @@ def line_fen(amount_fen: int, value_day: int, until_day: int | None, offset: int
     return sign * ((offset + abs(amount_fen) * nights) // divisor - offset // divisor)
 
 
-def loan_sums(loan_id: str, lines: Sequence[JournalLine]) -> list[Any]:
+def loan_sums(loan_id: str, bank: str, lines: Sequence[JournalLine]) -> list[Any]:
     """The loan's proj_loan_sums row (schema.py) from the lines that hold now: the day from which none of
-    them changes with the date, and their sums as of that day, by the rules of balances._portfolio_rows."""
+    them changes with the date, and their sums as of that day, by the rules of balances._portfolio_rows
+    and balances.bank_payables."""
     quiet = 0
     fen = dict.fromkeys(_PARTS, 0)
     overpayment = still_due = written_off = recovered = total = 0
+    payable_lines = funded = remitted = compensated = bank_interest = payable = 0
     for entry, account, value_date, amount, until, offset, divisor in lines:
         value_day = value_date.toordinal()
         until_day = None if until is None else until.toordinal()
@@ -103,7 +114,20 @@ def loan_sums(loan_id: str, lines: Sequence[JournalLine]) -> list[Any]:
             still_due += amount_fen
         elif account == RECOVERY:
             recovered -= amount_fen
-    return [loan_id, quiet, *fen.values(), overpayment, still_due, written_off, recovered, total]
+        elif account.startswith(_PAYABLE):
+            payable_lines += 1
+            payable -= amount_fen
+            if entry == "funding":
+                funded -= amount_fen
+            elif entry.startswith("remitted:"):
+                remitted += amount_fen
+            elif entry.startswith("compensated:"):
+                compensated += amount_fen
+        elif account == BANK_INTEREST:
+            payable_lines += 1
+            bank_interest += amount_fen
+    payables = [bank, payable_lines, funded, remitted, compensated, bank_interest, payable]
+    return [loan_id, quiet, *fen.values(), overpayment, still_due, written_off, recovered, total, *payables]
 
 
 def to_fen(amount: Decimal) -> int:
@@ -122,6 +146,7 @@ class JournalChanges:
     closed: list[tuple[int, int]] = field(default_factory=list)  # (known_to_us, line_id) of committed rows
     # loan_id -> the lines that hold now, summed into its proj_loan_sums row once, when the page is written
     sums: dict[str, list[JournalLine]] = field(default_factory=dict)
+    banks: dict[str, str] = field(default_factory=dict)  # loan_id -> its bank, for its proj_loan_sums row
 
     def record(
         self, loan_id: str, bank: str, open_lines: OpenLines, lines: list[JournalLine], notification_id: int, at_us: int
@@ -161,6 +186,7 @@ class JournalChanges:
         if place >= LINE_ID_SPAN:
             raise BrokenInvariant(f"loan {loan_id}: journal line {place} passes the span of {LINE_ID_SPAN} a loan")
         self.sums[loan_id] = lines
+        self.banks[loan_id] = bank
 
     def write(self, c: Cursor) -> None:
         rows = list(self.opened.values())
@@ -188,7 +214,7 @@ class JournalChanges:
         c.executemany(
             f"INSERT INTO proj_loan_sums ({', '.join(_SUM_COLUMNS)}) VALUES ({','.join('?' * len(_SUM_COLUMNS))}) "
             f"ON CONFLICT (loan_id) DO UPDATE SET {sums}",
-            [loan_sums(loan_id, lines) for loan_id, lines in self.sums.items()],
+            [loan_sums(loan_id, self.banks[loan_id], lines) for loan_id, lines in self.sums.items()],
         )
         # Every close must meet exactly one open row; anything else means a view out of step with its log.
         if self.closed and closed != len(self.closed):

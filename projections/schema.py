@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import re
 
-SCHEMA_VERSION = "6"  # 4: floor runs (run_offset, run_divisor) for the cost ceiling; 5: assignments, collections;
-# 6: proj_loan_sums (each loan's journal summed once it no longer changes with the date)
+SCHEMA_VERSION = "7"  # 4: floor runs (run_offset, run_divisor) for the cost ceiling; 5: assignments, collections;
+# 6: proj_loan_sums (each loan's journal summed once it no longer changes with the date); 7: its bank payables
 TABLES = (
     "proj_journal",
     "proj_loans",
@@ -70,11 +70,17 @@ def create_statements(postgres: bool) -> list[str]:
         # loan's lines (projections/balances.py). Written with the journal, in the same transaction.
         # The receivable parts, the overpayment, the memo still due, the principal written off and the
         # recoveries as the balances sum them, and total_fen: every line (the trial balance's share).
+        # The bank payables (balances.bank_payables): the loan's bank, how many funding payable and bank
+        # interest lines it has (0: it is in no bank's list), principal funded, remitted and compensated,
+        # the bank interest remitted, and the payable still owed (funded - remitted - compensated).
         "CREATE TABLE IF NOT EXISTS proj_loan_sums ("
         " loan_id TEXT PRIMARY KEY, quiet_day INTEGER NOT NULL,"
         " principal_fen BIGINT NOT NULL, interest_fen BIGINT NOT NULL, fee_fen BIGINT NOT NULL,"
         " penalty_fen BIGINT NOT NULL, overpayment_fen BIGINT NOT NULL, still_due_fen BIGINT NOT NULL,"
-        " written_off_fen BIGINT NOT NULL, recovered_fen BIGINT NOT NULL, total_fen BIGINT NOT NULL)",
+        " written_off_fen BIGINT NOT NULL, recovered_fen BIGINT NOT NULL, total_fen BIGINT NOT NULL,"
+        " bank TEXT NOT NULL, payable_lines INTEGER NOT NULL, funded_fen BIGINT NOT NULL,"
+        " remitted_fen BIGINT NOT NULL, compensated_fen BIGINT NOT NULL, bank_interest_fen BIGINT NOT NULL,"
+        " payable_fen BIGINT NOT NULL)",
         "CREATE INDEX IF NOT EXISTS proj_loan_sums_quiet ON proj_loan_sums (quiet_day)",
         "CREATE INDEX IF NOT EXISTS proj_loans_open ON proj_loans (phase, due_day)",
         "CREATE INDEX IF NOT EXISTS proj_loans_borrower ON proj_loans (borrower_id)",
