@@ -105,16 +105,26 @@ def _summed_trial_balance(
 _NOT_QUIET = "loan_id IN (SELECT loan_id FROM proj_loan_sums WHERE quiet_day > ?)"
 
 
+def _quiet_rows(day: int, where_loans: Sequence[Condition], also: str = "") -> tuple[str, list[Any]]:
+    """The WHERE on ``proj_loan_sums q`` for the loans quiet by ``day`` (and ``also``) that ``where_loans``
+    select, with its arguments."""
+    sql = (
+        "q.quiet_day <= ?"
+        + (f" AND {also}" if also else "")
+        + "".join(
+            f" AND EXISTS (SELECT 1 FROM proj_loans l WHERE l.loan_id = q.loan_id AND {condition})"
+            for condition, _ in where_loans
+        )
+    )
+    return sql, [day, *(arg for _, args in where_loans for arg in args)]
+
+
 def _quiet_trial_balance(db: ViewDb, as_of: date, where_loans: Sequence[Condition]) -> Decimal:
     """As now known: each loan quiet by the date gives its total_fen, the others their lines as of it."""
     day = as_of.toordinal()
     where, params = _lines(as_of, None)
     where, params = _of_loans(f"{where} AND {_NOT_QUIET}", [*params, day], where_loans)
-    quiet = "q.quiet_day <= ?" + "".join(
-        f" AND EXISTS (SELECT 1 FROM proj_loans l WHERE l.loan_id = q.loan_id AND {condition})"
-        for condition, _ in where_loans
-    )
-    quiet_args = [day, *(arg for _, args in where_loans for arg in args)]
+    quiet, quiet_args = _quiet_rows(day, where_loans)
     # proj_journal named before proj_loan_sums: a rebuild's swap (runner._swap) locks the journal first
     [(other_total, quiet_total)] = db.query(
         f"SELECT (SELECT SUM({_AS_OF}) FROM proj_journal WHERE {where}), "
@@ -546,11 +556,7 @@ def _quiet_bank_payables(db: ViewDb, as_of: date, where_loans: Sequence[Conditio
     day = as_of.toordinal()
     where, params = _lines(as_of, None)
     where, params = _of_loans(f"{where} AND {_NOT_QUIET} AND {_PAYABLE_LINES}", [*params, day], where_loans)
-    quiet = "q.quiet_day <= ? AND q.payable_lines > 0" + "".join(
-        f" AND EXISTS (SELECT 1 FROM proj_loans l WHERE l.loan_id = q.loan_id AND {condition})"
-        for condition, _ in where_loans
-    )
-    quiet_args = [day, *(arg for _, args in where_loans for arg in args)]
+    quiet, quiet_args = _quiet_rows(day, where_loans, "q.payable_lines > 0")
     # one statement, so both parts see the same views; proj_journal named before proj_loan_sums: a
     # rebuild's swap (runner._swap) locks the journal first
     quiet_sums = ", ".join(f"SUM({sql}) AS {name}" for name, sql in _QUIET_PAYABLE_SUMS.items())
