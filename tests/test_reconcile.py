@@ -23,10 +23,20 @@ from projections.reconciliation import COLUMNS, ledger_movements
 BANK = "CMB-X"
 
 
+def _build_portfolio(url: str) -> None:
+    app = Ledger(Settings(db_url=url))
+    try:
+        simulated_ledger(app, seed=30, loans=200, days=30)
+    finally:
+        app.close()
+
+
 @pytest.fixture
-def portfolio(store_url):
+def portfolio(store_url, books):
+    """The same simulated book for every test of the file (built once per store kind, each test gets a copy:
+    a test records runs on it, and what one test writes must not be seen by the next)."""
+    books.copy("reconcile-portfolio", store_url, _build_portfolio)
     app = Ledger(Settings(db_url=store_url))
-    simulated_ledger(app, seed=30, loans=200, days=30)
     rows = sorted(ledger_movements(app, BANK).all(), key=lambda m: (m.value_date, m.bank_ref))
     if "reversal" not in {m.type for m in rows}:  # the simulated stream may not bounce a CMB-X payment: bounce one
         for m in (m for m in rows if m.type == "repayment"):
