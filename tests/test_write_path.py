@@ -1,0 +1,75 @@
+"""The write path stays lean (issue 29): what an append and a single API request cost beyond their work."""
+
+from __future__ import annotations
+
+import inspect
+
+from fastapi.routing import APIRoute
+from support.commands import domain_example
+
+from api import ui
+from api.app import ROUTERS
+from domain.loan import loan_uuid
+from ledger.commands import command_from_dict
+
+
+def _dependencies(dependant):
+    for dep in dependant.dependencies:
+        yield dep.call
+        yield from _dependencies(dep)
+
+
+def test_no_route_dependency_costs_a_worker_thread_hop():
+    """FastAPI runs a plain ``def`` dependency in a worker thread: a hop on every request for work that
+    never blocks (checking the query string, the bearer token's scope). Every dependency is ``async``."""
+    routes = [r for router in [*ROUTERS, ui.router] for r in router.routes if isinstance(r, APIRoute)]
+    assert any(r.path == "/v1/commands" for r in routes)
+    found = [(r.path, call) for r in routes for call in _dependencies(r.dependant) if call is not None]
+    assert len(found) >= len(routes), "every route checks at least its query string: the walk is broken"
+    sync = sorted({f"{path}: {call.__qualname__}" for path, call in found if not inspect.iscoroutinefunction(call)})
+    assert sync == []
+
+
+def _count_reads(ledger, monkeypatch) -> tuple[list[bool], list[list]]:
+    """Every transaction the ledger's store opens (True: one that commits), and the loans each
+    combined key-and-loan read asked for."""
+    datastore = ledger.recorder.datastore
+    opened: list[bool] = []
+    asked: list[list] = []
+    real_transaction = datastore.transaction
+    real_read = ledger.recorder.find_keys_then_events
+
+    def transaction(*, commit):
+        opened.append(commit)
+        return real_transaction(commit=commit)
+
+    def read(keys, ids_for):
+        return real_read(keys, lambda found: asked.append(list(ids_for(found))) or asked[-1])
+
+    monkeypatch.setattr(datastore, "transaction", transaction)
+    monkeypatch.setattr(ledger.recorder, "find_keys_then_events", read)
+    return opened, asked
+
+
+def test_an_append_reads_its_keys_and_its_loans_in_one_transaction(ledger, monkeypatch):
+    """A batch on loans that exist costs one read transaction (the keys stored, then the loans the
+    other commands stage on) and the write: not a read transaction for each (issue 29)."""
+    example = [command_from_dict(c) for c in domain_example()]
+    ledger.append(example[:2])  # L1 applied and scored
+    opened, asked = _count_reads(ledger, monkeypatch)
+    outcomes = ledger.append(example[2:3])  # L1 funded: a command on a stored loan
+    monkeypatch.undo()
+    assert [o.status for o in outcomes] == ["appended"]
+    assert asked == [[loan_uuid("L1")]]
+    assert opened.count(False) == 1, opened
+
+
+def test_a_batch_already_stored_reads_no_loan(ledger, monkeypatch):
+    """A file sent again (every line a duplicate) reads the keys and no loan's events."""
+    example = [command_from_dict(c) for c in domain_example()[:3]]
+    ledger.append(example)
+    opened, asked = _count_reads(ledger, monkeypatch)
+    outcomes = ledger.append(example)
+    monkeypatch.undo()
+    assert [o.status for o in outcomes] == ["duplicate"] * 3
+    assert asked == [[]]
