@@ -412,11 +412,16 @@ class LedgerPostgresRecorder(ChainedPostgres, PostgresApplicationRecorder):
     def find_keys_then_events(
         self, keys: Sequence[str], ids_for: Callable[[dict[str, KeyRecord]], Sequence[UUID]]
     ) -> tuple[dict[str, KeyRecord], list[StoredEvent]]:
-        """``find_keys``, then ``select_events_of(ids_for(found))``, in ONE read transaction: an append's
-        two reads (the keys already stored, then the loans the rest of its commands stage on) without a
-        second BEGIN, ROLLBACK and pool checkout. The queries are those of ``find_keys`` and ``_rows_of``."""
+        """``find_keys``, then ``select_events_of(ids_for(found))``, on ONE pooled connection and without
+        BEGIN and ROLLBACK: an append's two reads (the keys already stored, then the loans the rest of its
+        commands stage on) in two round trips where they took six. Each query is its own snapshot
+        (the pool's connections autocommit), as when they were two transactions: the ledger rechecks a
+        rejection against the keys, and a write on a loan that moved is refused by its version. The
+        queries are those of ``find_keys`` and ``_rows_of``."""
         found: dict[str, KeyRecord] = {}
-        with self.datastore.transaction(commit=False) as curs:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            if not conn.autocommit:  # the library's pool sets it on every connection (after_connect)
+                raise BrokenInvariant("a pooled connection does not autocommit: its reads would hold a transaction")
             if keys:
                 curs.execute(
                     "SELECT k.key, k.loan_id, k.content_hash, k.command FROM unnest(%s::text[]) AS i(key), "

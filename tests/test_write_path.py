@@ -30,46 +30,57 @@ def test_no_route_dependency_costs_a_worker_thread_hop():
     assert sync == []
 
 
-def _count_reads(ledger, monkeypatch) -> tuple[list[bool], list[list]]:
-    """Every transaction the ledger's store opens (True: one that commits), and the loans each
+def _spy_reads(ledger, monkeypatch) -> tuple[list[str], list[list]]:
+    """The store's reads an append makes (by name), read transactions included, and the loans each
     combined key-and-loan read asked for."""
-    datastore = ledger.recorder.datastore
-    opened: list[bool] = []
+    recorder, datastore = ledger.recorder, ledger.recorder.datastore
+    calls: list[str] = []
     asked: list[list] = []
+    real = {name: getattr(recorder, name) for name in ("find_keys", "select_events_of", "find_keys_then_events")}
     real_transaction = datastore.transaction
-    real_read = ledger.recorder.find_keys_then_events
+
+    def spy(name):
+        def call(*args):
+            calls.append(name)
+            if name == "find_keys_then_events":
+                keys, ids_for = args
+                return real[name](keys, lambda found: asked.append(list(ids_for(found))) or asked[-1])
+            return real[name](*args)
+
+        return call
 
     def transaction(*, commit):
-        opened.append(commit)
+        calls.append("commit transaction" if commit else "read transaction")
         return real_transaction(commit=commit)
 
-    def read(keys, ids_for):
-        return real_read(keys, lambda found: asked.append(list(ids_for(found))) or asked[-1])
-
+    for name in real:
+        monkeypatch.setattr(recorder, name, spy(name))
     monkeypatch.setattr(datastore, "transaction", transaction)
-    monkeypatch.setattr(ledger.recorder, "find_keys_then_events", read)
-    return opened, asked
+    return calls, asked
 
 
-def test_an_append_reads_its_keys_and_its_loans_in_one_transaction(ledger, monkeypatch):
-    """A batch on loans that exist costs one read transaction (the keys stored, then the loans the
-    other commands stage on) and the write: not a read transaction for each (issue 29)."""
+def test_an_append_reads_its_keys_and_its_loans_in_one_pass(ledger, store_url, monkeypatch):
+    """A batch on a loan that exists reads the keys stored and then the loans the other commands stage
+    on in one pass: one transaction on SQLite, none on PostgreSQL (two autocommitted queries on one
+    connection), and the write's transaction (issue 29)."""
     example = [command_from_dict(c) for c in domain_example()]
     ledger.append(example[:2])  # L1 applied and scored
-    opened, asked = _count_reads(ledger, monkeypatch)
+    calls, asked = _spy_reads(ledger, monkeypatch)
     outcomes = ledger.append(example[2:3])  # L1 funded: a command on a stored loan
     monkeypatch.undo()
     assert [o.status for o in outcomes] == ["appended"]
     assert asked == [[loan_uuid("L1")]]
-    assert opened.count(False) == 1, opened
+    reads = ["find_keys_then_events", *(["read transaction"] if store_url.startswith("sqlite") else [])]
+    assert [c for c in calls if c != "commit transaction"] == reads
 
 
 def test_a_batch_already_stored_reads_no_loan(ledger, monkeypatch):
     """A file sent again (every line a duplicate) reads the keys and no loan's events."""
     example = [command_from_dict(c) for c in domain_example()[:3]]
     ledger.append(example)
-    opened, asked = _count_reads(ledger, monkeypatch)
+    calls, asked = _spy_reads(ledger, monkeypatch)
     outcomes = ledger.append(example)
     monkeypatch.undo()
     assert [o.status for o in outcomes] == ["duplicate"] * 3
     assert asked == [[]]
+    assert "select_events_of" not in calls
