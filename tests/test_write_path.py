@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import inspect
+import os
+import threading
+import time
 
+import psycopg
 from fastapi.routing import APIRoute
 from support.commands import domain_example
 
 from api import ui
 from api.app import ROUTERS
 from domain.loan import loan_uuid
+from ledger.app import Ledger
 from ledger.commands import command_from_dict
+from ledger.config import Settings
 
 
 def _dependencies(dependant):
@@ -84,3 +90,38 @@ def test_a_batch_already_stored_reads_no_loan(ledger, monkeypatch):
     assert [o.status for o in outcomes] == ["duplicate"] * 3
     assert asked == [[]]
     assert "select_events_of" not in calls
+
+
+def test_an_append_on_postgres_waits_for_the_table_lock_and_notifies_subscribers(pg_server):
+    """The lock timeout, the EXCLUSIVE table lock (notification ids in commit order) and the NOTIFY that
+    the library's subscribers wait for go to PostgreSQL as one query (issue 29): all three still act.
+    A reader holding a lock that EXCLUSIVE conflicts with makes the append wait, visibly, and the
+    append goes through once it lets go; a listener hears of it."""
+    url = pg_server.create_database(f"w{os.getpid()}_lock_notify")
+    app = Ledger(Settings(db_url=url))
+    done: list[list] = []
+    with psycopg.connect(url, autocommit=True) as listener, psycopg.connect(url) as holder:
+        listener.execute('LISTEN "ledger_events"')
+        holder.execute("LOCK TABLE ledger_events IN ROW SHARE MODE")  # open until holder.commit()
+        writer = threading.Thread(target=lambda: done.append(app.append([command_from_dict(domain_example()[0])])))
+        writer.start()
+        deadline = time.monotonic() + 30
+        while not _waits_for_exclusive_lock(listener):
+            if time.monotonic() > deadline or not writer.is_alive():
+                raise AssertionError(f"the append never waited for the table lock (done: {done})")
+            time.sleep(0.01)
+        assert done == []
+        holder.commit()
+        writer.join(timeout=30)
+        assert [o.status for o in done[0]] == ["appended"]
+        assert [n.channel for n in listener.notifies(timeout=10, stop_after=1)] == ["ledger_events"]
+    app.close()
+
+
+def _waits_for_exclusive_lock(conn) -> bool:
+    return bool(
+        conn.execute(
+            "SELECT 1 FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+            "WHERE c.relname = 'ledger_events' AND l.mode = 'ExclusiveLock' AND NOT l.granted"
+        ).fetchall()
+    )
