@@ -223,12 +223,13 @@ def main() -> None:
             report("POST /v1/commands (1)", len(latencies), args.singles, elapsed, latencies)
 
             batch_lines = commands(args.batched, "M")
-            batches = [batch_lines[i : i + 500] for i in range(0, len(batch_lines), 500)]  # 100 whole loans each
-            bodies = [f'{{"commands":[{",".join(b)}]}}'.encode() for b in batches]
-            work = [bodies[k :: args.clients] for k in range(args.clients)]
-            elapsed, latencies, _, _ = load(server, "/v1/commands/batch", work, args.clients)
-            api_rate = args.batched / elapsed
-            report("POST /v1/commands/batch (500)", len(latencies), args.batched, elapsed, latencies)
+            if batch_lines:  # --batched 0: the singles and their baseline only
+                batches = [batch_lines[i : i + 500] for i in range(0, len(batch_lines), 500)]  # 100 whole loans each
+                bodies = [f'{{"commands":[{",".join(b)}]}}'.encode() for b in batches]
+                work = [bodies[k :: args.clients] for k in range(args.clients)]
+                elapsed, latencies, _, _ = load(server, "/v1/commands/batch", work, args.clients)
+                api_rate = args.batched / elapsed
+                report("POST /v1/commands/batch (500)", len(latencies), args.batched, elapsed, latencies)
         finally:
             server.stop()
 
@@ -241,6 +242,8 @@ def main() -> None:
         finally:
             plain.stop()
         print(compare(f"singles, {args.clients} clients", "req/s", singles, baseline, load_at_start))
+        if not batch_lines:
+            return
 
         path = stores.dir / "batched.jsonl"
         path.write_text("\n".join(batch_lines) + "\n")

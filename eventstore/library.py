@@ -8,7 +8,10 @@ tests/test_library_adapter.py so that an upgrade which moves one fails a test, n
 - ``RECORDER_HOOKS``: the private methods of the library's recorders that the ledger's recorders
   (eventstore/store.py, audit_store.py, commit_time.py) override or call. The hash chain, the
   recorded time and the append-only triggers are written from inside them: if the library stopped
-  calling one, events would be stored without their chain, silently.
+  calling one, events would be stored without their chain, silently. ``_lock_table`` and
+  ``_notify_channel`` are listed because the ledger's PostgreSQL insert does what they do, from the
+  library's own ``lock_table_statements`` and ``channel_name``, in one query (store.py
+  ``_lock_and_notify``; tests/test_write_path.py holds the lock and the NOTIFY to acting).
 - The stored form (the transcoder's JSON, which commit_time.py splices a recorded time into and
   the dataset's facts decode with the library's own transcoder, store.py ``event_transcoder``) is
   pinned byte for byte by tests/test_stored_bytes.py.

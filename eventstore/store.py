@@ -15,7 +15,7 @@ from __future__ import annotations
 import fcntl
 import json
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
@@ -208,6 +208,27 @@ class LedgerSQLiteRecorder(ChainedSQLite, SQLiteApplicationRecorder):
                     found[row[0]] = KeyRecord(row[0], row[1], row[2], row[3])
         return found
 
+    def find_keys_then_events(
+        self, keys: Sequence[str], ids_for: Callable[[dict[str, KeyRecord]], Sequence[UUID]]
+    ) -> tuple[dict[str, KeyRecord], list[StoredEvent]]:
+        """``find_keys``, then ``select_events_of(ids_for(found))``, in ONE read transaction (an append's
+        two reads: the keys already stored, then the loans the rest of its commands stage on)."""
+        found: dict[str, KeyRecord] = {}
+        rows: list[Any] = []
+        with self.datastore.transaction(commit=False) as c:
+            for where, params in in_chunks("key", keys):
+                c.execute(f"SELECT key, loan_id, content_hash, command FROM ledger_idempotency WHERE {where}", params)
+                for row in c.fetchall():
+                    found[row[0]] = KeyRecord(row[0], row[1], row[2], row[3])
+            for where, params in in_chunks("originator_id", [i.hex for i in ids_for(found)]):
+                c.execute(  # the query of _rows_of
+                    f"SELECT originator_id, originator_version, topic, state FROM {self.events_table_name} "
+                    f"WHERE {where} ORDER BY originator_id, originator_version",
+                    params,
+                )
+                rows += c.fetchall()
+        return found, [StoredEvent(UUID(r[0]), r[1], r[2], r[3]) for r in rows]
+
 
 class LedgerPostgresRecorder(ChainedPostgres, PostgresApplicationRecorder):
     def __init__(self, datastore: Any, *, events_table_name: str = "stored_events"):
@@ -286,8 +307,7 @@ class LedgerPostgresRecorder(ChainedPostgres, PostgresApplicationRecorder):
     def _insert_stored_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
         # As the library does: the table lock hands out notification ids in commit order;
         # recorded times are stamped under it, so they follow the same order.
-        self._lock_table(curs)
-        self._notify_channel(curs)
+        self._lock_and_notify(curs)
         stored_events = self._stamp(curs, stored_events)
         curs.execute(
             self._insert_unnest,
@@ -300,6 +320,15 @@ class LedgerPostgresRecorder(ChainedPostgres, PostgresApplicationRecorder):
             ),
             binary=True,
         )
+
+    def _lock_and_notify(self, curs: Any) -> None:
+        """What the library's ``_lock_table`` and ``_notify_channel`` send (its lock timeout, the EXCLUSIVE
+        table lock, the NOTIFY its subscribers wait for), in that order, as ONE simple query: one round
+        trip where they took three. They take no parameters, so one query may hold all of them."""
+        statements = [*self.lock_table_statements, SQL("NOTIFY {0}").format(Identifier(self.channel_name))]
+        if len(statements) != 3:
+            raise BrokenInvariant(f"the library's table lock is {len(statements) - 1} statements, not 2 (library.py)")
+        curs.execute(SQL("; ").join(statements))
 
     def _insert_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
         super()._insert_events(curs, stored_events, **kwargs)
@@ -387,6 +416,42 @@ class LedgerPostgresRecorder(ChainedPostgres, PostgresApplicationRecorder):
             return {
                 r["key"]: KeyRecord(r["key"], r["loan_id"], r["content_hash"], r["command"]) for r in curs.fetchall()
             }
+
+    def find_keys_then_events(
+        self, keys: Sequence[str], ids_for: Callable[[dict[str, KeyRecord]], Sequence[UUID]]
+    ) -> tuple[dict[str, KeyRecord], list[StoredEvent]]:
+        """``find_keys``, then ``select_events_of(ids_for(found))``, on ONE pooled connection and without
+        BEGIN and ROLLBACK: an append's two reads (the keys already stored, then the loans the rest of its
+        commands stage on) in two round trips where they took six. Each query is its own snapshot
+        (the pool's connections autocommit), as when they were two transactions: the ledger rechecks a
+        rejection against the keys, and a write on a loan that moved is refused by its version. The
+        queries are those of ``find_keys`` and ``_rows_of``."""
+        found: dict[str, KeyRecord] = {}
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            if not conn.autocommit:  # the library's pool sets it on every connection (after_connect)
+                raise BrokenInvariant("a pooled connection does not autocommit: its reads would hold a transaction")
+            if keys:
+                curs.execute(
+                    "SELECT k.key, k.loan_id, k.content_hash, k.command FROM unnest(%s::text[]) AS i(key), "
+                    f'LATERAL (SELECT * FROM "{self._schema}".ledger_idempotency WHERE key = i.key {BY_INDEX}) k',
+                    (list(keys),),
+                )
+                for r in curs.fetchall():
+                    found[r["key"]] = KeyRecord(r["key"], r["loan_id"], r["content_hash"], r["command"])
+            ids = list(ids_for(found))
+            if not ids:
+                return found, []
+            curs.execute(
+                "SELECT e.originator_id, e.originator_version, e.topic, e.state "
+                "FROM unnest(%s::uuid[]) AS i(id), "
+                f'LATERAL (SELECT * FROM "{self._schema}"."{self.events_table_name}" '
+                f"WHERE originator_id = i.id {BY_INDEX}) e ORDER BY e.originator_id, e.originator_version",
+                (ids,),
+            )
+            rows = curs.fetchall()
+        return found, [
+            StoredEvent(r["originator_id"], r["originator_version"], r["topic"], bytes(r["state"])) for r in rows
+        ]
 
 
 # What the ledger's store is: the library's application recorder plus the ledger's own tables

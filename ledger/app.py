@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
-from eventsourcing.persistence import IntegrityError, JSONTranscoder, Mapper, Notification, Recording
+from eventsourcing.persistence import IntegrityError, JSONTranscoder, Mapper, Notification, Recording, StoredEvent
 from eventsourcing.utils import Environment, EnvType, get_topic
 
 from domain.errors import (
@@ -154,7 +154,21 @@ class Ledger(Application[UUID]):
 
     def _append(self, commands: Sequence[_Command], preloaded: dict[str, Loan | None]) -> list[Outcome]:
         outcomes: list[Outcome | None] = [None] * len(commands)
-        stored = self.recorder.find_keys(sorted({cmd.idempotency_key for cmd in commands}))
+        unread: dict[UUID, str] = {}
+
+        def loans_to_read(stored: dict[str, KeyRecord]) -> list[UUID]:
+            """The loans that the commands not stored yet stage on, less those the caller handed over."""
+            for cmd in commands:
+                if cmd.idempotency_key not in stored and cmd.loan_id not in preloaded:
+                    unread.setdefault(loan_uuid(cmd.loan_id), cmd.loan_id)
+            return list(unread)
+
+        # the keys and then the loans in one read transaction (issue 29: a round trip pair saved per batch)
+        stored, events = self.recorder.find_keys_then_events(
+            sorted({cmd.idempotency_key for cmd in commands}), loans_to_read
+        )
+        read = self._loans_from(events, list(unread), unread)
+        at_hand = {**preloaded, **{unread[uuid]: loan for uuid, loan in read.items()}}
         by_loan: dict[str, list[int]] = defaultdict(list)
         first_in_batch: dict[str, int] = {}
         repeats: list[tuple[int, int]] = []  # (index, index of the first command with its key)
@@ -168,7 +182,7 @@ class Ledger(Application[UUID]):
                 first_in_batch[cmd.idempotency_key] = i
                 by_loan[cmd.loan_id].append(i)
 
-        for loan_id, loan_outcomes in self._apply(commands, by_loan, preloaded).items():
+        for loan_id, loan_outcomes in self._apply(commands, by_loan, at_hand).items():
             for i, outcome in zip(by_loan[loan_id], loan_outcomes, strict=True):
                 outcomes[i] = outcome
         self._recheck_rejections(commands, outcomes)
@@ -361,8 +375,14 @@ class Ledger(Application[UUID]):
 
     def get_loans_by_uuid(self, uuids: list[UUID], names: dict[UUID, str] | None = None) -> dict[UUID, Loan | None]:
         """As ``get_loans``, for callers that hold store ids (the end of day's candidates)."""
+        return self._loans_from(self.recorder.select_events_of(uuids), uuids, names)
+
+    def _loans_from(
+        self, events: list[StoredEvent], uuids: list[UUID], names: dict[UUID, str] | None
+    ) -> dict[UUID, Loan | None]:
+        """The loans ``uuids`` from their stored events (every event of each, in version order)."""
         loans: dict[UUID, Loan | None] = dict.fromkeys(uuids)
-        for stored in self.recorder.select_events_of(uuids):
+        for stored in events:
             uuid = stream_id(stored)
             loan = loans[uuid]
             name = loan.loan_id if loan is not None else (names or {}).get(uuid, str(uuid))

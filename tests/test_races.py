@@ -114,19 +114,30 @@ def test_services_opening_a_new_postgresql_database_at_once_all_open_it(pg_serve
 
 
 def test_a_rule_rejection_of_a_line_another_writer_stored_meanwhile_is_a_duplicate(ledger, monkeypatch):
-    """The race window between the key lookup and the loan read, made to happen every time."""
+    """The race window between the key lookup and the loan read, made to happen every time.
+
+    The two reads share one transaction (issue 29); on PostgreSQL (read committed) its second query
+    sees what another writer committed after the first, and SQLite's snapshot does not, so the line
+    then loses the race on writing: either way it is a duplicate."""
     other = Ledger(Settings(db_url=ledger.settings.db_url))
     lines = [command_from_dict(c) for c in domain_example()[:3]]
-    real_get_loans = Ledger.get_loans
+    recorder_class = type(ledger.recorder)
+    real_read = recorder_class.find_keys_then_events
+    raced = []
 
-    def other_writer_first(self, loan_ids):
-        if self is ledger:
-            other.append(lines)  # commits after our key lookup, before our read
-        return real_get_loans(self, loan_ids)
+    def other_writer_first(self, keys, ids_for):
+        def then_race(found):
+            if self is ledger.recorder and not raced:
+                raced.append(True)
+                other.append(lines)  # commits after our key lookup, before our read of the loans
+            return ids_for(found)
 
-    monkeypatch.setattr(Ledger, "get_loans", other_writer_first)
+        return real_read(self, keys, then_race)
+
+    monkeypatch.setattr(recorder_class, "find_keys_then_events", other_writer_first)
     outcomes = ledger.append(lines)
     monkeypatch.undo()
+    assert raced
     assert [o.status for o in outcomes] == ["duplicate"] * 3, outcomes
     assert len(ledger.loan_events("L1")) == 3
     other.close()

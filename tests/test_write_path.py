@@ -1,0 +1,127 @@
+"""The write path stays lean (issue 29): what an append and a single API request cost beyond their work."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import threading
+import time
+
+import psycopg
+from fastapi.routing import APIRoute
+from support.commands import domain_example
+
+from api import ui
+from api.app import ROUTERS
+from domain.loan import loan_uuid
+from ledger.app import Ledger
+from ledger.commands import command_from_dict
+from ledger.config import Settings
+
+
+def _dependencies(dependant):
+    for dep in dependant.dependencies:
+        yield dep.call
+        yield from _dependencies(dep)
+
+
+def test_no_route_dependency_costs_a_worker_thread_hop():
+    """FastAPI runs a plain ``def`` dependency in a worker thread: a hop on every request for work that
+    never blocks (checking the query string, the bearer token's scope). Every dependency is ``async``."""
+    routes = [r for router in [*ROUTERS, ui.router] for r in router.routes if isinstance(r, APIRoute)]
+    assert any(r.path == "/v1/commands" for r in routes)
+    found = [(r.path, call) for r in routes for call in _dependencies(r.dependant) if call is not None]
+    assert len(found) >= len(routes), "every route checks at least its query string: the walk is broken"
+    sync = sorted({f"{path}: {call.__qualname__}" for path, call in found if not inspect.iscoroutinefunction(call)})
+    assert sync == []
+
+
+def _spy_reads(ledger, monkeypatch) -> tuple[list[str], list[list]]:
+    """The store's reads an append makes (by name), read transactions included, and the loans each
+    combined key-and-loan read asked for."""
+    recorder, datastore = ledger.recorder, ledger.recorder.datastore
+    calls: list[str] = []
+    asked: list[list] = []
+    real = {name: getattr(recorder, name) for name in ("find_keys", "select_events_of", "find_keys_then_events")}
+    real_transaction = datastore.transaction
+
+    def spy(name):
+        def call(*args):
+            calls.append(name)
+            if name == "find_keys_then_events":
+                keys, ids_for = args
+                return real[name](keys, lambda found: asked.append(list(ids_for(found))) or asked[-1])
+            return real[name](*args)
+
+        return call
+
+    def transaction(*, commit):
+        calls.append("commit transaction" if commit else "read transaction")
+        return real_transaction(commit=commit)
+
+    for name in real:
+        monkeypatch.setattr(recorder, name, spy(name))
+    monkeypatch.setattr(datastore, "transaction", transaction)
+    return calls, asked
+
+
+def test_an_append_reads_its_keys_and_its_loans_in_one_pass(ledger, store_url, monkeypatch):
+    """A batch on a loan that exists reads the keys stored and then the loans the other commands stage
+    on in one pass: one transaction on SQLite, none on PostgreSQL (two autocommitted queries on one
+    connection), and the write's transaction (issue 29)."""
+    example = [command_from_dict(c) for c in domain_example()]
+    ledger.append(example[:2])  # L1 applied and scored
+    calls, asked = _spy_reads(ledger, monkeypatch)
+    outcomes = ledger.append(example[2:3])  # L1 funded: a command on a stored loan
+    monkeypatch.undo()
+    assert [o.status for o in outcomes] == ["appended"]
+    assert asked == [[loan_uuid("L1")]]
+    reads = ["find_keys_then_events", *(["read transaction"] if store_url.startswith("sqlite") else [])]
+    assert [c for c in calls if c != "commit transaction"] == reads
+
+
+def test_a_batch_already_stored_reads_no_loan(ledger, monkeypatch):
+    """A file sent again (every line a duplicate) reads the keys and no loan's events."""
+    example = [command_from_dict(c) for c in domain_example()[:3]]
+    ledger.append(example)
+    calls, asked = _spy_reads(ledger, monkeypatch)
+    outcomes = ledger.append(example)
+    monkeypatch.undo()
+    assert [o.status for o in outcomes] == ["duplicate"] * 3
+    assert asked == [[]]
+    assert "select_events_of" not in calls
+
+
+def test_an_append_on_postgres_waits_for_the_table_lock_and_notifies_subscribers(pg_server):
+    """The lock timeout, the EXCLUSIVE table lock (notification ids in commit order) and the NOTIFY that
+    the library's subscribers wait for go to PostgreSQL as one query (issue 29): all three still act.
+    A reader holding a lock that EXCLUSIVE conflicts with makes the append wait, visibly, and the
+    append goes through once it lets go; a listener hears of it."""
+    url = pg_server.create_database(f"w{os.getpid()}_lock_notify")
+    app = Ledger(Settings(db_url=url))
+    done: list[list] = []
+    with psycopg.connect(url, autocommit=True) as listener, psycopg.connect(url) as holder:
+        listener.execute('LISTEN "ledger_events"')
+        holder.execute("LOCK TABLE ledger_events IN ROW SHARE MODE")  # open until holder.commit()
+        writer = threading.Thread(target=lambda: done.append(app.append([command_from_dict(domain_example()[0])])))
+        writer.start()
+        deadline = time.monotonic() + 30
+        while not _waits_for_exclusive_lock(listener):
+            if time.monotonic() > deadline or not writer.is_alive():
+                raise AssertionError(f"the append never waited for the table lock (done: {done})")
+            time.sleep(0.01)
+        assert done == []
+        holder.commit()
+        writer.join(timeout=30)
+        assert [o.status for o in done[0]] == ["appended"]
+        assert [n.channel for n in listener.notifies(timeout=10, stop_after=1)] == ["ledger_events"]
+    app.close()
+
+
+def _waits_for_exclusive_lock(conn) -> bool:
+    return bool(
+        conn.execute(
+            "SELECT 1 FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+            "WHERE c.relname = 'ledger_events' AND l.mode = 'ExclusiveLock' AND NOT l.granted"
+        ).fetchall()
+    )
