@@ -6,10 +6,10 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from support.commands import domain_example, repaid
 
 from cli.main import cli
 from ledger.config import BATCH_SIZE_MAX, DEFAULT_BATCH_SIZE, ConfigError, settings_from_env
-from tests.support.commands import domain_example, repaid
 
 
 def test_the_batch_size_is_read_from_the_environment_with_its_default():
