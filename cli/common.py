@@ -7,24 +7,27 @@ Exit codes (docs/contract.md): 0 success, 1 the command ran and found a problem,
 from __future__ import annotations
 
 import functools
+import importlib
 import json
 import os
 import sys
 from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import unquote, urlsplit
 
 import click
 
 from domain.errors import LedgerError
-from eventstore.retry import CONNECTION_ERRORS, StoreUnavailable, retrying
 from eventstore.urls import sqlite_path
-from ledger.app import Ledger
-from ledger.commands import parse_date, parse_timestamp
-from ledger.config import ConfigError, Settings, redact, settings_from_env
 from projections.jsonable import to_jsonable
+
+# The store, the ledger and the commands' models are imported when a command runs, not when `ledger`
+# starts: `ledger --help` and a mistyped option answer without loading them (docs/decisions.md).
+if TYPE_CHECKING:
+    from ledger.app import Ledger
+    from ledger.config import Settings
 
 EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
 DB_HELP = (
@@ -45,12 +48,54 @@ class Unavailable(click.ClickException):
     exit_code = EXIT_USAGE
 
 
+class Lazy(NamedTuple):
+    """A subcommand whose module is imported only when it runs (or its own --help is asked for)."""
+
+    module: str
+    attribute: str
+    short_help: str  # what `ledger --help` lists without importing it; a test holds it to the command's own
+
+
 class LedgerGroup(click.Group):
     """The root command: with --json anywhere on the line, any error is JSON on stdout.
 
     Usage errors are raised while click parses, before a command's own code runs,
     so they are caught here rather than in each command.
+
+    ``lazy`` names the subcommands defined in their own modules: each is imported when it is run, so
+    one command does not pay for every other's libraries (numpy, pyarrow, the web server).
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy: dict[str, Lazy] = {}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in self.lazy:
+            spec = self.lazy[cmd_name]
+            command = getattr(importlib.import_module(spec.module), spec.attribute)
+            if not isinstance(command, click.Command):
+                raise TypeError(f"{spec.module}.{spec.attribute} is not a click command")
+            self.add_command(command, cmd_name)
+        return self.commands.get(cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """Every command listed, the ones not yet imported by their short help (not imported for it)."""
+        rows = []
+        limit = formatter.width - 6 - max((len(name) for name in self.list_commands(ctx)), default=0)
+        for name in self.list_commands(ctx):
+            command = self.commands.get(name)
+            if command is None:
+                # shortened as click shortens a loaded command's help, so the listing reads the same
+                rows.append((name, click.Command(name, help=self.lazy[name].short_help).get_short_help_str(limit)))
+            elif not command.hidden:
+                rows.append((name, command.get_short_help_str(limit)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
     # click types main() as never returning in standalone mode; this override keeps that promise.
     def main(  # type: ignore[override]
@@ -90,6 +135,9 @@ def store_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (errors too).")
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from eventstore.retry import StoreUnavailable
+        from ledger.config import ConfigError
+
         root = click.get_current_context().find_root()
         if kwargs.get("db_url") is None:  # then `ledger --db URL CMD`, then LEDGER_DB
             kwargs["db_url"] = root.params.get("db_url") or os.environ.get("LEDGER_DB") or None
@@ -145,6 +193,9 @@ def open_ledger(db_url: str | None, *, create: bool = False) -> Ledger:
     Only ``create=True`` (init, demo, simulate) may bring a new SQLite file into being:
     anywhere else a mistyped path would read as an empty ledger and report an empty book.
     """
+    from eventstore.retry import retrying
+    from ledger.config import redact, settings_from_env
+
     settings = settings_from_env(db_url)
     path = sqlite_path(settings.db_url)
     if not create and path is not None and path != ":memory:" and not Path(path).exists():
@@ -192,6 +243,8 @@ def _unreachable_reason(url: str) -> str | None:
 
 def _scrub(message: str, url: str) -> str:
     """No password in a message, whatever a library chose to echo back."""
+    from ledger.config import redact
+
     message = message.replace(url, redact(url))
     password = urlsplit(url).password
     if password:
@@ -205,6 +258,9 @@ class _RefusedForGood(Exception):
 
 
 def _open(settings: Settings) -> Ledger:
+    from eventstore.retry import CONNECTION_ERRORS
+    from ledger.app import Ledger
+
     try:
         return Ledger(settings)
     except CONNECTION_ERRORS as e:
@@ -223,6 +279,8 @@ def parse_day(value: str | None, name: str) -> date | None:
     """A date option, read as every input of the ledger reads a date (``ledger.commands.parse_date``)."""
     if value is None:
         return None
+    from ledger.commands import parse_date
+
     try:
         return parse_date(value)
     except ValueError as e:
@@ -233,6 +291,8 @@ def parse_moment(value: str | None, name: str) -> datetime | None:
     """A timestamp option, read as every input of the ledger reads one (``ledger.commands.parse_timestamp``)."""
     if value is None:
         return None
+    from ledger.commands import parse_timestamp
+
     try:
         return parse_timestamp(value)
     except ValueError as e:

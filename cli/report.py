@@ -185,3 +185,8 @@ def models_text(data: dict[str, Any]) -> list[str]:
             + _cell(d["bad_rate"], 7, True)
         )
     return out
+
+
+from cli.partners import partners_report  # noqa: E402  (a subcommand of its own module)
+
+report.add_command(partners_report)

@@ -23,6 +23,10 @@ DEFAULT_DB_URL = "sqlite:///ledger.db"
 # Seconds to wait for a PostgreSQL connection: a wrong password or an unreachable host should
 # fail while the operator is still looking, not after the library's default of 30 s.
 CONNECT_TIMEOUT_SECONDS = 5
+DEFAULT_BATCH_SIZE = 500
+# commands in one transaction: past this, a rollback or a lost connection redoes too much work at once,
+# and a batch's loans are all held in memory (docs/decisions.md, the batch size)
+BATCH_SIZE_MAX = 10_000
 
 
 class ConfigError(Exception):
@@ -36,7 +40,7 @@ class Settings:
     max_amount: Decimal = DEFAULT_MAX_AMOUNT  # per command, JSON integers included
     write_off_dpd: int = DEFAULT_WRITE_OFF_DPD
     allocation_orders: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    batch_size: int = 500  # commands per transaction: throughput without huge rollbacks
+    batch_size: int = DEFAULT_BATCH_SIZE  # commands per transaction (LEDGER_BATCH_SIZE)
     max_retries: int = 5  # per loan, when another writer got there first
     # the per-loan fallback, first in its loan's queue, retries at least max_retries times and for this long:
     # only writers still on the optimistic path can beat it, and under a burst on one loan they can, often
@@ -137,6 +141,13 @@ def settings_from_env(db_url: str | None = None, env: dict[str, str] | None = No
         retry_seconds = -1.0
     if not 0 <= retry_seconds <= 86_400:
         raise ConfigError(f"LEDGER_RETRY_SECONDS={env['LEDGER_RETRY_SECONDS']!r} must be seconds from 0 to 86400")
+    batch_text = env.get("LEDGER_BATCH_SIZE", str(DEFAULT_BATCH_SIZE))
+    batch_size = int(batch_text) if batch_text.isascii() and batch_text.isdigit() and len(batch_text) <= 6 else 0
+    if not 1 <= batch_size <= BATCH_SIZE_MAX:
+        raise ConfigError(
+            f"LEDGER_BATCH_SIZE={batch_text!r} must be a whole number of commands per transaction "
+            f"from 1 to {BATCH_SIZE_MAX} (default {DEFAULT_BATCH_SIZE})"
+        )
     setup = env.get("LEDGER_SETUP_STORE", "yes")
     if setup not in ("yes", "no"):
         raise ConfigError(f"LEDGER_SETUP_STORE={setup!r} must be yes or no")
@@ -146,6 +157,7 @@ def settings_from_env(db_url: str | None = None, env: dict[str, str] | None = No
         cost_caps=cost_caps,
         max_amount=max_amount,
         retry_seconds=retry_seconds,
+        batch_size=batch_size,
         write_off_dpd=write_off_dpd,
         allocation_orders=_parse_orders(env.get("LEDGER_ALLOCATION_ORDERS", "")),
         bank_terms=parse_bank_terms(env.get("LEDGER_BANK_TERMS", "")),

@@ -24,10 +24,16 @@ ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT_S = 60
 
 
-def ledger_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "cli.main", *args], cwd=ROOT, capture_output=True, text=True, check=True, timeout=120
-    )
+def ledger_cli(*args: str) -> str:
+    """`ledger ARGS` run in this process, for a server's setup: what is proven is the server, its own
+    process; a process for each setup command only added its start (two a server, each test)."""
+    from click.testing import CliRunner
+
+    from cli.main import cli
+
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
 
 
 def free_port() -> int:
@@ -41,7 +47,7 @@ class Server:
         self.db_url = db_url
         ledger_cli("init", "--db", db_url)  # serve, like every command but init/demo/simulate, needs a store
         created = ledger_cli("token", "create", "svc", "--scope", "append", "--scope", "read", "--json", "--db", db_url)
-        self.token = json.loads(created.stdout)["token"]
+        self.token = json.loads(created)["token"]
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path

@@ -143,7 +143,10 @@ def test_no_markdown_file_points_at_the_shared_folder():
 
 def _commands(group: click.Group, prefix: str = "") -> dict[str, click.Command]:
     found: dict[str, click.Command] = {}
-    for name, command in group.commands.items():
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):  # the root's commands are imported when asked for (cli/main.py)
+        command = group.get_command(ctx, name)
+        assert command is not None, name
         path = f"{prefix}{name}"
         if isinstance(command, click.Group):
             found.update(_commands(command, path + " "))

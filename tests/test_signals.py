@@ -8,29 +8,39 @@ import signal
 from collections import Counter
 
 import pytest
+from support.processes import writes_held
 from test_races import book, clean_run, cli, simulated_file
 
 from ledger.app import Ledger
 from ledger.config import Settings
+
+BATCH = 50  # LEDGER_BATCH_SIZE of the interrupted append: the file is several batches long
 
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_stops_append_at_a_batch_boundary_with_a_summary_of_what_was_appended(
     store_url, tmp_path, signum, code
 ):
-    """Reproduction: Ctrl-C printed "Aborted!" with no summary of what was appended."""
-    path, loan_ids = simulated_file(tmp_path, loans=800)
+    """Reproduction: Ctrl-C printed "Aborted!" with no summary of what was appended. The signal comes
+    while the append waits for the write lock in its first batch (held here, as another writer
+    would): that batch is in flight, and others follow. What this proves (the batch in flight is
+    finished, nothing after it written) needs batches after it, not a large file: 100 loans in
+    batches of 50, where 800 loans in 500s raced the signal against the file's end."""
+    path, loan_ids = simulated_file(tmp_path, loans=100)
     clean, counts = clean_run(tmp_path, path)
-    run = cli("append", "--json", "--db", store_url, str(path))
-    first = run.stdout.readline()  # a batch is in
-    run.send_signal(signum)
-    out = first + run.stdout.read()
+    Ledger(Settings(db_url=store_url)).close()  # the store set up (as `ledger init` does), to hold its lock
+    env = {**os.environ, "LEDGER_BATCH_SIZE": str(BATCH), "LEDGER_SETUP_STORE": "no"}
+    with writes_held(store_url) as wait_for_writers:
+        run = cli("append", "--json", "--db", store_url, str(path), env=env)
+        wait_for_writers([run.pid])  # its first batch is in flight
+        run.send_signal(signum)
+    out = run.stdout.read()
     err = run.stderr.read()
     run.wait(timeout=60)
     assert run.returncode == code, err
     rows = [json.loads(line) for line in out.splitlines()]
     answered = Counter(r["status"] for r in rows)
-    assert 0 < len(rows) < counts.total() and len(rows) % 500 == 0  # whole batches, and not all of them
+    assert 0 < len(rows) < counts.total() and len(rows) % BATCH == 0  # whole batches, and not all of them
     [message] = err.splitlines()
     assert message == (
         f"Error: interrupted by {signum.name}: lines up to {rows[-1]['line']} answered "

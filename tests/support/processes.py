@@ -67,7 +67,10 @@ def writes_held(url: str) -> Iterator[Callable[[list[int]], None]]:
 
     def waiting() -> int:
         row = watcher.execute(
+            # EXCLUSIVE: the lock a batch takes to write; a process still opening the store waits with
+            # another mode (its CREATE INDEX IF NOT EXISTS) and is not yet in a batch
             "SELECT count(*) FROM pg_locks WHERE relation = 'ledger_events'::regclass AND NOT granted"
+            " AND mode = 'ExclusiveLock'"
         ).fetchone()
         return row[0] if row else 0
 
