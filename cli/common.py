@@ -275,6 +275,21 @@ _REFUSALS = ("authentication failed", "does not exist", "no pg_hba.conf entry", 
 _STARTING = ("starting up", "shutting down", "in recovery", "too many clients", "not yet accepting connections")
 
 
+def closable_day(value: str | None, today: date) -> date:
+    """The ``--date`` of a job that closes a day (eod, settle): the day before ``today`` unless given;
+    a day after today is refused here, before the store is even opened, so nothing is written."""
+    from datetime import timedelta
+
+    from ledger.eod import FutureDay, check_closable
+
+    day = parse_day(value, "--date") or today - timedelta(days=1)
+    try:
+        check_closable(day, today)
+    except FutureDay as e:
+        raise click.BadParameter(str(e), param_hint="--date") from None
+    return day
+
+
 def parse_day(value: str | None, name: str) -> date | None:
     """A date option, read as every input of the ledger reads a date (``ledger.commands.parse_date``)."""
     if value is None:

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from cli.common import EXIT_PROBLEM, Unavailable, echo_json, open_ledger, parse_day, store_options, workers_option
+from cli.common import EXIT_PROBLEM, Unavailable, closable_day, echo_json, open_ledger, store_options, workers_option
 from eventstore.parts import PartCrashed
 from ledger.eod import run_eod
 from projections.balances import open_loan_uuids
@@ -21,16 +21,7 @@ from projections.runner import views as projection_views
 @store_options
 def eod(day: str | None, workers: int, db_url: str | None, as_json: bool) -> None:
     """End-of-day job: overdue marks and write-offs. Safe to run twice; a day after today is refused (exit 2)."""
-    from datetime import timedelta
-
-    from ledger.eod import FutureDay, check_closable
-
-    today = today_in_shanghai()
-    close = parse_day(day, "--date") or today - timedelta(days=1)
-    try:
-        check_closable(close, today)  # before the store is even opened: nothing written
-    except FutureDay as e:
-        raise click.BadParameter(str(e), param_hint="--date") from None
+    close = closable_day(day, today_in_shanghai())
     app = open_ledger(db_url)
     catch_up(app)  # the projection knows which loans are open and past due
     candidates = open_loan_uuids(projection_views(app), close)

@@ -5,13 +5,11 @@ from __future__ import annotations
 import itertools
 import re
 import sys
-from datetime import timedelta
 from pathlib import Path
 
 import click
 
-from cli.common import EXIT_PROBLEM, echo_json, open_ledger, parse_day, store_options
-from ledger.eod import FutureDay, check_closable
+from cli.common import EXIT_PROBLEM, closable_day, echo_json, open_ledger, store_options
 from ledger.settle import SettlementOrder, bank_days, run_settle
 from projections.loan_view import today_in_shanghai
 from projections.runner import catch_up, views
@@ -30,11 +28,7 @@ def settle(bank: str, day: str | None, out: str | None, db_url: str | None, as_j
     remitted and recorded once. Safe to run twice; a day after today, or before the bank's last
     settled day, is refused (exit 2)."""
     today = today_in_shanghai()
-    settle_on = parse_day(day, "--date") or today - timedelta(days=1)
-    try:
-        check_closable(settle_on, today)  # before the store is even opened: nothing written
-    except FutureDay as e:
-        raise click.BadParameter(str(e), param_hint="--date") from None
+    settle_on = closable_day(day, today)
     if not BANK.fullmatch(bank):
         raise click.BadParameter(f"{bank[:80]!r} is not a bank as funded commands name one", param_hint="--bank")
     app = open_ledger(db_url)
