@@ -35,6 +35,7 @@ class LoanFacts:
     funded_on: date | None = None
     movements: tuple[Movement, ...] = ()
     written_off_on: date | None = None
+    due_date: date | None = None  # of a funded loan with terms: worked out once, every row reads it
 
     def position(self, on: date) -> Position:
         if self.terms is None or self.funded_on is None:
@@ -226,4 +227,5 @@ def facts_after(events: list[tuple[int, str, dict[str, Any], int, datetime]]) ->
         funded_on=funded_on,
         movements=tuple(m for m in money_in if m.key not in reversed_keys),
         written_off_on=written_off_on,
+        due_date=None if terms is None or funded_on is None else terms.due_date(funded_on),
     )
