@@ -11,6 +11,12 @@ is export events/s over baseline rows/s, the figure to compare across runs on a
 shared, noisy machine. The
 export's time includes writing the Parquet file. Each fill catches the
 projection up (and, on PostgreSQL, vacuums) before anything is measured.
+
+Importing pyarrow (and, where the Spark extra installed pandas, pyarrow's first array
+importing pandas: about 0.5 s on its own) is paid once per run whatever the book's size, as
+the baseline's driver import and connection are, so both sides leave it out of their figure;
+it is printed beside it ("import").  ``--profile`` prints where the export's time goes
+(cProfile, the whole export including that import, by own time and by cumulative time).
 """
 
 from __future__ import annotations
@@ -68,7 +74,7 @@ def fill(url: str, first: int, count: int, queue) -> None:
     queue.put(None)
 
 
-def export(url: str, out: str, replay: bool, queue) -> None:
+def export(url: str, out: str, replay: bool, profile: bool, queue) -> None:
     from ledger.app import Ledger
     from ledger.config import Settings
     from projections import runner
@@ -79,9 +85,31 @@ def export(url: str, out: str, replay: bool, queue) -> None:
         from support.dataset_replay import rows  # type: ignore[no-redef]
     app = Ledger(Settings(db_url=url))
     runner.catch_up(app)  # nothing to do: the fill caught up
+    profiler = None
+    if profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+    imported = time.perf_counter()
+    import pyarrow as pa
+
+    pa.array([0])  # the first array imports pandas when it is installed (pyarrow's own check)
     started = time.perf_counter()
     n = write(rows(app, date(2026, 12, 31), datetime.now(UTC)), out, "parquet", date(2026, 12, 31), datetime.now(UTC))
-    queue.put((n, time.perf_counter() - started, peak_rss_mb()))
+    elapsed = time.perf_counter() - started
+    report = ""
+    if profiler is not None:
+        import io
+        import pstats
+
+        profiler.disable()
+        text = io.StringIO()
+        stats = pstats.Stats(profiler, stream=text)
+        stats.sort_stats("tottime").print_stats(25)
+        stats.sort_stats("cumulative").print_stats(40)
+        report = text.getvalue()
+    queue.put((n, elapsed, peak_rss_mb(), started - imported, report))
 
 
 def main() -> None:
@@ -93,6 +121,7 @@ def main() -> None:
         action="store_true",
         help="export through the old per-loan replay (tests/support/dataset_replay.py): the figure before issue 15",
     )
+    parser.add_argument("--profile", action="store_true", help="print where each export's time goes (cProfile)")
     args = parser.parse_args()
     with Stores("bench-dataset-") as stores:
         url = stores.url(args.store, "bench_dataset")
@@ -105,10 +134,16 @@ def main() -> None:
             in_child(fill, url, first, half)
             load = load_average()
             scan = in_child(baseline_read, url)
-            n, t_export, rss = in_child(export, url, str(stores.dir / f"rows{first}.parquet"), args.replay)
+            out = str(stores.dir / f"rows{first}.parquet")
+            n, t_export, rss, t_import, report = in_child(export, url, out, args.replay, args.profile)
             events = scan[0]
             label = f"{first + half} loans, {n} rows, {events} events"
-            print(compare(label, "events/s", (events, t_export, rss), scan, load) + f"  ({n / t_export:,.0f} rows/s)")
+            print(
+                compare(label, "events/s", (events, t_export, rss), scan, load)
+                + f"  ({n / t_export:,.0f} rows/s; import {t_import:.2f} s once)"
+            )
+            if report:
+                print(report)
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ from domain.outcomes import EVER_DPD, EVER_WINDOW_DAYS, FPD_DAYS, loss, past_due
 from domain.terms import Terms, annualised_cost_rate
 from eventstore.audit_store import stream_id
 from projections import runner
-from projections.dataset_facts import LoanHistory
+from projections.dataset_facts import LoanFacts, LoanHistory
 from projections.source import EventLog
 
 MATURE_AFTER_DAYS = EVER_WINDOW_DAYS  # the 60-day labels' window has closed by due + 60
@@ -221,12 +221,10 @@ def borrower_rows(loans: list[LoanHistory], as_of: date, known_at: datetime) -> 
                 "decision": facts.decision or "pending",
                 **_terms(facts.terms),
                 "funded": facts.funded_on is not None and facts.funded_on <= as_of,
-                "due_date": None,
-                **_labels(loan, known, as_of),
+                "due_date": facts.due_date,
+                **_labels(loan, known, facts, as_of),
             }
         )
-        if facts.terms is not None and facts.funded_on is not None:
-            row["due_date"] = facts.terms.due_date(facts.funded_on)
         yield row
 
 
@@ -253,11 +251,11 @@ def _history(application: LoanHistory, earlier: list[LoanHistory], on: date) -> 
     for other in earlier:
         seen = other.seen_by(application)
         loan = other.facts(seen)
-        if loan.terms is None or loan.funded_on is None or loan.funded_on > on:
+        if loan.due_date is None or loan.funded_on is None or loan.funded_on > on:
             continue
         prior += 1
         last_funded = loan.funded_on if last_funded is None else max(last_funded, loan.funded_on)
-        due = loan.terms.due_date(loan.funded_on)
+        due = loan.due_date
         # Settled stays settled (nothing accrues on nothing), so a settlement already seen for the
         # same events answers every later date without valuing the loan again.
         settled_on = other.settled_by(seen, on)
@@ -281,7 +279,8 @@ def _history(application: LoanHistory, earlier: list[LoanHistory], on: date) -> 
     }
 
 
-def _labels(loan: LoanHistory, known: tuple[int, ...], as_of: date) -> dict[str, Any]:
+def _labels(loan: LoanHistory, known: tuple[int, ...], facts: LoanFacts, as_of: date) -> dict[str, Any]:
+    """The labels of ``loan`` as of ``as_of``, from ``facts``: its facts after the ``known`` events."""
     labels: dict[str, Any] = {
         "fpd_matured": False,
         "label_matured": False,
@@ -290,10 +289,9 @@ def _labels(loan: LoanHistory, known: tuple[int, ...], as_of: date) -> dict[str,
         "ever_30dpd_60d": None,
         "loss_amount": None,
     }
-    facts = loan.facts(known)
-    if facts.terms is None or facts.funded_on is None or facts.funded_on > as_of:
+    due = facts.due_date
+    if due is None or facts.funded_on is None or facts.funded_on > as_of:
         return labels
-    due = facts.terms.due_date(facts.funded_on)
     if as_of < due + timedelta(days=FPD_MATURE_AFTER_DAYS):
         return labels
     now = facts.position(as_of)

@@ -35,6 +35,7 @@ class LoanFacts:
     funded_on: date | None = None
     movements: tuple[Movement, ...] = ()
     written_off_on: date | None = None
+    due_date: date | None = None  # of a funded loan with terms: worked out once, every row reads it
 
     def position(self, on: date) -> Position:
         if self.terms is None or self.funded_on is None:
@@ -50,7 +51,19 @@ class LoanHistory:
     transcodings: decimals as strings, dates and times in ISO form).
     """
 
-    __slots__ = ("loan_id", "applied", "place", "occurred_at", "recorded", "later", "_facts", "_settled")
+    __slots__ = (
+        "loan_id",
+        "applied",
+        "place",
+        "occurred_at",
+        "recorded",
+        "later",
+        "_facts",
+        "_settled",
+        "_all",
+        "_last_place",
+        "_last_occurred",
+    )
 
     def __init__(
         self,
@@ -67,6 +80,12 @@ class LoanHistory:
         self.later = later  # (version, event name, payload, notification id, occurred_at) after Applied
         self._facts: dict[tuple[int, ...], LoanFacts] = {}
         self._settled: dict[tuple[int, ...], date] = {}  # selection -> the day the loan was settled, once seen
+        # Most selections are every later event (an application long after this loan, an export known
+        # now): one tuple for them, and the bounds that tell them apart without a pass over the events
+        # (found on the first ``seen_by``: a borrower's last loan is never asked).
+        self._all = tuple(range(len(later)))
+        self._last_place = -1
+        self._last_occurred = self.occurred_at
 
     @classmethod
     def decode(cls, stored: list[Notification]) -> LoanHistory:
@@ -97,10 +116,18 @@ class LoanHistory:
     def seen_by(self, application: LoanHistory) -> tuple[int, ...]:
         """Which of the later events count for ``application`` (the rule in the module's docstring)."""
         place, moment = application.place, application.occurred_at
+        if self._last_place < 0:
+            later = self.later
+            self._last_place = max((event[3] for event in later), default=self.place)
+            self._last_occurred = max((event[4] for event in later), default=self.occurred_at)
+        if self._last_place < place and self._last_occurred < moment:
+            return self._all
         return tuple(i for i, (_, _, _, nid, occurred) in enumerate(self.later) if nid < place and occurred < moment)
 
     def known(self, moment: datetime) -> tuple[int, ...]:
         """The later events recorded by ``moment`` (the first ones: recording follows version order)."""
+        if self.recorded[-1] <= moment:
+            return self._all
         n = 0
         for t in self.recorded[1:]:
             if t > moment:
@@ -200,4 +227,5 @@ def facts_after(events: list[tuple[int, str, dict[str, Any], int, datetime]]) ->
         funded_on=funded_on,
         movements=tuple(m for m in money_in if m.key not in reversed_keys),
         written_off_on=written_off_on,
+        due_date=None if terms is None or funded_on is None else terms.due_date(funded_on),
     )

@@ -257,3 +257,36 @@ def test_a_repayment_valued_after_a_later_application_leaves_the_loan_owed_at_th
     # principal, then fee and 9 nights of interest held to the ceiling: round_down(0.36 x 9,000.00 / 365)
     assert r["SECOND"]["outstanding_at_application"] == D("1008.87")
     assert list(rows(ledger, date(2026, 8, 1), LATER)) == list(dataset_replay.rows(ledger, date(2026, 8, 1), LATER))
+
+
+def exactly(rows_in):
+    """Every cell as its type and its text: Decimal("1.00") and Decimal("1.0") compare equal, and so do
+    True and 1, but a CSV file, a JSON answer and a Parquet decimal's scale tell them apart."""
+    return [{k: (type(v).__name__, str(v)) for k, v in row.items()} for row in rows_in]
+
+
+def test_every_cell_keeps_its_type_and_digits_beside_the_replay_and_in_the_parquet_file(ledger, tmp_path):
+    """The rows' own equality would not see a decimal's exponent, a bool turned int or a date turned
+    datetime; the file written column by column must hold exactly the rows' values."""
+    import pyarrow as pa
+
+    from projections.dataset_writers import arrow_types, write
+
+    run_simulation(ledger, Simulator(7, 150, START, days=45))
+    # and a borrower who still owes at the next application (the simulated ones repay first)
+    add(ledger, *domain_example("OWES"), repaid("OWES", ref="O-R", amount="1017.00", value_date="2026-03-20"))
+    add(ledger, applied("NEXT", occurred_at="2026-03-10T10:00:00+08:00"))
+    everything = list(rows(ledger, date(2026, 12, 31), LATER))
+    assert any(r["prior_loans"] for r in everything) and any(r["loss_amount"] for r in everything)
+    assert any(r["outstanding_at_application"] for r in everything) and any(r["daily_rate"] for r in everything)
+    for as_of in (date(2026, 2, 10), date(2026, 12, 31)):  # labels still open, and all of them matured
+        ours = list(rows(ledger, as_of, LATER))
+        assert exactly(ours) == exactly(dataset_replay.rows(ledger, as_of, LATER)), as_of
+        out = tmp_path / f"{as_of}.parquet"
+        assert write(iter(ours), str(out), "parquet", as_of, LATER, batch_rows=97) == len(ours)
+        types = arrow_types()
+        schema = pa.schema([pa.field(c.name, types[c.kind]) for c in COLUMNS])
+        written = pq.read_table(out)
+        assert written.schema.metadata[b"as_of"] == as_of.isoformat().encode()
+        assert written.cast(schema).equals(pa.Table.from_pylist(ours, schema))
+        assert written.to_pylist() == pa.Table.from_pylist(ours, schema).to_pylist()
