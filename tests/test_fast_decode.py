@@ -14,10 +14,13 @@ from eventsourcing.persistence import StoredEvent
 from eventsourcing.utils import get_topic
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.commands import domain_example
+from support.tamper import EVENTS, kind, raw, triggers_off
 
-from domain.errors import UnreadableEvent
+from domain.errors import DamagedStream, UnreadableEvent
 from domain.loan import Loan, loan_uuid
 from eventstore.store import LoanMapper, event_transcoder
+from ledger.commands import command_from_dict
 
 MAPPER = LoanMapper(event_transcoder())
 STREAM = loan_uuid("L1")
@@ -238,3 +241,28 @@ def test_the_stored_form_the_ledger_writes_is_what_the_fast_path_reads():
     assert event.occurred_at.utcoffset() == timedelta(hours=8)
     assert json.loads(GOOD)["bank_ref"] == event.bank_ref
     assert isinstance(event.originator_id, UUID)
+
+
+@pytest.mark.parametrize(("damage", "version"), [("state", 1), ("state", 2), ("order", 2)])
+def test_the_batch_read_names_the_loan_whose_stored_event_cannot_be_read(ledger, damage, version):
+    """``_loans_from`` (the end of day's, the settlement's and an append's read of many loans) names the
+    damaged loan once it no longer wraps each event in ``damage_named``; the healthy loan still reads."""
+    ledger.append([command_from_dict(c) for c in [*domain_example("L1"), *domain_example("L2")]])
+    url = ledger.settings.db_url
+    table = EVENTS[kind(url)]
+    placeholder = "?" if kind(url) == "sqlite" else "%s"
+    change = "state = ?" if damage == "state" else "originator_version = 7"
+    change = change.replace("?", placeholder)
+    params: tuple[Any, ...] = (b"not json",) if damage == "state" else ()
+    with raw(url) as con, triggers_off(url, con, table):
+        con.execute(
+            f"UPDATE {table} SET {change} WHERE originator_id = {placeholder} AND originator_version = {version}",
+            (*params, loan_uuid("L2").hex if kind(url) == "sqlite" else loan_uuid("L2")),
+        )
+    error = UnreadableEvent if damage == "state" else DamagedStream
+    with pytest.raises(error) as raised:
+        ledger.get_loans(["L1", "L2"])
+    assert raised.value.loan == "L2"  # from the first event, or from the id asked for when that is the damaged one
+    assert str(raised.value).startswith("loan L2: ")
+    loan = ledger.get_loans(["L1"])["L1"]
+    assert loan is not None and loan.loan_id == "L1"
