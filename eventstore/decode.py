@@ -6,7 +6,8 @@ into its value with the transcoding registered under NAME, then sets the origina
 version, upcasts by ``class_version`` and builds the event with ``object.__new__``. This does the
 same in one pass: msgspec's parser (integers exact, no hook), then one walk over the parsed state,
 each value converted by the same constructor the library's transcoding calls, the event class
-resolved once per topic. It is about four times faster (docs/scaling.md, "Where the time goes").
+resolved once per topic, amounts and dates converted once per distinct text. It takes 5-6 us an
+event where the library's path takes 9-10 (docs/scaling.md, "Where the time goes").
 
 It decides only what it can decide the same way: anything unusual (not bytes, not JSON as it
 reads it, a float, a wrapper whose name it does not know or whose data is not text, a topic that

@@ -94,7 +94,7 @@ def event_transcoder() -> JSONTranscoder:
 class LoanMapper(Mapper[UUID]):
     """The library's mapper, saying which stream and version it could not decode (its own errors name
     the version only inside a message, and a bogus topic not at all), and decoding the usual state
-    about four times faster (eventstore/decode.py: the same objects; anything unusual goes the
+    in about half its time (eventstore/decode.py: the same objects; anything unusual goes the
     library's way, so it refuses exactly what the library refuses)."""
 
     def __init__(self, transcoder: Transcoder, compressor: Compressor | None = None, cipher: Cipher | None = None):
