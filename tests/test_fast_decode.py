@@ -266,3 +266,19 @@ def test_the_batch_read_names_the_loan_whose_stored_event_cannot_be_read(ledger,
     assert str(raised.value).startswith("loan L2: ")
     loan = ledger.get_loans(["L1"])["L1"]
     assert loan is not None and loan.loan_id == "L1"
+
+
+def test_amounts_and_dates_remembered_past_the_memorys_bound_still_decode_to_their_own_values():
+    """Each distinct text is converted once and shared; past MAX_MEMO the memory starts again, never mixing values."""
+    from eventstore.decode import MAX_MEMO
+
+    mapper = LoanMapper(event_transcoder())
+    encode = mapper.transcoder.encode
+    for i in [*range(MAX_MEMO + 50), *range(0, MAX_MEMO + 50, 97)]:  # past the bound, then texts seen before again
+        amount, day = Decimal(i).scaleb(-2), date(2026, 1, 1) + timedelta(days=i % 400)
+        stored = StoredEvent(STREAM, 2, REPAID, encode({"amount": amount, "value_date": day, "again": amount}))
+        event = mapper.to_domain_event(stored)
+        assert same(vars(event), vars(mapper.library_event(stored)))
+        assert (event.amount, event.value_date) == (amount, day)
+    memo = mapper._fast._by_name["decimal_str"][1]
+    assert memo is not None and 0 < len(memo) <= MAX_MEMO
