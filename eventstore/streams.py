@@ -12,6 +12,8 @@ from eventsourcing.domain import DomainEventProtocol, OriginatorVersionError
 from domain.errors import BrokenInvariant, DamagedStream, UnreadableEvent
 from domain.loan import Loan
 
+DAMAGE = (OriginatorVersionError, UnreadableEvent)  # what ``damage_named`` names
+
 
 @contextmanager
 def damage_named(loan: str | Callable[[], str]) -> Iterator[None]:

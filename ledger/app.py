@@ -47,7 +47,7 @@ from eventstore import library
 from eventstore.audit_store import stream_id
 from eventstore.retry import retrying
 from eventstore.store import DateAsISO, KeyRecord, LedgerRecorder, LoanMapper
-from eventstore.streams import damage_named, loan_event
+from eventstore.streams import DAMAGE, damage_named, loan_event
 from ledger.commands import Applied, _Command
 from ledger.config import Settings, store_env
 from ledger.handlers import handle
@@ -382,12 +382,15 @@ class Ledger(Application[UUID]):
     ) -> dict[UUID, Loan | None]:
         """The loans ``uuids`` from their stored events (every event of each, in version order)."""
         loans: dict[UUID, Loan | None] = dict.fromkeys(uuids)
+        decode = self.mapper.to_domain_event
         for stored in events:
             uuid = stream_id(stored)
             loan = loans[uuid]
-            name = loan.loan_id if loan is not None else (names or {}).get(uuid, str(uuid))
-            with damage_named(name):
-                loans[uuid] = loan_event(self.mapper.to_domain_event(stored)).mutate(loan)
+            try:
+                loans[uuid] = loan_event(decode(stored)).mutate(loan)
+            except DAMAGE:  # named here, not per event: a context manager an event cost as much as its decoding
+                with damage_named(loan.loan_id if loan is not None else (names or {}).get(uuid, str(uuid))):
+                    raise
         return loans
 
     def notifications(self, *event_classes: type, page: int = 5000) -> Iterator[Notification]:

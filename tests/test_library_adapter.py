@@ -65,3 +65,12 @@ def test_the_ledgers_recorders_build_on_the_library_classes_the_hooks_name():
         )
     }
     assert overridden <= {private for _, private, _ in library.RECORDER_HOOKS}, overridden
+
+
+def test_the_librarys_decoding_that_the_fast_decoder_does_again_is_unchanged():
+    """eventstore/decode.py mirrors these; a library that decodes differently must be looked at first."""
+    assert library.source_digest(library.DECODE_MIRRORS) == library.DECODE_MIRRORS_SHA256
+    assert {"_type_", "_data_"} <= set(inspect.getsource(library.JSONTranscoder._decode_obj).split('"'))
+    transcoder = library.JSONTranscoder()
+    transcoder.register(library.DecimalAsStr())
+    assert set(transcoder.names) == {"decimal_str"}  # the table the fast decoder reads its names from
