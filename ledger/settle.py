@@ -24,7 +24,7 @@ from eventsourcing.persistence import IntegrityError
 
 from domain.bank_settlements import BankSettlements, settled_key, stream_name
 from domain.errors import LedgerError
-from domain.loan import SHANGHAI, Loan
+from domain.loan import SHANGHAI, Loan, loan_uuid
 from domain.money import ZERO, fmt
 from domain.settlement import remittance_due
 from eventstore.retry import retrying
@@ -157,8 +157,13 @@ def _remit_command(loan: Loan, bank: str, day: date) -> Remitted | None:
 
 def statement_of(app: Ledger, bank: str, day: date, loan_uuids: list[UUID] | None = None) -> Statement:
     """The bank-day's lines as the loans' ``remitted`` events of that day hold them, by loan id."""
-    statement = Statement(bank, day)
     loans = _loans_of(app, bank) if loan_uuids is None else _read(app, loan_uuids)
+    return _statement_from(bank, day, loans)
+
+
+def _statement_from(bank: str, day: date, loans: Iterable[Loan]) -> Statement:
+    """The bank-day's lines from the loans' ``remitted`` events of that day, as these loans hold them."""
+    statement = Statement(bank, day)
     found: list[tuple[str, str, Decimal]] = []
     for loan in loans:
         for r in loan.remittances:
@@ -201,16 +206,20 @@ def run_settle(app: Ledger, bank: str, day: date, today: date, candidates: Itera
         return _already_settled(app, days.last, bank, day)
 
     on_statement: list[UUID] = []  # loans with a part in the bank-day: remitted now, or by an earlier run
+    in_hand: dict[UUID, Loan] = {}  # those of them whose state here holds their part as it was stored
     funded_by_bank = days is not None  # a bank settled before has funded loans
     appended = 0
     rejected: list[tuple[str, str]] = []
     ids = funded_loan_ids(app) if candidates is None else candidates
     for batch in chunks(ids, app.settings.batch_size):
 
-        def settle_batch(batch: list[UUID] = batch) -> tuple[list[UUID], list[Remitted], list[Outcome], bool]:
+        def settle_batch(
+            batch: list[UUID] = batch,
+        ) -> tuple[list[UUID], dict[UUID, Loan], list[Remitted], list[Outcome], bool]:
             # keys derive from (bank, day, loan): after a lost connection the batch is worked out again
             # and what had been committed comes back duplicate
             parts: list[UUID] = []
+            known: dict[UUID, Loan] = {}
             seen: list[UUID] = []
             cmds: list[Remitted] = []
             due: dict[str, Loan | None] = {}
@@ -220,16 +229,28 @@ def run_settle(app: Ledger, bank: str, day: date, today: date, candidates: Itera
                 seen.append(uuid)
                 if loan.remittances and loan.remittances[-1].day == day:
                     parts.append(uuid)  # an earlier run that stopped before recording the bank-day
+                    known[uuid] = loan  # its part is a stored fact, as read
                     continue
                 cmd = _remit_command(loan, bank, day)
                 if cmd is not None:
                     parts.append(uuid)
                     cmds.append(cmd)
                     due[loan.loan_id] = loan
-            return parts, cmds, app.append(cmds, loans=due), bool(seen)
+            if not cmds:
+                return parts, known, cmds, [], bool(seen)
+            # the loans the append committed come back in the state it stored (a lost race worked them out
+            # again on a fresh read): the statement takes them from here; any other (a duplicate, a
+            # rejection) is read again below
+            saved: dict[str, Loan] = {}
+            outcomes = app.append(cmds, loans=due, saved=saved)
+            known.update({loan_uuid(loan_id): loan for loan_id, loan in saved.items()})
+            return parts, known, cmds, outcomes, bool(seen)
 
-        parts, cmds, outcomes, any_seen = retrying(app.settings.retry_seconds, f"settle {bank} {day}", settle_batch)
+        parts, known, cmds, outcomes, any_seen = retrying(
+            app.settings.retry_seconds, f"settle {bank} {day}", settle_batch
+        )
         on_statement.extend(parts)
+        in_hand.update(known)
         funded_by_bank = funded_by_bank or any_seen
         for cmd, outcome in zip(cmds, outcomes, strict=True):
             appended += outcome.status == APPENDED
@@ -237,11 +258,12 @@ def run_settle(app: Ledger, bank: str, day: date, today: date, candidates: Itera
                 rejected.append((cmd.loan_id, outcome.error))
     if not funded_by_bank and candidates is None:  # (the CLI asks the view first, and refuses it itself)
         raise UnknownBank(f"no loan was funded by {bank} (by {day}): nothing to settle")
-    statement = statement_of(app, bank, day, on_statement)
+    to_read = [uuid for uuid in dict.fromkeys(on_statement) if uuid not in in_hand]
+    statement = _statement_from(bank, day, [*in_hand.values(), *_read(app, to_read)])
     statement.appended, statement.rejected = appended, rejected
     if rejected:
         return statement  # nothing recorded for the bank-day until every loan's part is in: run it again
-    _record(app, bank, statement)
+    _record(app, bank, statement, days)
     return statement
 
 
@@ -264,14 +286,18 @@ def recorded_settlement(app: Ledger, bank: str, day: date) -> BankSettlements.Se
     return None
 
 
-def _record(app: Ledger, bank: str, statement: Statement) -> None:
+def _record(app: Ledger, bank: str, statement: Statement, days: BankDays | None) -> None:
     """The bank-day's fact, once: a concurrent run that recorded it first makes this one a repeat.
     Each event goes with its idempotency record (domain/bank_settlements.py), so `ledger verify` and
-    a second writer see it as they see a loan's."""
-    stream_id = BankSettlements.create_id(bank)
+    a second writer see it as they see a loan's.
+
+    ``days``: the bank's stream as this run read it when it began. The first attempt saves on it: had
+    another run appended to the stream since, the save fails on its version (nothing of it written),
+    and the next attempt reads the stream again."""
     name = stream_name(bank)
-    for _ in range(app.settings.max_retries):
-        days = bank_days(app, bank)
+    for attempt in range(app.settings.max_retries):
+        if attempt:
+            days = bank_days(app, bank)
         keys: list[KeyRecord] = []
         if days is None:
             stream = BankSettlements(bank=bank, idempotency_key=name)
@@ -282,11 +308,7 @@ def _record(app: Ledger, bank: str, statement: Statement) -> None:
                     raise SettlementRefused(f"{bank} {statement.day}: settled concurrently with other lines")
                 statement.already_settled = True
                 return
-            # the stream's first fact is all its state needs (the bank); the version makes the save
-            # optimistic: another run that appended meanwhile makes it fail, and the loop looks again
-            opened: BankSettlements = app.repository.get(stream_id, version=1)
-            stream = opened
-            stream.version = days.version
+            stream = stream_at(bank, days.version)
         key = settled_key(bank, statement.day)
         stream.record_day(
             value_date=statement.day,
@@ -306,3 +328,16 @@ def _record(app: Ledger, bank: str, statement: Statement) -> None:
         except IntegrityError:
             continue
     raise SettlementRefused(f"could not record the settlement of {bank} for {statement.day}: concurrent runs")
+
+
+def stream_at(bank: str, version: int) -> BankSettlements:
+    """The bank's stream, ready to record its next day on top of ``version``, without reading it.
+
+    Its state is what its first fact gives (the bank; tests/test_settlement.py pins it equal to the
+    stream read back at version 1), so it is made as a new stream is, its opening event dropped
+    unsaved, and moved to the stored version: the save is optimistic on that version, and another run
+    that appended meanwhile makes it fail with nothing written."""
+    stream = BankSettlements(bank=bank, idempotency_key=stream_name(bank))
+    stream.collect_events()  # the opening fact is stored already
+    stream.version = version
+    return stream
