@@ -23,7 +23,7 @@ from uuid import UUID
 from eventsourcing.persistence import IntegrityError
 
 from domain.bank_settlements import BankSettlements, settled_key, stream_name
-from domain.errors import LedgerError
+from domain.errors import BrokenInvariant, LedgerError
 from domain.loan import SHANGHAI, Loan, loan_uuid
 from domain.money import ZERO, fmt
 from domain.settlement import remittance_due
@@ -188,13 +188,23 @@ def _read(app: Ledger, uuids: list[UUID]) -> Iterator[Loan]:
         yield from (loan for loan in app.get_loans_by_uuid(batch).values() if loan is not None)
 
 
-def run_settle(app: Ledger, bank: str, day: date, today: date, candidates: Iterable[UUID] | None = None) -> Statement:
+def run_settle(
+    app: Ledger,
+    bank: str,
+    day: date,
+    today: date,
+    candidates: Iterable[UUID] | None = None,
+    pending: PendingFacts | None = None,
+) -> Statement:
     """Settle the bank-day (see the module's docstring); the statement as recorded.
 
     ``candidates``: the loans that may have something for the bank-day (every funded loan when None;
     the simulator passes the loans it touched that day and those past due).
+    ``pending``: the bank-day's fact waits there to be saved with others (``PendingFacts``).
     """
     check_closable(day, today)
+    if pending is not None and pending.holds(bank):
+        pending.flush(app)  # the bank's stream as it stands includes the day waiting
     days = bank_days(app, bank)
     last_day = None if days is None else days.last_day
     if last_day is not None and day < last_day:
@@ -242,6 +252,8 @@ def run_settle(app: Ledger, bank: str, day: date, today: date, candidates: Itera
             # again on a fresh read): the statement takes them from here; any other (a duplicate, a
             # rejection) is read again below
             saved: dict[str, Loan] = {}
+            if pending is not None:
+                pending.flush(app)  # the facts settled before come before these loans' remittances
             outcomes = app.append(cmds, loans=due, saved=saved)
             known.update({loan_uuid(loan_id): loan for loan_id, loan in saved.items()})
             return parts, known, cmds, outcomes, bool(seen)
@@ -263,7 +275,10 @@ def run_settle(app: Ledger, bank: str, day: date, today: date, candidates: Itera
     statement.appended, statement.rejected = appended, rejected
     if rejected:
         return statement  # nothing recorded for the bank-day until every loan's part is in: run it again
-    _record(app, bank, statement, days)
+    if pending is not None:
+        pending.add(bank, statement, days)
+    else:
+        _record(app, bank, statement, days)
     return statement
 
 
@@ -294,40 +309,93 @@ def _record(app: Ledger, bank: str, statement: Statement, days: BankDays | None)
     ``days``: the bank's stream as this run read it when it began. The first attempt saves on it: had
     another run appended to the stream since, the save fails on its version (nothing of it written),
     and the next attempt reads the stream again."""
-    name = stream_name(bank)
     for attempt in range(app.settings.max_retries):
         if attempt:
             days = bank_days(app, bank)
-        keys: list[KeyRecord] = []
-        if days is None:
-            stream = BankSettlements(bank=bank, idempotency_key=name)
-            keys.append(KeyRecord(name, name, hashlib.sha256(name.encode()).hexdigest(), "settled"))
-        else:
-            if days.last is not None and days.last.value_date >= statement.day:
-                if days.last.value_date != statement.day or days.last.lines_sha256 != statement.sha256:
-                    raise SettlementRefused(f"{bank} {statement.day}: settled concurrently with other lines")
-                statement.already_settled = True
-                return
-            stream = stream_at(bank, days.version)
-        key = settled_key(bank, statement.day)
-        stream.record_day(
-            value_date=statement.day,
-            loans=statement.loans,
-            lines=len(statement.lines),
-            principal=statement.total_of("principal"),
-            interest=statement.total_of("interest"),
-            compensation=statement.total_of("compensation"),
-            total=statement.total,
-            lines_sha256=statement.sha256,
-            idempotency_key=key,
-        )
-        keys.append(KeyRecord(key, name, statement.sha256, "settled"))
+        staged = _staged_fact(bank, statement, days)
+        if staged is None:
+            return
+        stream, keys = staged
         try:
             app.save(stream, idempotency=keys)
             return
         except IntegrityError:
             continue
     raise SettlementRefused(f"could not record the settlement of {bank} for {statement.day}: concurrent runs")
+
+
+def _staged_fact(
+    bank: str, statement: Statement, days: BankDays | None
+) -> tuple[BankSettlements, list[KeyRecord]] | None:
+    """The bank-day's fact staged on the stream as ``days`` has it, with its idempotency records; None
+    when the stream holds the day already with the same lines (the statement is then a repeat)."""
+    name = stream_name(bank)
+    keys: list[KeyRecord] = []
+    if days is None:
+        stream = BankSettlements(bank=bank, idempotency_key=name)
+        keys.append(KeyRecord(name, name, hashlib.sha256(name.encode()).hexdigest(), "settled"))
+    else:
+        if days.last is not None and days.last.value_date >= statement.day:
+            if days.last.value_date != statement.day or days.last.lines_sha256 != statement.sha256:
+                raise SettlementRefused(f"{bank} {statement.day}: settled concurrently with other lines")
+            statement.already_settled = True
+            return None
+        stream = stream_at(bank, days.version)
+    key = settled_key(bank, statement.day)
+    stream.record_day(
+        value_date=statement.day,
+        loans=statement.loans,
+        lines=len(statement.lines),
+        principal=statement.total_of("principal"),
+        interest=statement.total_of("interest"),
+        compensation=statement.total_of("compensation"),
+        total=statement.total,
+        lines_sha256=statement.sha256,
+        idempotency_key=key,
+    )
+    keys.append(KeyRecord(key, name, statement.sha256, "settled"))
+    return stream, keys
+
+
+@dataclass
+class PendingFacts:
+    """Bank-days settled and not recorded yet: a caller that settles several banks on one day (the
+    simulator) saves the facts that no loan's write comes between in ONE transaction.
+
+    ``run_settle(..., pending=p)`` adds its fact here instead of saving it, and saves those waiting
+    before it writes a loan's remittance, so the log holds every event in the order the runs one by
+    one would have stored them; the caller calls ``flush`` after its last run. A save that loses a
+    race (another run wrote one of the banks' streams) writes nothing, and each fact is then recorded
+    alone, as ``run_settle`` records it, reading its stream again."""
+
+    facts: list[tuple[str, Statement, BankDays | None]] = field(default_factory=list)
+
+    def holds(self, bank: str) -> bool:
+        return any(b == bank for b, _, _ in self.facts)
+
+    def add(self, bank: str, statement: Statement, days: BankDays | None) -> None:
+        if self.holds(bank):  # run_settle saves the bank's waiting fact before it reads the stream again
+            raise BrokenInvariant(f"{bank}: a second bank-day would wait on the same version of its stream")
+        self.facts.append((bank, statement, days))
+
+    def flush(self, app: Ledger) -> None:
+        """Save the facts waiting, in the order they were added (emptied only once they are stored: a
+        lost connection retries the flush, and a fact that went in answers as a repeat)."""
+        if len(self.facts) > 1:
+            staged = [_staged_fact(bank, statement, days) for bank, statement, days in self.facts]
+            streams = [stream for stream, _ in filter(None, staged)]
+            if not streams:  # every one of them recorded already, with the same lines
+                self.facts.clear()
+                return
+            try:
+                app.save(*streams, idempotency=[k for _, keys in filter(None, staged) for k in keys])
+                self.facts.clear()
+                return
+            except IntegrityError:
+                pass
+        for bank, statement, days in self.facts:
+            _record(app, bank, statement, days)
+        self.facts.clear()
 
 
 def stream_at(bank: str, version: int) -> BankSettlements:

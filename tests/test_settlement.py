@@ -555,3 +555,66 @@ def test_a_repayment_landing_during_the_settlement_is_on_the_statement_as_stored
     finally:
         other.close()
         app.close()
+
+
+def test_the_simulators_bank_days_saved_together_store_the_log_each_run_alone_stores(new_store, monkeypatch):
+    """The simulator saves a day's bank-day facts that no loan's remittance comes between in one
+    transaction (they share its recorded time): the log holds the same events, in the same order, as
+    when each bank-day is recorded by its own run, and it verifies."""
+    import simulator.run as simulation
+
+    def log(url: str, alone: bool) -> tuple[list[tuple], int, int]:
+        if alone:  # each run records its bank-day itself, as `ledger settle` does
+            settle = simulation.run_settle
+            monkeypatch.setattr(simulation, "run_settle", lambda *a, pending=None, **k: settle(*a, **k))
+        app = Ledger(Settings(db_url=url))
+        try:
+            report = run_simulation(app, Simulator(7, 20, date(2026, 1, 1), days=8), until=date(2026, 1, 20))
+            assert not report.unplanned_rejections and report.settled
+            events, stamps, settled = [], set(), 0
+            for n in app.notifications():
+                state = json.loads(n.state)
+                stamp = state.pop("timestamp")
+                events.append((n.originator_id, n.originator_version, n.topic, state))
+                if n.topic.endswith(".Settled"):
+                    settled, stamps = settled + 1, stamps | {stamp["_data_"]}
+            return events, settled, len(stamps)
+        finally:
+            app.close()
+            monkeypatch.undo()
+
+    together, apart = new_store(), new_store()
+    events, settled, transactions = log(together, alone=False)
+    events_apart, settled_apart, transactions_apart = log(apart, alone=True)
+    assert events == events_apart
+    assert any(topic.endswith(".Remitted") for _, _, topic, _ in events)  # remittances between bank-days
+    assert transactions_apart == settled_apart == settled > transactions  # alone: one transaction each
+    assert json.loads(ledger_cli("verify", "--json", "--db", together))["ok"] is True
+
+
+def test_bank_days_waiting_together_are_recorded_alone_when_another_run_records_one_first(store_url):
+    """Two banks' bank-days wait to be saved in one transaction, and another run records one of them
+    first: the joint save writes nothing, then each is recorded alone, the one already there as a
+    repeat with the same lines; one fact per bank-day."""
+    from ledger.settle import PendingFacts, run_settle
+
+    append(store_url, [*ex1("EX1"), *[{**c, "bank": "BANKB"} if c["type"] == "funded" else c for c in ex1("EX2")]])
+    day = date(2026, 3, 8)
+    app, other = Ledger(Settings(db_url=store_url)), Ledger(Settings(db_url=store_url))
+    try:
+        pending = PendingFacts()
+        a = run_settle(app, "BANKA", day, day, pending=pending)
+        b = run_settle(app, "BANKB", day, day, candidates=[], pending=pending)  # nothing of BANKB's that day
+        assert recorded_settlement(app, "BANKA", day) is None and len(pending.facts) == 2
+        first = run_settle(other, "BANKA", day, day)
+        assert (first.appended, first.sha256) == (0, a.sha256)
+        pending.flush(app)
+        assert a.already_settled and not b.already_settled and not pending.facts
+        for bank, statement in (("BANKA", a), ("BANKB", b)):
+            fact = recorded_settlement(app, bank, day)
+            assert fact is not None and fact.lines_sha256 == statement.sha256
+        facts = [n for n in app.notifications() if n.topic.endswith(".Settled")]
+        assert len(facts) == 2 and b.total == D("0.00") and a.total == D("493.86")
+    finally:
+        other.close()
+        app.close()
