@@ -116,12 +116,23 @@ class BankDays:
 
 def bank_days(app: Ledger, bank: str) -> BankDays | None:
     """The bank's stream as it stands (None before its first settlement), without replaying it."""
-    stream_id = BankSettlements.create_id(bank)
-    latest = next(iter(app.repository.event_store.get(stream_id, desc=True, limit=1)), None)
-    if latest is None:
-        return None
-    settled = latest if isinstance(latest, BankSettlements.Settled) else None
-    return BankDays(bank, latest.originator_version, settled)
+    return banks_days(app, [bank])[bank]
+
+
+def banks_days(app: Ledger, banks: Iterable[str]) -> dict[str, BankDays | None]:
+    """Each bank's stream as it stands (None before its first settlement), from its last fact, all of
+    them in one read."""
+    ids = {BankSettlements.create_id(bank): bank for bank in banks}
+    stored = retrying(
+        app.settings.retry_seconds, "read the banks' settlements", lambda: app.recorder.last_events_of(list(ids))
+    )
+    found: dict[str, BankDays | None] = dict.fromkeys(ids.values())
+    for event in stored:
+        latest = app.mapper.to_domain_event(event)
+        settled = latest if isinstance(latest, BankSettlements.Settled) else None
+        bank = ids[latest.originator_id]
+        found[bank] = BankDays(bank, latest.originator_version, settled)
+    return found
 
 
 def _loans_of(app: Ledger, bank: str) -> Iterator[Loan]:
@@ -205,7 +216,7 @@ def run_settle(
     check_closable(day, today)
     if pending is not None and pending.holds(bank):
         pending.flush(app)  # the bank's stream as it stands includes the day waiting
-    days = bank_days(app, bank)
+    days = pending.days.pop(bank) if pending is not None and bank in pending.days else bank_days(app, bank)
     last_day = None if days is None else days.last_day
     if last_day is not None and day < last_day:
         raise SettlementOrder(
@@ -369,6 +380,9 @@ class PendingFacts:
     alone, as ``run_settle`` records it, reading its stream again."""
 
     facts: list[tuple[str, Statement, BankDays | None]] = field(default_factory=list)
+    # each bank's stream as the caller read it for the day (banks_days, one read for them all): a run
+    # takes its bank's from here, once, instead of reading it; a later run of the bank reads again
+    days: dict[str, BankDays | None] = field(default_factory=dict)
 
     def holds(self, bank: str) -> bool:
         return any(b == bank for b, _, _ in self.facts)

@@ -16,7 +16,7 @@ from domain.money import ZERO
 from ledger.app import Ledger
 from ledger.eod import run_eod
 from ledger.ingest import append_lines
-from ledger.settle import PendingFacts, SettlementOrder, run_settle
+from ledger.settle import PendingFacts, SettlementOrder, banks_days, run_settle
 from simulator.platform import Simulator
 
 # The simulated banks' agreements, when the deployment configures none (LEDGER_BANK_TERMS): two banks
@@ -89,8 +89,9 @@ def _settle_day(
     by_bank: dict[str, list[UUID]] = {}
     for uuid in sorted(touched | {u for u in open_loans if u in names}):
         by_bank.setdefault(bank_of[names[uuid]], []).append(uuid)
-    pending = PendingFacts()
-    for bank in sorted(set(bank_of.values())):
+    banks = sorted(set(bank_of.values()))
+    pending = PendingFacts(days=banks_days(app, banks))  # where every bank stands, in one read
+    for bank in banks:
         try:
             statement = run_settle(app, bank, day, day, candidates=by_bank.get(bank, []), pending=pending)
         except SettlementOrder:

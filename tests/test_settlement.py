@@ -596,7 +596,7 @@ def test_bank_days_waiting_together_are_recorded_alone_when_another_run_records_
     """Two banks' bank-days wait to be saved in one transaction, and another run records one of them
     first: the joint save writes nothing, then each is recorded alone, the one already there as a
     repeat with the same lines; one fact per bank-day."""
-    from ledger.settle import PendingFacts, run_settle
+    from ledger.settle import PendingFacts, banks_days, run_settle
 
     append(store_url, [*ex1("EX1"), *[{**c, "bank": "BANKB"} if c["type"] == "funded" else c for c in ex1("EX2")]])
     day = date(2026, 3, 8)
@@ -615,6 +615,14 @@ def test_bank_days_waiting_together_are_recorded_alone_when_another_run_records_
             assert fact is not None and fact.lines_sha256 == statement.sha256
         facts = [n for n in app.notifications() if n.topic.endswith(".Settled")]
         assert len(facts) == 2 and b.total == D("0.00") and a.total == D("493.86")
+        # where each bank stands, read for them all at once, is what the library reads stream by stream
+        stood = banks_days(app, ["BANKA", "BANKB", "NOBANK"])
+        assert stood["NOBANK"] is None
+        for bank, statement in (("BANKA", a), ("BANKB", b)):
+            stream = list(app.repository.event_store.get(BankSettlements.create_id(bank), desc=True, limit=1))
+            days = stood[bank]
+            assert days is not None and days.version == stream[0].originator_version == 2
+            assert days.last is not None and (days.last.value_date, days.last.lines_sha256) == (day, statement.sha256)
     finally:
         other.close()
         app.close()
