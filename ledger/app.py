@@ -124,7 +124,13 @@ class Ledger(Application[UUID]):
         transcoder.register(DateAsISO())
 
     # ---- writing ----------------------------------------------------------------
-    def append(self, commands: Sequence[_Command], *, loans: dict[str, Loan | None] | None = None) -> list[Outcome]:
+    def append(
+        self,
+        commands: Sequence[_Command],
+        *,
+        loans: dict[str, Loan | None] | None = None,
+        saved: dict[str, Loan] | None = None,
+    ) -> list[Outcome]:
         """Append a batch; one Outcome per command, in order.
 
         A lost connection is retried for up to ``settings.retry_seconds`` (then StoreUnavailable).
@@ -136,15 +142,25 @@ class Ledger(Application[UUID]):
         attempt stages on them instead of reading them again. They are taken over (staging moves
         them on) and used once: a lost race or a retry after a lost connection reads afresh, so a
         state that went stale since the caller read it costs a retry, never a wrong answer.
+
+        ``saved``: filled with each loan this call committed, by loan id, in the state it committed
+        (what its stored events replay to, whichever path saved it: a lost race stages again on a
+        fresh read). A caller that needs the loans after the append (the settlement's statement)
+        reads only the others: a loan given in ``loans`` and missing from ``saved`` may hold staged
+        events that were never stored.
         """
         self._calls.committed = committed = set[str]()  # per thread: one Ledger may serve several
+        self._calls.saved = saved
         preloaded = [dict(loans or {})]  # emptied by the first attempt that reads loans
 
         def attempt() -> list[Outcome]:
             given, preloaded[0] = preloaded[0], {}
             return self._append(commands, given)
 
-        outcomes = retrying(self.settings.retry_seconds, "append", attempt)
+        try:
+            outcomes = retrying(self.settings.retry_seconds, "append", attempt)
+        finally:
+            self._calls.saved = None
         for i, (cmd, outcome) in enumerate(zip(commands, outcomes, strict=True)):
             if outcome.status == DUPLICATE and cmd.idempotency_key in committed:
                 outcomes[i] = Outcome(APPENDED, cmd.loan_id)
@@ -328,6 +344,8 @@ class Ledger(Application[UUID]):
             processing_event, idempotency=keys, borrowers={b: d for s in staged for b, d in s.borrowers.items()}
         )
         getattr(self._calls, "committed", set[str]()).update(k.key for k in keys)
+        if (saved := getattr(self._calls, "saved", None)) is not None:
+            saved.update({s.loan.loan_id: s.loan for s in staged if s.loan is not None})
 
     def save(self, *objs: Any, **kwargs: Any) -> list[Recording[UUID]]:
         """The library's save (eventsourcing 9.5.6), less its runtime Protocol checks for Loans.

@@ -23,8 +23,8 @@ from uuid import UUID
 from eventsourcing.persistence import IntegrityError
 
 from domain.bank_settlements import BankSettlements, settled_key, stream_name
-from domain.errors import LedgerError
-from domain.loan import SHANGHAI, Loan
+from domain.errors import BrokenInvariant, LedgerError
+from domain.loan import SHANGHAI, Loan, loan_uuid
 from domain.money import ZERO, fmt
 from domain.settlement import remittance_due
 from eventstore.retry import retrying
@@ -116,12 +116,23 @@ class BankDays:
 
 def bank_days(app: Ledger, bank: str) -> BankDays | None:
     """The bank's stream as it stands (None before its first settlement), without replaying it."""
-    stream_id = BankSettlements.create_id(bank)
-    latest = next(iter(app.repository.event_store.get(stream_id, desc=True, limit=1)), None)
-    if latest is None:
-        return None
-    settled = latest if isinstance(latest, BankSettlements.Settled) else None
-    return BankDays(bank, latest.originator_version, settled)
+    return banks_days(app, [bank])[bank]
+
+
+def banks_days(app: Ledger, banks: Iterable[str]) -> dict[str, BankDays | None]:
+    """Each bank's stream as it stands (None before its first settlement), from its last fact, all of
+    them in one read."""
+    ids = {BankSettlements.create_id(bank): bank for bank in banks}
+    stored = retrying(
+        app.settings.retry_seconds, "read the banks' settlements", lambda: app.recorder.last_events_of(list(ids))
+    )
+    found: dict[str, BankDays | None] = dict.fromkeys(ids.values())
+    for event in stored:
+        latest = app.mapper.to_domain_event(event)
+        settled = latest if isinstance(latest, BankSettlements.Settled) else None
+        bank = ids[latest.originator_id]
+        found[bank] = BankDays(bank, latest.originator_version, settled)
+    return found
 
 
 def _loans_of(app: Ledger, bank: str) -> Iterator[Loan]:
@@ -157,8 +168,13 @@ def _remit_command(loan: Loan, bank: str, day: date) -> Remitted | None:
 
 def statement_of(app: Ledger, bank: str, day: date, loan_uuids: list[UUID] | None = None) -> Statement:
     """The bank-day's lines as the loans' ``remitted`` events of that day hold them, by loan id."""
-    statement = Statement(bank, day)
     loans = _loans_of(app, bank) if loan_uuids is None else _read(app, loan_uuids)
+    return _statement_from(bank, day, loans)
+
+
+def _statement_from(bank: str, day: date, loans: Iterable[Loan]) -> Statement:
+    """The bank-day's lines from the loans' ``remitted`` events of that day, as these loans hold them."""
+    statement = Statement(bank, day)
     found: list[tuple[str, str, Decimal]] = []
     for loan in loans:
         for r in loan.remittances:
@@ -183,14 +199,24 @@ def _read(app: Ledger, uuids: list[UUID]) -> Iterator[Loan]:
         yield from (loan for loan in app.get_loans_by_uuid(batch).values() if loan is not None)
 
 
-def run_settle(app: Ledger, bank: str, day: date, today: date, candidates: Iterable[UUID] | None = None) -> Statement:
+def run_settle(
+    app: Ledger,
+    bank: str,
+    day: date,
+    today: date,
+    candidates: Iterable[UUID] | None = None,
+    pending: PendingFacts | None = None,
+) -> Statement:
     """Settle the bank-day (see the module's docstring); the statement as recorded.
 
     ``candidates``: the loans that may have something for the bank-day (every funded loan when None;
     the simulator passes the loans it touched that day and those past due).
+    ``pending``: the bank-day's fact waits there to be saved with others (``PendingFacts``).
     """
     check_closable(day, today)
-    days = bank_days(app, bank)
+    if pending is not None and pending.holds(bank):
+        pending.flush(app)  # the bank's stream as it stands includes the day waiting
+    days = pending.days.pop(bank) if pending is not None and bank in pending.days else bank_days(app, bank)
     last_day = None if days is None else days.last_day
     if last_day is not None and day < last_day:
         raise SettlementOrder(
@@ -201,16 +227,20 @@ def run_settle(app: Ledger, bank: str, day: date, today: date, candidates: Itera
         return _already_settled(app, days.last, bank, day)
 
     on_statement: list[UUID] = []  # loans with a part in the bank-day: remitted now, or by an earlier run
+    in_hand: dict[UUID, Loan] = {}  # those of them whose state here holds their part as it was stored
     funded_by_bank = days is not None  # a bank settled before has funded loans
     appended = 0
     rejected: list[tuple[str, str]] = []
     ids = funded_loan_ids(app) if candidates is None else candidates
     for batch in chunks(ids, app.settings.batch_size):
 
-        def settle_batch(batch: list[UUID] = batch) -> tuple[list[UUID], list[Remitted], list[Outcome], bool]:
+        def settle_batch(
+            batch: list[UUID] = batch,
+        ) -> tuple[list[UUID], dict[UUID, Loan], list[Remitted], list[Outcome], bool]:
             # keys derive from (bank, day, loan): after a lost connection the batch is worked out again
             # and what had been committed comes back duplicate
             parts: list[UUID] = []
+            known: dict[UUID, Loan] = {}
             seen: list[UUID] = []
             cmds: list[Remitted] = []
             due: dict[str, Loan | None] = {}
@@ -220,16 +250,30 @@ def run_settle(app: Ledger, bank: str, day: date, today: date, candidates: Itera
                 seen.append(uuid)
                 if loan.remittances and loan.remittances[-1].day == day:
                     parts.append(uuid)  # an earlier run that stopped before recording the bank-day
+                    known[uuid] = loan  # its part is a stored fact, as read
                     continue
                 cmd = _remit_command(loan, bank, day)
                 if cmd is not None:
                     parts.append(uuid)
                     cmds.append(cmd)
                     due[loan.loan_id] = loan
-            return parts, cmds, app.append(cmds, loans=due), bool(seen)
+            if not cmds:
+                return parts, known, cmds, [], bool(seen)
+            # the loans the append committed come back in the state it stored (a lost race worked them out
+            # again on a fresh read): the statement takes them from here; any other (a duplicate, a
+            # rejection) is read again below
+            saved: dict[str, Loan] = {}
+            if pending is not None:
+                pending.flush(app)  # the facts settled before come before these loans' remittances
+            outcomes = app.append(cmds, loans=due, saved=saved)
+            known.update({loan_uuid(loan_id): loan for loan_id, loan in saved.items()})
+            return parts, known, cmds, outcomes, bool(seen)
 
-        parts, cmds, outcomes, any_seen = retrying(app.settings.retry_seconds, f"settle {bank} {day}", settle_batch)
+        parts, known, cmds, outcomes, any_seen = retrying(
+            app.settings.retry_seconds, f"settle {bank} {day}", settle_batch
+        )
         on_statement.extend(parts)
+        in_hand.update(known)
         funded_by_bank = funded_by_bank or any_seen
         for cmd, outcome in zip(cmds, outcomes, strict=True):
             appended += outcome.status == APPENDED
@@ -237,11 +281,15 @@ def run_settle(app: Ledger, bank: str, day: date, today: date, candidates: Itera
                 rejected.append((cmd.loan_id, outcome.error))
     if not funded_by_bank and candidates is None:  # (the CLI asks the view first, and refuses it itself)
         raise UnknownBank(f"no loan was funded by {bank} (by {day}): nothing to settle")
-    statement = statement_of(app, bank, day, on_statement)
+    to_read = [uuid for uuid in dict.fromkeys(on_statement) if uuid not in in_hand]
+    statement = _statement_from(bank, day, [*in_hand.values(), *_read(app, to_read)])
     statement.appended, statement.rejected = appended, rejected
     if rejected:
         return statement  # nothing recorded for the bank-day until every loan's part is in: run it again
-    _record(app, bank, statement)
+    if pending is not None:
+        pending.add(bank, statement, days)
+    else:
+        _record(app, bank, statement, days)
     return statement
 
 
@@ -264,45 +312,114 @@ def recorded_settlement(app: Ledger, bank: str, day: date) -> BankSettlements.Se
     return None
 
 
-def _record(app: Ledger, bank: str, statement: Statement) -> None:
+def _record(app: Ledger, bank: str, statement: Statement, days: BankDays | None) -> None:
     """The bank-day's fact, once: a concurrent run that recorded it first makes this one a repeat.
     Each event goes with its idempotency record (domain/bank_settlements.py), so `ledger verify` and
-    a second writer see it as they see a loan's."""
-    stream_id = BankSettlements.create_id(bank)
-    name = stream_name(bank)
-    for _ in range(app.settings.max_retries):
-        days = bank_days(app, bank)
-        keys: list[KeyRecord] = []
-        if days is None:
-            stream = BankSettlements(bank=bank, idempotency_key=name)
-            keys.append(KeyRecord(name, name, hashlib.sha256(name.encode()).hexdigest(), "settled"))
-        else:
-            if days.last is not None and days.last.value_date >= statement.day:
-                if days.last.value_date != statement.day or days.last.lines_sha256 != statement.sha256:
-                    raise SettlementRefused(f"{bank} {statement.day}: settled concurrently with other lines")
-                statement.already_settled = True
-                return
-            # the stream's first fact is all its state needs (the bank); the version makes the save
-            # optimistic: another run that appended meanwhile makes it fail, and the loop looks again
-            opened: BankSettlements = app.repository.get(stream_id, version=1)
-            stream = opened
-            stream.version = days.version
-        key = settled_key(bank, statement.day)
-        stream.record_day(
-            value_date=statement.day,
-            loans=statement.loans,
-            lines=len(statement.lines),
-            principal=statement.total_of("principal"),
-            interest=statement.total_of("interest"),
-            compensation=statement.total_of("compensation"),
-            total=statement.total,
-            lines_sha256=statement.sha256,
-            idempotency_key=key,
-        )
-        keys.append(KeyRecord(key, name, statement.sha256, "settled"))
+    a second writer see it as they see a loan's.
+
+    ``days``: the bank's stream as this run read it when it began. The first attempt saves on it: had
+    another run appended to the stream since, the save fails on its version (nothing of it written),
+    and the next attempt reads the stream again."""
+    for attempt in range(app.settings.max_retries):
+        if attempt:
+            days = bank_days(app, bank)
+        staged = _staged_fact(bank, statement, days)
+        if staged is None:
+            return
+        stream, keys = staged
         try:
             app.save(stream, idempotency=keys)
             return
         except IntegrityError:
             continue
     raise SettlementRefused(f"could not record the settlement of {bank} for {statement.day}: concurrent runs")
+
+
+def _staged_fact(
+    bank: str, statement: Statement, days: BankDays | None
+) -> tuple[BankSettlements, list[KeyRecord]] | None:
+    """The bank-day's fact staged on the stream as ``days`` has it, with its idempotency records; None
+    when the stream holds the day already with the same lines (the statement is then a repeat)."""
+    name = stream_name(bank)
+    keys: list[KeyRecord] = []
+    if days is None:
+        stream = BankSettlements(bank=bank, idempotency_key=name)
+        keys.append(KeyRecord(name, name, hashlib.sha256(name.encode()).hexdigest(), "settled"))
+    else:
+        if days.last is not None and days.last.value_date >= statement.day:
+            if days.last.value_date != statement.day or days.last.lines_sha256 != statement.sha256:
+                raise SettlementRefused(f"{bank} {statement.day}: settled concurrently with other lines")
+            statement.already_settled = True
+            return None
+        stream = stream_at(bank, days.version)
+    key = settled_key(bank, statement.day)
+    stream.record_day(
+        value_date=statement.day,
+        loans=statement.loans,
+        lines=len(statement.lines),
+        principal=statement.total_of("principal"),
+        interest=statement.total_of("interest"),
+        compensation=statement.total_of("compensation"),
+        total=statement.total,
+        lines_sha256=statement.sha256,
+        idempotency_key=key,
+    )
+    keys.append(KeyRecord(key, name, statement.sha256, "settled"))
+    return stream, keys
+
+
+@dataclass
+class PendingFacts:
+    """Bank-days settled and not recorded yet: a caller that settles several banks on one day (the
+    simulator) saves the facts that no loan's write comes between in ONE transaction.
+
+    ``run_settle(..., pending=p)`` adds its fact here instead of saving it, and saves those waiting
+    before it writes a loan's remittance, so the log holds every event in the order the runs one by
+    one would have stored them; the caller calls ``flush`` after its last run. A save that loses a
+    race (another run wrote one of the banks' streams) writes nothing, and each fact is then recorded
+    alone, as ``run_settle`` records it, reading its stream again."""
+
+    facts: list[tuple[str, Statement, BankDays | None]] = field(default_factory=list)
+    # each bank's stream as the caller read it for the day (banks_days, one read for them all): a run
+    # takes its bank's from here, once, instead of reading it; a later run of the bank reads again
+    days: dict[str, BankDays | None] = field(default_factory=dict)
+
+    def holds(self, bank: str) -> bool:
+        return any(b == bank for b, _, _ in self.facts)
+
+    def add(self, bank: str, statement: Statement, days: BankDays | None) -> None:
+        if self.holds(bank):  # run_settle saves the bank's waiting fact before it reads the stream again
+            raise BrokenInvariant(f"{bank}: a second bank-day would wait on the same version of its stream")
+        self.facts.append((bank, statement, days))
+
+    def flush(self, app: Ledger) -> None:
+        """Save the facts waiting, in the order they were added (emptied only once they are stored: a
+        lost connection retries the flush, and a fact that went in answers as a repeat)."""
+        if len(self.facts) > 1:
+            staged = [_staged_fact(bank, statement, days) for bank, statement, days in self.facts]
+            streams = [stream for stream, _ in filter(None, staged)]
+            if not streams:  # every one of them recorded already, with the same lines
+                self.facts.clear()
+                return
+            try:
+                app.save(*streams, idempotency=[k for _, keys in filter(None, staged) for k in keys])
+                self.facts.clear()
+                return
+            except IntegrityError:
+                pass
+        for bank, statement, days in self.facts:
+            _record(app, bank, statement, days)
+        self.facts.clear()
+
+
+def stream_at(bank: str, version: int) -> BankSettlements:
+    """The bank's stream, ready to record its next day on top of ``version``, without reading it.
+
+    Its state is what its first fact gives (the bank; tests/test_settlement.py pins it equal to the
+    stream read back at version 1), so it is made as a new stream is, its opening event dropped
+    unsaved, and moved to the stored version: the save is optimistic on that version, and another run
+    that appended meanwhile makes it fail with nothing written."""
+    stream = BankSettlements(bank=bank, idempotency_key=stream_name(bank))
+    stream.collect_events()  # the opening fact is stored already
+    stream.version = version
+    return stream

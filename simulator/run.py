@@ -16,7 +16,7 @@ from domain.money import ZERO
 from ledger.app import Ledger
 from ledger.eod import run_eod
 from ledger.ingest import append_lines
-from ledger.settle import SettlementOrder, run_settle
+from ledger.settle import PendingFacts, SettlementOrder, banks_days, run_settle
 from simulator.platform import Simulator
 
 # The simulated banks' agreements, when the deployment configures none (LEDGER_BANK_TERMS): two banks
@@ -79,7 +79,8 @@ def _settle_day(
     bank_of: dict[str, str],
     report: SimulationReport,
 ) -> None:
-    """The day's settlement with each bank: its loans touched that day, and those past due (the guarantee)."""
+    """The day's settlement with each bank: its loans touched that day, and those past due (the guarantee).
+    The banks' facts that no loan's remittance comes between are saved together (``PendingFacts``)."""
     for c in commands:
         if c["type"] == "funded" and isinstance(c.get("bank"), str):
             bank_of.setdefault(c["loan_id"], c["bank"])
@@ -88,12 +89,15 @@ def _settle_day(
     by_bank: dict[str, list[UUID]] = {}
     for uuid in sorted(touched | {u for u in open_loans if u in names}):
         by_bank.setdefault(bank_of[names[uuid]], []).append(uuid)
-    for bank in sorted(set(bank_of.values())):
+    banks = sorted(set(bank_of.values()))
+    pending = PendingFacts(days=banks_days(app, banks))  # where every bank stands, in one read
+    for bank in banks:
         try:
-            statement = run_settle(app, bank, day, day, candidates=by_bank.get(bank, []))
+            statement = run_settle(app, bank, day, day, candidates=by_bank.get(bank, []), pending=pending)
         except SettlementOrder:
             continue  # the stream again on a store that settled later days already: they carry this one
         totals = report.settled.setdefault(bank, dict.fromkeys(("principal", "interest", "compensation"), ZERO))
         for kind in totals:
             totals[kind] += statement.total_of(kind)
         report.rejected += [(f"settle:{bank}:{day}", loan_id, error) for loan_id, error in statement.rejected]
+    pending.flush(app)

@@ -16,13 +16,14 @@ from hypothesis import strategies as st
 from support.commands import applied, approved, funded, repaid
 
 from cli.main import cli
+from domain.bank_settlements import BankSettlements
 from domain.journal import FAR_FUTURE, balances_as_of, journal_lines
 from domain.loan import Loan
 from ledger.app import Ledger
 from ledger.commands import Remitted, command_from_dict
 from ledger.config import Settings, parse_bank_terms
 from ledger.handlers import handle
-from ledger.settle import recorded_settlement, statement_of
+from ledger.settle import recorded_settlement, statement_of, stream_at
 from projections import runner
 from projections.balances import account_balances, bank_payables, trial_balance
 from simulator.platform import Simulator
@@ -419,6 +420,12 @@ def test_the_stored_form_of_the_settlement_events_is_pinned(store_url):
             n.topic.rpartition(".")[2]: json.loads(n.state)
             for n in app.recorder.select_notifications(start=1, limit=100)
         }
+        # the bank's stream as settle makes it in memory to record its next day is what its first fact gives
+        made, read = stream_at("BANKA", 1), app.repository.get(BankSettlements.create_id("BANKA"), version=1)
+        clock = ("_created_on", "_modified_on")
+        assert {k: v for k, v in vars(made).items() if k not in clock} == {
+            k: v for k, v in vars(read).items() if k not in clock
+        }
     finally:
         app.close()
     for state in states.values():
@@ -484,4 +491,138 @@ def test_two_runs_settling_one_bank_day_at_once_record_it_once(store_url):
         assert len(facts) == 1
         assert all(len([e for e in app.loan_events(f"EX{n}") if isinstance(e, Loan.Remitted)]) == 1 for n in range(6))
     finally:
+        app.close()
+
+
+class _Stopped(Exception):
+    """The process stopping between the loans' remittances and the bank-day's fact."""
+
+
+def test_a_run_stopped_before_recording_its_bank_day_is_finished_by_the_next(store_url, monkeypatch):
+    """The loans' remittances went in, then the run stopped before the bank-day's fact: the next run
+    appends nothing, and records the fact once, with every loan's part on its statement."""
+    import ledger.settle as settle_module
+
+    append(store_url, [c for n in range(3) for c in ex1(f"EX{n}")])
+    day = date(2026, 3, 8)
+    app = Ledger(Settings(db_url=store_url))
+    try:
+
+        def stop(*args, **kwargs):
+            raise _Stopped
+
+        monkeypatch.setattr(settle_module, "_record", stop)
+        with pytest.raises(_Stopped):
+            settle_module.run_settle(app, "BANKA", day, day)
+        monkeypatch.undo()
+        assert recorded_settlement(app, "BANKA", day) is None
+        assert all(app.get_loan(f"EX{n}").remittances[-1].day == day for n in range(3))  # their parts are in
+        again = settle_module.run_settle(app, "BANKA", day, day)
+        assert (again.appended, again.loans, again.total, again.already_settled) == (0, 3, D("1481.58"), False)
+        fact = recorded_settlement(app, "BANKA", day)
+        assert fact is not None and (fact.loans, fact.total) == (3, D("1481.58"))
+        assert fact.lines_sha256 == again.sha256 == statement_of(app, "BANKA", day).sha256
+    finally:
+        app.close()
+
+
+def test_a_repayment_landing_during_the_settlement_is_on_the_statement_as_stored(store_url, monkeypatch):
+    """Another writer's repayment lands between the settlement's read of a loan and its remittance: the
+    remittance is worked out again on the loan as it then stands, and the statement printed and the
+    digest recorded are those of the stored remittance, not of the loan as the run first read it."""
+    from ledger.settle import run_settle
+
+    append(store_url, ex1())
+    day = date(2026, 3, 8)
+    app = Ledger(Settings(db_url=store_url))
+    other = Ledger(Settings(db_url=store_url))
+    try:
+        settle_append = app.append
+
+        def racing(commands, **kwargs):
+            if any(c.type == "remitted" for c in commands) and other.get_loan("EX1").version == 4:
+                late = command_from_dict(repaid("EX1", ref="R-late", amount="100.00"))
+                assert [o.status for o in other.append([late])] == ["appended"]
+            return settle_append(commands, **kwargs)
+
+        monkeypatch.setattr(app, "append", racing)
+        statement = run_settle(app, "BANKA", day, day)
+        assert statement.appended == 1
+        assert statement.total_of("principal") == D("593.10")  # 493.10 of the first 500.00, all of the 100.00
+        fact = recorded_settlement(app, "BANKA", day)
+        assert fact is not None and fact.principal == D("593.10")
+        assert fact.lines_sha256 == statement.sha256 == statement_of(app, "BANKA", day).sha256
+    finally:
+        other.close()
+        app.close()
+
+
+def test_the_simulators_bank_days_saved_together_store_the_log_each_run_alone_stores(new_store, monkeypatch):
+    """The simulator saves a day's bank-day facts that no loan's remittance comes between in one
+    transaction (they share its recorded time): the log holds the same events, in the same order, as
+    when each bank-day is recorded by its own run, and it verifies."""
+    import simulator.run as simulation
+
+    def log(url: str, alone: bool) -> tuple[list[tuple], int, int]:
+        if alone:  # each run records its bank-day itself, as `ledger settle` does
+            settle = simulation.run_settle
+            monkeypatch.setattr(simulation, "run_settle", lambda *a, pending=None, **k: settle(*a, **k))
+        app = Ledger(Settings(db_url=url))
+        try:
+            report = run_simulation(app, Simulator(7, 20, date(2026, 1, 1), days=8), until=date(2026, 1, 20))
+            assert not report.unplanned_rejections and report.settled
+            events, stamps, settled = [], set(), 0
+            for n in app.notifications():
+                state = json.loads(n.state)
+                stamp = state.pop("timestamp")
+                events.append((n.originator_id, n.originator_version, n.topic, state))
+                if n.topic.endswith(".Settled"):
+                    settled, stamps = settled + 1, stamps | {stamp["_data_"]}
+            return events, settled, len(stamps)
+        finally:
+            app.close()
+            monkeypatch.undo()
+
+    together, apart = new_store(), new_store()
+    events, settled, transactions = log(together, alone=False)
+    events_apart, settled_apart, transactions_apart = log(apart, alone=True)
+    assert events == events_apart
+    assert any(topic.endswith(".Remitted") for _, _, topic, _ in events)  # remittances between bank-days
+    assert transactions_apart == settled_apart == settled > transactions  # alone: one transaction each
+    assert json.loads(ledger_cli("verify", "--json", "--db", together))["ok"] is True
+
+
+def test_bank_days_waiting_together_are_recorded_alone_when_another_run_records_one_first(store_url):
+    """Two banks' bank-days wait to be saved in one transaction, and another run records one of them
+    first: the joint save writes nothing, then each is recorded alone, the one already there as a
+    repeat with the same lines; one fact per bank-day."""
+    from ledger.settle import PendingFacts, banks_days, run_settle
+
+    append(store_url, [*ex1("EX1"), *[{**c, "bank": "BANKB"} if c["type"] == "funded" else c for c in ex1("EX2")]])
+    day = date(2026, 3, 8)
+    app, other = Ledger(Settings(db_url=store_url)), Ledger(Settings(db_url=store_url))
+    try:
+        pending = PendingFacts()
+        a = run_settle(app, "BANKA", day, day, pending=pending)
+        b = run_settle(app, "BANKB", day, day, candidates=[], pending=pending)  # nothing of BANKB's that day
+        assert recorded_settlement(app, "BANKA", day) is None and len(pending.facts) == 2
+        first = run_settle(other, "BANKA", day, day)
+        assert (first.appended, first.sha256) == (0, a.sha256)
+        pending.flush(app)
+        assert a.already_settled and not b.already_settled and not pending.facts
+        for bank, statement in (("BANKA", a), ("BANKB", b)):
+            fact = recorded_settlement(app, bank, day)
+            assert fact is not None and fact.lines_sha256 == statement.sha256
+        facts = [n for n in app.notifications() if n.topic.endswith(".Settled")]
+        assert len(facts) == 2 and b.total == D("0.00") and a.total == D("493.86")
+        # where each bank stands, read for them all at once, is what the library reads stream by stream
+        stood = banks_days(app, ["BANKA", "BANKB", "NOBANK"])
+        assert stood["NOBANK"] is None
+        for bank, statement in (("BANKA", a), ("BANKB", b)):
+            stream = list(app.repository.event_store.get(BankSettlements.create_id(bank), desc=True, limit=1))
+            days = stood[bank]
+            assert days is not None and days.version == stream[0].originator_version == 2
+            assert days.last is not None and (days.last.value_date, days.last.lines_sha256) == (day, statement.sha256)
+    finally:
+        other.close()
         app.close()
