@@ -7,6 +7,7 @@ import os
 import re
 import signal
 from collections import Counter
+from contextlib import ExitStack
 from contextlib import closing as closed_at_end
 from datetime import date, timedelta
 from uuid import UUID
@@ -198,27 +199,33 @@ def test_a_store_lost_under_the_parts_is_the_same_one_line_exit_2_as_one_process
     due_book(own_server.create_database("outage1"))
     own_server.create_database("outage2")
     copy_store(own_server.url("outage1"), own_server.url("outage2"))  # the same book for each run
-    for workers in (1, 2):
-        url = own_server.url(f"outage{workers}")
-        env = {"LEDGER_RETRY_SECONDS": "2"}
-        with ended() as started:
-            with writes_held(url) as wait_for_writers:  # the store goes while the end of day is mid-batch
-                closing = started(
-                    stopped_eod("eod", "--date", "2026-03-20", "--workers", str(workers), "--db", url, env=env)
-                )
-                wait_for_writers(started_parts(closing.pid, workers) if workers > 1 else [closing.pid])
-                own_server.stop()
-            out, err = closing.communicate(timeout=120)
-        own_server.start()
-        assert closing.returncode == 2, (workers, out, err)
+    urls = {workers: own_server.url(f"outage{workers}") for workers in (1, 2)}
+    env = {"LEDGER_RETRY_SECONDS": "2"}
+    # One outage for both runs, each on its own copy: each run waits out its deadline and a connection's wait
+    # (5 s) once the store is gone, and two runs waited for it one after the other.
+    with ended() as started, ExitStack() as holding:
+        closing = {}
+        for workers, url in urls.items():  # the store goes while each end of day is mid-batch
+            wait_for_writers = holding.enter_context(writes_held(url))
+            closing[workers] = started(
+                stopped_eod("eod", "--date", "2026-03-20", "--workers", str(workers), "--db", url, env=env)
+            )
+            wait_for_writers(started_parts(closing[workers].pid, workers) if workers > 1 else [closing[workers].pid])
+        assert all(proc.poll() is None for proc in closing.values()), "a run ended before the store went"
+        own_server.stop()
+        holding.close()
+        answers = {workers: proc.communicate(timeout=120) for workers, proc in closing.items()}
+    own_server.start()
+    for workers, url in urls.items():
+        out, err = answers[workers]
+        assert closing[workers].returncode == 2, (workers, out, err)
         assert "Traceback" not in err, err
         [line] = [line for line in err.splitlines() if line.startswith("Error:")]
         errors[workers] = re.sub(r"\(.*\)", "(...)", line)  # the driver's words for the lost connection vary
         assert "running the command again is safe" in line
         assert json.loads(run("eod", "--date", "2026-03-20", "--workers", workers, "--json", "--db", url))
-        app = Ledger(Settings(db_url=url))
-        assert sum(1 for _ in app.notifications(Loan.Overdue, page=10_000)) == LOANS  # each loan marked once
-        app.close()
+        with closed_at_end(Ledger(Settings(db_url=url))) as app:
+            assert sum(1 for _ in app.notifications(Loan.Overdue, page=10_000)) == LOANS  # each loan marked once
     assert errors[2] == errors[1]
     assert errors[1].startswith("Error: eod 2026-03-20: the store did not answer for 2 s"), errors[1]
 
