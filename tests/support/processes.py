@@ -127,7 +127,10 @@ def writes_held(url: str) -> Iterator[Callable[[list[int]], None]]:
         holder.execute("BEGIN IMMEDIATE")
 
         def wait(pids: list[int]) -> None:
-            wait_until(lambda: all(_sleeping(pid) for pid in pids), f"processes {pids} to wait for the write lock")
+            wait_until(
+                lambda: _none_gone(pids) and all(_sleeping(pid) for pid in pids),
+                f"processes {pids} to wait for the write lock",
+            )
 
         try:
             yield wait
@@ -151,7 +154,9 @@ def writes_held(url: str) -> Iterator[Callable[[list[int]], None]]:
         return row[0] if row else 0
 
     def wait_pg(pids: list[int]) -> None:
-        wait_until(lambda: waiting() >= len(pids), f"{len(pids)} writers to wait for the events table")
+        wait_until(
+            lambda: _none_gone(pids) and waiting() >= len(pids), f"{len(pids)} writers to wait for the events table"
+        )
 
     try:
         yield wait_pg
@@ -160,6 +165,19 @@ def writes_held(url: str) -> Iterator[Callable[[list[int]], None]]:
             holder.execute("ROLLBACK")
         holder.close()
         watcher.close()
+
+
+def _none_gone(pids: list[int]) -> bool:
+    """True while none has ended; an AssertionError at once when one has: a process that ended before it waited
+    for the lock will never wait for it (an end of day that closed the whole day, an import that finished)."""
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+        except FileNotFoundError:
+            state = "gone"
+        if state in ("Z", "X", "gone"):
+            raise AssertionError(f"process {pid} ended before it waited for the write lock")
+    return True
 
 
 def _sleeping(pid: int) -> bool:
