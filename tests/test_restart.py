@@ -9,7 +9,7 @@ from collections import Counter
 
 import pytest
 from pgserver import ThrowawayPostgres
-from support.processes import writes_held
+from support.processes import ended, writes_held
 from test_races import book, clean_run, cli, simulated_file
 
 from ledger.app import Ledger
@@ -55,11 +55,12 @@ def test_append_rides_through_a_server_restart_and_the_book_equals_a_clean_run(o
     url = own_server.create_database("restart")
     Ledger(Settings(db_url=url)).close()  # set up, as `ledger init` does, to hold its lock
     env = {**os.environ, "LEDGER_BATCH_SIZE": "50", "LEDGER_SETUP_STORE": "no"}
-    with writes_held(url) as wait_for_writers:
-        run = cli("append", "--json", "--db", url, str(path), env=env)
-        wait_for_writers([run.pid])  # its first batch is in flight
-        own_server.restart()
-    out, err = run.communicate(timeout=300)
+    with ended() as started:  # a failure leaves no import running into the next tests
+        with writes_held(url) as wait_for_writers:
+            run = started(cli("append", "--json", "--db", url, str(path), env=env))
+            wait_for_writers([run.pid])  # its first batch is in flight
+            own_server.restart()
+        out, err = run.communicate(timeout=300)
     assert run.returncode == 0, err
     assert "lost the store" in err and "Traceback" not in err  # the restart did land mid-import
     answers = statuses(out)
@@ -132,15 +133,16 @@ def test_a_rebuild_rides_through_a_server_restart(own_server):
     whole = reading(app)
     app.close()
     # small pages: the rebuild must still be running when the server restarts under it
-    run = cli("projections", "rebuild", "--page-size", "1", "--db", url)
-    deadline = time.time() + 60
-    probe = Ledger(Settings(db_url=url))
-    while not rebuilding(probe) and time.time() < deadline:
-        time.sleep(0.01)
-    probe.close()
-    own_server.restart()
-    assert run.poll() is None, "the rebuild finished before the restart: the test proved nothing"
-    out, err = run.communicate(timeout=300)
+    with ended() as started:  # a failure leaves no rebuild running into the next tests
+        run = started(cli("projections", "rebuild", "--page-size", "1", "--db", url))
+        deadline = time.time() + 60
+        probe = Ledger(Settings(db_url=url))
+        while not rebuilding(probe) and time.time() < deadline:
+            time.sleep(0.01)
+        probe.close()
+        own_server.restart()
+        assert run.poll() is None, "the rebuild finished before the restart: the test proved nothing"
+        out, err = run.communicate(timeout=300)
     # Whether it says "lost the store" depends on where the restart caught it (the pool may
     # replace a dropped idle connection unseen); what matters is the outcome.
     assert run.returncode == 0, err
