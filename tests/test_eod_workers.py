@@ -7,16 +7,17 @@ import os
 import re
 import signal
 from collections import Counter
+from contextlib import ExitStack
+from contextlib import closing as closed_at_end
 from datetime import date, timedelta
 from uuid import UUID
 
 import pytest
 from click.testing import CliRunner
 from support.commands import domain_example
-from support.processes import all_gone, parts_of, wait_until, writes_held
+from support.processes import all_gone, ended, interruptible_cli, parts_of, wait_until, writes_held
 from support.simulation import START
 from support.stores import copy_store
-from test_races import cli as ledger_process
 
 from cli.main import cli
 from domain.loan import Loan, loan_uuid
@@ -46,9 +47,11 @@ BATCH = 20
 def stopped_eod(*args: str, env: dict | None = None):
     """`ledger eod ARGS` as its own process, closing BATCH loans a transaction. The store is set up
     already: its parts open it without creating what exists (LEDGER_SETUP_STORE=no), which on
-    PostgreSQL would queue behind the write lock a test holds, before the part is in a batch."""
+    PostgreSQL would queue behind the write lock a test holds, before the part is in a batch.
+    Ctrl-C (SIGINT) interrupts it even when this test run was started with SIGINT ignored (a background
+    job): an end of day that ignored it closed the whole day, and the test then waited on a rerun."""
     settings = {"LEDGER_BATCH_SIZE": str(BATCH), "LEDGER_SETUP_STORE": "no"}
-    return ledger_process(*args, env={**os.environ, **(env or {}), **settings})
+    return interruptible_cli(*args, env={**os.environ, **(env or {}), **settings})
 
 
 def due_book(url: str) -> None:
@@ -168,20 +171,19 @@ def test_a_part_whose_end_of_day_is_gone_appends_nothing_more():
 
 def test_a_part_killed_mid_run_is_one_line_and_exit_2_and_a_rerun_finishes_the_day(due_store):
     store_url = due_store
-    app = Ledger(Settings(db_url=store_url))
-    with writes_held(store_url) as wait_for_writers:  # the parts cannot finish before one is killed
-        closing = stopped_eod("eod", "--date", "2026-03-20", "--workers", "2", "--db", store_url)
-        parts = started_parts(closing.pid, 2)
-        wait_for_writers(parts)  # each part has a batch in flight
-        os.kill(parts[0], signal.SIGKILL)
-    out, err = closing.communicate(timeout=120)
-    assert closing.returncode == 2, (out, err)
-    [line] = err.strip().splitlines()
-    assert "stopped without an answer" in line and "running the command again is safe" in line, line
-    again = json.loads(run("eod", "--date", "2026-03-20", "--workers", "2", "--json", "--db", store_url))
-    assert again["outcomes"].get("overdue:appended", 0) > 0  # what the killed part had not stored
-    assert sum(1 for _ in app.notifications(Loan.Overdue, page=10_000)) == LOANS  # each loan marked once
-    app.close()
+    with ended() as started, closed_at_end(Ledger(Settings(db_url=store_url))) as app:
+        with writes_held(store_url) as wait_for_writers:  # the parts cannot finish before one is killed
+            closing = started(stopped_eod("eod", "--date", "2026-03-20", "--workers", "2", "--db", store_url))
+            parts = started_parts(closing.pid, 2)
+            wait_for_writers(parts)  # each part has a batch in flight
+            os.kill(parts[0], signal.SIGKILL)
+        out, err = closing.communicate(timeout=120)
+        assert closing.returncode == 2, (out, err)
+        [line] = err.strip().splitlines()
+        assert "stopped without an answer" in line and "running the command again is safe" in line, line
+        again = json.loads(run("eod", "--date", "2026-03-20", "--workers", "2", "--json", "--db", store_url))
+        assert again["outcomes"].get("overdue:appended", 0) > 0  # what the killed part had not stored
+        assert sum(1 for _ in app.notifications(Loan.Overdue, page=10_000)) == LOANS  # each loan marked once
 
 
 @pytest.fixture
@@ -197,61 +199,80 @@ def test_a_store_lost_under_the_parts_is_the_same_one_line_exit_2_as_one_process
     due_book(own_server.create_database("outage1"))
     own_server.create_database("outage2")
     copy_store(own_server.url("outage1"), own_server.url("outage2"))  # the same book for each run
-    for workers in (1, 2):
-        url = own_server.url(f"outage{workers}")
-        env = {"LEDGER_RETRY_SECONDS": "2"}
-        with writes_held(url) as wait_for_writers:  # the store goes while the end of day is mid-batch
-            closing = stopped_eod("eod", "--date", "2026-03-20", "--workers", str(workers), "--db", url, env=env)
-            wait_for_writers(started_parts(closing.pid, workers) if workers > 1 else [closing.pid])
-            own_server.stop()
-        out, err = closing.communicate(timeout=120)
-        own_server.start()
-        assert closing.returncode == 2, (workers, out, err)
+    urls = {workers: own_server.url(f"outage{workers}") for workers in (1, 2)}
+    env = {"LEDGER_RETRY_SECONDS": "2"}
+    # One outage for both runs, each on its own copy: each run waits out its deadline and a connection's wait
+    # (5 s) once the store is gone, and two runs waited for it one after the other.
+    with ended() as started, ExitStack() as holding:
+        closing = {}
+        for workers, url in urls.items():  # the store goes while each end of day is mid-batch
+            wait_for_writers = holding.enter_context(writes_held(url))
+            closing[workers] = started(
+                stopped_eod("eod", "--date", "2026-03-20", "--workers", str(workers), "--db", url, env=env)
+            )
+            wait_for_writers(started_parts(closing[workers].pid, workers) if workers > 1 else [closing[workers].pid])
+        assert all(proc.poll() is None for proc in closing.values()), "a run ended before the store went"
+        own_server.stop()
+        holding.close()
+        answers = {workers: proc.communicate(timeout=120) for workers, proc in closing.items()}
+    own_server.start()
+    for workers, url in urls.items():
+        out, err = answers[workers]
+        assert closing[workers].returncode == 2, (workers, out, err)
         assert "Traceback" not in err, err
         [line] = [line for line in err.splitlines() if line.startswith("Error:")]
         errors[workers] = re.sub(r"\(.*\)", "(...)", line)  # the driver's words for the lost connection vary
         assert "running the command again is safe" in line
         assert json.loads(run("eod", "--date", "2026-03-20", "--workers", workers, "--json", "--db", url))
-        app = Ledger(Settings(db_url=url))
-        assert sum(1 for _ in app.notifications(Loan.Overdue, page=10_000)) == LOANS  # each loan marked once
-        app.close()
+        with closed_at_end(Ledger(Settings(db_url=url))) as app:
+            assert sum(1 for _ in app.notifications(Loan.Overdue, page=10_000)) == LOANS  # each loan marked once
     assert errors[2] == errors[1]
     assert errors[1].startswith("Error: eod 2026-03-20: the store did not answer for 2 s"), errors[1]
 
 
 def test_the_parts_of_a_killed_end_of_day_stop_after_their_batch_in_flight(due_store):
     store_url = due_store
-    app = Ledger(Settings(db_url=store_url))
-    with writes_held(store_url) as wait_for_writers:  # it cannot finish before it is killed
-        closing = stopped_eod("eod", "--date", "2026-03-20", "--workers", "2", "--db", store_url)
-        parts = started_parts(closing.pid, 2)
-        wait_for_writers(parts)  # each part has a batch in flight
-        closing.send_signal(signal.SIGKILL)
-        closing.wait()
-    assert all_gone(parts, within=30), "a part outlived its end of day"
-    marked = sum(1 for _ in app.notifications(Loan.Overdue, page=10_000))
-    assert 0 < marked < LOANS, marked  # each part stopped after its batch in flight, not at the end of its share
-    again = json.loads(run("eod", "--date", "2026-03-20", "--workers", "2", "--json", "--db", store_url))
-    assert again["outcomes"] == {"overdue:appended": LOANS - marked}
-    app.close()
+    with ended() as started, closed_at_end(Ledger(Settings(db_url=store_url))) as app:
+        with writes_held(store_url) as wait_for_writers:  # it cannot finish before it is killed
+            closing = started(stopped_eod("eod", "--date", "2026-03-20", "--workers", "2", "--db", store_url))
+            started.parts += (parts := started_parts(closing.pid, 2))  # left behind by their killed parent
+            wait_for_writers(parts)  # each part has a batch in flight
+            closing.send_signal(signal.SIGKILL)
+            closing.wait()
+        assert all_gone(parts, within=30), "a part outlived its end of day"
+        marked = sum(1 for _ in app.notifications(Loan.Overdue, page=10_000))
+        assert 0 < marked < LOANS, marked  # each part stopped after its batch in flight, not at the end of its share
+        again = json.loads(run("eod", "--date", "2026-03-20", "--workers", "2", "--json", "--db", store_url))
+        assert again["outcomes"] == {"overdue:appended": LOANS - marked}
 
 
 def test_ctrl_c_stops_the_parts_after_their_batch_in_flight_and_exits_as_one_process_does(due_store):
+    """Reproduction (a flake of the whole suite, 2 x 121 s): a test run started as a background job (`pytest &`
+    from a script, SIGINT ignored) passed SIGINT's ignore on to the end of day, which then closed the whole day
+    in its first round; the second round's end of day had those marks to bring its views up to, under the write
+    lock the test held (SQLite: it never started its parts), or found nothing left to write (PostgreSQL: its
+    parts never waited for the lock), and the test waited 120 s for either."""
     store_url = due_store
-    app = Ledger(Settings(db_url=store_url))
     answers = {}
-    for workers in (1, 2):
-        with writes_held(store_url) as wait_for_writers:  # it cannot finish before it is interrupted
-            closing = stopped_eod("eod", "--date", "2026-03-20", "--workers", str(workers), "--db", store_url)
-            parts = started_parts(closing.pid, workers) if workers > 1 else []
-            wait_for_writers(parts or [closing.pid])  # a batch in flight in each part (or in the one process)
-            closing.send_signal(signal.SIGINT)  # to the end of day alone: its parts hear of it from it
-        out, err = closing.communicate(timeout=60)
-        answers[workers] = (closing.returncode, err.strip().splitlines()[-1:])
-        assert all_gone(parts), "a part outlived its end of day"
-    assert answers[2] == answers[1], answers
-    marked = sum(1 for _ in app.notifications(Loan.Overdue, page=10_000))
-    assert 0 < marked < LOANS, marked  # the parts stopped after their batch in flight, not at the end of their shares
-    again = json.loads(run("eod", "--date", "2026-03-20", "--workers", "2", "--json", "--db", store_url))
-    assert again["outcomes"] == {"overdue:appended": LOANS - marked}
-    app.close()
+    with ended() as started, closed_at_end(Ledger(Settings(db_url=store_url))) as app:
+        for workers in (1, 2):
+            with writes_held(store_url) as wait_for_writers:  # it cannot finish before it is interrupted
+                closing = started(
+                    stopped_eod("eod", "--date", "2026-03-20", "--workers", str(workers), "--db", store_url)
+                )
+                parts = started_parts(closing.pid, workers) if workers > 1 else []
+                wait_for_writers(parts or [closing.pid])  # a batch in flight in each part (or in the one process)
+                closing.send_signal(signal.SIGINT)  # to the end of day alone: its parts hear of it from it
+            out, err = closing.communicate(timeout=60)
+            answers[workers] = (closing.returncode, err.strip().splitlines()[-1:])
+            assert all_gone(parts), "a part outlived its end of day"
+            marked = sum(1 for _ in app.notifications(Loan.Overdue, page=10_000))
+            assert marked < LOANS, (
+                f"the end of day in {workers} process(es) closed the whole day: it never heard Ctrl-C"
+            )
+        assert answers[2] == answers[1], answers
+        assert 0 < marked < LOANS, (
+            marked
+        )  # the parts stopped after their batch in flight, not at the end of their shares
+        again = json.loads(run("eod", "--date", "2026-03-20", "--workers", "2", "--json", "--db", store_url))
+        assert again["outcomes"] == {"overdue:appended": LOANS - marked}

@@ -8,7 +8,7 @@ import signal
 from collections import Counter
 
 import pytest
-from support.processes import writes_held
+from support.processes import ended, writes_held
 from test_races import book, clean_run, cli, simulated_file
 
 from ledger.app import Ledger
@@ -30,35 +30,36 @@ def test_a_signal_stops_append_at_a_batch_boundary_with_a_summary_of_what_was_ap
     clean, counts = clean_run(tmp_path, path)
     Ledger(Settings(db_url=store_url)).close()  # the store set up (as `ledger init` does), to hold its lock
     env = {**os.environ, "LEDGER_BATCH_SIZE": str(BATCH), "LEDGER_SETUP_STORE": "no"}
-    with writes_held(store_url) as wait_for_writers:
-        run = cli("append", "--json", "--db", store_url, str(path), env=env)
-        wait_for_writers([run.pid])  # its first batch is in flight
-        run.send_signal(signum)
-    out = run.stdout.read()
-    err = run.stderr.read()
-    run.wait(timeout=60)
-    assert run.returncode == code, err
-    rows = [json.loads(line) for line in out.splitlines()]
-    answered = Counter(r["status"] for r in rows)
-    assert 0 < len(rows) < counts.total() and len(rows) % BATCH == 0  # whole batches, and not all of them
-    [message] = err.splitlines()
-    assert message == (
-        f"Error: interrupted by {signum.name}: lines up to {rows[-1]['line']} answered "
-        f"(appended {answered['appended']}, duplicate {answered['duplicate']}, rejected 0); "
-        "nothing after it was written; re-run the file to continue (stored lines are answered duplicate)"
-    )
-    app = Ledger(Settings(db_url=store_url))
-    assert sum(len(app.loan_events(loan_id)) for loan_id in loan_ids) == answered["appended"]
+    with ended() as started:  # a failure leaves no import running into the next tests
+        with writes_held(store_url) as wait_for_writers:
+            run = started(cli("append", "--json", "--db", store_url, str(path), env=env))
+            wait_for_writers([run.pid])  # its first batch is in flight
+            run.send_signal(signum)
+        out = run.stdout.read()
+        err = run.stderr.read()
+        run.wait(timeout=60)
+        assert run.returncode == code, err
+        rows = [json.loads(line) for line in out.splitlines()]
+        answered = Counter(r["status"] for r in rows)
+        assert 0 < len(rows) < counts.total() and len(rows) % BATCH == 0  # whole batches, and not all of them
+        [message] = err.splitlines()
+        assert message == (
+            f"Error: interrupted by {signum.name}: lines up to {rows[-1]['line']} answered "
+            f"(appended {answered['appended']}, duplicate {answered['duplicate']}, rejected 0); "
+            "nothing after it was written; re-run the file to continue (stored lines are answered duplicate)"
+        )
+        app = Ledger(Settings(db_url=store_url))
+        assert sum(len(app.loan_events(loan_id)) for loan_id in loan_ids) == answered["appended"]
 
-    again = cli("append", "--db", store_url, str(path))
-    out, err = again.communicate(timeout=300)
-    assert again.returncode == 0, err
-    assert out.strip() == f"appended {counts['appended'] - answered['appended']}, " + (
-        f"duplicate {counts['duplicate'] + answered['appended']}, rejected 0"
-    )
-    assert book(app, loan_ids) == book(clean, loan_ids)
-    app.close()
-    clean.close()
+        again = started(cli("append", "--db", store_url, str(path)))
+        out, err = again.communicate(timeout=300)
+        assert again.returncode == 0, err
+        assert out.strip() == f"appended {counts['appended'] - answered['appended']}, " + (
+            f"duplicate {counts['duplicate'] + answered['appended']}, rejected 0"
+        )
+        assert book(app, loan_ids) == book(clean, loan_ids)
+        app.close()
+        clean.close()
 
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])

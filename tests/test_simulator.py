@@ -80,8 +80,10 @@ def test_reappending_the_whole_stream_appends_nothing(store_url):
 
 
 def test_defaults_fall_as_the_score_rises(tmp_path):
+    # 800 loans (it was 1,500): every seed measured clears both bars at 800 (seeds 1-10: low/high 2.43-6.60,
+    # the high third's rate 0.024-0.068), as at 1,500 (seeds 6-8: 3.22-5.67); this seed 5.88 and 0.038
     app = Ledger(Settings(db_url=f"sqlite:///{tmp_path}/sim.db"))
-    sim, report = simulated_ledger(app, seed=8, loans=1500, days=60)
+    sim, report = simulated_ledger(app, seed=8, loans=800, days=60)
     funded = []
     for plan in sim.loans.values():
         loan = app.get_loan(plan.loan_id)
