@@ -76,16 +76,28 @@ class FastDecoder:
         except Exception:  # noqa: BLE001 - whatever went wrong, the library's path decodes or refuses it
             return None
 
-    def _event(self, stored: StoredEvent) -> DomainEventProtocol[Any]:
-        state = stored.state
-        if type(state) is not bytes:  # the library calls bytes.decode: anything else it refuses its own way
+    def state(self, data: Any) -> dict[str, Any] | None:
+        """What the transcoder's ``decode(data)`` gives for a stored state (a dict, every wrapped value
+        converted), or ``None`` where only the transcoder decides (the dataset's rows read states
+        without building events)."""
+        try:
+            return self._state(data)
+        except Exception:  # noqa: BLE001 - whatever went wrong, the transcoder decodes or refuses it
+            return None
+
+    def _state(self, data: Any) -> dict[str, Any]:
+        if type(data) is not bytes:  # the library calls bytes.decode: anything else it refuses its own way
             raise _Decline
-        parsed = self._json.decode(state)
+        parsed = self._json.decode(data)
         if type(parsed) is not dict:
             raise _Decline
         self._walk(parsed)
         if _is_wrapper(parsed):  # the library's hook would turn the whole state into one value
             raise _Decline
+        return parsed
+
+    def _event(self, stored: StoredEvent) -> DomainEventProtocol[Any]:
+        parsed = self._state(stored.state)
         topic = stored.topic
         oid = stored.originator_id
         found = self._classes.get((topic, type(oid)))

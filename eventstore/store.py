@@ -91,6 +91,24 @@ def event_transcoder() -> JSONTranscoder:
     return transcoder
 
 
+# What DateAsISO's decode calls on its text, for the fast decoder (the library's own are listed there).
+LEDGER_CONSTRUCTORS: dict[type[Transcoding], Callable[[str], Any]] = {DateAsISO: date.fromisoformat}
+
+
+class StateDecoder:
+    """A stored state decoded as ``transcoder.decode`` decodes it, in about half its time: the fast
+    decoder's walk (eventstore/decode.py), and the transcoder itself for anything it leaves, so it
+    refuses exactly what the transcoder refuses. For readers of states without events (the dataset)."""
+
+    def __init__(self, transcoder: JSONTranscoder):
+        self.transcoder = transcoder
+        self._fast = FastDecoder(transcoder, LEDGER_CONSTRUCTORS)
+
+    def decode(self, data: bytes) -> Any:
+        state = self._fast.state(data)
+        return self.transcoder.decode(data) if state is None else state
+
+
 class LoanMapper(Mapper[UUID]):
     """The library's mapper, saying which stream and version it could not decode (its own errors name
     the version only inside a message, and a bogus topic not at all), and decoding the usual state
@@ -101,7 +119,7 @@ class LoanMapper(Mapper[UUID]):
         super().__init__(transcoder, compressor=compressor, cipher=cipher)
         # Enciphered, compressed or another transcoder's form: the library's own way only.
         plain = compressor is None and cipher is None and type(transcoder) is JSONTranscoder
-        self._fast = FastDecoder(cast(JSONTranscoder, transcoder), {DateAsISO: date.fromisoformat}) if plain else None
+        self._fast = FastDecoder(cast(JSONTranscoder, transcoder), LEDGER_CONSTRUCTORS) if plain else None
 
     def to_domain_event(self, stored_event: StoredEvent) -> DomainEventProtocol[UUID]:
         if self._fast is not None and (event := self._fast.event(stored_event)) is not None:

@@ -19,10 +19,11 @@ from support.tamper import EVENTS, kind, raw, triggers_off
 
 from domain.errors import DamagedStream, UnreadableEvent
 from domain.loan import Loan, loan_uuid
-from eventstore.store import LoanMapper, event_transcoder
+from eventstore.store import LoanMapper, StateDecoder, event_transcoder
 from ledger.commands import command_from_dict
 
 MAPPER = LoanMapper(event_transcoder())
+STATE_DECODER = StateDecoder(event_transcoder())  # the dataset's reader of states (projections/dataset_facts.py)
 STREAM = loan_uuid("L1")
 REPAID = get_topic(Loan.Repaid)
 
@@ -75,6 +76,9 @@ def test_every_stored_event_of_a_simulated_book_decodes_to_the_librarys_own_obje
         assert fast is not None, f"the fast path left {n.topic} to the library"  # it is what reads use
         assert_same_event(fast, ledger.mapper.library_event(n))
         assert_same_event(ledger.mapper.to_domain_event(n), fast)
+        state = STATE_DECODER._fast.state(n.state)  # the dataset's reading of the same state
+        assert state is not None, f"the fast path left {n.topic}'s state to the transcoder"
+        assert same(state, STATE_DECODER.transcoder.decode(n.state))
 
 
 # Values the stored form can hold, as the ledger's events hold them and beyond: Decimals with
@@ -282,3 +286,35 @@ def test_amounts_and_dates_remembered_past_the_memorys_bound_still_decode_to_the
         assert (event.amount, event.value_date) == (amount, day)
     memo = mapper._fast._by_name["decimal_str"][1]
     assert memo is not None and 0 < len(memo) <= MAX_MEMO
+
+
+def decoded(decode: Any, data: bytes) -> tuple[str, Any]:
+    try:
+        return "state", decode(data)
+    except Exception as e:  # noqa: BLE001 - the test compares whatever each path raises
+        return type(e).__name__, str(e)
+
+
+@settings(max_examples=300)
+@given(
+    data=st.one_of(
+        STATES.map(MAPPER.transcoder.encode),
+        ODD_STATES.map(lambda state: json.dumps(state, default=str).encode()),
+        st.builds(
+            lambda at, cut, token: GOOD[:at] + token + GOOD[at + cut :],
+            st.integers(0, len(GOOD)),
+            st.integers(0, 8),
+            st.sampled_from(AWKWARD),
+        ),
+        st.sampled_from([b"not json", b"[]", b'{"_type_":"decimal_str","_data_":"1"}', GOOD]),
+    )
+)
+def test_a_state_read_without_its_event_is_what_the_transcoder_gives_or_refused_as_it_refuses(data):
+    """The dataset's rows read states, not events: the same values of the same types as the library's
+    transcoder, and what it refuses refused with its own error (the dataset names it, line and loan)."""
+    ours, theirs = decoded(STATE_DECODER.decode, data), decoded(STATE_DECODER.transcoder.decode, data)
+    assert ours[0] == theirs[0], (ours, theirs)
+    if ours[0] == "state":
+        assert same(ours[1], theirs[1]), (ours, theirs)
+    else:
+        assert ours[1] == theirs[1]
