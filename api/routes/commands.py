@@ -9,14 +9,14 @@ from fastapi.responses import Response
 
 from api import schemas
 from api.auth import Appender
-from api.body import decode_batch, parse_json, read_body, rejected
+from api.body import body_text, decode_batch, parse_json_text, read_body, rejected, single_command
 from api.errors import error, json_response, outcome_error, rejection_status
 from api.params import strict_query
 from api.parties import as_seen_by, check_writes
 from api.services import services
 from domain.errors import InvalidCommand
 from ledger.app import APPENDED, DUPLICATE, INVALID_COMMAND, REJECTED, Outcome
-from ledger.commands import MAX_LINE_BYTES, _Command, command_from_dict
+from ledger.commands import MAX_LINE_BYTES, _Command
 
 router = APIRouter(tags=["commands"], dependencies=[Depends(strict_query)])
 
@@ -47,9 +47,10 @@ async def post_command(request: Request, caller: Appender) -> Response:
     if len(body) > MAX_LINE_BYTES:
         message = f"command is longer than {MAX_LINE_BYTES} bytes"
         return json_response(422, {"status": REJECTED, "loan_id": None, "error": error(INVALID_COMMAND, message)})
-    data = parse_json(body)
+    text = body_text(body)
+    data = parse_json_text(text)
     try:
-        cmd = command_from_dict(data, max_amount=svc.settings.max_amount)
+        cmd = single_command(data, text, svc.settings.max_amount)
     except InvalidCommand as e:
         return _answer(rejected(data, e), status=422)
     [item] = await check_writes(svc, caller, [cmd])
