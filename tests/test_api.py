@@ -470,3 +470,32 @@ def test_token_cli_creates_once_lists_without_secrets_and_revokes(store_url):
         assert json.loads(run("token", "list", "--json").output)[0]["revoked_at"] is not None
     finally:
         app.close()
+
+
+def test_the_append_routes_refuse_in_the_order_every_route_does(api):
+    """The query string, then the token, then its scope: an unknown parameter is 422 before a missing or
+    bad token is 401, and a read-only token is 403, on the append routes as on the reads (the append
+    routes check all three in one dependency since issue 29)."""
+    bodies = {"/v1/commands": applied("Q1"), "/v1/commands/batch": {"commands": [applied("Q1")]}}
+    for path, body in bodies.items():
+        content = json.dumps(body).encode()
+        refusals = [
+            api.client.post(f"{path}?colour=red", content=content),
+            api.client.post(path, content=content),
+            api.client.post(path, content=content, headers={"Authorization": "Bearer nope"}),
+            api.client.post(f"{path}?colour=red", content=content, headers=api.auth("reader")),
+            api.client.post(path, content=content, headers=api.auth("reader")),
+        ]
+        answers = [(r.status_code, r.json()["error"]["code"], r.json()["error"]["field"]) for r in refusals]
+        assert answers == [
+            (422, "unknown_parameter", "colour"),
+            (401, "missing_token", None),
+            (401, "invalid_token", None),
+            (422, "unknown_parameter", "colour"),
+            (403, "missing_scope", None),
+        ], path
+        assert refusals[1].headers["www-authenticate"] == "Bearer"
+        assert "'reader' lacks the 'append' scope" in refusals[4].json()["error"]["message"]
+        twice = api.client.post(f"{path}?x=1&x=2", content=content, headers=api.auth("writer"))
+        assert (twice.status_code, twice.json()["error"]["code"]) == (422, "unknown_parameter")
+    assert api.get("/v1/loans/Q1").status_code == 404  # nothing refused was appended

@@ -39,6 +39,17 @@ def test_no_route_dependency_costs_a_worker_thread_hop():
     assert sync == []
 
 
+def test_the_append_routes_solve_one_dependency():
+    """A single command's request is the API's hot path: its query-string check, token check and scope
+    check are one dependency, not three for FastAPI to solve one by one (issue 29: solving them was the
+    largest part of the event loop's own work on a single request)."""
+    routes = {r.path: r for r in ROUTERS[0].routes if isinstance(r, APIRoute)}
+    for path in ("/v1/commands", "/v1/commands/batch"):
+        calls = [dep.call for dep in routes[path].dependant.dependencies]
+        assert [c.__qualname__ for c in calls] == ["appender"], path
+        assert routes[path].dependant.dependencies[0].dependencies == []
+
+
 def _spy_reads(ledger, monkeypatch) -> tuple[list[str], list[list]]:
     """The store's reads an append makes (by name), read transactions included, and the loans each
     combined key-and-loan read asked for."""
