@@ -50,6 +50,35 @@ def test_the_append_routes_solve_one_dependency():
         assert routes[path].dependant.dependencies[0].dependencies == []
 
 
+def test_a_single_command_skips_fastapis_routing_and_the_batch_does_not(tmp_path, monkeypatch):
+    """POST /v1/commands goes from the request log straight to its endpoint (api/routes/commands.py
+    DirectSingle): FastAPI solves no dependency for it. Every other route, the batch's included, is
+    FastAPI's as before; tests/test_api.py holds both ways to the same answers."""
+    import fastapi.routing
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from ledger.tokens import create_token
+
+    solved: list[str] = []
+    real = fastapi.routing.solve_dependencies
+
+    async def counted(**kwargs):
+        solved.append(kwargs["request"].url.path)
+        return await real(**kwargs)
+
+    monkeypatch.setattr(fastapi.routing, "solve_dependencies", counted)
+    app = create_app(Settings(db_url=f"sqlite:///{tmp_path}/ledger.db"))
+    headers = {"Authorization": f"Bearer {create_token(app.state.ledger, 'rw', ['append', 'read'])}"}
+    single = domain_example()[0]
+    with TestClient(app) as client:
+        assert client.post("/v1/commands", json=single, headers=headers).status_code == 201
+        assert solved == []
+        assert client.post("/v1/commands/batch", json={"commands": [single]}, headers=headers).status_code == 200
+        assert client.get("/v1/loans/L1", headers=headers).status_code == 200
+    assert solved == ["/v1/commands/batch", "/v1/loans/L1"]
+
+
 def _spy_reads(ledger, monkeypatch) -> tuple[list[str], list[list]]:
     """The store's reads an append makes (by name), read transactions included, and the loans each
     combined key-and-loan read asked for."""
