@@ -24,6 +24,7 @@ from ledger.commands import MAX_LINE_BYTES, _Command
 
 router = APIRouter(tags=["commands"])  # Appender checks the query string first, as strict_query does elsewhere
 SINGLE = "/v1/commands"
+ANNOUNCED = "ledger.lane_announced"  # a single's place among the requests on their way to the write lane
 
 
 @router.post(
@@ -61,7 +62,7 @@ async def post_command(request: Request, caller: Appender) -> Response:
     [item] = await check_writes(svc, caller, [cmd])
     if isinstance(item, Outcome):
         return _answer(item)
-    [outcome] = await svc.lane.append([cmd])
+    [outcome] = await svc.lane.append([cmd], request.scope.get(ANNOUNCED))
     return _answer(as_seen_by(caller, cmd, outcome))
 
 
@@ -89,6 +90,7 @@ class DirectSingle:
             self._route = next(r for r in router.routes if isinstance(r, APIRoute) and r.path == SINGLE)
         scope["route"], scope["endpoint"], scope["path_params"] = self._route, post_command, {}
         request = Request(scope, receive, send)
+        scope[ANNOUNCED] = announced = services(request).lane.announce()
         try:
             response = await post_command(request, await appender(request))
         except Exception as e:
@@ -98,6 +100,8 @@ class DirectSingle:
             response = handler(request, e)
             if inspect.isawaitable(response):
                 response = await response
+        finally:
+            announced.withdraw()
         await response(scope, receive, send)
 
 
