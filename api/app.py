@@ -63,6 +63,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.services = svc
     app.state.ledger = ledger
     app.state.lane = svc.lane
+    app.add_middleware(commands.DirectSingle)  # inside the request log (added after it is outer)
     app.add_middleware(RequestLog)
     errors.install(app)
     for router in ROUTERS:

@@ -13,6 +13,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from api.errors import INVALID_TOKEN, MISSING_SCOPE, MISSING_TOKEN, TOKEN_EXPIRED, ApiError
+from api.params import strict_query
 from api.services import Coalesced, Services, services
 from ledger.tokens import Token, authenticate_digest, token_digest
 from projections.parties import LoanScope, scope_of
@@ -78,11 +79,17 @@ async def reader(token: Annotated[Token, Depends(bearer)]) -> Caller:
     return Caller(token)
 
 
-async def appender(token: Annotated[Token, Depends(bearer)]) -> Caller:
+async def appender(request: Request) -> Caller:
+    """The query string checked (``strict_query``), then the bearer token, then its append scope, in the
+    order the other routes' dependencies run them, as ONE dependency: FastAPI's solving of a dependency
+    costs more than these checks, and the append routes carry a single request's whole load (issue 29)."""
+    await strict_query(request)
+    token = await bearer(request)
     if not token.can_append():
         raise ApiError(403, MISSING_SCOPE, f"token {token.name!r} lacks the 'append' scope")
     return Caller(token)
 
 
 Reader = Annotated[Caller, Depends(reader)]  # a route's caller, with the read scope
-Appender = Annotated[Caller, Depends(appender)]  # a route's caller, with an append scope
+# a route's caller, with an append scope, its query string checked: the route's router adds no strict_query
+Appender = Annotated[Caller, Depends(appender)]

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 
 from anyio import to_thread
@@ -28,6 +29,9 @@ from domain.errors import DamagedStream
 from ledger.app import DAMAGED_STREAM, REJECTED, Ledger, Outcome
 from ledger.commands import _Command
 
+# How long the lane holds a transaction for requests already on their way to it (see ``announce``)
+GATHER_SECONDS = 0.002
+
 
 @dataclass
 class _Job:
@@ -35,26 +39,65 @@ class _Job:
     done: asyncio.Future[list[Outcome]] = field(repr=False)
 
 
+class Announced:
+    """A request on its way to the lane (its token and body being checked): counted until it appends or
+    leaves, whichever comes first."""
+
+    def __init__(self, lane: WriteLane):
+        self._lane: WriteLane | None = lane
+        self.number = lane._announced
+        lane._announced += 1
+        lane._on_the_way.add(self.number)
+
+    def arrived(self) -> None:
+        lane, self._lane = self._lane, None
+        if lane is not None:
+            lane._on_the_way.discard(self.number)
+            if lane._arrival is not None:
+                lane._arrival.set()
+
+    withdraw = arrived  # refused before appending (401, 422, ...): the lane stops waiting for it
+
+
 class WriteLane:
-    def __init__(self, ledger: Ledger, batch_size: int | None = None):
+    def __init__(self, ledger: Ledger, batch_size: int | None = None, gather_seconds: float = GATHER_SECONDS):
         self.ledger = ledger
         self.batch_size = batch_size or ledger.settings.batch_size
+        self.gather_seconds = gather_seconds
         # held around every write this process makes to the store (appends here, projection catch-up
         # in reads), so that on SQLite a process has one writer at a time
         self.lock = threading.Lock()
         self._queue: asyncio.Queue[_Job] | None = None
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._announced = 0  # requests announced so far: each one's number
+        self._on_the_way: set[int] = set()  # the numbers of those announced that have not appended or left
+        self._arrival: asyncio.Event | None = None
 
-    async def append(self, commands: Sequence[_Command]) -> list[Outcome]:
+    def announce(self) -> Announced:
+        """A single request says it is coming, before its token check, so that a transaction about to start
+        waits briefly (up to ``gather_seconds``) for the requests that were on their way when it started.
+
+        Sixteen clients fell into two cohorts: a transaction of the fourteen or fifteen answered together,
+        and the one or two whose requests came in meanwhile, appended alone at nearly the same cost
+        (issue 29: 147 of 510 transactions held one or two commands). Waiting for requests already
+        received joins the cohorts; a transaction never waits for requests announced after it started,
+        so a steady stream of them cannot hold it past the ones it found."""
+        return Announced(self)
+
+    async def append(self, commands: Sequence[_Command], announced: Announced | None = None) -> list[Outcome]:
+        if announced is not None:
+            announced.arrived()
         if not commands:
             return []
         loop = asyncio.get_running_loop()
         if self._loop is not loop or self._queue is None or self._task is None or self._task.done():
-            self._loop, self._queue = loop, asyncio.Queue()
+            self._loop, self._queue, self._arrival = loop, asyncio.Queue(), asyncio.Event()
             self._task = loop.create_task(self._run(self._queue))
         job = _Job(commands, loop.create_future())
         self._queue.put_nowait(job)
+        if self._arrival is not None:
+            self._arrival.set()
         return await job.done
 
     async def close(self) -> None:
@@ -68,10 +111,22 @@ class WriteLane:
         while True:
             jobs = [await queue.get()]
             size = len(jobs[0].commands)
-            while size < self.batch_size and not queue.empty():
-                job = queue.get_nowait()
-                jobs.append(job)
-                size += len(job.commands)
+            started, deadline = self._announced, None  # wait only for those announced before now
+            while size < self.batch_size:
+                if not queue.empty():
+                    job = queue.get_nowait()
+                    jobs.append(job)
+                    size += len(job.commands)
+                    continue
+                if self._arrival is None or min(self._on_the_way, default=started) >= started:
+                    break
+                loop = asyncio.get_running_loop()
+                deadline = deadline or loop.time() + self.gather_seconds
+                if loop.time() >= deadline:
+                    break
+                self._arrival.clear()
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(self._arrival.wait(), deadline - loop.time())
             try:
                 commands = [cmd for job in jobs for cmd in job.commands]
                 outcomes = await to_thread.run_sync(self._append_all, commands)

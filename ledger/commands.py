@@ -407,10 +407,16 @@ def parse_command(line: str | bytes, *, max_amount: Decimal = DEFAULT_MAX_AMOUNT
         raise InvalidCommand("not valid JSON: nested too deeply") from None
     except ValueError as e:  # JSONDecodeError, and what the hooks above raise
         raise InvalidCommand(f"not valid JSON: {e}") from None
-    # Without a backslash every decoded string is a slice of the line as written, so one search
-    # of the whole line answers for all of them (a hit, even between tokens, checks each string).
-    clean = "\\" not in line and not _UNSAFE_CHARS.search(line.rstrip("\r\n"))
-    return command_from_dict(data, max_amount=max_amount, _text_is_safe=clean)
+    return command_from_dict(data, max_amount=max_amount, _text_is_safe=text_is_safe(line))
+
+
+def text_is_safe(text: str) -> bool:
+    """No string decoded from this JSON text (a line, a request's body) can hold an unsafe character.
+
+    Without a backslash every decoded string is a slice of the text as written, so one search of
+    the whole text answers for all of them (a hit, even between tokens, checks each string). The
+    line ends a file's line or a body may carry are outside every string."""
+    return "\\" not in text and not _UNSAFE_CHARS.search(text.rstrip("\r\n"))
 
 
 def command_from_dict(data: Any, *, max_amount: Decimal = DEFAULT_MAX_AMOUNT, _text_is_safe: bool = False) -> _Command:

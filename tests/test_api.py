@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from fastapi.testclient import TestClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from support.commands import applied, approved, domain_example, funded, repaid
+from support.commands import applied, approved, declined, domain_example, funded, repaid
 
 from api.app import MAX_BODY_BYTES, create_app
 from cli.main import cli
@@ -470,3 +470,102 @@ def test_token_cli_creates_once_lists_without_secrets_and_revokes(store_url):
         assert json.loads(run("token", "list", "--json").output)[0]["revoked_at"] is not None
     finally:
         app.close()
+
+
+def test_the_append_routes_refuse_in_the_order_every_route_does(api):
+    """The query string, then the token, then its scope: an unknown parameter is 422 before a missing or
+    bad token is 401, and a read-only token is 403, on the append routes as on the reads (the append
+    routes check all three in one dependency since issue 29)."""
+    bodies = {"/v1/commands": applied("Q1"), "/v1/commands/batch": {"commands": [applied("Q1")]}}
+    for path, body in bodies.items():
+        content = json.dumps(body).encode()
+        refusals = [
+            api.client.post(f"{path}?colour=red", content=content),
+            api.client.post(path, content=content),
+            api.client.post(path, content=content, headers={"Authorization": "Bearer nope"}),
+            api.client.post(f"{path}?colour=red", content=content, headers=api.auth("reader")),
+            api.client.post(path, content=content, headers=api.auth("reader")),
+        ]
+        answers = [(r.status_code, r.json()["error"]["code"], r.json()["error"]["field"]) for r in refusals]
+        assert answers == [
+            (422, "unknown_parameter", "colour"),
+            (401, "missing_token", None),
+            (401, "invalid_token", None),
+            (422, "unknown_parameter", "colour"),
+            (403, "missing_scope", None),
+        ], path
+        assert refusals[1].headers["www-authenticate"] == "Bearer"
+        assert "'reader' lacks the 'append' scope" in refusals[4].json()["error"]["message"]
+        twice = api.client.post(f"{path}?x=1&x=2", content=content, headers=api.auth("writer"))
+        assert (twice.status_code, twice.json()["error"]["code"]) == (422, "unknown_parameter")
+    assert api.get("/v1/loans/Q1").status_code == 404  # nothing refused was appended
+
+
+# ---- POST /v1/commands past FastAPI's routing (issue 29) ----------------------------------------------
+_WHO = ("rw", "reader", "writer", "bank", "wrong", "none")
+_LOANS = ("D1", "D2")
+
+
+@st.composite
+def single_requests(draw):
+    """What a client may send to POST /v1/commands: commands valid or not, for loans in any state, raw
+    bodies that are not commands, query strings, and every kind of token."""
+    loan = draw(st.sampled_from(_LOANS))
+    command = draw(
+        st.sampled_from([applied, approved, declined, funded, repaid, lambda loan_id: funded(loan_id, bank="BANKB")])
+    )(loan)
+    kind = draw(st.sampled_from(["command", "command", "broken", "raw"]))
+    if kind == "broken":  # a field dropped or replaced by any JSON value
+        field = draw(st.sampled_from(sorted(command)))
+        if draw(st.booleans()):
+            del command[field]
+        else:
+            command[field] = draw(st.none() | st.booleans() | st.integers() | st.text(max_size=8) | st.just([1]))
+    body = json.dumps(command).encode()
+    if kind == "raw":
+        body = draw(st.sampled_from([b"", b"{", b"[1]", b"\xff\xfe", b'{"a": 1, "a": 2}', b" " * 70_000, b"null"]))
+    query = draw(st.sampled_from(["", "", "?colour=red", "?x=1&x=2", "?"]))
+    return query, body, draw(st.sampled_from(_WHO))
+
+
+@pytest.fixture
+def two_apps(tmp_path):
+    """The application twice, each on a store of its own: as built, and with POST /v1/commands left to
+    FastAPI's routing as before issue 29 (the direct path taken out of its middleware)."""
+    from api.routes.commands import DirectSingle
+
+    clients, secrets = [], []
+    for name in ("direct", "routed"):
+        app = create_app(Settings(db_url=f"sqlite:///{tmp_path}/{name}.db"))
+        if name == "routed":
+            app.user_middleware = [m for m in app.user_middleware if m.cls is not DirectSingle]
+        ledger = app.state.ledger
+        secrets.append(
+            {
+                "rw": create_token(ledger, "rw", ["append", "read"]),
+                "reader": create_token(ledger, "reader", ["read"]),
+                "writer": create_token(ledger, "writer", ["append"]),
+                "bank": create_token(ledger, "bank", ["append"], party="bank:BANKB"),
+                "wrong": "not-a-token",
+            }
+        )
+        clients.append(TestClient(app, raise_server_exceptions=False).__enter__())
+    yield list(zip(clients, secrets, strict=True))
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+@settings(max_examples=60)
+@given(st.lists(single_requests(), min_size=1, max_size=6))
+def test_a_single_posted_directly_is_answered_as_fastapis_route_answered_it(two_apps, requests):
+    """Status, headers (but the request id) and body, request after request, on stores kept in step."""
+    for query, body, who in requests:
+        answers = []
+        for client, secrets in two_apps:
+            headers = {"Content-Type": "application/json"}
+            if who != "none":
+                headers["Authorization"] = f"Bearer {secrets[who]}"
+            response = client.post(f"/v1/commands{query}", content=body, headers=headers)
+            kept = {k: v for k, v in response.headers.items() if k not in ("x-request-id", "date")}
+            answers.append((response.status_code, kept, response.content))
+        assert answers[0] == answers[1], (query, body[:200], who)

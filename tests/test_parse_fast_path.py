@@ -15,8 +15,10 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 from support.commands import applied, approved, funded, repaid
 
+from api.body import decode_batch, rejected, single_command
 from domain.errors import InvalidCommand
-from ledger.commands import _UNSAFE_CHARS, command_from_dict, decode_json, parse_command
+from ledger.app import Outcome
+from ledger.commands import _UNSAFE_CHARS, DEFAULT_MAX_AMOUNT, command_from_dict, decode_json, parse_command
 
 _valid = [applied(), approved(), funded(), repaid(), applied(borrower={"name": "张三"})]
 # Characters either side of the line: controls, C1, separators, bidi overrides, escapes, quotes.
@@ -107,3 +109,33 @@ def test_the_format_characters_refused_are_every_cf_character_of_this_python():
     missing = [f"U+{cp:04X}" for cp in range(0x110000) if unicodedata.category(chr(cp)) == "Cf"]
     missing = [cp for cp in missing if not _UNSAFE_CHARS.fullmatch(chr(int(cp[2:], 16)))]
     assert missing == []
+
+
+@given(lines(), st.sampled_from(["", "\n", "\r\n", " "]))
+def test_a_single_requests_one_search_answers_as_a_search_per_string(line, end):
+    """POST /v1/commands: the body searched once, as parse_command searches a line (issue 29)."""
+    body = line + end
+    data = _decoded(body)
+    assume(data is not None)
+    slow = _answer(lambda: command_from_dict(data))
+    assert _answer(lambda: single_command(data, body, DEFAULT_MAX_AMOUNT)) == slow
+
+
+def _batch_answer(item):
+    return item.model_dump() if not isinstance(item, Outcome) else (item.error, item.code, item.field, item.loan_id)
+
+
+@given(st.lists(lines(), min_size=1, max_size=4), st.sampled_from(["", "\n"]))
+def test_a_batchs_one_search_answers_as_a_search_per_string(items, end):
+    """POST /v1/commands/batch: one search of the whole body answers for every item's strings, and any
+    item's unsafe character sends every item through the search per string."""
+    body = '{"commands": [' + ", ".join(items) + "]}" + end
+    data = _decoded(body)
+    assume(data is not None)
+    slow = []
+    for item in data["commands"]:
+        try:
+            slow.append(_batch_answer(command_from_dict(item)))
+        except InvalidCommand as e:
+            slow.append(_batch_answer(rejected(item, e)))
+    assert [_batch_answer(c) for c in decode_batch(body.encode(), DEFAULT_MAX_AMOUNT)] == slow
