@@ -441,8 +441,8 @@ def _check_shape(data: dict[str, Any], text_is_safe: bool = False) -> None:
     so only lengths are left to check here.
     """
     for key, value in data.items():
-        if len(key) > MAX_TEXT_CHARS or not text_is_safe:
-            _check_text(key, "a field name", _field(key))
+        if (len(key) > MAX_TEXT_CHARS or not text_is_safe) and _bad_text(key):
+            _check_text(key, "a field name", _field(key))  # (a field's name is worked out only for its error)
         if key == "borrower" and isinstance(value, dict):
             if len(value) > MAX_BORROWER_KEYS:
                 raise InvalidCommand(
@@ -459,8 +459,12 @@ def _check_shape(data: dict[str, Any], text_is_safe: bool = False) -> None:
             raise InvalidCommand(
                 f"{_field(key)}: nested values are not accepted here, got {_json_kind(value)}", _field(key)
             )
-        elif isinstance(value, str) and (len(value) > MAX_TEXT_CHARS or not text_is_safe):
-            _check_text(value, _field(key), _field(key))  # the field's name is worked out only when it may be needed
+        elif isinstance(value, str) and (len(value) > MAX_TEXT_CHARS or not text_is_safe) and _bad_text(value):
+            _check_text(value, _field(key), _field(key))
+
+
+def _bad_text(text: str) -> bool:
+    return len(text) > MAX_TEXT_CHARS or _UNSAFE_CHARS.search(text) is not None
 
 
 def _check_text(text: str, where: str, field: str | None = None) -> None:
