@@ -18,7 +18,9 @@ Leakage is ruled out by construction, not by care:
 So the same (as_of, known_at) gives identical rows whatever is appended later.
 
 Borrowers are read a chunk at a time (their loans' events in one query), so
-memory follows the chunk, not the book. Events are decoded once, straight from
+memory follows the chunk, not the book; the next chunk is read on a thread while
+the rows of this one are built (projections/read_ahead.py), so the database's
+work overlaps Python's. Events are decoded once, straight from
 their stored JSON, into the few facts the rows use (no Loan aggregate:
 projections/dataset_facts.py; the files are written by projections/dataset_writers.py), and
 balances come from the domain's ``position_as_of``: the same rules as every
@@ -44,6 +46,7 @@ from domain.terms import Terms, annualised_cost_rate
 from eventstore.audit_store import stream_id
 from projections import runner
 from projections.dataset_facts import LoanFacts, LoanHistory
+from projections.read_ahead import read_ahead
 from projections.source import EventLog
 
 MATURE_AFTER_DAYS = EVER_WINDOW_DAYS  # the 60-day labels' window has closed by due + 60
@@ -164,6 +167,14 @@ COLUMNS = (
 def rows(app: EventLog, as_of: date, known_at: datetime) -> Iterator[dict[str, Any]]:
     """The dataset's rows, streamed borrower by borrower (ordered by borrower, then place in the log)."""
     runner.catch_up(app)  # the projection lists every borrower's loans
+    for loans_of, events in read_ahead(_chunks(app)):
+        for loan_ids in loans_of.values():
+            history = [LoanHistory.decode(events[loan_id]) for loan_id in loan_ids if events[loan_id]]
+            yield from borrower_rows(history, as_of, known_at)
+
+
+def _chunks(app: EventLog) -> Iterator[tuple[dict[str, list[str]], dict[str, list[Notification]]]]:
+    """A chunk of borrowers at a time: each one's loan ids, and every loan's stored events."""
     db = runner.views(app)
     after = ""
     while True:
@@ -187,9 +198,7 @@ def rows(app: EventLog, as_of: date, known_at: datetime) -> Iterator[dict[str, A
         events: dict[str, list[Notification]] = {loan_id: [] for loan_id in uuids.values()}
         for stored in app.recorder.notifications_of(list(uuids)):
             events[uuids[stream_id(stored)]].append(stored)
-        for loan_ids in loans_of.values():
-            history = [LoanHistory.decode(events[loan_id]) for loan_id in loan_ids if events[loan_id]]
-            yield from borrower_rows(history, as_of, known_at)
+        yield loans_of, events
 
 
 def borrower_rows(loans: list[LoanHistory], as_of: date, known_at: datetime) -> Iterator[dict[str, Any]]:
