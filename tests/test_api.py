@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sqlite3
+from datetime import date
 from decimal import Decimal as D
 
 import pytest
@@ -502,7 +504,7 @@ def test_the_append_routes_refuse_in_the_order_every_route_does(api):
 
 
 # ---- POST /v1/commands past FastAPI's routing (issue 29) ----------------------------------------------
-_WHO = ("rw", "reader", "writer", "bank", "wrong", "none")
+_WHO = ("rw", "reader", "writer", "bank", "expired", "wrong", "none")
 _LOANS = ("D1", "D2")
 
 
@@ -546,9 +548,12 @@ def two_apps(tmp_path):
                 "reader": create_token(ledger, "reader", ["read"]),
                 "writer": create_token(ledger, "writer", ["append"]),
                 "bank": create_token(ledger, "bank", ["append"], party="bank:BANKB"),
+                "expired": create_token(ledger, "old", ["append"], expires_on=date(2099, 1, 1)),
                 "wrong": "not-a-token",
             }
         )
+        with sqlite3.connect(tmp_path / f"{name}.db") as con:  # as a day passing leaves it: create refuses a past day
+            con.execute("UPDATE ledger_tokens SET expires_on = '2026-01-01' WHERE name = 'old'")
         clients.append(TestClient(app, raise_server_exceptions=False).__enter__())
     yield list(zip(clients, secrets, strict=True))
     for client in clients:
@@ -607,3 +612,85 @@ def test_unsafe_characters_are_refused_by_the_direct_single_as_by_the_route_and_
         answers.append((response.status_code, response.content))
     assert answers[0] == answers[1]
     assert answers[0][0] in ((400, 422) if refused else (201,)), answers[0]
+
+
+def _answers_and_log_lines(two_apps, capsys, method, path, body, who, headers=None):
+    """Each app's answer (but its request id and date) and its request log lines (but id and duration)."""
+    answers = []
+    for client, secrets in two_apps:
+        sent = {"Content-Type": "application/json", **(headers or {})}
+        if who is not None:
+            sent["Authorization"] = f"Bearer {secrets[who]}"
+        capsys.readouterr()
+        response = client.request(method, path, content=body, headers=sent)
+        lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+        for line in lines:
+            line.pop("request_id")
+            line.pop("duration_ms", None)
+            if "traceback" in line:  # its frames differ by the way taken; what was raised does not
+                line["traceback"] = line["traceback"].strip().splitlines()[-1]
+        kept = {k: v for k, v in response.headers.items() if k not in ("x-request-id", "date")}
+        seen = response.json() if response.content else None
+        if isinstance(seen, dict):
+            seen.pop("request_id", None)  # a 500's, each its own
+        answers.append((response.status_code, kept, seen, lines))
+    return answers
+
+
+_GOOD = json.dumps(applied("S1")).encode()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "who", "headers"),
+    [
+        ("GET", "/v1/commands", b"", "rw", None),
+        ("HEAD", "/v1/commands", b"", "rw", None),
+        ("PUT", "/v1/commands", _GOOD, "rw", None),
+        ("OPTIONS", "/v1/commands", b"", "rw", None),
+        ("POST", "/v1/commands/", _GOOD, "rw", None),
+        ("POST", "/v1/commands", _GOOD, "expired", None),  # its name logged, as FastAPI's route logs it
+        ("POST", "/v1/commands", _GOOD, "rw", {"Content-Type": "text/plain"}),
+        ("POST", "/v1/commands", b"x" * (MAX_BODY_BYTES + 1), "rw", None),
+        ("POST", "/v1/commands", b"x" * (MAX_BODY_BYTES + 1), None, None),  # 401 before 413
+        ("POST", "/v1/commands?x=1", b"x" * (MAX_BODY_BYTES + 1), "reader", None),  # 422 before 403
+        ("POST", "/v1/commands", b"\xff" * 70_000, "rw", None),  # over 64 KiB before not UTF-8
+        ("POST", "/v1/commands", _GOOD.replace(b'"S1"', b'"S1\\u0000"'), "rw", None),
+        ("POST", "/v1/commands", _GOOD.replace(b'"B1"', b'"B\\ud8001"'), "rw", None),
+        ("POST", "/v1/commands", _GOOD.replace(b'"app"', b'"a\x7fp"'), "rw", None),
+        ("POST", "/v1/commands", _GOOD.replace(b'"app"', b'"a\x00p"'), "rw", None),
+        ("POST", "/v1/commands", b"\xef\xbb\xbf" + _GOOD, "rw", None),
+    ],
+)
+def test_a_single_is_answered_and_logged_as_fastapis_route_on_what_the_generated_requests_miss(
+    two_apps, capsys, method, path, body, who, headers
+):
+    """Other methods and paths (left to FastAPI), refusals with several things wrong at once, escaped and
+    raw unsafe characters: the same answer and the same request log line both ways."""
+    direct, routed = _answers_and_log_lines(two_apps, capsys, method, path, body, who, headers)
+    assert direct == routed
+    assert len(direct[3]) >= 1 and direct[3][-1]["status"] == direct[0]
+
+
+def test_a_single_meeting_a_failure_is_answered_and_logged_as_fastapis_route(two_apps, capsys, monkeypatch):
+    """The store down at the token check (503, Retry-After), an unexpected error in the append (500, its
+    traceback logged): the handlers the application installed answer the direct path as they answer FastAPI's."""
+    import api.auth
+    from eventstore.retry import StoreUnavailable
+
+    def down(*args):
+        raise StoreUnavailable("the store is down")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(api.auth, "_authenticate_all", down)
+        direct, routed = _answers_and_log_lines(two_apps, capsys, "POST", "/v1/commands", _GOOD, "rw")
+    assert direct == routed
+    assert (direct[0], direct[1].get("retry-after")) == (503, "5")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    for client, _ in two_apps:
+        monkeypatch.setattr(client.app.state.ledger, "append", broken)
+    direct, routed = _answers_and_log_lines(two_apps, capsys, "POST", "/v1/commands", _GOOD, "rw")
+    assert direct == routed
+    assert direct[0] == 500 and direct[3][0]["traceback"] == "RuntimeError: disk on fire"

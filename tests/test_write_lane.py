@@ -4,12 +4,19 @@ answers are each request's own, whichever transaction carried it (issue 29)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from types import SimpleNamespace
 
+from support.commands import applied
+
+import api.auth
+from api.app import create_app
 from api.writer import WriteLane
 from ledger.app import APPENDED, Outcome
+from ledger.config import Settings
+from ledger.tokens import create_token
 
 
 class CountingLedger:
@@ -133,3 +140,108 @@ def test_the_wait_is_bounded_when_a_request_never_arrives():
     took = asyncio.run(main())
     assert 0.15 < took < 10
     assert ledger.calls == [["A"]]
+
+
+def _post(app, secret: str, loan_id: str):
+    """POST /v1/commands straight to the ASGI application, as a server hands it a request: its answer's status
+    and body, or its task cancelled (a server stopping, a client's task torn down) before it has one."""
+    body = json.dumps(applied(loan_id)).encode()
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/commands",
+        "raw_path": b"/v1/commands",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"ledger"), (b"authorization", f"Bearer {secret}".encode())],
+        "client": ("127.0.0.1", 50000),
+        "server": ("ledger", 80),
+    }
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+    sent: list[dict] = []
+
+    async def receive():
+        if messages:
+            return messages.pop(0)
+        await asyncio.sleep(3600)  # the client is still connected
+
+    async def send(message):
+        sent.append(message)
+
+    async def run():
+        await app(scope, receive, send)
+        [status] = [m["status"] for m in sent if m["type"] == "http.response.start"]
+        return status, json.loads(b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body"))
+
+    return run()
+
+
+def test_a_request_cancelled_on_its_way_or_in_the_lane_leaves_the_lane_serving(tmp_path, monkeypatch):
+    """A single cancelled during its token check is no longer waited for (the lane's bound here is 5 s);
+    one cancelled while queued behind a running transaction is appended once, its retry a duplicate; the
+    requests after both are served at once."""
+    app = create_app(Settings(db_url=f"sqlite:///{tmp_path}/ledger.db"))
+    secret = create_token(app.state.ledger, "rw", ["append", "read"])
+    lane = app.state.lane
+    lane.gather_seconds = 5
+    ledger, stored = app.state.ledger, []
+    appending, release = threading.Event(), threading.Event()
+    real_append, real_lookup = ledger.append, api.auth._authenticate_all
+
+    def held_append(commands, *args, **kwargs):
+        stored.append([c.loan_id for c in commands])
+        appending.set()
+        release.wait(10)
+        return real_append(commands, *args, **kwargs)
+
+    monkeypatch.setattr(ledger, "append", held_append)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        release.set()
+        assert (await _post(app, secret, "K0"))[0] == 201  # the lane's task and the token checks started
+
+        # on its way: cancelled while its token check is still running
+        checking = threading.Event()
+
+        def hanging_lookup(svc, digests):
+            checking.set()
+            time.sleep(0.5)
+            return real_lookup(svc, digests)
+
+        monkeypatch.setattr(api.auth, "_authenticate_all", hanging_lookup)
+        on_its_way = asyncio.ensure_future(_post(app, secret, "K1"))
+        while not checking.is_set():
+            await asyncio.sleep(0.001)
+        monkeypatch.setattr(api.auth, "_authenticate_all", real_lookup)
+        on_its_way.cancel()
+        started = loop.time()
+        assert (await _post(app, secret, "K2"))[0] == 201
+        waited = loop.time() - started
+
+        # in the lane: queued behind a transaction still running
+        release.clear()
+        appending.clear()
+        running = asyncio.ensure_future(_post(app, secret, "K3"))
+        while not appending.is_set():
+            await asyncio.sleep(0.001)
+        queued = asyncio.ensure_future(_post(app, secret, "K4"))
+        while lane._queue.empty():
+            await asyncio.sleep(0.001)
+        queued.cancel()
+        release.set()
+        assert await running == (201, {"status": "appended", "loan_id": "K3"})
+        after = [await _post(app, secret, loan) for loan in ("K5", "K4")]
+        await lane.close()
+        return waited, on_its_way.cancelled(), queued.cancelled(), after
+
+    waited, first_cancelled, second_cancelled, after = asyncio.run(main())
+    assert first_cancelled and second_cancelled
+    assert waited < 4
+    assert after == [(201, {"status": "appended", "loan_id": "K5"}), (200, {"status": "duplicate", "loan_id": "K4"})]
+    # K1 never reached the store; K4 did, while its request was gone, and its retry found it there
+    assert sorted(loan for call in stored for loan in call) == ["K0", "K2", "K3", "K4", "K4", "K5"]
+    app.state.ledger.close()
