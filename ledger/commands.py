@@ -8,7 +8,8 @@ Strict wherever an ambiguity could cost money: JSON numbers never become binary
 floats (fractions arrive as ``JsonFloat`` text), a key given twice in one object
 is refused (rather than the last copy silently winning), digits are ASCII and
 unpadded, references are never blank, timestamps are RFC 3339 with an offset,
-and every date lies in ``DATE_MIN``..``DATE_MAX``.
+and every date lies in ``DATE_MIN``..``DATE_MAX`` (a timestamp's both as written and on
+its day in Asia/Shanghai, the ledger's day).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from pydantic import (
 )
 
 from domain.errors import InvalidAmount, InvalidCommand
+from domain.loan import SHANGHAI
 from domain.money import DEFAULT_MAX_AMOUNT, JsonFloat, parse_amount
 from domain.terms import PRINCIPAL_MAX, PRINCIPAL_MIN, TERM_DAYS_MAX, TERM_DAYS_MIN
 
@@ -123,7 +125,10 @@ def _aware_datetime(value: object) -> datetime:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError as e:
         raise ValueError(f"{value!r} is not a real time ({e})") from None
-    _in_window(moment.date(), "timestamp")
+    _in_window(moment.date(), "timestamp")  # first as written: a far year could not be moved to Shanghai
+    day = moment.astimezone(SHANGHAI).date()  # the ledger's day for it, as every value date is reckoned
+    if not DATE_MIN <= day <= DATE_MAX:
+        raise ValueError(f"timestamp {value} falls on {day} in Asia/Shanghai, outside {DATE_MIN}..{DATE_MAX}")
     return moment
 
 

@@ -138,6 +138,18 @@ HOSTILE_LINES = [
     ("nested 5000 deep", '{"type": "repaid", "x": ' + "[" * 5000 + "]" * 5000 + "}", "nested"),
     ("year 1", json.dumps(repaid(occurred_at="0001-01-01T00:00:00+08:00")), "outside 2000-01-01..2100-12-31"),
     ("year 9999 value date", json.dumps(funded("L9", value_date="9999-12-18")), "outside 2000-01-01..2100-12-31"),
+    # The ledger's day is Asia/Shanghai's: an instant written on 2100-12-31 at -12:00 falls on 2101-01-01
+    # there, a loan applied on a day no value date can reach (it could never be funded).
+    (
+        "last day west of Shanghai",
+        json.dumps(applied("L9", occurred_at="2100-12-31T23:59:59-12:00")),
+        "falls on 2101-01-01 in Asia/Shanghai, outside 2000-01-01..2100-12-31",
+    ),
+    (
+        "first day east of Shanghai",
+        json.dumps(repaid(occurred_at="2000-01-01T00:00:00+14:00")),
+        "falls on 1999-12-31 in Asia/Shanghai, outside 2000-01-01..2100-12-31",
+    ),
     ("lone surrogate", _raw(applied("L9"), "borrower", '{"name": "\\ud800"}'), "control character"),
     ("NUL in borrower", json.dumps(applied("L9", borrower={"name": "a\u0000b"})), "control character"),
     ("NUL in a text field", json.dumps(applied("L9", product="pay\u0000day")), "product: control character"),
