@@ -13,6 +13,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 from pgserver import ThrowawayPostgres
+from support.asgi import post_scope
 from support.commands import applied, approved, domain_example, repaid
 from test_damage import remove_event
 
@@ -103,20 +104,8 @@ def test_a_client_leaving_mid_body_is_logged_as_a_disconnect_without_a_traceback
         async def send(message: dict) -> None:
             sent.append(message)
 
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "POST",
-            "scheme": "http",
-            "path": "/v1/commands/batch",
-            "raw_path": b"/v1/commands/batch",
-            "query_string": b"",
-            "root_path": "",
-            "headers": [(b"authorization", f"Bearer {token}".encode()), (b"content-length", b"100000")],
-            "client": ("127.0.0.1", 50000),
-            "server": ("127.0.0.1", 8000),
-        }
+        headers = [(b"authorization", f"Bearer {token}".encode()), (b"content-length", b"100000")]
+        scope = post_scope("/v1/commands/batch", headers)
         await app(scope, receive, send)
 
     capsys.readouterr()

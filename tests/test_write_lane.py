@@ -9,6 +9,7 @@ import threading
 import time
 from types import SimpleNamespace
 
+from support.asgi import post_scope
 from support.commands import applied
 
 import api.auth
@@ -146,20 +147,7 @@ def _post(app, secret: str, loan_id: str):
     """POST /v1/commands straight to the ASGI application, as a server hands it a request: its answer's status
     and body, or its task cancelled (a server stopping, a client's task torn down) before it has one."""
     body = json.dumps(applied(loan_id)).encode()
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/v1/commands",
-        "raw_path": b"/v1/commands",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"ledger"), (b"authorization", f"Bearer {secret}".encode())],
-        "client": ("127.0.0.1", 50000),
-        "server": ("ledger", 80),
-    }
+    scope = post_scope("/v1/commands", [(b"host", b"ledger"), (b"authorization", f"Bearer {secret}".encode())])
     messages = [{"type": "http.request", "body": body, "more_body": False}]
     sent: list[dict] = []
 
