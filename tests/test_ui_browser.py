@@ -18,7 +18,10 @@ from ui_book import AS_OF, BEFORE_REPAYMENTS, build
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
-@pytest.fixture(scope="session")
+# Module, not session: Playwright's sync API keeps an event loop running on the test's thread while it is
+# open, and every later test in the same process that calls asyncio.run() would fail (seen in CI, when
+# tests/test_write_lane.py ran after this module on the same xdist worker).
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     if not Path(CHROMIUM).exists():
         pytest.fail("no Chromium: `apt-get install -y chromium` (.ci/run installs it)")
